@@ -1,0 +1,27 @@
+"""okplan: a Python map-reduce engine with a PySpark-RDD API, a real query planner, and no JVM.
+
+>>> from okplan import Context
+>>> with Context() as ctx:
+...     ctx.parallelize(["a b", "b"]).flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(lambda a, b: a + b).collectAsMap()
+{'a': 1, 'b': 2}
+"""
+
+from .broadcast import Broadcast
+from .chainable import ChainableList
+from .context import Context
+from .dataset import DataSet
+from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
+from .exec.accumulators import Accumulator
+from .exec.task import NotHashableKeyError
+from .logger import Logger
+from .logical.narrow import NotAPairError
+from .logical.partitioners import portable_hash
+from .statcounter import StatCounter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
+    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
+    "portable_hash",
+]

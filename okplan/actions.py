@@ -1,0 +1,412 @@
+"""Actions: the calls that run a job and return plain values. Mixed into ``DataSet``.
+
+Each action is a per-partition function (runs in the task, on any executor) plus a merge of the
+partition results here in the caller, the way PySpark builds its actions on ``runJob``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import heapq
+import operator
+from bisect import bisect_right
+from collections import defaultdict
+from itertools import islice
+from math import isinf, isnan
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from . import _checks as chk
+from .logical import nodes as L
+from .statcounter import StatCounter
+
+if TYPE_CHECKING:
+    from .dataset import DataSet
+
+
+class PartitionAction:
+    """A per-partition action function, named for plans and error notes."""
+
+    __slots__ = ("fn", "name", "user_func")
+
+    def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None):
+        self.fn = fn
+        self.name = name
+        self.user_func = user_func
+
+    def __call__(self, it: Iterator) -> Any:
+        return self.fn(it)
+
+
+def _to_list(it):
+    return it if isinstance(it, list) else list(it)
+
+
+def _count(it):
+    if isinstance(it, list):
+        return len(it)
+    n = 0
+    for _ in it:
+        n += 1
+    return n
+
+
+class ActionsMixin:
+    _node: L.Node
+
+    def _run(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
+             partitions: list[int] | None = None) -> list:
+        return self.context._run_job(self._node, PartitionAction(fn, name, user_func), partitions)  # type: ignore
+
+    def _run_iter(self, fn: Callable[[Iterator], Any], name: str):
+        return self.context._run_job_iter(self._node, PartitionAction(fn, name), None)  # type: ignore
+
+    # -- collecting ------------------------------------------------------------------------------------
+    def collect(self) -> list:
+        """All records as a list, partitions in order.
+
+        >>> ctx.parallelize([1, 2, 3]).collect()       # doctest: +SKIP
+        [1, 2, 3]
+        """
+        out: list = []
+        for part in self._run(_to_list, "collect"):
+            out.extend(part)
+        return out
+
+    def collectAsMap(self) -> dict:
+        """The ``(k, v)`` pairs as a dict (a later pair wins for a repeated key).
+
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).collectAsMap()   # doctest: +SKIP
+        {'a': 1, 'b': 2}
+        """
+        return dict(self.collect())
+
+    def count(self) -> int:
+        """The number of records.
+
+        >>> ctx.parallelize(range(10)).count()          # doctest: +SKIP
+        10
+        """
+        return sum(self._run(_count, "count"))
+
+    def countByValue(self) -> dict:
+        """``{record: how often it occurs}``.
+
+        >>> dict(ctx.parallelize([1, 1, 2]).countByValue())    # doctest: +SKIP
+        {1: 2, 2: 1}
+        """
+        def count_partition(it):
+            counts: dict = defaultdict(int)
+            for x in it:
+                counts[x] += 1
+            return counts
+
+        total: dict = defaultdict(int)
+        for counts in self._run(count_partition, "countByValue"):
+            for k, v in counts.items():
+                total[k] += v
+        return total
+
+    def countByKey(self) -> dict:
+        """``{key: number of pairs with that key}``.
+
+        >>> dict(ctx.parallelize([("a", 1), ("a", 2)]).countByKey())   # doctest: +SKIP
+        {'a': 2}
+        """
+        return self.map(operator.itemgetter(0)).countByValue()  # type: ignore[attr-defined]
+
+    def first(self) -> Any:
+        """The first record; ``ValueError`` on an empty dataset.
+
+        >>> ctx.parallelize([5, 6]).first()             # doctest: +SKIP
+        5
+        """
+        rs = self.take(1)
+        if rs:
+            return rs[0]
+        raise ValueError("RDD is empty")
+
+    def take(self, num: int) -> list:
+        """The first ``num`` records. Runs partitions in order and stops once it has enough.
+
+        >>> ctx.parallelize(range(100), 10).take(3)     # doctest: +SKIP
+        [0, 1, 2]
+        """
+        chk.check_int(num, "take", "num")
+        if num <= 0:
+            return []
+        items: list = []
+        results = self.context._run_job_iter(  # type: ignore[attr-defined]
+            self._node, PartitionAction(lambda it: list(islice(it, num)), "take"), None)
+        try:
+            for part in results:
+                items.extend(part)
+                if len(items) >= num:
+                    break
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+        return items[:num]
+
+    def isEmpty(self) -> bool:
+        """True when the dataset has no records (stops at the first non-empty partition).
+
+        >>> ctx.parallelize([]).isEmpty()               # doctest: +SKIP
+        True
+        """
+        return self.getNumPartitions() == 0 or len(self.take(1)) == 0  # type: ignore[attr-defined]
+
+    def takeOrdered(self, num: int, key: Callable[[Any], Any] | None = None) -> list:
+        """The ``num`` smallest records (by ``key``), ascending.
+
+        >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)   # doctest: +SKIP
+        [1, 2]
+        """
+        chk.check_int(num, "takeOrdered", "num")
+        if num < 0:
+            raise ValueError("takeOrdered() needs num >= 0")
+        parts = self._run(lambda it: heapq.nsmallest(num, it, key), "takeOrdered")
+        return heapq.nsmallest(num, [x for p in parts for x in p], key)
+
+    def top(self, num: int, key: Callable[[Any], Any] | None = None) -> list:
+        """The ``num`` largest records (by ``key``), descending.
+
+        >>> ctx.parallelize([5, 1, 4, 2]).top(2)        # doctest: +SKIP
+        [5, 4]
+        """
+        chk.check_int(num, "top", "num")
+        if num < 0:
+            raise ValueError("top() needs num >= 0")
+        parts = self._run(lambda it: heapq.nlargest(num, it, key), "top")
+        return heapq.nlargest(num, [x for p in parts for x in p], key)
+
+    # -- folding ---------------------------------------------------------------------------------------
+    def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
+        """Merge all records with an associative, commutative ``f``; ``ValueError`` when empty.
+
+        >>> ctx.parallelize(range(1, 5)).reduce(lambda a, b: a + b)    # doctest: +SKIP
+        10
+        """
+        chk.check_callable(f, "reduce")
+
+        def reduce_partition(it):
+            it = iter(it)
+            for first in it:
+                return [functools.reduce(f, it, first)]
+            return []
+
+        values = [v for part in self._run(reduce_partition, "reduce", f) for v in part]
+        if values:
+            return functools.reduce(f, values)
+        raise ValueError("Can not reduce() empty RDD")
+
+    def fold(self, zeroValue: Any, op: Callable[[Any, Any], Any]) -> Any:
+        """Fold each partition from ``zeroValue`` with ``op``, then fold the results from ``zeroValue``.
+
+        >>> ctx.parallelize([1, 2, 3]).fold(0, add)     # doctest: +SKIP
+        6
+        """
+        chk.check_callable(op, "fold", "op")
+
+        def fold_partition(it):
+            acc = copy.deepcopy(zeroValue)
+            for x in it:
+                acc = op(acc, x)
+            return acc
+
+        return functools.reduce(op, self._run(fold_partition, "fold", op), copy.deepcopy(zeroValue))
+
+    def aggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any]) -> Any:
+        """Fold each partition with ``seqOp`` from ``zeroValue``, merge partition results with ``combOp``.
+
+        >>> ctx.parallelize([1, 2, 3]).aggregate((0, 0), lambda a, x: (a[0] + x, a[1] + 1),
+        ...     lambda a, b: (a[0] + b[0], a[1] + b[1]))           # doctest: +SKIP
+        (6, 3)
+        """
+        chk.check_callable(seqOp, "aggregate", "seqOp")
+        chk.check_callable(combOp, "aggregate", "combOp")
+
+        def agg_partition(it):
+            acc = copy.deepcopy(zeroValue)
+            for x in it:
+                acc = seqOp(acc, x)
+            return acc
+
+        return functools.reduce(combOp, self._run(agg_partition, "aggregate", seqOp), copy.deepcopy(zeroValue))
+
+    def sum(self) -> Any:
+        """The sum of the records (0 when empty).
+
+        >>> ctx.parallelize([1, 2, 3]).sum()            # doctest: +SKIP
+        6
+        """
+        return functools.reduce(operator.add, self._run(sum, "sum"), 0)
+
+    def max(self, key: Callable[[Any], Any] | None = None) -> Any:
+        """The largest record (by ``key``); ``ValueError`` when empty.
+
+        >>> ctx.parallelize([1, 5, 3]).max()            # doctest: +SKIP
+        5
+        """
+        if key is None:
+            return self.reduce(max)
+        return self.reduce(lambda a, b: max(a, b, key=key))
+
+    def min(self, key: Callable[[Any], Any] | None = None) -> Any:
+        """The smallest record (by ``key``); ``ValueError`` when empty.
+
+        >>> ctx.parallelize([4, 1, 3]).min()            # doctest: +SKIP
+        1
+        """
+        if key is None:
+            return self.reduce(min)
+        return self.reduce(lambda a, b: min(a, b, key=key))
+
+    # -- statistics ------------------------------------------------------------------------------------
+    def stats(self) -> StatCounter:
+        """Count, mean, stdev, max and min in one pass.
+
+        >>> ctx.parallelize([1.0, 2.0, 3.0]).stats().mean()    # doctest: +SKIP
+        2.0
+        """
+        parts = self._run(StatCounter, "stats")
+        if not parts:
+            raise ValueError("Can not reduce() empty RDD")
+        return functools.reduce(lambda a, b: a.mergeStats(b), parts)
+
+    def mean(self) -> float:
+        """The mean of the records.
+
+        >>> ctx.parallelize([1, 2, 3]).mean()           # doctest: +SKIP
+        2.0
+        """
+        return self.stats().mean()
+
+    def variance(self) -> float:
+        """The population variance."""
+        return self.stats().variance()
+
+    def stdev(self) -> float:
+        """The population standard deviation.
+
+        >>> ctx.parallelize([1, 2, 3]).stdev()          # doctest: +SKIP
+        0.816496580927726
+        """
+        return self.stats().stdev()
+
+    def sampleVariance(self) -> float:
+        """The sample variance (divides by n - 1)."""
+        return self.stats().sampleVariance()
+
+    def sampleStdev(self) -> float:
+        """The sample standard deviation (divides by n - 1)."""
+        return self.stats().sampleStdev()
+
+    def histogram(self, buckets: int | list | tuple) -> tuple[list, list]:
+        """Counts of records per bucket. ``buckets`` is a count of even buckets between min and max,
+        or sorted bucket boundaries (the last bucket includes its upper bound).
+
+        >>> ctx.parallelize(range(51)).histogram(2)     # doctest: +SKIP
+        ([0, 25, 50], [25, 26])
+        """
+        if isinstance(buckets, int) and not isinstance(buckets, bool):
+            if buckets < 1:
+                raise ValueError("number of buckets must be >= 1")
+            filtered = self.filter(_comparable)  # type: ignore[attr-defined]
+            minv, maxv = filtered.map(lambda x: (x, x)).reduce(lambda a, b: (min(a[0], b[0]), max(a[1], b[1])))
+            if minv == maxv or buckets == 1:
+                return [minv, maxv], [filtered.count()]
+            try:
+                inc = (maxv - minv) / buckets
+            except TypeError:
+                raise TypeError("Can not generate buckets with non-number in RDD") from None
+            if isinf(inc):
+                raise ValueError("Can not generate buckets with infinite value")
+            inc = int(inc)
+            if inc * buckets != maxv - minv:
+                inc = (maxv - minv) * 1.0 / buckets
+            bounds = [i * inc + minv for i in range(buckets)]
+            bounds.append(maxv)
+            even = True
+        elif isinstance(buckets, (list, tuple)):
+            if len(buckets) < 2:
+                raise ValueError("buckets should have more than one value")
+            if any(b is None or isinstance(b, float) and isnan(b) for b in buckets):
+                raise ValueError("can not have None or NaN in buckets")
+            if sorted(buckets) != list(buckets):
+                raise ValueError("buckets should be sorted")
+            if len(set(buckets)) != len(buckets):
+                raise ValueError("buckets should not contain duplicated values")
+            bounds = list(buckets)
+            minv, maxv = bounds[0], bounds[-1]
+            even, inc = False, None
+            try:
+                steps = [bounds[i + 1] - bounds[i] for i in range(len(bounds) - 1)]
+            except TypeError:
+                pass
+            else:
+                if max(steps) - min(steps) < 1e-10:
+                    even, inc = True, (maxv - minv) / (len(bounds) - 1)
+        else:
+            raise TypeError("buckets should be a list or tuple or number(int or long)")
+
+        def count_partition(it: Iterable) -> list:
+            counters = [0] * len(bounds)
+            for x in it:
+                if x is None or (isinstance(x, float) and isnan(x)) or x > maxv or x < minv:
+                    continue
+                t = int((x - minv) / inc) if even else bisect_right(bounds, x) - 1
+                counters[t] += 1
+            last = counters.pop()
+            counters[-1] += last
+            return counters
+
+        parts = self._run(count_partition, "histogram")
+        if not parts:
+            raise ValueError("Can not reduce() empty RDD")
+        return bounds, [sum(col) for col in zip(*parts)]
+
+    # -- keys and side effects -------------------------------------------------------------------------
+    def lookup(self, key: Any) -> list:
+        """The values of ``key``. Reads only the key's partition when the partitioner is known.
+
+        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).lookup("a")   # doctest: +SKIP
+        [1, 3]
+        """
+        values = self.filter(lambda kv: kv[0] == key).values()  # type: ignore[attr-defined]
+        partitioner = self._node.partitioner
+        if partitioner is not None:
+            parts = values._run(_to_list, "lookup", partitions=[partitioner.partition(key)])
+            return [x for p in parts for x in p]
+        return values.collect()
+
+    def foreach(self, f: Callable[[Any], Any]) -> None:
+        """Call ``f`` on every record (in the task; use an accumulator to get values back).
+
+        >>> ctx.parallelize([1, 2]).foreach(print)       # doctest: +SKIP
+        """
+        chk.check_callable(f, "foreach")
+
+        def each(it):
+            for x in it:
+                f(x)
+
+        self._run(each, "foreach", f)
+
+    def foreachPartition(self, f: Callable[[Iterator], Any]) -> None:
+        """Call ``f`` on each partition's iterator."""
+        chk.check_callable(f, "foreachPartition")
+
+        def each(it):
+            f(it)
+
+        self._run(each, "foreachPartition", f)
+
+
+def _comparable(x: Any) -> bool:
+    if x is None:
+        return False
+    if type(x) is float and isnan(x):
+        return False
+    return True

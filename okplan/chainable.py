@@ -1,0 +1,95 @@
+"""``ChainableList``: the seed's eager list with chainable transformations."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable
+
+
+class ChainableList(list):
+    """A ``list`` whose transformations return new ``ChainableList``\\ s, computed at once.
+
+    >>> ChainableList([1, 2, 3]).map(lambda x: x * 2).filter(lambda x: x > 2)
+    [4, 6]
+    >>> ChainableList([("a", 1), ("a", 2)]).reduceByKey(lambda a, b: a + b)
+    [('a', 3)]
+    """
+
+    def map(self, f: Callable[[Any], Any]) -> "ChainableList":
+        return ChainableList(map(f, self))
+
+    def flatMap(self, f: Callable[[Any], Iterable]) -> "ChainableList":
+        return ChainableList(x for item in self for x in f(item))
+
+    def filter(self, f: Callable[[Any], bool]) -> "ChainableList":
+        return ChainableList(filter(f, self))
+
+    def reduce(self, f: Callable[[Any, Any], Any], *initial: Any) -> Any:
+        if not self and not initial:
+            raise ValueError("reduce() of an empty ChainableList with no initial value")
+        return functools.reduce(f, self, *initial)
+
+    def reduceByKey(self, f: Callable[[Any, Any], Any]) -> "ChainableList":
+        out: dict = {}
+        for k, v in self:
+            out[k] = f(out[k], v) if k in out else v
+        return ChainableList(out.items())
+
+    def groupByKey(self) -> "ChainableList":
+        out: dict = {}
+        for k, v in self:
+            out.setdefault(k, []).append(v)
+        return ChainableList(out.items())
+
+    def mapValues(self, f: Callable[[Any], Any]) -> "ChainableList":
+        return ChainableList((k, f(v)) for k, v in self)
+
+    def keys(self) -> "ChainableList":
+        return ChainableList(k for k, _ in self)
+
+    def values(self) -> "ChainableList":
+        return ChainableList(v for _, v in self)
+
+    def distinct(self) -> "ChainableList":
+        return ChainableList(dict.fromkeys(self))
+
+    def sortBy(self, key: Callable[[Any], Any], ascending: bool = True) -> "ChainableList":
+        return ChainableList(sorted(self, key=key, reverse=not ascending))
+
+    def head(self, n: int = 10) -> "ChainableList":
+        return ChainableList(self[:n])
+
+    def tail(self, n: int = 10) -> "ChainableList":
+        return ChainableList(self[-n:] if n > 0 else [])
+
+    def take(self, n: int) -> "ChainableList":
+        return self.head(n)
+
+    def dict(self, f: Callable[[Any], tuple] | None = None) -> dict:
+        """A dict of the pairs (or of ``f(x)`` for each record)."""
+        return dict(map(f, self) if f is not None else self)
+
+    def join(self, other: Iterable) -> "ChainableList":
+        """Inner join of two lists of pairs: ``(k, (v, w))``."""
+        right: dict = {}
+        for k, w in other:
+            right.setdefault(k, []).append(w)
+        return ChainableList((k, (v, w)) for k, v in self for w in right.get(k, ()))
+
+    def zip(self, other: Iterable) -> "ChainableList":
+        return ChainableList(zip(self, other))
+
+    def count(self, *value: Any) -> int:  # type: ignore[override]
+        """Without an argument, the number of records (as on a DataSet); with one, list.count."""
+        return super().count(*value) if value else len(self)
+
+    def collect(self) -> list:
+        return list(self)
+
+    def first(self) -> Any:
+        if not self:
+            raise ValueError("ChainableList is empty")
+        return self[0]
+
+    def sum(self) -> Any:
+        return sum(self)

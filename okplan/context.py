@@ -1,0 +1,297 @@
+"""``Context``: the entry point. Creates datasets, plans jobs, and hands them to an executor."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from typing import Any, Callable, Iterable, Iterator
+
+from . import _checks as chk
+from .actions import PartitionAction
+from .broadcast import Broadcast
+from .dataset import DataSet
+from .exec.accumulators import Accumulator
+from .exec.factory import make_executor
+from .exec.metrics import JobMetrics
+from .logical import nodes as L
+from .logical.optimizer import Firing, optimize
+from .logical.plan import LogicalPlan
+from .logical.render import render_tree
+from .physical.planner import plan_physical
+from .physical.render import render_compact, render_physical
+from .physical.stage import PhysicalPlan
+
+#: the seed's default number of records per partition for ``dataSet``
+SEED_BUFFER_SIZE = 10240
+
+
+class Context:
+    """Where datasets come from and jobs run.
+
+    ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default
+    parallelism), ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
+    ``"tcp://host:port"`` (a running master). ``optimize=False`` runs plans as written.
+
+    >>> with Context() as ctx:
+    ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()
+    285
+    """
+
+    def __init__(self, master: str = "local", appName: str | None = None, optimize: bool = True,
+                 **options: Any):
+        if not isinstance(master, str):
+            raise TypeError(f"Context() expects a master string like 'local' or 'tcp://host:port', got {master!r}")
+        self.master = master
+        self.appName = appName or "okplan"
+        self._optimize = bool(optimize)
+        self._executor = make_executor(master, **options)
+        self._persisted: dict[int, str] = {}
+        self._lock = threading.RLock()
+        self._stopped = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the executor (and any servers ``local-cluster`` started) and drop cached data."""
+        if not self._stopped:
+            self._stopped = True
+            self._executor.stop()
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def defaultParallelism(self) -> int:
+        """Partitions ``parallelize`` makes when not told (the executor's cores or worker slots)."""
+        return self._executor.default_parallelism
+
+    @property
+    def executor(self) -> Any:
+        return self._executor
+
+    # -- creating datasets -----------------------------------------------------------------------------
+    def parallelize(self, c: Iterable, numSlices: int | None = None) -> DataSet:
+        """A dataset of the records of ``c``, cut into ``numSlices`` partitions of consecutive records.
+
+        >>> ctx.parallelize([1, 2, 3, 4], 2).glom().collect()     # doctest: +SKIP
+        [[1, 2], [3, 4]]
+        """
+        chk.check_partitions(numSlices, "parallelize", "numSlices")
+        if isinstance(c, range):
+            return self.range(c.start, c.stop, c.step, numSlices)
+        if isinstance(c, (str, bytes)) or not hasattr(c, "__iter__"):
+            raise TypeError(f"parallelize() expects an iterable of records, got {type(c).__name__}")
+        data = c if isinstance(c, list) else list(c)
+        n = numSlices if numSlices is not None else self.defaultParallelism
+        size = len(data)
+        slices = tuple(data[i * size // n:(i + 1) * size // n] for i in range(n))
+        return DataSet(self, L.Source(slices=slices, callsite=chk.user_callsite()))
+
+    def range(self, start: int, end: int | None = None, step: int = 1, numSlices: int | None = None) -> DataSet:
+        """The integers of ``range(start, end, step)`` (``range(n)`` is ``0..n-1``), generated in the
+        tasks, never shipped.
+
+        >>> ctx.range(5).collect()                    # doctest: +SKIP
+        [0, 1, 2, 3, 4]
+        """
+        if end is None:
+            start, end = 0, start
+        for v, name in ((start, "start"), (end, "end"), (step, "step")):
+            chk.check_int(v, "range", name)
+        if step == 0:
+            raise ValueError("range() needs a non-zero step")
+        chk.check_partitions(numSlices, "range", "numSlices")
+        n = numSlices if numSlices is not None else self.defaultParallelism
+        return DataSet(self, L.RangeSource(start=start, stop=end, step=step, slices=n, callsite=chk.user_callsite()))
+
+    def emptyRDD(self) -> DataSet:
+        """A dataset with no partitions and no records.
+
+        >>> ctx.emptyRDD().count()                    # doctest: +SKIP
+        0
+        """
+        return DataSet(self, L.Source(slices=(), callsite=chk.user_callsite()))
+
+    def union(self, rdds: list[DataSet]) -> DataSet:
+        """All records of all datasets, in order.
+
+        >>> ctx.union([ctx.parallelize([1]), ctx.parallelize([2])]).collect()   # doctest: +SKIP
+        [1, 2]
+        """
+        rdds = list(rdds)
+        if not rdds:
+            raise ValueError("union() needs at least one dataset")
+        for r in rdds:
+            chk.check_dataset(r, "union", DataSet, self)
+        if len(rdds) == 1:
+            return rdds[0]
+        return DataSet(self, L.Union(inputs=tuple(r._node for r in rdds), callsite=chk.user_callsite()))
+
+    def dataSet(self, data: Iterable | None = None, label: str | None = None, bufferSize: int | None = None,
+                fromExisting: bool = False) -> DataSet:
+        """The seed's constructor: ``bufferSize`` records per partition (default 10,240), ``label`` names
+        the dataset and keeps its records under that name, so ``dataSet(label=..., fromExisting=True)``
+        reopens it (from any client of the same cluster).
+
+        >>> ctx.dataSet(ChainableList(range(1, 30)), label="sum", bufferSize=1).reduce(lambda x, y: x + y)  # doctest: +SKIP
+        435
+        """
+        if fromExisting:
+            if not label:
+                raise ValueError("dataSet(fromExisting=True) needs the label of a saved dataset")
+            parts = self._executor.load_named(label)
+            if parts is None:
+                raise KeyError(f"no dataset is saved under the label {label!r}; saved: {self.listDataSets()}")
+            return DataSet(self, L.Source(slices=tuple(parts), label=label, callsite=chk.user_callsite()))
+        if data is None:
+            raise ValueError("dataSet() needs data (or fromExisting=True and a label)")
+        if bufferSize is not None:
+            chk.check_int(bufferSize, "dataSet", "bufferSize", minimum=1)
+        size = bufferSize or SEED_BUFFER_SIZE
+        records = data if isinstance(data, list) else list(data)
+        count = max(1, math.ceil(len(records) / size))
+        slices = tuple(records[i * size:(i + 1) * size] for i in range(count))
+        ds = DataSet(self, L.Source(slices=slices, label=label, callsite=chk.user_callsite()))
+        if label:
+            self._executor.save_named(label, list(slices))
+        return ds
+
+    def listDataSets(self) -> list[str]:
+        """Labels of the datasets saved with ``dataSet(data, label=...)`` or ``DataSet.save``."""
+        return self._executor.list_named()
+
+    def dropDataSet(self, label: str) -> bool:
+        """Forget a saved dataset; True if there was one."""
+        return self._executor.drop_named(label)
+
+    # -- shared variables ------------------------------------------------------------------------------
+    def broadcast(self, value: Any) -> Broadcast:
+        """A read-only value for tasks, shipped once per job: use ``b.value`` inside functions.
+
+        >>> b = ctx.broadcast({"a": 1})                       # doctest: +SKIP
+        >>> ctx.parallelize(["a"]).map(lambda k: b.value[k]).collect()   # doctest: +SKIP
+        [1]
+        """
+        return Broadcast(value)
+
+    def accumulator(self, value: Any, accum_param: Any = None) -> Accumulator:
+        """A variable tasks can only add to; read ``.value`` here after an action.
+
+        >>> acc = ctx.accumulator(0)                          # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).foreach(lambda x: acc.add(x)); acc.value   # doctest: +SKIP
+        6
+        """
+        if accum_param is not None:
+            return Accumulator(value, accum_param.addInPlace, accum_param.zero(value))
+        return Accumulator(value)
+
+    # -- optimizer switch ------------------------------------------------------------------------------
+    def setOptimize(self, enabled: bool) -> None:
+        """Turn the optimizer on or off for the jobs that follow."""
+        self._optimize = bool(enabled)
+
+    @contextlib.contextmanager
+    def optimizing(self, enabled: bool) -> Iterator[None]:
+        """Run the enclosed actions with the optimizer on or off.
+
+        >>> with ctx.optimizing(False):                       # doctest: +SKIP
+        ...     unoptimized = ds.collect()
+        """
+        saved = self._optimize
+        self._optimize = bool(enabled)
+        try:
+            yield
+        finally:
+            self._optimize = saved
+
+    # -- caching ---------------------------------------------------------------------------------------
+    def _persist(self, ds: DataSet) -> None:
+        self._persisted.setdefault(ds._node.nid, f"cache-{ds._node.nid}")
+
+    def _unpersist(self, ds: DataSet) -> None:
+        cache_id = self._persisted.pop(ds._node.nid, None)
+        if cache_id is not None:
+            self._executor.drop_cached(cache_id)
+
+    def _is_persisted(self, ds: DataSet) -> bool:
+        return ds._node.nid in self._persisted
+
+    def _with_caches(self, node: L.Node) -> LogicalPlan:
+        plan = LogicalPlan(node)
+        if not self._persisted:
+            return plan
+        persisted = self._persisted
+
+        def swap(n: L.Node) -> L.Node | None:
+            cache_id = persisted.get(n.nid)
+            if cache_id is None:
+                return None
+            if self._executor.has_cached(cache_id):
+                return L.CachedRead(cache_id=cache_id, partitions=n.num_partitions, partitioner_=n.partitioner,
+                                    lineage=n, label=n.label, callsite=n.callsite)
+            return L.Persist(inputs=(n,), cache_id=cache_id, scope="context", label=n.label, callsite=n.callsite)
+
+        return plan.transform(swap)
+
+    # -- planning and running --------------------------------------------------------------------------
+    def _plan(self, node: L.Node, optimize_: bool | None = None
+              ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
+        logical = self._with_caches(node)
+        use = self._optimize if optimize_ is None else optimize_
+        optimized, fired = optimize(logical) if use else (logical, [])
+        return logical, optimized, fired, plan_physical(optimized)
+
+    def _run_job_iter(self, node: L.Node, action: PartitionAction, partitions: list[int] | None):
+        if self._stopped:
+            raise RuntimeError("this Context was stopped; create a new Context()")
+        _, _, _, physical = self._plan(node)
+        parts = list(range(node.num_partitions)) if partitions is None else list(partitions)
+        if not parts and not physical.stages[:-1]:
+            return iter(())
+        return (value for _, value in self._executor.run(physical, action, parts))
+
+    def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
+        with self._lock:
+            return list(self._run_job_iter(node, action, partitions))
+
+    def runJob(self, rdd: DataSet, partitionFunc: Callable[[Iterator], Iterable],
+               partitions: list[int] | None = None) -> list:
+        """Run ``partitionFunc`` on the given partitions (all by default); the results, flattened.
+
+        >>> ctx.runJob(ctx.parallelize(range(6), 3), lambda it: [sum(it)], [0, 2])   # doctest: +SKIP
+        [1, 9]
+        """
+        chk.check_callable(partitionFunc, "runJob", "partitionFunc")
+        results = self._run_job(rdd._node, PartitionAction(lambda it: list(partitionFunc(it)), "runJob"),
+                                partitions)
+        return [x for part in results for x in part]
+
+    def lastJobMetrics(self) -> JobMetrics | None:
+        """Stage-level numbers of the last job: tasks, records in/out, seconds, bytes."""
+        return self._executor.last_metrics
+
+    def _explain(self, node: L.Node, mode: str = "full") -> str:
+        logical, optimized, fired, physical = self._plan(node)
+        if mode == "compact":
+            return render_compact(physical)
+        if mode == "physical":
+            return render_physical(physical)
+        if mode == "metrics":
+            return render_physical(physical, self._executor.last_metrics)
+        if mode == "logical":
+            return render_tree(logical.root)
+        if mode != "full":
+            raise ValueError(f"explain() mode must be full, logical, physical, compact or metrics; got {mode!r}")
+        parts = ["== Logical plan ==", render_tree(logical.root), "",
+                 "== Optimized plan ==" + ("" if self._optimize else " (optimizer off)")]
+        if fired:
+            parts.append("rules fired:")
+            parts += [f"  {f.rule}: {f.node}: {f.note}" for f in fired]
+        elif self._optimize:
+            parts.append("rules fired: none")
+        parts += [render_tree(optimized.root), "", f"== Physical plan ({self._executor.name}) ==",
+                  render_physical(physical)]
+        return "\n".join(parts)

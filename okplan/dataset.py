@@ -1,0 +1,311 @@
+"""``DataSet``: the lazy, immutable handle users chain. Every transformation returns a new DataSet
+around a new logical plan node; nothing runs until an action (see ``actions.py``)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from . import _checks as chk
+from .actions import ActionsMixin
+from .logical import narrow
+from .logical import nodes as L
+from .wide import WideMixin
+
+if TYPE_CHECKING:
+    from .context import Context
+
+
+class DataSet(WideMixin, ActionsMixin):
+    """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
+
+    >>> ctx = Context()                                               # doctest: +SKIP
+    >>> ctx.parallelize([1, 2, 3, 4]).map(lambda x: x * 2).filter(lambda x: x > 2).collect()  # doctest: +SKIP
+    [4, 6, 8]
+    """
+
+    __slots__ = ("context", "_node")
+
+    def __init__(self, context: "Context", node: L.Node):
+        self.context = context
+        self._node = node
+
+    # -- plumbing --------------------------------------------------------------------------------------
+    def _derive(self, node: L.Node) -> "DataSet":
+        return DataSet(self.context, node)
+
+    def _narrow(self, kind: str, func: Any, fn: Callable, preserves: bool = False, args: tuple = ()) -> "DataSet":
+        node = L.Narrow(inputs=(self._node,), kind=kind, func=func, fn=fn, preserves_partitioning=preserves,
+                        args=args, callsite=chk.user_callsite())
+        return DataSet(self.context, node)
+
+    def __repr__(self) -> str:
+        name = f"{self._node.label!r} " if self._node.label else ""
+        return f"DataSet[{self._node.nid}] {name}{self._node.op_name} at {self._node.callsite or '?'}"
+
+    # -- identity ---------------------------------------------------------------------------------------
+    def id(self) -> int:
+        """A unique id of this dataset within the process.
+
+        >>> ctx.parallelize([1]).id()        # doctest: +SKIP
+        7
+        """
+        return self._node.nid
+
+    def name(self) -> str | None:
+        """The dataset's name (``setName`` or the ``label`` of ``ctx.dataSet``)."""
+        return self._node.label
+
+    def setName(self, name: str) -> "DataSet":
+        """Name the dataset in plans, logs and error notes; returns this dataset.
+
+        >>> ctx.parallelize([1, 2]).setName("numbers").name()     # doctest: +SKIP
+        'numbers'
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"setName() expects a str, got {type(name).__name__}")
+        self._node = self._node.replace(label=name)
+        return self
+
+    def getNumPartitions(self) -> int:
+        """How many partitions the dataset has.
+
+        >>> ctx.parallelize(range(10), 3).getNumPartitions()      # doctest: +SKIP
+        3
+        """
+        return self._node.num_partitions
+
+    @property
+    def partitioner(self):
+        """The partitioner the dataset is known to be partitioned by, or None."""
+        return self._node.partitioner
+
+    # -- narrow transformations -------------------------------------------------------------------------
+    def map(self, f: Callable[[Any], Any], preservesPartitioning: bool = False) -> "DataSet":
+        """Apply ``f`` to every record.
+
+        >>> ctx.parallelize([1, 2, 3]).map(lambda x: x * 10).collect()   # doctest: +SKIP
+        [10, 20, 30]
+        """
+        chk.check_callable(f, "map")
+        return self._narrow("map", f, narrow.map_fn(f), preservesPartitioning)
+
+    def flatMap(self, f: Callable[[Any], Iterable], preservesPartitioning: bool = False) -> "DataSet":
+        """Apply ``f`` to every record and flatten the iterables it returns.
+
+        >>> ctx.parallelize(["a b", "c"]).flatMap(str.split).collect()   # doctest: +SKIP
+        ['a', 'b', 'c']
+        """
+        chk.check_callable(f, "flatMap")
+        return self._narrow("flatMap", f, narrow.flat_map_fn(f), preservesPartitioning)
+
+    def filter(self, f: Callable[[Any], bool]) -> "DataSet":
+        """Keep the records for which ``f`` is true. Keeps the partitioner.
+
+        >>> ctx.parallelize(range(6)).filter(lambda x: x % 2).collect()  # doctest: +SKIP
+        [1, 3, 5]
+        """
+        chk.check_callable(f, "filter")
+        return self._narrow("filter", f, narrow.filter_fn(f), True)
+
+    def mapPartitions(self, f: Callable[[Iterator], Iterable], preservesPartitioning: bool = False) -> "DataSet":
+        """Apply ``f`` to each partition's iterator.
+
+        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitions(lambda it: [sum(it)]).collect()  # doctest: +SKIP
+        [3, 7]
+        """
+        chk.check_callable(f, "mapPartitions")
+        return self._narrow("mapPartitions", f, narrow.map_partitions_fn(f), preservesPartitioning)
+
+    def mapPartitionsWithIndex(self, f: Callable[[int, Iterator], Iterable],
+                               preservesPartitioning: bool = False) -> "DataSet":
+        """Apply ``f(partition_index, iterator)`` to each partition.
+
+        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitionsWithIndex(lambda i, it: [i]).collect()  # doctest: +SKIP
+        [0, 1]
+        """
+        chk.check_callable(f, "mapPartitionsWithIndex")
+        return self._narrow("mapPartitionsWithIndex", f, narrow.map_partitions_with_index_fn(f),
+                            preservesPartitioning)
+
+    def mapValues(self, f: Callable[[Any], Any]) -> "DataSet":
+        """Apply ``f`` to the value of every ``(k, v)`` pair; keeps keys and the partitioner.
+
+        >>> ctx.parallelize([("a", 1)]).mapValues(lambda v: v + 1).collect()   # doctest: +SKIP
+        [('a', 2)]
+        """
+        chk.check_callable(f, "mapValues")
+        return self._narrow("mapValues", f, narrow.map_values_fn(f), True)
+
+    def flatMapValues(self, f: Callable[[Any], Iterable]) -> "DataSet":
+        """``(k, x)`` for every ``x`` in ``f(v)``; keeps keys and the partitioner.
+
+        >>> ctx.parallelize([("a", [1, 2])]).flatMapValues(lambda v: v).collect()  # doctest: +SKIP
+        [('a', 1), ('a', 2)]
+        """
+        chk.check_callable(f, "flatMapValues")
+        return self._narrow("flatMapValues", f, narrow.flat_map_values_fn(f), True)
+
+    def keyBy(self, f: Callable[[Any], Any]) -> "DataSet":
+        """``(f(x), x)`` for every record.
+
+        >>> ctx.parallelize([1, 2]).keyBy(lambda x: x % 2).collect()    # doctest: +SKIP
+        [(1, 1), (0, 2)]
+        """
+        chk.check_callable(f, "keyBy")
+        return self._narrow("keyBy", f, narrow.key_by_fn(f))
+
+    def keys(self) -> "DataSet":
+        """The keys of ``(k, v)`` pairs.
+
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).keys().collect()      # doctest: +SKIP
+        ['a', 'b']
+        """
+        return self._narrow("keys", None, narrow.keys_fn())
+
+    def values(self) -> "DataSet":
+        """The values of ``(k, v)`` pairs.
+
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).values().collect()    # doctest: +SKIP
+        [1, 2]
+        """
+        return self._narrow("values", None, narrow.values_fn())
+
+    def glom(self) -> "DataSet":
+        """Each partition as one list.
+
+        >>> ctx.parallelize([1, 2, 3, 4], 2).glom().collect()          # doctest: +SKIP
+        [[1, 2], [3, 4]]
+        """
+        return self._narrow("glom", None, narrow.glom_fn())
+
+    def sample(self, withReplacement: bool, fraction: float, seed: int | None = None) -> "DataSet":
+        """A random sample: each record kept with probability ``fraction`` (without replacement) or
+        repeated a Poisson(``fraction``) number of times (with replacement). Same seed, same sample.
+
+        >>> ctx.parallelize(range(100)).sample(False, 0.1, seed=1).count()   # doctest: +SKIP
+        9
+        """
+        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
+            raise TypeError(f"sample() expects a number for fraction, got {type(fraction).__name__}")
+        if fraction < 0:
+            raise ValueError(f"sample() needs fraction >= 0, got {fraction}")
+        if not withReplacement and fraction > 1:
+            raise ValueError(f"sample() without replacement needs fraction <= 1, got {fraction}")
+        if seed is None:
+            seed = random.randrange(sys.maxsize)
+        return self._narrow("sample", None, narrow.sample_fn(bool(withReplacement), float(fraction), int(seed)),
+                            True, (bool(withReplacement), float(fraction), int(seed)))
+
+    def zipWithIndex(self) -> "DataSet":
+        """``(x, i)`` with ``i`` the record's position in the whole dataset. Like PySpark, counts the
+        records of each partition first (a job) when there is more than one partition.
+
+        >>> ctx.parallelize(["a", "b", "c"], 2).zipWithIndex().collect()    # doctest: +SKIP
+        [('a', 0), ('b', 1), ('c', 2)]
+        """
+        n = self.getNumPartitions()
+        offsets = [0] * n
+        if n > 1:
+            sizes = self.mapPartitions(lambda it: [sum(1 for _ in it)]).collect()
+            for i in range(1, n):
+                offsets[i] = offsets[i - 1] + sizes[i - 1]
+        return self._narrow("zipWithIndex", None, narrow.zip_with_index_fn(offsets))
+
+    def zipWithUniqueId(self) -> "DataSet":
+        """``(x, id)`` with ids ``k * n + i`` for the ``k``-th record of partition ``i`` (no job).
+
+        >>> ctx.parallelize(["a", "b", "c"], 2).zipWithUniqueId().collect()   # doctest: +SKIP
+        [('a', 0), ('b', 1), ('c', 3)]
+        """
+        return self._narrow("zipWithUniqueId", None, narrow.zip_with_unique_id_fn(self.getNumPartitions()))
+
+    def union(self, other: "DataSet") -> "DataSet":
+        """All records of both datasets (duplicates kept), partitions of ``self`` first.
+
+        >>> ctx.parallelize([1, 2]).union(ctx.parallelize([2, 3])).collect()   # doctest: +SKIP
+        [1, 2, 2, 3]
+        """
+        chk.check_dataset(other, "union", DataSet, self.context)
+        return self._derive(L.Union(inputs=(self._node, other._node), callsite=chk.user_callsite()))
+
+    def __add__(self, other: "DataSet") -> "DataSet":
+        return self.union(other)
+
+    def coalesce(self, numPartitions: int, shuffle: bool = False) -> "DataSet":
+        """Fewer partitions; without ``shuffle`` neighbouring partitions are concatenated (order kept).
+
+        >>> ctx.parallelize(range(6), 3).coalesce(1).glom().collect()     # doctest: +SKIP
+        [[0, 1, 2, 3, 4, 5]]
+        """
+        chk.check_partitions(numPartitions, "coalesce", allow_none=False)
+        if shuffle:
+            return self.repartition(numPartitions)
+        return self._derive(L.Coalesce(inputs=(self._node,), target=numPartitions, callsite=chk.user_callsite()))
+
+    # -- caching ----------------------------------------------------------------------------------------
+    def cache(self) -> "DataSet":
+        """Keep the partitions once computed, for later jobs of this Context (until ``unpersist``).
+
+        >>> big = ctx.parallelize(range(10)).map(slow).cache()    # doctest: +SKIP
+        >>> big.count(); big.sum()                                 # the second job reads the cache
+        """
+        return self.persist()
+
+    def persist(self, storageLevel: Any = None) -> "DataSet":
+        """Same as ``cache()``; the storage level is accepted for PySpark compatibility (the local
+        executor keeps partitions in memory, the cluster in Redis)."""
+        self.context._persist(self)
+        return self
+
+    def unpersist(self, blocking: bool = False) -> "DataSet":
+        """Drop the cached partitions; later jobs compute the dataset again."""
+        self.context._unpersist(self)
+        return self
+
+    @property
+    def is_cached(self) -> bool:
+        return self.context._is_persisted(self)
+
+    # -- plans -----------------------------------------------------------------------------------------
+    def toDebugString(self, mode: str = "full") -> str:
+        """The plans as text (see ``explain``)."""
+        return self.context._explain(self._node, mode)
+
+    def explain(self, mode: str = "full", file: Any = None) -> None:
+        """Print the logical plan, the optimized plan with the rules that fired, and the physical plan
+        (stages, tasks, shuffles). ``mode``: ``"full"`` (default), ``"physical"``, ``"logical"``,
+        ``"compact"`` (one line per stage) or ``"metrics"`` (the physical plan with what the last job
+        measured).
+
+        >>> ctx.parallelize(["a b a"]).flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(add).explain()  # doctest: +SKIP
+        """
+        print(self.toDebugString(mode), file=file if file is not None else sys.stdout)
+
+    # -- seed API --------------------------------------------------------------------------------------
+    def compute(self) -> "DataSet":
+        """Materialise the dataset (the seed's ``compute``): runs a job and caches the result, so later
+        actions read it. Returns this dataset."""
+        self.cache()
+        self.count()
+        return self
+
+    def getProfile(self) -> dict:
+        """Where the last job run on this Context spent its time, per stage and phase.
+
+        >>> ds.count(); ds.getProfile()["stages"][0]["phases"]     # doctest: +SKIP
+        {'compute': 0.0012}
+        """
+        metrics = self.context.lastJobMetrics()
+        return metrics.as_dict() if metrics is not None else {}
+
+    def save(self, label: str | None = None) -> "DataSet":
+        """Compute the dataset and keep it under ``label`` (default: its name), so that any client of
+        the same executor can reopen it with ``ctx.dataSet(label=..., fromExisting=True)``."""
+        label = label or self.name()
+        if not label:
+            raise ValueError("save() needs a label: pass save('name') or setName('name') first")
+        parts = self.glom().collect()
+        self.context._executor.save_named(label, parts)
+        return self

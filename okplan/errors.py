@@ -1,0 +1,20 @@
+"""Error types every layer may raise. This module imports nothing of okplan."""
+
+from __future__ import annotations
+
+
+class OkplanError(Exception):
+    """Base class of errors okplan raises itself (not errors of user functions)."""
+
+
+class JobFailedError(OkplanError):
+    """A job could not finish for a reason other than an exception in user code
+    (e.g. a task failed more often than the retry bound allows)."""
+
+
+class ClusterUnavailableError(OkplanError):
+    """The master or Redis could not be reached."""
+
+
+class ConfigurationError(OkplanError, ValueError):
+    """An argument or setting is invalid."""

@@ -1,0 +1,40 @@
+"""Which executor a ``master`` string means."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from ..errors import ConfigurationError
+from .local import LocalExecutor
+
+_LOCAL = re.compile(r"^local(?:\[(\*|\d+)\])?$")
+_LOCAL_CLUSTER = re.compile(r"^local-cluster\[(\d+)\]$")
+
+
+def make_executor(master: str, **options: Any):
+    """``local``, ``local[N]``, ``local[*]``, ``local-cluster[N]`` or ``tcp://host:port``."""
+    m = _LOCAL.match(master)
+    if m:
+        n = m.group(1)
+        parallelism = None if n in (None, "*") else int(n)
+        if parallelism == 0:
+            raise ConfigurationError("local[N] needs N >= 1")
+        return LocalExecutor(parallelism)
+    m = _LOCAL_CLUSTER.match(master)
+    if m:
+        from .cluster.launcher import LocalCluster  # noqa: PLC0415 - only cluster users pay the import
+
+        return LocalCluster(int(m.group(1)), **options)
+    if master.startswith("tcp://"):
+        from .cluster.client import ClusterExecutor  # noqa: PLC0415
+
+        return ClusterExecutor(master, **options)
+    raise ConfigurationError(
+        f"unknown master {master!r}: use 'local', 'local[N]', 'local-cluster[N]' or 'tcp://host:port'"
+    )
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,117 @@
+"""The embedded default: runs every task in this process, stage after stage, blocks in memory."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Iterator
+
+from ..physical.stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
+from .metrics import JobMetrics
+from .task import run_task
+
+
+class _MemoryBlocks:
+    """Inputs of the running job: shuffle buckets and materialised partitions, all in memory."""
+
+    __slots__ = ("shuffles", "job_data", "cache")
+
+    def __init__(self, cache: dict[str, list[list]]):
+        self.shuffles: dict[int, list[list[list]]] = {}
+        self.job_data: dict[str, list[list]] = {}   # subplans shared within this job
+        self.cache = cache
+
+    def source(self, source_id: str, index: int) -> list:
+        raise KeyError(f"source {source_id} has no data in the local executor")
+
+    def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
+        return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
+
+    def materialized(self, cache_id: str, index: int) -> list:
+        parts = self.job_data.get(cache_id)
+        if parts is None:
+            parts = self.cache.get(cache_id)
+        if parts is None:
+            raise KeyError(f"materialised data {cache_id} is gone")
+        return parts[index]
+
+
+def _stage_kind(stage: Stage) -> str:
+    out = stage.output
+    if isinstance(out, ShuffleWrite):
+        return "shuffle map"
+    if isinstance(out, Materialize):
+        return "materialize"
+    return "result"
+
+
+class LocalExecutor:
+    """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``."""
+
+    name = "local"
+
+    def __init__(self, parallelism: int | None = None):
+        self.default_parallelism = parallelism or os.cpu_count() or 1
+        self.cache: dict[str, list[list]] = {}
+        self.named: dict[str, list[list]] = {}
+        self.last_metrics: JobMetrics | None = None
+
+    def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
+            partitions: list[int]) -> Iterator[tuple[int, Any]]:
+        blocks = _MemoryBlocks(self.cache)
+        metrics = JobMetrics(self.name)
+        self.last_metrics = metrics
+        start = time.perf_counter()
+        try:
+            for stage in plan.stages[:-1]:
+                out = stage.output
+                if isinstance(out, Materialize) and out.cache_id in self.cache:
+                    continue
+                m = metrics.stage(stage.id, _stage_kind(stage))
+                t0 = time.perf_counter()
+                results = [run_task(stage, p, blocks) for p in range(stage.num_partitions)]
+                m.tasks += len(results)
+                m.records_in += sum(r.records_in for r in results)
+                m.records_out += sum(r.records_out for r in results)
+                values = [r.value for r in results]
+                if isinstance(out, ShuffleWrite):
+                    blocks.shuffles[out.shuffle_id] = values
+                elif isinstance(out, Materialize):
+                    target = self.cache if out.scope == "context" else blocks.job_data
+                    target[out.cache_id] = values
+                m.seconds += time.perf_counter() - t0
+                m.add_phase("compute", time.perf_counter() - t0)
+            stage = plan.result_stage
+            m = metrics.stage(stage.id, "result")
+            for p in partitions:
+                t0 = time.perf_counter()
+                r = run_task(stage, p, blocks, action)
+                m.tasks += 1
+                m.records_in += r.records_in
+                m.seconds += time.perf_counter() - t0
+                yield p, r.value
+            m.add_phase("compute", m.seconds)
+        finally:
+            metrics.seconds = time.perf_counter() - start
+            metrics.tasks_per_worker["local"] = sum(s.tasks for s in metrics.stages.values())
+
+    def has_cached(self, cache_id: str) -> bool:
+        return cache_id in self.cache
+
+    def drop_cached(self, cache_id: str) -> None:
+        self.cache.pop(cache_id, None)
+
+    def save_named(self, label: str, partitions: list[list]) -> None:
+        self.named[label] = [list(p) for p in partitions]
+
+    def load_named(self, label: str) -> list[list] | None:
+        return self.named.get(label)
+
+    def list_named(self) -> list[str]:
+        return sorted(self.named)
+
+    def drop_named(self, label: str) -> bool:
+        return self.named.pop(label, None) is not None
+
+    def stop(self) -> None:
+        self.cache.clear()

@@ -1,0 +1,361 @@
+"""Logical plan nodes: small immutable descriptions of *what* to compute.
+
+Every node knows its inputs, so a node is the root of its own plan DAG (see ``plan.py``). Nodes compare
+by identity: two datasets built by two calls are two nodes even when they look alike; the shared-subplan
+rule decides when two of them may be merged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator
+
+from .aggregators import Aggregator
+from .partitioners import Partitioner
+
+_ids = itertools.count(1)
+
+PartitionFn = Callable[[int, Iterator], Iterator]
+
+
+def fresh_id() -> int:
+    return next(_ids)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Node:
+    """Base of all plan nodes."""
+
+    inputs: tuple["Node", ...] = ()
+    #: the dataset's name (``setName`` / the seed's ``label``), shown in plans and error notes
+    label: str | None = None
+    #: ``file:line`` of the user call that created the node
+    callsite: str | None = None
+    nid: int = field(default_factory=fresh_id)
+
+    op_name: ClassVar[str] = "Node"
+    #: True for nodes that need all partitions of their input (a stage boundary unless elided)
+    wide: ClassVar[bool] = False
+
+    @property
+    def input(self) -> "Node":
+        return self.inputs[0]
+
+    @property
+    def num_partitions(self) -> int:
+        return self.inputs[0].num_partitions
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return None
+
+    def details(self) -> str:
+        """The operator's arguments, as plans show them."""
+        return ""
+
+    def funcs(self) -> tuple:
+        """The user functions this node calls (for error notes and structural comparison)."""
+        return ()
+
+    def key(self) -> tuple:
+        """Everything but the inputs that makes this node compute what it computes."""
+        return (type(self),)
+
+    def replace(self, **changes: Any) -> "Node":
+        """A copy with some fields changed; keeps ``nid`` so plans before and after a rewrite line up."""
+        return dataclasses.replace(self, **changes)
+
+    def with_inputs(self, inputs: tuple["Node", ...]) -> "Node":
+        if len(inputs) == len(self.inputs) and all(a is b for a, b in zip(inputs, self.inputs)):
+            return self
+        return self.replace(inputs=tuple(inputs))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Source(Node):
+    """Records the client holds, already cut into partitions (``parallelize``, ``dataSet``)."""
+
+    slices: tuple[list, ...]
+    op_name: ClassVar[str] = "Parallelize"
+
+    @property
+    def num_partitions(self) -> int:
+        return len(self.slices)
+
+    @property
+    def num_records(self) -> int:
+        return sum(map(len, self.slices))
+
+    def details(self) -> str:
+        return f"{self.num_records:,} records"
+
+    def key(self) -> tuple:
+        return (type(self), id(self.slices))
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class RangeSource(Node):
+    """``range(start, stop, step)`` cut into ``slices`` partitions; generated where it is read."""
+
+    start: int
+    stop: int
+    step: int
+    slices: int
+    op_name: ClassVar[str] = "Range"
+
+    @property
+    def num_partitions(self) -> int:
+        return self.slices
+
+    @property
+    def num_records(self) -> int:
+        return len(range(self.start, self.stop, self.step))
+
+    def partition_range(self, index: int) -> range:
+        n = self.num_records
+        lo, hi = index * n // self.slices, (index + 1) * n // self.slices
+        return range(self.start + lo * self.step, self.start + hi * self.step, self.step)
+
+    def details(self) -> str:
+        return f"range({self.start}, {self.stop}, {self.step}), {self.num_records:,} records"
+
+    def key(self) -> tuple:
+        return (type(self), self.start, self.stop, self.step, self.slices)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Narrow(Node):
+    """A per-partition transformation: ``fn(partition_index, iterator) -> iterator``.
+
+    ``kind`` is the API name (map, filter, flatMap, mapValues, ...) and ``func`` the user's function;
+    plans show those, the runner only calls ``fn``.
+    """
+
+    kind: str
+    func: Any = None
+    fn: PartitionFn
+    preserves_partitioning: bool = False
+    #: extra arguments that change what the node computes (e.g. sample's fraction and seed)
+    args: tuple = ()
+
+    @property
+    def op_name(self) -> str:  # type: ignore[override]
+        return self.kind[0].upper() + self.kind[1:]
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.input.partitioner if self.preserves_partitioning else None
+
+    def details(self) -> str:
+        parts = [func_name(self.func)] if self.func is not None else []
+        parts += [repr(a) for a in self.args]
+        return ", ".join(parts)
+
+    def funcs(self) -> tuple:
+        return (self.func,) if self.func is not None else ()
+
+    def key(self) -> tuple:
+        return (type(self), self.kind, self.func, self.fn if self.func is None else None,
+                self.preserves_partitioning, self.args)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Union(Node):
+    """The partitions of all inputs, one after the other."""
+
+    op_name: ClassVar[str] = "Union"
+
+    @property
+    def num_partitions(self) -> int:
+        return sum(i.num_partitions for i in self.inputs)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Coalesce(Node):
+    """Fewer partitions without a shuffle: output partition ``i`` concatenates a contiguous run of
+    input partitions (``groups()``)."""
+
+    target: int
+    op_name: ClassVar[str] = "Coalesce"
+
+    @property
+    def num_partitions(self) -> int:
+        return max(1, min(self.target, self.input.num_partitions)) if self.input.num_partitions else 0
+
+    def groups(self) -> tuple[tuple[int, ...], ...]:
+        n, k = self.input.num_partitions, self.num_partitions
+        return tuple(tuple(range(i * n // k, (i + 1) * n // k)) for i in range(k))
+
+    def details(self) -> str:
+        return f"{self.input.num_partitions} -> {self.num_partitions}"
+
+    def key(self) -> tuple:
+        return (type(self), self.target)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PartialAggregate(Node):
+    """Map-side combine: ``(k, v)`` records of one partition folded into ``(k, combiner)``.
+    Inserted by the combiner-lifting rule below an aggregating shuffle."""
+
+    aggregator: Aggregator
+    op_name: ClassVar[str] = "PartialAggregate"
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.input.partitioner
+
+    def details(self) -> str:
+        return self.aggregator.name
+
+    def funcs(self) -> tuple:
+        return self.aggregator.funcs
+
+    def key(self) -> tuple:
+        return (type(self), self.aggregator)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Shuffle(Node):
+    """Moves ``(k, v)`` records so that each key lands in ``partitioner.partition(k)``, optionally
+    aggregating per key (``reduceByKey``, ``groupByKey``, ``partitionBy``, ``sortByKey``, ...).
+
+    ``combined``: the input already holds combiners (a ``PartialAggregate`` below), so the reduce side
+    merges combiners instead of values. ``elided``: the input is already partitioned by
+    ``partitioner``, so no data moves and the aggregation runs within each partition.
+    """
+
+    kind: str
+    partitioner_: Partitioner
+    aggregator: Aggregator | None = None
+    combined: bool = False
+    elided: bool = False
+    op_name: ClassVar[str] = "Shuffle"
+    wide: ClassVar[bool] = True
+
+    @property
+    def num_partitions(self) -> int:
+        return self.partitioner_.num_partitions
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.partitioner_
+
+    def details(self) -> str:
+        parts = [self.kind, self.partitioner_.describe()]
+        if self.aggregator is not None:
+            parts.append(("merge " if self.combined else "") + self.aggregator.name)
+        if self.elided:
+            parts.append("ELIDED: input already partitioned")
+        return ", ".join(parts)
+
+    def funcs(self) -> tuple:
+        return self.aggregator.funcs if self.aggregator else ()
+
+    def key(self) -> tuple:
+        return (type(self), self.kind, self.partitioner_, self.aggregator, self.combined, self.elided)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CoGroup(Node):
+    """``(k, (values_of_input_0, values_of_input_1, ...))`` for every key of any input; the base of
+    join, cogroup and the outer joins. Inputs listed in ``elided`` are already partitioned by
+    ``partitioner_`` and are read in place, without a shuffle."""
+
+    partitioner_: Partitioner
+    elided: frozenset = frozenset()
+    op_name: ClassVar[str] = "CoGroup"
+    wide: ClassVar[bool] = True
+
+    @property
+    def num_partitions(self) -> int:
+        return self.partitioner_.num_partitions
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.partitioner_
+
+    def details(self) -> str:
+        text = f"{len(self.inputs)} inputs, {self.partitioner_.describe()}"
+        if self.elided:
+            text += f", ELIDED shuffle of input(s) {sorted(self.elided)}"
+        return text
+
+    def key(self) -> tuple:
+        return (type(self), self.partitioner_, self.elided)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Persist(Node):
+    """Materialise the input's partitions once. ``scope='context'`` is ``cache()``: kept until
+    ``unpersist()``; ``scope='job'`` is a subplan shared inside one job, dropped when the job ends."""
+
+    cache_id: str
+    scope: str = "context"
+    op_name: ClassVar[str] = "Persist"
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.input.partitioner
+
+    def details(self) -> str:
+        return f"{self.scope} {self.cache_id}"
+
+    def key(self) -> tuple:
+        return (type(self), self.cache_id)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class CachedRead(Node):
+    """Partitions a ``Persist`` already materialised (a leaf: nothing below it runs)."""
+
+    cache_id: str
+    partitions: int
+    partitioner_: Partitioner | None = None
+    #: the plan that produced the cache, shown in explain() and used to recompute lost blocks
+    lineage: Node | None = None
+    op_name: ClassVar[str] = "CachedRead"
+
+    @property
+    def num_partitions(self) -> int:
+        return self.partitions
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.partitioner_
+
+    def details(self) -> str:
+        return self.cache_id
+
+    def key(self) -> tuple:
+        return (type(self), self.cache_id)
+
+
+def func_name(fn: Any) -> str:
+    """A short readable name for a user function: ``name`` or ``<lambda> at file.py:12``."""
+    if fn is None:
+        return ""
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if name is None:
+        return type(fn).__name__
+    code = getattr(fn, "__code__", None)
+    if name.endswith("<lambda>") and code is not None:
+        return f"<lambda> at {code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno}"
+    module = getattr(fn, "__module__", None)
+    if module in ("operator", "_operator", "builtins"):
+        return name
+    return name
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Cartesian(Node):
+    """Every pair ``(x, y)``; partition ``i`` pairs left partition ``i // n_right`` with right
+    partition ``i % n_right`` (both narrow dependencies, as in Spark)."""
+
+    op_name: ClassVar[str] = "Cartesian"
+
+    @property
+    def num_partitions(self) -> int:
+        return self.inputs[0].num_partitions * self.inputs[1].num_partitions

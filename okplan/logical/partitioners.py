@@ -1,0 +1,140 @@
+"""Partitioners: which reduce partition a key goes to.
+
+They live in the logical layer because a plan node's partitioner is part of *what* the data is: the
+optimizer compares partitioners to decide whether a shuffle is needed at all.
+"""
+
+from __future__ import annotations
+
+import zlib
+from bisect import bisect_left, bisect_right
+from typing import Any, Callable
+
+
+def portable_hash(obj: Any) -> int:
+    """A hash that is the same in every process.
+
+    Python salts ``hash(str)`` and ``hash(bytes)`` per process (``PYTHONHASHSEED``), so a shuffle that
+    ran its map tasks in two processes would send one key to two reducers. Strings and bytes are hashed
+    with CRC32 instead; tuples combine their items the way PySpark's ``portable_hash`` does.
+
+    >>> portable_hash("a") == portable_hash("a")
+    True
+    >>> portable_hash(None)
+    0
+    """
+    if obj is None:
+        return 0
+    tp = type(obj)
+    if tp is str:
+        return zlib.crc32(obj.encode("utf-8", "surrogatepass"))
+    if tp is int or tp is float or tp is bool:
+        return hash(obj)
+    if tp is bytes or tp is bytearray:
+        return zlib.crc32(obj)
+    if isinstance(obj, tuple):
+        h = 0x345678
+        for item in obj:
+            h ^= portable_hash(item)
+            h *= 1000003
+            h &= 0xFFFFFFFFFFFFFFFF
+        h ^= len(obj)
+        if h == -1:
+            h = -2
+        return h
+    if isinstance(obj, frozenset):
+        h = 0
+        for item in obj:
+            h ^= portable_hash(item) * 2654435761 & 0xFFFFFFFF
+        return h
+    if isinstance(obj, str):
+        return zlib.crc32(str(obj).encode("utf-8", "surrogatepass"))
+    return hash(obj)
+
+
+class Partitioner:
+    """Maps a key to a partition index in ``range(num_partitions)``."""
+
+    num_partitions: int
+
+    def partition(self, key: Any) -> int:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class HashPartitioner(Partitioner):
+    """``partition_func(key) % num_partitions``, PySpark's default partitioner.
+
+    Two hash partitioners are equal when they have the same partition count and the same function,
+    which is what lets the optimizer skip a shuffle of data already partitioned that way.
+    """
+
+    __slots__ = ("num_partitions", "partition_func")
+
+    def __init__(self, num_partitions: int, partition_func: Callable[[Any], int] = portable_hash):
+        self.num_partitions = num_partitions
+        self.partition_func = partition_func
+
+    def partition(self, key: Any) -> int:
+        return self.partition_func(key) % self.num_partitions
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, HashPartitioner)
+            and other.num_partitions == self.num_partitions
+            and other.partition_func is self.partition_func
+        )
+
+    def __hash__(self) -> int:
+        return hash((HashPartitioner, self.num_partitions, id(self.partition_func)))
+
+    def describe(self) -> str:
+        fn = "" if self.partition_func is portable_hash else f", {_name(self.partition_func)}"
+        return f"hash({self.num_partitions}{fn})"
+
+    def __reduce__(self):
+        return (HashPartitioner, (self.num_partitions, self.partition_func))
+
+
+class RangePartitioner(Partitioner):
+    """Sends keys to partitions by comparing them with sorted ``bounds`` (``len(bounds) + 1``
+    partitions), so that partition ``i`` holds only keys smaller than those of ``i + 1``."""
+
+    __slots__ = ("bounds", "ascending", "keyfunc", "num_partitions")
+
+    def __init__(self, bounds: list, ascending: bool = True, keyfunc: Callable[[Any], Any] | None = None,
+                 num_partitions: int | None = None):
+        self.bounds = list(bounds)
+        self.ascending = ascending
+        self.keyfunc = keyfunc
+        self.num_partitions = num_partitions if num_partitions is not None else len(self.bounds) + 1
+
+    def partition(self, key: Any) -> int:
+        k = self.keyfunc(key) if self.keyfunc is not None else key
+        p = bisect_left(self.bounds, k) if self.ascending else len(self.bounds) - bisect_right(self.bounds, k)
+        return min(p, self.num_partitions - 1)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RangePartitioner)
+            and other.bounds == self.bounds
+            and other.ascending == self.ascending
+            and other.keyfunc is self.keyfunc
+            and other.num_partitions == self.num_partitions
+        )
+
+    def __hash__(self) -> int:
+        return hash((RangePartitioner, self.num_partitions, self.ascending))
+
+    def describe(self) -> str:
+        order = "asc" if self.ascending else "desc"
+        return f"range({self.num_partitions}, {order})"
+
+    def __reduce__(self):
+        return (RangePartitioner, (self.bounds, self.ascending, self.keyfunc, self.num_partitions))
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__

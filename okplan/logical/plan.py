@@ -1,0 +1,82 @@
+"""The logical plan of one job: a ``networkx`` DAG of nodes with one root (the dataset an action ran on)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import networkx as nx
+
+from .nodes import Node
+
+
+class LogicalPlan:
+    """A DAG rooted at ``root``; an edge ``a -> b`` means *b reads a*.
+
+    A dataset used by two branches is one node with two out-edges, so the plan is a DAG, not a tree.
+
+    >>> plan = LogicalPlan(ds._node)          # doctest: +SKIP
+    >>> plan.graph.number_of_nodes()          # doctest: +SKIP
+    3
+    """
+
+    __slots__ = ("root", "_graph")
+
+    def __init__(self, root: Node):
+        self.root = root
+        self._graph: nx.DiGraph | None = None
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        if self._graph is None:
+            g = nx.DiGraph()
+            g.add_node(self.root)
+            stack, seen = [self.root], {id(self.root)}
+            while stack:
+                node = stack.pop()
+                for pos, parent in enumerate(node.inputs):
+                    g.add_edge(parent, node, pos=pos)
+                    if id(parent) not in seen:
+                        seen.add(id(parent))
+                        stack.append(parent)
+            self._graph = g
+        return self._graph
+
+    def nodes(self) -> Iterator[Node]:
+        """Every node once, inputs before the nodes that read them."""
+        return iter(postorder(self.root))
+
+    def consumers(self, node: Node) -> int:
+        """How many nodes of this plan read ``node`` (counting a node that reads it twice once)."""
+        return self.graph.out_degree(node)
+
+    def transform(self, fn: Callable[[Node], Node | None]) -> "LogicalPlan":
+        """Rebuild the plan bottom-up: ``fn(node)`` (with its inputs already rewritten) returns a
+        replacement or None to keep it. A node shared by two branches is rewritten once, so the
+        result is still a DAG."""
+        done: dict[int, Node] = {}
+        for node in postorder(self.root):
+            new = node.with_inputs(tuple(done[id(i)] for i in node.inputs))
+            out = fn(new)
+            done[id(node)] = new if out is None else out
+        root = done[id(self.root)]
+        return self if root is self.root else LogicalPlan(root)
+
+
+def postorder(root: Node) -> list[Node]:
+    """Nodes reachable from ``root``, each once, every node after all its inputs."""
+    out: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            out.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for parent in reversed(node.inputs):
+            if id(parent) not in seen:
+                stack.append((parent, False))
+    return out

@@ -1,0 +1,57 @@
+"""Text rendering of logical plans: a tree, root first, with the partition count on every node.
+A node read by two branches is printed once; the second reference says ``(shared, see #N)``."""
+
+from __future__ import annotations
+
+from .nodes import Node
+
+
+def node_line(node: Node) -> str:
+    text = f"#{node.nid} {node.op_name}"
+    details = node.details()
+    if details:
+        text += f" [{details}]"
+    if node.label:
+        text += f' "{node.label}"'
+    text += f"  ({node.num_partitions} part{'s' if node.num_partitions != 1 else ''})"
+    if node.callsite:
+        text += f"  @ {node.callsite}"
+    return text
+
+
+def render_tree(root: Node) -> str:
+    """The plan below ``root`` as an indented tree.
+
+    >>> print(render_tree(ds._node))      # doctest: +SKIP
+    #3 Map [<lambda> at job.py:4]  (2 parts)  @ job.py:4
+    └─ #1 Range [range(0, 10, 1), 10 records]  (2 parts)  @ job.py:3
+    """
+    lines: list[str] = []
+    seen: set[int] = set()
+    consumers: dict[int, int] = {}
+    _count_consumers(root, consumers, set())
+
+    def walk(node: Node, prefix: str, branch: str, child_prefix: str) -> None:
+        if id(node) in seen:
+            lines.append(f"{prefix}{branch}#{node.nid} {node.op_name} (shared, see above)")
+            return
+        seen.add(id(node))
+        shared = "  [shared by {} consumers]".format(consumers[id(node)]) if consumers.get(id(node), 0) > 1 else ""
+        lines.append(f"{prefix}{branch}{node_line(node)}{shared}")
+        kids = node.inputs
+        for i, child in enumerate(kids):
+            last = i == len(kids) - 1
+            walk(child, prefix + child_prefix, "└─ " if last else "├─ ", "   " if last else "│  ")
+
+    walk(root, "", "", "")
+    return "\n".join(lines)
+
+
+def _count_consumers(node: Node, counts: dict[int, int], seen: set[int]) -> None:
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    for child in set(map(id, node.inputs)):
+        counts[child] = counts.get(child, 0) + 1
+    for child in node.inputs:
+        _count_consumers(child, counts, seen)

@@ -1,0 +1,183 @@
+"""Physical operators: the tree one task evaluates to produce one partition of a stage.
+
+They say *how* a partition is computed (read a shuffle, run a fused pipeline, ...). The task runner in
+``okplan.exec.task`` evaluates them; every executor uses that same runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..logical.aggregators import Aggregator
+
+
+@dataclass(frozen=True, eq=False)
+class PhysOp:
+    def children(self) -> tuple["PhysOp", ...]:
+        return ()
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, eq=False)
+class ReadSource(PhysOp):
+    """Partitions the client cut up. ``slices`` is None once a cluster executor moved them to its
+    block store under ``source_id``."""
+
+    source_id: str
+    num_partitions: int
+    slices: tuple | None
+    label: str | None = None
+    records: int = 0
+
+    def describe(self) -> str:
+        name = f' "{self.label}"' if self.label else ""
+        return f"Parallelize{name} [{self.num_partitions} partitions, {self.records:,} records]"
+
+
+@dataclass(frozen=True, eq=False)
+class ReadRange(PhysOp):
+    """A slice of ``range(start, stop, step)``: generated in the task, never shipped."""
+
+    start: int
+    stop: int
+    step: int
+    slices: int
+
+    def partition_range(self, index: int) -> range:
+        n = len(range(self.start, self.stop, self.step))
+        lo, hi = index * n // self.slices, (index + 1) * n // self.slices
+        return range(self.start + lo * self.step, self.start + hi * self.step, self.step)
+
+    def describe(self) -> str:
+        return f"Range({self.start}, {self.stop}, {self.step}) [{self.slices} partitions]"
+
+
+@dataclass(frozen=True, eq=False)
+class Pipe(PhysOp):
+    """Narrow operations fused into one pass: ``fns[-1](i, ... fns[0](i, child(i)))``."""
+
+    child: PhysOp
+    fns: tuple[Callable, ...]
+    names: tuple[str, ...]
+    #: the user functions of the fused operators, to name the one that raised
+    user_funcs: tuple[tuple[Any, ...], ...] = ()
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        return " -> ".join(self.names)
+
+
+@dataclass(frozen=True, eq=False)
+class UnionOp(PhysOp):
+    """Partition ``i`` is partition ``i - offset`` of the child it falls in."""
+
+    parts: tuple[PhysOp, ...]
+    counts: tuple[int, ...]
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return self.parts
+
+    def describe(self) -> str:
+        return f"Union [{' + '.join(map(str, self.counts))} partitions]"
+
+
+@dataclass(frozen=True, eq=False)
+class CoalesceOp(PhysOp):
+    child: PhysOp
+    groups: tuple[tuple[int, ...], ...]
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        return f"Coalesce [{sum(map(len, self.groups))} -> {len(self.groups)} partitions, no shuffle]"
+
+
+@dataclass(frozen=True, eq=False)
+class CombineOp(PhysOp):
+    """Map-side combine of one partition: ``(k, v)`` into ``(k, combiner)``."""
+
+    child: PhysOp
+    aggregator: Aggregator
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        return f"PartialAggregate [{self.aggregator.name}]"
+
+
+@dataclass(frozen=True, eq=False)
+class ShuffleRead(PhysOp):
+    """All map outputs' buckets for this reduce partition, aggregated per key if ``aggregator``."""
+
+    shuffle_id: int
+    aggregator: Aggregator | None
+    combined: bool
+    kind: str
+
+    def describe(self) -> str:
+        agg = ""
+        if self.aggregator is not None:
+            agg = f", {'merge ' if self.combined else ''}{self.aggregator.name}"
+        return f"ShuffleRead [shuffle {self.shuffle_id}{agg}]"
+
+
+@dataclass(frozen=True, eq=False)
+class LocalAggregate(PhysOp):
+    """An elided shuffle: the child is already partitioned by key, so aggregate in place."""
+
+    child: PhysOp
+    aggregator: Aggregator | None
+    combined: bool
+    kind: str
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.child,)
+
+    def describe(self) -> str:
+        agg = f" {'merge ' if self.combined else ''}{self.aggregator.name}" if self.aggregator else ""
+        return f"{self.kind} in place [shuffle elided{agg}]"
+
+
+@dataclass(frozen=True, eq=False)
+class CoGroupOp(PhysOp):
+    """``(k, (values of part 0, values of part 1, ...))`` for the keys of this partition."""
+
+    parts: tuple[PhysOp, ...]
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return self.parts
+
+    def describe(self) -> str:
+        return f"CoGroup [{len(self.parts)} inputs]"
+
+
+@dataclass(frozen=True, eq=False)
+class ReadMaterialized(PhysOp):
+    """Partitions an earlier stage (or an earlier job, for ``cache()``) materialised."""
+
+    cache_id: str
+    scope: str
+
+    def describe(self) -> str:
+        what = "cached" if self.scope == "context" else "shared subplan"
+        return f"Read{' ' + what} [{self.cache_id}]"
+
+
+@dataclass(frozen=True, eq=False)
+class CartesianOp(PhysOp):
+    left: PhysOp
+    right: PhysOp
+    right_count: int
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.left, self.right)
+
+    def describe(self) -> str:
+        return "Cartesian"

@@ -1,0 +1,109 @@
+"""Physical planner: cuts an optimized logical plan into stages at shuffle and materialise points.
+
+Each stage's narrow operators become one ``Pipe`` (one pass per partition). A shuffle whose map side
+several consumers share is planned once; so is a ``Persist``.
+"""
+
+from __future__ import annotations
+
+from ..logical import nodes as L
+from ..logical.plan import LogicalPlan
+from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, LocalAggregate, PhysOp, Pipe, ReadMaterialized,
+                        ReadRange, ReadSource, ShuffleRead, UnionOp)
+from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
+
+
+class _Builder:
+    def __init__(self, materialized: frozenset[str]):
+        self.stages: list[Stage] = []
+        self.shuffles: dict[int, int] = {}
+        self.shuffle_of: dict[int, int] = {}      # id(logical node) -> shuffle id
+        self.persist_of: dict[str, str] = {}      # cache_id -> scope
+        self.materialized = materialized          # cache ids whose blocks already exist
+        self.map_stage: dict[int, int] = {}       # shuffle id -> the stage that writes it
+        self.persist_stage: dict[str, int] = {}   # cache id -> the stage that materialises it
+        self.parents: set[int] = set()            # parent stage ids of the stage being built
+        self.labels: list[str] = []
+
+    # -- stages ------------------------------------------------------------------------------------
+    def stage(self, node: L.Node, output) -> int:
+        saved_parents, saved_labels = self.parents, self.labels
+        self.parents, self.labels = set(), []
+        root = self.op(node)
+        sid = len(self.stages)
+        self.stages.append(Stage(sid, root, node.num_partitions, output, tuple(sorted(self.parents)),
+                                 tuple(dict.fromkeys(self.labels))))
+        self.parents, self.labels = saved_parents, saved_labels
+        return sid
+
+    def shuffle(self, key, map_input: L.Node, partitioner, kind: str) -> int:
+        """The id of the shuffle ``key`` stands for, planning its map stage the first time."""
+        if key not in self.shuffle_of:
+            shuffle_id = len(self.shuffles)
+            self.shuffles[shuffle_id] = map_input.num_partitions
+            self.shuffle_of[key] = shuffle_id
+            self.map_stage[shuffle_id] = self.stage(map_input, ShuffleWrite(shuffle_id, partitioner, kind))
+        shuffle_id = self.shuffle_of[key]
+        self.parents.add(self.map_stage[shuffle_id])
+        return shuffle_id
+
+    # -- operators ---------------------------------------------------------------------------------
+    def op(self, node: L.Node) -> PhysOp:
+        if node.label:
+            self.labels.append(node.label)
+        if isinstance(node, L.Source):
+            return ReadSource(f"src{node.nid}", node.num_partitions, node.slices, node.label, node.num_records)
+        if isinstance(node, L.RangeSource):
+            return ReadRange(node.start, node.stop, node.step, node.slices)
+        if isinstance(node, L.Narrow):
+            child = self.op(node.input)
+            name = f"{node.op_name}({node.details()})" if node.details() else node.op_name
+            if isinstance(child, Pipe):
+                return Pipe(child.child, child.fns + (node.fn,), child.names + (name,),
+                            child.user_funcs + (node.funcs(),))
+            return Pipe(child, (node.fn,), (name,), (node.funcs(),))
+        if isinstance(node, L.Union):
+            return UnionOp(tuple(self.op(i) for i in node.inputs), tuple(i.num_partitions for i in node.inputs))
+        if isinstance(node, L.Coalesce):
+            return CoalesceOp(self.op(node.input), node.groups())
+        if isinstance(node, L.PartialAggregate):
+            return CombineOp(self.op(node.input), node.aggregator)
+        if isinstance(node, L.Shuffle):
+            if node.elided:
+                return LocalAggregate(self.op(node.input), node.aggregator, node.combined, node.kind)
+            shuffle_id = self.shuffle(id(node), node.input, node.partitioner_, node.kind)
+            return ShuffleRead(shuffle_id, node.aggregator, node.combined, node.kind)
+        if isinstance(node, L.CoGroup):
+            parts = []
+            for pos, child in enumerate(node.inputs):
+                if pos in node.elided:
+                    parts.append(self.op(child))
+                else:
+                    shuffle_id = self.shuffle((id(node), pos), child, node.partitioner_, "cogroup")
+                    parts.append(ShuffleRead(shuffle_id, None, False, "cogroup"))
+            return CoGroupOp(tuple(parts))
+        if isinstance(node, L.Cartesian):
+            left, right = node.inputs
+            return CartesianOp(self.op(left), self.op(right), right.num_partitions)
+        if isinstance(node, L.Persist):
+            if node.cache_id not in self.materialized and node.cache_id not in self.persist_of:
+                self.persist_of[node.cache_id] = node.scope
+                self.persist_stage[node.cache_id] = self.stage(node.input, Materialize(node.cache_id, node.scope))
+            sid = self.persist_stage.get(node.cache_id)
+            if sid is not None:
+                self.parents.add(sid)
+            return ReadMaterialized(node.cache_id, node.scope)
+        if isinstance(node, L.CachedRead):
+            return ReadMaterialized(node.cache_id, "context")
+        raise TypeError(f"no physical form for {type(node).__name__}")
+
+
+def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset()) -> PhysicalPlan:
+    """Stages for ``plan``, the result stage last.
+
+    ``materialized``: cache ids whose partitions already exist, so their ``Persist`` reads them instead
+    of planning a stage that computes them again.
+    """
+    b = _Builder(materialized)
+    b.stage(plan.root, Result())
+    return PhysicalPlan(b.stages, b.shuffles)

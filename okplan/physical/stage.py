@@ -1,0 +1,84 @@
+"""Stages and the physical plan of one job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..logical.partitioners import Partitioner
+from .operators import PhysOp
+
+
+@dataclass(frozen=True)
+class ShuffleWrite:
+    """The stage's records go to ``partitioner.num_partitions`` buckets of shuffle ``shuffle_id``."""
+
+    shuffle_id: int
+    partitioner: Partitioner
+    kind: str
+
+    def describe(self) -> str:
+        return f"shuffle write {self.shuffle_id} -> {self.partitioner.describe()}"
+
+
+@dataclass(frozen=True)
+class Materialize:
+    """The stage's partitions are kept whole under ``cache_id`` (``cache()`` or a shared subplan)."""
+
+    cache_id: str
+    scope: str
+
+    def describe(self) -> str:
+        return f"materialize {self.cache_id} ({'cache' if self.scope == 'context' else 'this job'})"
+
+
+@dataclass(frozen=True)
+class Result:
+    """The stage's partitions go through the action's partition function back to the caller."""
+
+    def describe(self) -> str:
+        return "result"
+
+
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """One fused pipeline run as ``num_partitions`` tasks."""
+
+    id: int
+    root: PhysOp
+    num_partitions: int
+    output: ShuffleWrite | Materialize | Result
+    parents: tuple[int, ...]
+    #: labels of the datasets computed in this stage, for plans and error notes
+    labels: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"stage {self.id}"
+
+
+@dataclass(eq=False)
+class PhysicalPlan:
+    """Stages in an order that runs every stage after the stages it reads."""
+
+    stages: list[Stage]
+    #: shuffle id -> number of map tasks writing it
+    shuffles: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def result_stage(self) -> Stage:
+        return self.stages[-1]
+
+    @property
+    def num_tasks(self) -> int:
+        return sum(s.num_partitions for s in self.stages)
+
+    def stage(self, stage_id: int) -> Stage:
+        for s in self.stages:
+            if s.id == stage_id:
+                return s
+        raise KeyError(stage_id)
+
+
+#: (iterator of one partition) -> per-partition action result
+PartitionAction = Callable[[Any], Any]

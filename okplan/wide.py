@@ -1,0 +1,348 @@
+"""Transformations that move records between partitions (by key, sorting, set operations, joins).
+Mixed into ``DataSet``."""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import _checks as chk
+from .logical import narrow
+from .logical import nodes as L
+from .logical.aggregators import Aggregator, grouping, reducing
+from .logical.nodes import func_name
+from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash
+
+if TYPE_CHECKING:
+    from .dataset import DataSet
+
+
+def _first_of_two(x, _):
+    return x
+
+
+class WideMixin:
+    _node: L.Node
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _reduce_partitions(self, numPartitions: int | None, method: str) -> int:
+        chk.check_partitions(numPartitions, method)
+        if numPartitions is None:
+            return max(1, self.getNumPartitions())  # type: ignore[attr-defined]
+        return numPartitions
+
+    def _shuffle(self, kind: str, partitioner, aggregator: Aggregator | None = None) -> "DataSet":
+        node = L.Shuffle(inputs=(self._node,), kind=kind, partitioner_=partitioner, aggregator=aggregator,
+                         callsite=chk.user_callsite())
+        return self._derive(node)  # type: ignore[attr-defined]
+
+    # -- by key ----------------------------------------------------------------------------------------
+    def partitionBy(self, numPartitions: int, partitionFunc: Callable[[Any], int] = portable_hash) -> "DataSet":
+        """Records ``(k, v)`` moved to partition ``partitionFunc(k) % numPartitions``.
+
+        >>> ctx.parallelize([(1, "a"), (2, "b")]).partitionBy(2).glom().collect()   # doctest: +SKIP
+        [[(2, 'b')], [(1, 'a')]]
+        """
+        chk.check_partitions(numPartitions, "partitionBy", allow_none=False)
+        chk.check_callable(partitionFunc, "partitionBy", "partitionFunc")
+        return self._shuffle("partitionBy", HashPartitioner(numPartitions, partitionFunc))
+
+    def combineByKey(self, createCombiner: Callable, mergeValue: Callable, mergeCombiners: Callable,
+                     numPartitions: int | None = None,
+                     partitionFunc: Callable[[Any], int] = portable_hash) -> "DataSet":
+        """The general per-key aggregation all the others are built on.
+
+        >>> ctx.parallelize([("a", 1), ("a", 2)]).combineByKey(lambda v: [v], lambda c, v: c + [v],
+        ...     lambda a, b: a + b).collect()                          # doctest: +SKIP
+        [('a', [1, 2])]
+        """
+        for f, arg in ((createCombiner, "createCombiner"), (mergeValue, "mergeValue"),
+                       (mergeCombiners, "mergeCombiners")):
+            chk.check_callable(f, "combineByKey", arg)
+        n = self._reduce_partitions(numPartitions, "combineByKey")
+        agg = Aggregator(createCombiner, mergeValue, mergeCombiners, f"combine({func_name(mergeValue)})",
+                         True, (createCombiner, mergeValue, mergeCombiners))
+        return self._shuffle("combineByKey", HashPartitioner(n, partitionFunc), agg)
+
+    def reduceByKey(self, func: Callable[[Any, Any], Any], numPartitions: int | None = None,
+                    partitionFunc: Callable[[Any], int] = portable_hash) -> "DataSet":
+        """Merge the values of each key with an associative ``func``.
+
+        >>> ctx.parallelize([("a", 1), ("b", 1), ("a", 1)]).reduceByKey(add).collect()   # doctest: +SKIP
+        [('a', 2), ('b', 1)]
+        """
+        chk.check_callable(func, "reduceByKey", "func")
+        n = self._reduce_partitions(numPartitions, "reduceByKey")
+        return self._shuffle("reduceByKey", HashPartitioner(n, partitionFunc), reducing(func, func_name(func)))
+
+    def foldByKey(self, zeroValue: Any, func: Callable[[Any, Any], Any], numPartitions: int | None = None,
+                  partitionFunc: Callable[[Any], int] = portable_hash) -> "DataSet":
+        """Like ``reduceByKey`` but every key's fold starts from (a copy of) ``zeroValue``.
+
+        >>> ctx.parallelize([("a", 1), ("a", 2)]).foldByKey(0, add).collect()    # doctest: +SKIP
+        [('a', 3)]
+        """
+        chk.check_callable(func, "foldByKey", "func")
+        n = self._reduce_partitions(numPartitions, "foldByKey")
+
+        def create(v):
+            return func(copy.deepcopy(zeroValue), v)
+
+        agg = Aggregator(create, func, func, f"fold({func_name(func)})", True, (func,))
+        return self._shuffle("foldByKey", HashPartitioner(n, partitionFunc), agg)
+
+    def aggregateByKey(self, zeroValue: Any, seqFunc: Callable, combFunc: Callable,
+                       numPartitions: int | None = None,
+                       partitionFunc: Callable[[Any], int] = portable_hash) -> "DataSet":
+        """Per key: fold values into (a copy of) ``zeroValue`` with ``seqFunc``, merge with ``combFunc``.
+
+        >>> ctx.parallelize([("a", 1), ("a", 2)]).aggregateByKey(0, add, add).collect()   # doctest: +SKIP
+        [('a', 3)]
+        """
+        chk.check_callable(seqFunc, "aggregateByKey", "seqFunc")
+        chk.check_callable(combFunc, "aggregateByKey", "combFunc")
+        n = self._reduce_partitions(numPartitions, "aggregateByKey")
+
+        def create(v):
+            return seqFunc(copy.deepcopy(zeroValue), v)
+
+        agg = Aggregator(create, seqFunc, combFunc, f"aggregate({func_name(seqFunc)}, {func_name(combFunc)})",
+                         True, (seqFunc, combFunc))
+        return self._shuffle("aggregateByKey", HashPartitioner(n, partitionFunc), agg)
+
+    def groupByKey(self, numPartitions: int | None = None,
+                   partitionFunc: Callable[[Any], int] = portable_hash) -> "DataSet":
+        """``(k, [values])`` per key (values as a list). Never combined on the map side.
+
+        >>> ctx.parallelize([("a", 1), ("a", 2)]).groupByKey().collect()     # doctest: +SKIP
+        [('a', [1, 2])]
+        """
+        n = self._reduce_partitions(numPartitions, "groupByKey")
+        return self._shuffle("groupByKey", HashPartitioner(n, partitionFunc), grouping())
+
+    def groupBy(self, f: Callable[[Any], Any], numPartitions: int | None = None,
+                partitionFunc: Callable[[Any], int] = portable_hash) -> "DataSet":
+        """``(f(x), [records])`` for each distinct ``f(x)``.
+
+        >>> ctx.parallelize([1, 2, 3]).groupBy(lambda x: x % 2).collect()    # doctest: +SKIP
+        [(0, [2]), (1, [1, 3])]
+        """
+        chk.check_callable(f, "groupBy")
+        return self.keyBy(f).groupByKey(numPartitions, partitionFunc)  # type: ignore[attr-defined]
+
+    def distinct(self, numPartitions: int | None = None) -> "DataSet":
+        """The records without duplicates (records must be hashable).
+
+        >>> sorted(ctx.parallelize([1, 1, 2]).distinct().collect())    # doctest: +SKIP
+        [1, 2]
+        """
+        n = self._reduce_partitions(numPartitions, "distinct")
+        return (self.map(narrow_pair_with_none)  # type: ignore[attr-defined]
+                .reduceByKey(_first_of_two, n).map(_key))
+
+    # -- sorting ---------------------------------------------------------------------------------------
+    def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
+                  keyfunc: Callable[[Any], Any] = lambda x: x) -> "DataSet":
+        """``(k, v)`` pairs sorted by key across all partitions. Like PySpark, samples the keys first
+        (a job) to choose range bounds when there is more than one output partition.
+
+        >>> ctx.parallelize([(2, "b"), (1, "a")]).sortByKey().collect()   # doctest: +SKIP
+        [(1, 'a'), (2, 'b')]
+        """
+        chk.check_partitions(numPartitions, "sortByKey")
+        chk.check_callable(keyfunc, "sortByKey", "keyfunc")
+        n = numPartitions if numPartitions is not None else max(1, self.getNumPartitions())  # type: ignore
+        bounds: list = []
+        if n > 1:
+            size = self.count()  # type: ignore[attr-defined]
+            if size:
+                fraction = min(n * 20.0 / size, 1.0)
+                samples = self.sample(False, fraction, 1).map(lambda kv: keyfunc(kv[0])).collect()  # type: ignore
+                samples = sorted(samples)
+                if samples:
+                    bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(0, n - 1)]
+                    bounds = [b for i, b in enumerate(bounds) if i == 0 or b != bounds[i - 1]]
+        partitioner = RangePartitioner(bounds, bool(ascending), keyfunc, n)
+        shuffled = self._shuffle("sortByKey", partitioner)
+        reverse = not ascending
+
+        def sort_partition(it):
+            return iter(sorted(it, key=lambda kv: keyfunc(kv[0]), reverse=reverse))
+
+        return shuffled._narrow("sortPartition", None, narrow.map_partitions_fn(sort_partition), True,
+                                ("asc" if ascending else "desc",))
+
+    def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True,
+               numPartitions: int | None = None) -> "DataSet":
+        """Records sorted by ``keyfunc(x)`` across all partitions.
+
+        >>> ctx.parallelize([3, 1, 2]).sortBy(lambda x: x).collect()     # doctest: +SKIP
+        [1, 2, 3]
+        """
+        chk.check_callable(keyfunc, "sortBy", "keyfunc")
+        return self.keyBy(keyfunc).sortByKey(ascending, numPartitions).values()  # type: ignore[attr-defined]
+
+    # -- repartitioning --------------------------------------------------------------------------------
+    def repartition(self, numPartitions: int) -> "DataSet":
+        """Exactly ``numPartitions`` partitions of about equal size, by a shuffle.
+
+        >>> ctx.parallelize(range(10), 1).repartition(3).getNumPartitions()   # doctest: +SKIP
+        3
+        """
+        chk.check_partitions(numPartitions, "repartition", allow_none=False)
+
+        def spread(i, it):
+            # round robin from a per-partition start, so small partitions don't all hit reducer 0
+            start = random.Random(i).randrange(numPartitions)
+            return ((start + j, x) for j, x in enumerate(it))
+
+        keyed = self._narrow("spread", None, spread)  # type: ignore[attr-defined]
+        return keyed._shuffle("repartition", HashPartitioner(numPartitions, _int_key)).values()
+
+    # -- joins -----------------------------------------------------------------------------------------
+    def _join_partitioner(self, others: list, numPartitions: int | None, method: str) -> HashPartitioner:
+        """Spark's ``defaultPartitioner``: an explicit count, else the largest hash partitioner an input
+        already has (so co-partitioned inputs need no shuffle), else the sum of the inputs' partitions
+        (PySpark's default for joins)."""
+        chk.check_partitions(numPartitions, method)
+        if numPartitions is not None:
+            return HashPartitioner(numPartitions)
+        inputs = [self, *others]
+        existing = [d.partitioner for d in inputs if isinstance(d.partitioner, HashPartitioner)]
+        if existing:
+            return max(existing, key=lambda p: p.num_partitions)
+        return HashPartitioner(max(1, sum(d.getNumPartitions() for d in inputs)))
+
+    def cogroup(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
+        """``(k, (values in self, values in other))`` for every key of either (values as lists).
+
+        >>> ctx.parallelize([("a", 1)]).cogroup(ctx.parallelize([("a", 2), ("b", 3)])).collect()  # doctest: +SKIP
+        [('a', ([1], [2])), ('b', ([], [3]))]
+        """
+        from .dataset import DataSet
+
+        chk.check_dataset(other, "cogroup", DataSet, self.context)  # type: ignore[attr-defined]
+        partitioner = self._join_partitioner([other], numPartitions, "cogroup")
+        node = L.CoGroup(inputs=(self._node, other._node), partitioner_=partitioner, callsite=chk.user_callsite())
+        return self._derive(node)  # type: ignore[attr-defined]
+
+    groupWith = cogroup
+
+    def _joined(self, other: "DataSet", numPartitions: int | None, method: str, pad_left: bool,
+                pad_right: bool) -> "DataSet":
+        grouped = self.cogroup(other, numPartitions) if numPartitions is not None else self.cogroup(other)
+        return grouped._narrow(method, None, narrow.flat_map_values_fn(_dispatch(pad_left, pad_right)), True)
+
+    def join(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
+        """Inner join: ``(k, (v, w))`` for every pair of values with the same key.
+
+        >>> ctx.parallelize([("a", 1)]).join(ctx.parallelize([("a", 2), ("a", 3)])).collect()  # doctest: +SKIP
+        [('a', (1, 2)), ('a', (1, 3))]
+        """
+        return self._joined(other, numPartitions, "join", False, False)
+
+    def leftOuterJoin(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
+        """``(k, (v, w))``, with ``w`` None for keys missing from ``other``.
+
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).leftOuterJoin(ctx.parallelize([("a", 3)])).collect()  # doctest: +SKIP
+        [('a', (1, 3)), ('b', (2, None))]
+        """
+        return self._joined(other, numPartitions, "leftOuterJoin", False, True)
+
+    def rightOuterJoin(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
+        """``(k, (v, w))``, with ``v`` None for keys missing from ``self``."""
+        return self._joined(other, numPartitions, "rightOuterJoin", True, False)
+
+    def fullOuterJoin(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
+        """``(k, (v, w))`` for keys of either side, None for the missing side.
+
+        >>> ctx.parallelize([("a", 1)]).fullOuterJoin(ctx.parallelize([("b", 2)])).collect()  # doctest: +SKIP
+        [('a', (1, None)), ('b', (None, 2))]
+        """
+        return self._joined(other, numPartitions, "fullOuterJoin", True, True)
+
+    def subtractByKey(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
+        """The pairs of ``self`` whose key is not in ``other``.
+
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).subtractByKey(ctx.parallelize([("a", 0)])).collect()  # doctest: +SKIP
+        [('b', 2)]
+        """
+        grouped = self.cogroup(other, numPartitions)
+        return grouped._narrow("subtractByKey", None, narrow.flat_map_values_fn(_left_if_no_right), True)
+
+    def subtract(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
+        """The records of ``self`` not in ``other`` (duplicates in ``self`` kept).
+
+        >>> ctx.parallelize([1, 2, 2, 3]).subtract(ctx.parallelize([3])).collect()   # doctest: +SKIP
+        [1, 2, 2]
+        """
+        from .dataset import DataSet
+
+        chk.check_dataset(other, "subtract", DataSet, self.context)  # type: ignore[attr-defined]
+        mine = self.map(narrow_pair_with_true)  # type: ignore[attr-defined]
+        theirs = other.map(narrow_pair_with_true)
+        return mine.subtractByKey(theirs, numPartitions).keys()
+
+    def intersection(self, other: "DataSet") -> "DataSet":
+        """The distinct records present in both.
+
+        >>> sorted(ctx.parallelize([1, 2, 2, 3]).intersection(ctx.parallelize([2, 3, 4])).collect())  # doctest: +SKIP
+        [2, 3]
+        """
+        from .dataset import DataSet
+
+        chk.check_dataset(other, "intersection", DataSet, self.context)  # type: ignore[attr-defined]
+        mine = self.map(narrow_pair_with_none)  # type: ignore[attr-defined]
+        theirs = other.map(narrow_pair_with_none)
+        grouped = mine.cogroup(theirs)
+        return grouped.filter(_in_both).keys()
+
+    def cartesian(self, other: "DataSet") -> "DataSet":
+        """Every pair ``(x, y)`` of a record of ``self`` and one of ``other``.
+
+        >>> ctx.parallelize([1, 2]).cartesian(ctx.parallelize(["a"])).collect()   # doctest: +SKIP
+        [(1, 'a'), (2, 'a')]
+        """
+        from .dataset import DataSet
+
+        chk.check_dataset(other, "cartesian", DataSet, self.context)  # type: ignore[attr-defined]
+        node = L.Cartesian(inputs=(self._node, other._node), callsite=chk.user_callsite())
+        return self._derive(node)  # type: ignore[attr-defined]
+
+
+def narrow_pair_with_none(x):
+    return (x, None)
+
+
+def narrow_pair_with_true(x):
+    return (x, True)
+
+
+def _key(kv):
+    return kv[0]
+
+
+def _int_key(k: int) -> int:
+    return k
+
+
+def _in_both(kv):
+    left, right = kv[1]
+    return bool(left) and bool(right)
+
+
+def _left_if_no_right(groups):
+    left, right = groups
+    return left if not right else ()
+
+
+def _dispatch(pad_left: bool, pad_right: bool) -> Callable:
+    def dispatch(groups):
+        vs, ws = groups
+        if pad_left and not vs:
+            vs = [None]
+        if pad_right and not ws:
+            ws = [None]
+        return [(v, w) for v in vs for w in ws]
+    return dispatch
