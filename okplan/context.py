@@ -18,6 +18,7 @@ from .logical import nodes as L
 from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
+from .logical.shortcuts import known_count
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
 from .physical.stage import PhysicalPlan
@@ -237,9 +238,10 @@ class Context:
         return plan.transform(swap)
 
     # -- planning and running --------------------------------------------------------------------------
-    def _plan(self, node: L.Node, optimize_: bool | None = None
+    def _plan(self, node: L.Node, optimize_: bool | None = None, logical: LogicalPlan | None = None
               ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
-        logical = self._with_caches(node)
+        if logical is None:
+            logical = self._with_caches(node)
         use = self._optimize if optimize_ is None else optimize_
         optimized, fired = optimize(logical) if use else (logical, [])
         return logical, optimized, fired, plan_physical(optimized)
@@ -247,10 +249,16 @@ class Context:
     def _run_job_iter(self, node: L.Node, action: PartitionAction, partitions: list[int] | None):
         if self._stopped:
             raise RuntimeError("this Context was stopped; create a new Context()")
-        _, _, _, physical = self._plan(node)
         parts = list(range(node.num_partitions)) if partitions is None else list(partitions)
-        if not parts and not physical.stages[:-1]:
+        if not parts:
+            # nothing to compute: no partitions means no tasks, so no executor is involved
             return iter(())
+        logical = self._with_caches(node)
+        if self._optimize and action.name == "count" and partitions is None:
+            known = known_count(logical.root)
+            if known is not None:
+                return iter((known,))
+        _, _, _, physical = self._plan(node, logical=logical)
         return (value for _, value in self._executor.run(physical, action, parts))
 
     def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:

@@ -138,8 +138,9 @@ class WideMixin:
         [1, 2]
         """
         n = self._reduce_partitions(numPartitions, "distinct")
-        return (self.map(narrow_pair_with_none)  # type: ignore[attr-defined]
-                .reduceByKey(_first_of_two, n).map(_key))
+        pairs = self._narrow("pairWithNone", None, narrow.map_fn(narrow_pair_with_none))  # type: ignore
+        agg = Aggregator(_identity, _first_of_two, _first_of_two, "distinct", True, ())
+        return pairs._shuffle("distinct", HashPartitioner(n), agg).keys()
 
     # -- sorting ---------------------------------------------------------------------------------------
     def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
@@ -223,8 +224,13 @@ class WideMixin:
         from .dataset import DataSet
 
         chk.check_dataset(other, "cogroup", DataSet, self.context)  # type: ignore[attr-defined]
-        partitioner = self._join_partitioner([other], numPartitions, "cogroup")
-        node = L.CoGroup(inputs=(self._node, other._node), partitioner_=partitioner, callsite=chk.user_callsite())
+        return self._cogroup(other, numPartitions, "cogroup")
+
+    def _cogroup(self, other: "DataSet", numPartitions: int | None, method: str,
+                 presence_only: frozenset = frozenset()) -> "DataSet":
+        partitioner = self._join_partitioner([other], numPartitions, method)
+        node = L.CoGroup(inputs=(self._node, other._node), partitioner_=partitioner, presence_only=presence_only,
+                         callsite=chk.user_callsite())
         return self._derive(node)  # type: ignore[attr-defined]
 
     groupWith = cogroup
@@ -268,7 +274,11 @@ class WideMixin:
         >>> ctx.parallelize([("a", 1), ("b", 2)]).subtractByKey(ctx.parallelize([("a", 0)])).collect()  # doctest: +SKIP
         [('b', 2)]
         """
-        grouped = self.cogroup(other, numPartitions)
+        from .dataset import DataSet
+
+        chk.check_dataset(other, "subtractByKey", DataSet, self.context)  # type: ignore[attr-defined]
+        # only whether a key occurs in ``other`` matters
+        grouped = self._cogroup(other, numPartitions, "subtractByKey", frozenset({1}))
         return grouped._narrow("subtractByKey", None, narrow.flat_map_values_fn(_left_if_no_right), True)
 
     def subtract(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
@@ -280,8 +290,8 @@ class WideMixin:
         from .dataset import DataSet
 
         chk.check_dataset(other, "subtract", DataSet, self.context)  # type: ignore[attr-defined]
-        mine = self.map(narrow_pair_with_true)  # type: ignore[attr-defined]
-        theirs = other.map(narrow_pair_with_true)
+        mine = self._narrow("pairWithTrue", None, narrow.map_fn(narrow_pair_with_true))  # type: ignore
+        theirs = other._narrow("pairWithTrue", None, narrow.map_fn(narrow_pair_with_true))
         return mine.subtractByKey(theirs, numPartitions).keys()
 
     def intersection(self, other: "DataSet") -> "DataSet":
@@ -293,9 +303,10 @@ class WideMixin:
         from .dataset import DataSet
 
         chk.check_dataset(other, "intersection", DataSet, self.context)  # type: ignore[attr-defined]
-        mine = self.map(narrow_pair_with_none)  # type: ignore[attr-defined]
-        theirs = other.map(narrow_pair_with_none)
-        grouped = mine.cogroup(theirs)
+        mine = self._narrow("pairWithNone", None, narrow.map_fn(narrow_pair_with_none))  # type: ignore
+        theirs = other._narrow("pairWithNone", None, narrow.map_fn(narrow_pair_with_none))
+        # only whether a key occurs on each side matters
+        grouped = mine._cogroup(theirs, None, "intersection", frozenset({0, 1}))
         return grouped.filter(_in_both).keys()
 
     def cartesian(self, other: "DataSet") -> "DataSet":
@@ -319,8 +330,8 @@ def narrow_pair_with_true(x):
     return (x, True)
 
 
-def _key(kv):
-    return kv[0]
+def _identity(x):
+    return x
 
 
 def _int_key(k: int) -> int:

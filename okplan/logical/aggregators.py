@@ -49,3 +49,15 @@ def _extend(acc, other):
 def grouping() -> Aggregator:
     """The aggregator of ``groupByKey``: values in lists, never combined on the map side."""
     return Aggregator(_new_list, _append, _extend, "group", False, ())
+
+
+def _first(a, _b):
+    return a
+
+
+_KEEP_FIRST = Aggregator(_identity, _first, _first, "dedupe", True, ())
+
+
+def keep_first() -> Aggregator:
+    """One value per key (any): a de-duplication where only the keys matter."""
+    return _KEEP_FIRST

@@ -157,7 +157,9 @@ class Narrow(Node):
         return (self.func,) if self.func is not None else ()
 
     def key(self) -> tuple:
-        return (type(self), self.kind, self.func, self.fn if self.func is None else None,
+        # without a user function or arguments, the partition function itself is the identity
+        anonymous = self.func is None and not self.args
+        return (type(self), self.kind, self.func, self.fn if anonymous else None,
                 self.preserves_partitioning, self.args)
 
 
@@ -266,6 +268,9 @@ class CoGroup(Node):
 
     partitioner_: Partitioner
     elided: frozenset = frozenset()
+    #: inputs whose values the consumer ignores (only whether a key occurs matters: the right side of
+    #: subtract, both sides of intersection), so they may be de-duplicated before the shuffle
+    presence_only: frozenset = frozenset()
     op_name: ClassVar[str] = "CoGroup"
     wide: ClassVar[bool] = True
 
@@ -284,7 +289,7 @@ class CoGroup(Node):
         return text
 
     def key(self) -> tuple:
-        return (type(self), self.partitioner_, self.elided)
+        return (type(self), self.partitioner_, self.elided, self.presence_only)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -49,6 +49,15 @@ class LogicalPlan:
         """How many nodes of this plan read ``node`` (counting a node that reads it twice once)."""
         return self.graph.out_degree(node)
 
+    def read_counts(self) -> dict[int, int]:
+        """How often each node is read, by ``nid``: a node read by two consumers (or twice by one, as in
+        ``a.union(a)``) counts 2."""
+        counts: dict[int, int] = {}
+        for node in postorder(self.root):
+            for child in node.inputs:
+                counts[child.nid] = counts.get(child.nid, 0) + 1
+        return counts
+
     def transform(self, fn: Callable[[Node], Node | None]) -> "LogicalPlan":
         """Rebuild the plan bottom-up: ``fn(node)`` (with its inputs already rewritten) returns a
         replacement or None to keep it. A node shared by two branches is rewritten once, so the

@@ -1,0 +1,49 @@
+"""Compute a dataset that two branches of one job read only once: materialise it for the job.
+
+Before (``a`` feeds both sides of a join: without the rule its map runs twice)::
+
+    CoGroup
+    ├─ #2 Map [expensive]  [shared by 2 consumers]
+    │  └─ #1 Parallelize
+    └─ #5 MapValues
+       └─ #2 Map (shared)
+
+After::
+
+    CoGroup
+    ├─ #9 Persist [job job-2]  [shared by 2 consumers]
+    │  └─ #2 Map [expensive]
+    │     └─ #1 Parallelize
+    └─ #5 MapValues
+       └─ #9 Persist (shared)
+
+Leaves that cost nothing to read again (sources, ranges, cached data) and nodes already
+materialised are left alone. The job-scoped blocks are dropped when the job ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..nodes import CachedRead, Node, Persist, RangeSource, Source
+from ..plan import LogicalPlan
+
+if TYPE_CHECKING:
+    from ..optimizer import RuleLog
+
+_CHEAP = (Source, RangeSource, CachedRead, Persist)
+
+
+def materialize_shared(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+    # counted by nid, which survives the rewriting of a node's inputs
+    reads = plan.read_counts()
+
+    def rewrite(node: Node) -> Node | None:
+        count = reads.get(node.nid, 0)
+        if isinstance(node, _CHEAP) or count < 2:
+            return None
+        log.fired(node, f"read {count} times in this job: computed once and kept for the job")
+        return Persist(inputs=(node,), cache_id=f"job-{node.nid}", scope="job", label=node.label,
+                       callsite=node.callsite)
+
+    return plan.transform(rewrite)
