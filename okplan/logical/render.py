@@ -1,5 +1,6 @@
 """Text rendering of logical plans: a tree, root first, with the partition count on every node.
-A node read by two branches is printed once; the second reference says ``(shared, see #N)``."""
+A node read twice is printed once, marked ``[read 2 times]``; the second reference says
+``(shared, see above)``."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def render_tree(root: Node) -> str:
             lines.append(f"{prefix}{branch}#{node.nid} {node.op_name} (shared, see above)")
             return
         seen.add(id(node))
-        shared = "  [shared by {} consumers]".format(consumers[id(node)]) if consumers.get(id(node), 0) > 1 else ""
+        reads = consumers.get(id(node), 0)
+        shared = f"  [read {reads} times]" if reads > 1 else ""
         lines.append(f"{prefix}{branch}{node_line(node)}{shared}")
         kids = node.inputs
         for i, child in enumerate(kids):
@@ -51,7 +53,7 @@ def _count_consumers(node: Node, counts: dict[int, int], seen: set[int]) -> None
     if id(node) in seen:
         return
     seen.add(id(node))
-    for child in set(map(id, node.inputs)):
-        counts[child] = counts.get(child, 0) + 1
+    for child in node.inputs:
+        counts[id(child)] = counts.get(id(child), 0) + 1
     for child in node.inputs:
         _count_consumers(child, counts, seen)

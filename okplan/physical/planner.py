@@ -39,10 +39,16 @@ class _Builder:
     def shuffle(self, key, map_input: L.Node, partitioner, kind: str) -> int:
         """The id of the shuffle ``key`` stands for, planning its map stage the first time."""
         if key not in self.shuffle_of:
+            # plan the map side first, so shuffle ids follow the order stages run in
+            writer = _ShuffleWriter(partitioner, kind)
+            sid = self.stage(map_input, writer)
             shuffle_id = len(self.shuffles)
             self.shuffles[shuffle_id] = map_input.num_partitions
             self.shuffle_of[key] = shuffle_id
-            self.map_stage[shuffle_id] = self.stage(map_input, ShuffleWrite(shuffle_id, partitioner, kind))
+            self.map_stage[shuffle_id] = sid
+            stage = self.stages[sid]
+            self.stages[sid] = Stage(stage.id, stage.root, stage.num_partitions,
+                                     ShuffleWrite(shuffle_id, partitioner, kind), stage.parents, stage.labels)
         shuffle_id = self.shuffle_of[key]
         self.parents.add(self.map_stage[shuffle_id])
         return shuffle_id
@@ -96,6 +102,13 @@ class _Builder:
         if isinstance(node, L.CachedRead):
             return ReadMaterialized(node.cache_id, "context")
         raise TypeError(f"no physical form for {type(node).__name__}")
+
+
+class _ShuffleWriter:
+    """Placeholder output of a map stage while its shuffle id is not known yet."""
+
+    def __init__(self, partitioner, kind: str):
+        self.partitioner, self.kind = partitioner, kind
 
 
 def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset()) -> PhysicalPlan:
