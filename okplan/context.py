@@ -8,6 +8,7 @@ import threading
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
+from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
 from .dataset import DataSet
@@ -263,7 +264,11 @@ class Context:
 
     def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
         with self._lock:
-            return list(self._run_job_iter(node, action, partitions))
+            try:
+                return list(self._run_job_iter(node, action, partitions))
+            except Exception as exc:
+                trim(exc)
+                raise
 
     def runJob(self, rdd: DataSet, partitionFunc: Callable[[Iterator], Iterable],
                partitions: list[int] | None = None) -> list:

@@ -203,6 +203,8 @@ class PartialAggregate(Node):
     Inserted by the combiner-lifting rule below an aggregating shuffle."""
 
     aggregator: Aggregator
+    #: the API operation it serves (reduceByKey, distinct, ...), for error messages
+    for_kind: str = "aggregate"
     op_name: ClassVar[str] = "PartialAggregate"
 
     @property

@@ -104,6 +104,8 @@ class CombineOp(PhysOp):
 
     child: PhysOp
     aggregator: Aggregator
+    #: the API operation it serves (reduceByKey, distinct, ...), for error messages
+    kind: str = "aggregate"
 
     def children(self) -> tuple[PhysOp, ...]:
         return (self.child,)

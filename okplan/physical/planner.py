@@ -73,7 +73,7 @@ class _Builder:
         if isinstance(node, L.Coalesce):
             return CoalesceOp(self.op(node.input), node.groups())
         if isinstance(node, L.PartialAggregate):
-            return CombineOp(self.op(node.input), node.aggregator)
+            return CombineOp(self.op(node.input), node.aggregator, node.for_kind)
         if isinstance(node, L.Shuffle):
             if node.elided:
                 return LocalAggregate(self.op(node.input), node.aggregator, node.combined, node.kind)

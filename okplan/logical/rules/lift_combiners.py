@@ -41,7 +41,8 @@ def lift_combiners(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
             if node.combined or node.elided or agg is None or not agg.combinable:
                 return None
             log.fired(node, f"partial {agg.name} in the map stage before {node.kind}")
-            partial = PartialAggregate(inputs=(node.input,), aggregator=agg, callsite=node.callsite)
+            partial = PartialAggregate(inputs=(node.input,), aggregator=agg, for_kind=node.kind,
+                                       callsite=node.callsite)
             return node.replace(inputs=(partial,), combined=True)
         if isinstance(node, CoGroup) and node.presence_only:
             todo = [pos for pos in sorted(node.presence_only - node.elided)
@@ -50,7 +51,7 @@ def lift_combiners(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
                 return None
             inputs = list(node.inputs)
             for pos in todo:
-                inputs[pos] = PartialAggregate(inputs=(inputs[pos],), aggregator=keep_first(),
+                inputs[pos] = PartialAggregate(inputs=(inputs[pos],), aggregator=keep_first(), for_kind="cogroup",
                                                callsite=node.callsite)
             log.fired(node, f"de-duplicate keys of input(s) {todo} before the shuffle (only presence matters)")
             return node.replace(inputs=tuple(inputs))
