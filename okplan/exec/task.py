@@ -168,7 +168,7 @@ def _coalesce(op: CoalesceOp, i, blocks, counter):
 
 
 def _combine(op: CombineOp, i, blocks, counter):
-    return iter(combine_values(compute(op.child, i, blocks, counter), op.aggregator, "combine").items())
+    return iter(combine_values(compute(op.child, i, blocks, counter), op.aggregator, op.kind).items())
 
 
 def _shuffle_read(op: ShuffleRead, i, blocks, counter):
@@ -287,8 +287,8 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str) -> list[list]:
             for k, v in it:
                 tk = type(k)
                 if tk is int:
-                    h = k  # hash(int) is the int itself for the ints people use as keys
-                    if not -(1 << 60) < k < (1 << 60):
+                    h = k  # hash(int) is the int itself for the ints people use as keys, but not -1
+                    if k == -1 or not -(1 << 60) < k < (1 << 60):
                         h = hash(k)
                 else:
                     h = portable_hash(k)
