@@ -338,7 +338,7 @@ class ActionsMixin:
                 raise ValueError("buckets should be sorted")
             if len(set(buckets)) != len(buckets):
                 raise ValueError("buckets should not contain duplicated values")
-            bounds = list(buckets)
+            bounds = buckets  # returned as given (a tuple stays a tuple), like PySpark
             minv, maxv = bounds[0], bounds[-1]
             even, inc = False, None
             try:

@@ -85,10 +85,16 @@ class StatCounter:
         return math.sqrt(self.sampleVariance())
 
     def asDict(self, sample: bool = False) -> dict:
+        """The statistics as a dict. As in PySpark, ``stdev`` and ``variance`` are the *sample* ones
+        unless ``sample=True`` (PySpark's inverted flag, kept so ported code gets the same numbers).
+
+        >>> StatCounter([1.0, 3.0]).asDict()["variance"]
+        2.0
+        """
         return {
             "count": self.count(), "mean": self.mean(), "sum": self.sum(), "min": self.min(),
-            "max": self.max(), "stdev": self.sampleStdev() if sample else self.stdev(),
-            "variance": self.sampleVariance() if sample else self.variance(),
+            "max": self.max(), "stdev": self.stdev() if sample else self.sampleStdev(),
+            "variance": self.variance() if sample else self.sampleVariance(),
         }
 
     def __repr__(self) -> str:
