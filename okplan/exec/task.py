@@ -8,7 +8,7 @@ from itertools import chain
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import OkplanError
-from ..logical.aggregators import Aggregator
+from ..logical.aggregators import Aggregator, _append, _identity, _new_list
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
@@ -201,7 +201,8 @@ def _cogroup(op: CoGroupOp, i, blocks, counter):
             for k, v in it:
                 g = groups.get(k)
                 if g is None:
-                    g = groups[k] = tuple([] for _ in range(n))
+                    # a literal pair for the two-sided join: a generator per new key cost more than the join
+                    g = groups[k] = ([], []) if n == 2 else tuple([] for _ in range(n))
                 g[pos].append(v)
         except (TypeError, ValueError) as e:
             _raise_key_error(e, _cogroup, "cogroup/join", k)
@@ -244,11 +245,28 @@ def combine_values(it: Iterable, agg: Aggregator, kind: str) -> dict:
     create, merge = agg.create_combiner, agg.merge_value
     k = None
     try:
-        for k, v in it:
-            if k in d:
-                d[k] = merge(d[k], v)
-            else:
-                d[k] = create(v)
+        if create is _new_list and merge is _append:
+            # groupByKey: append in place instead of two Python calls per record
+            get = d.get
+            for k, v in it:
+                g = get(k)
+                if g is None:
+                    d[k] = [v]
+                else:
+                    g.append(v)
+        elif create is _identity:
+            # reduceByKey: the first value is its own combiner
+            for k, v in it:
+                if k in d:
+                    d[k] = merge(d[k], v)
+                else:
+                    d[k] = v
+        else:
+            for k, v in it:
+                if k in d:
+                    d[k] = merge(d[k], v)
+                else:
+                    d[k] = create(v)
     except (TypeError, ValueError) as e:
         _raise_key_error(e, combine_values, kind, k)
         raise
@@ -279,24 +297,23 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str) -> list[list]:
     appends = [b.append for b in buckets]
     k = None
     try:
+        # A record that already is a (k, v) tuple is kept as it is: building a new tuple per record
+        # cost more than the hashing. Other pairs (lists) still become tuples; non-pairs still fail to unpack.
         if n == 1:
             add = appends[0]
-            for k, v in it:
-                add((k, v))
+            for rec in it:
+                k, v = rec
+                add(rec if type(rec) is tuple else (k, v))
         elif isinstance(partitioner, HashPartitioner) and partitioner.partition_func is portable_hash:
-            for k, v in it:
-                tk = type(k)
-                if tk is int:
-                    h = k  # hash(int) is the int itself for the ints people use as keys, but not -1
-                    if k == -1 or not -(1 << 60) < k < (1 << 60):
-                        h = hash(k)
-                else:
-                    h = portable_hash(k)
-                appends[h % n]((k, v))
+            for rec in it:
+                k, v = rec
+                # portable_hash(int) is hash(int); calling the builtin directly skips a Python call
+                appends[(hash(k) if type(k) is int else portable_hash(k)) % n](rec if type(rec) is tuple else (k, v))
         else:
             part = partitioner.partition
-            for k, v in it:
-                appends[part(k)]((k, v))
+            for rec in it:
+                k, v = rec
+                appends[part(k)](rec if type(rec) is tuple else (k, v))
     except (TypeError, ValueError) as e:
         _raise_key_error(e, bucketize, kind, k)
         raise
