@@ -5,6 +5,7 @@ and returns None when there is nothing to measure yet; the micro-benchmark then 
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any, Callable
 
 
@@ -27,16 +28,49 @@ def block_codec() -> tuple[Callable[[Any], bytes], Callable[[bytes], Any], str] 
     return None
 
 
-def block_store(port: int) -> tuple[Callable[[str, Any], None], Callable[[str], Any], str] | None:
-    """okplan's Redis block store on ``127.0.0.1:port``, as ``(put(key, records), get(key), name)``."""
-    return None
+def block_store(port: int) -> tuple[Callable[[str, bytes], None], Callable[[str], bytes], str] | None:
+    """okplan's Redis block store on ``127.0.0.1:port``, as ``(put(key, blob), get(key), name)``: one
+    block per call, as a task writes its output and the next stage reads it."""
+    mod = _module("okplan.exec.cluster.store")
+    if mod is None or not hasattr(mod, "BlockStore"):
+        return None
+    store = mod.BlockStore(f"redis://127.0.0.1:{port}/0")
+
+    def put(key: str, blob: bytes) -> None:
+        store.put_many([(key, blob)], 600)
+
+    def get(key: str) -> bytes:
+        return store.get_many([key])[0]
+
+    return put, get, "BlockStore.put_many/get_many"
 
 
-def task_round_trip() -> tuple[float, str] | None:
-    """µs for one task message to a worker and its completion back, over okplan's protocol."""
-    return None
+def has_protocol() -> bool:
+    """Whether okplan's cluster message protocol (``pack``/``unpack``, TASK/DONE) exists to measure."""
+    P = _module("okplan.exec.cluster.protocol")
+    return P is not None and all(hasattr(P, n) for n in ("pack", "unpack", "TASK", "DONE"))
 
 
-def scheduling_throughput() -> tuple[float, str, str] | None:
-    """No-op tasks per second the master schedules over simulated workers on loopback."""
-    return None
+def scheduling_throughput(tasks: int = 2_000, workers: int = 2) -> tuple[float, str, str] | None:
+    """No-op tasks per second through a real ``local-cluster[workers]``: one job of ``tasks``
+    one-record partitions, end to end (master scheduling, worker round trips, Redis)."""
+    if _module("okplan.exec.cluster.launcher") is None:
+        return None
+    from okplan import Context
+
+    with Context(f"local-cluster[{workers}]") as ctx:
+        ds = ctx.range(tasks, numSlices=tasks).map(_noop)
+        ds.reduce(_add)    # warm-up: workers connected, functions shipped once
+        t0 = time.perf_counter()
+        ds.reduce(_add)
+        seconds = time.perf_counter() - t0
+    return tasks / seconds, f"local-cluster[{workers}]", (
+        f"{tasks:,} one-record tasks in one job, end to end with {workers} real workers")
+
+
+def _noop(x: Any) -> Any:
+    return x
+
+
+def _add(a: Any, b: Any) -> Any:
+    return a + b
