@@ -1,0 +1,325 @@
+"""``ClusterExecutor``: the client side of a cluster, what ``Context("tcp://host:port")`` runs jobs with.
+
+A job: upload the plan's source partitions to Redis, cloudpickle the stages once (without the source
+data), SUBMIT, then yield result partitions in order as the master announces them (small results come in
+the message, large ones are read from Redis). Closing the iterator early cancels the job.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, Callable, Iterator
+
+import zmq
+
+from ...errors import ClusterUnavailableError, ConfigurationError, JobFailedError
+from ...physical.operators import ReadSource
+from ...physical.stage import Materialize, PhysicalPlan
+from ..accumulators import merge_updates
+from ..metrics import JobMetrics
+from ..serialization import decode_block, dumps_function, encode_block
+from . import protocol as P
+from .remote_errors import unpack_exception
+from .spec import build_spec, sources_to_upload
+from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
+
+_POLL_MS = 50
+
+
+def _strip_source(o: Any) -> Any:
+    """Ship a source operator without its partitions: they go to Redis instead."""
+    if type(o) is ReadSource and o.slices is not None:
+        return ReadSource, (o.source_id, o.num_partitions, None, o.label, o.records)
+    return None
+
+
+class ClusterExecutor:
+    """Runs jobs on the cluster whose master listens at ``url``.
+
+    ``secret``: the cluster's shared secret (default ``OKPLAN_SECRET``). ``redis``: the Redis URL as
+    seen from this host, when it differs from the one the master uses. ``connect_timeout``: seconds
+    to wait for the master before ``ClusterUnavailableError``.
+
+    >>> ctx = Context("tcp://127.0.0.1:7077")              # doctest: +SKIP
+    >>> ctx.parallelize(range(10)).sum()                     # doctest: +SKIP
+    45
+    """
+
+    name = "cluster"
+
+    def __init__(self, url: str, secret: str | bytes | None = None, redis: str | None = None,
+                 connect_timeout: float = 3.0, alive_timeout: float = 15.0, job_ttl: int = 3600,
+                 cache_ttl: int | None = 7 * 86400, inline_max: int = 1 << 16):
+        self.url = url
+        self.secret = P.secret_bytes(secret)
+        self.alive_timeout = alive_timeout
+        self.job_ttl = job_ttl
+        self.cache_ttl = cache_ttl
+        self.inline_max = inline_max
+        self.last_metrics: JobMetrics | None = None
+        self.client_id = uuid.uuid4().hex[:12]
+        self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
+        self._inbox: dict[str, deque] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._slots = 0
+        self.zctx = zmq.Context()
+        self.sock = self.zctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.IDENTITY, f"c-{self.client_id}".encode())
+        self.sock.setsockopt(zmq.LINGER, 0)
+        try:
+            self.sock.connect(url)
+        except zmq.ZMQError as e:
+            self._close_sockets()
+            raise ConfigurationError(f"bad master address {url!r}: {e}; use tcp://host:port") from None
+        try:
+            welcome = self.hello(connect_timeout)
+            self.store = BlockStore(redis or welcome["redis"])
+            self.store.ping()
+        except BaseException:
+            self._close_sockets()
+            raise
+
+    # -- talking to the master ---------------------------------------------------------------------------
+    def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
+        with self._lock:
+            self.sock.send_multipart(P.pack(kind, body, blobs, self.secret), copy=False)
+
+    def _recv_one(self, timeout_ms: int) -> P.Message | None:
+        with self._lock:
+            if not self.sock.poll(timeout_ms):
+                return None
+            frames = self.sock.recv_multipart()
+        reason = P.refusal_reason(frames)
+        if reason is not None:
+            raise ClusterUnavailableError(f"the master at {self.url} refused this client: {reason}")
+        return P.unpack(frames, self.secret)
+
+    def hello(self, timeout: float = 3.0) -> dict[str, Any]:
+        """Ask the master for its Redis URL and workers; ``ClusterUnavailableError`` after ``timeout``.
+
+        >>> executor.hello()["workers"]                     # doctest: +SKIP
+        2
+        """
+        self._send(P.CLIENT_HELLO)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ClusterUnavailableError(
+                    f"no okplan master answers at {self.url} (waited {timeout:g}s); start one with "
+                    f"`okplan master --bind {self.url}` or check the address and the shared secret")
+            msg = self._recv_one(int(left * 1000) + 1)
+            if msg is not None and msg.kind == P.WELCOME:
+                self._slots = msg.body.get("slots", 0)
+                return msg.body
+
+    def _next(self, job_id: str) -> P.Message:
+        """The next message about ``job_id`` (others go to their jobs' inboxes)."""
+        inbox = self._inbox[job_id]
+        last = time.monotonic()
+        while True:
+            if inbox:
+                return inbox.popleft()
+            msg = self._recv_one(_POLL_MS)
+            if msg is None:
+                if time.monotonic() - last > self.alive_timeout:
+                    raise ClusterUnavailableError(
+                        f"lost contact with the okplan master at {self.url}: no word for "
+                        f"{self.alive_timeout:g}s during job {job_id}")
+                continue
+            last = time.monotonic()
+            jid = msg.body.get("job_id")
+            if jid == job_id:
+                return msg
+            other = self._inbox.get(jid)
+            if other is not None:
+                other.append(msg)
+
+    # -- the Executor interface --------------------------------------------------------------------------
+    @property
+    def default_parallelism(self) -> int:
+        return self._slots if self._slots > 0 else 2
+
+    def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
+            partitions: list[int]) -> Iterator[tuple[int, Any]]:
+        """Yield ``(partition, value)`` in the order of ``partitions``; closing early cancels the job.
+
+        >>> list(executor.run(plan, PartitionAction(list, "collect"), [0, 1]))   # doctest: +SKIP
+        [(0, [...]), (1, [...])]
+        """
+        if self._stopped:
+            raise RuntimeError("this cluster executor was stopped")
+        return self._run(plan, action, list(partitions))
+
+    def _run(self, plan: PhysicalPlan, action: Callable, want: list[int]) -> Iterator[tuple[int, Any]]:
+        metrics = JobMetrics(self.name)
+        self.last_metrics = metrics
+        started = time.perf_counter()
+        job_id = self._submit(plan, action, want, metrics)
+        unique = len(set(want)) == len(want)
+        got: dict[int, Any] = {}
+        i = 0
+        ended = False
+        resubmits = 1
+        try:
+            while i < len(want) or not ended:
+                if i < len(want) and want[i] in got:
+                    p = want[i]
+                    i += 1
+                    yield p, got.pop(p) if unique else got[p]
+                    continue
+                if ended:
+                    raise JobFailedError(f"job {job_id} ended without the result of partition {want[i]}")
+                msg = self._next(job_id)
+                body = msg.body
+                _merge(body.get("acc"))
+                if msg.kind == P.RESULT:
+                    got[body["partition"]] = self._result_value(job_id, body, msg.blobs, metrics)
+                elif msg.kind == P.JOB_DONE:
+                    ended = True
+                    self._slots = body.get("slots") or self._slots
+                    _fill_metrics(metrics, body["metrics"])
+                elif msg.kind == P.JOB_FAILED:
+                    _fill_metrics(metrics, body.get("metrics") or {})
+                    if body["reason"] == "source_lost" and resubmits > 0:
+                        # Redis lost the data this client uploaded: upload it again and start over
+                        resubmits -= 1
+                        self._inbox.pop(job_id, None)
+                        job_id = self._submit(plan, action, want, metrics)
+                        got.clear()
+                        want = want[i:]
+                        i = 0
+                        continue
+                    ended = True
+                    raise self._job_error(body, msg.blobs)
+        finally:
+            metrics.seconds = time.perf_counter() - started
+            self._inbox.pop(job_id, None)
+            if not ended:
+                self._abandon(job_id, want)
+
+    def _submit(self, plan: PhysicalPlan, action: Callable, want: list[int], metrics: JobMetrics) -> str:
+        job_id = uuid.uuid4().hex[:16]
+        spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
+                          inline_max=self.inline_max)
+        job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
+        keys = Keys(job_id, self.client_id)
+        uploads = [(keys.source(sid, i), encode_block(part))
+                   for sid, op in sources_to_upload(plan).items() for i, part in enumerate(op.slices or ())]
+        if uploads:
+            self.store.put_many(uploads, self.job_ttl)
+            metrics.bytes_written += sum(len(b) for _, b in uploads)
+        for stage in plan.stages:
+            out = stage.output
+            if isinstance(out, Materialize) and out.scope == "context":
+                self._caches[out.cache_id] = stage.num_partitions
+        self._inbox[job_id] = deque()
+        self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
+        return job_id
+
+    def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
+        if body["stored"]:
+            blob = self.store.take(Keys(job_id).result(body["partition"]))
+            if blob is None:
+                raise JobFailedError(f"the result of partition {body['partition']} of job {job_id} is gone "
+                                     f"from Redis (restarted or evicted); run the action again")
+        else:
+            blob = blobs[0]
+        metrics.bytes_read += len(blob)
+        return decode_block(blob)
+
+    def _job_error(self, body: dict, blobs: list) -> BaseException:
+        reason = body["reason"]
+        if reason == "user":
+            return unpack_exception(body, blobs[0] if blobs else b"")
+        if reason == "cache_lost":
+            self._caches.pop(body.get("cache_id"), None)
+        return JobFailedError(body.get("message") or f"job failed ({reason})")
+
+    def _abandon(self, job_id: str, want: list[int]) -> None:
+        """The caller stopped early (``take``) or an error left the job running: cancel it and drop
+        results already stored for us."""
+        try:
+            self._send(P.CANCEL, {"job_id": job_id})
+            keys = Keys(job_id)
+            self.store.delete([keys.result(p) for p in set(want)])
+        except (zmq.ZMQError, StoreUnavailableError):
+            pass  # the master cleans up after cancelled jobs; job keys expire anyway
+
+    # -- caches ------------------------------------------------------------------------------------------
+    def _cache_keys(self, cache_id: str, n: int) -> list[str]:
+        return [cache_key(self.client_id, cache_id, i) for i in range(n)]
+
+    def has_cached(self, cache_id: str) -> bool:
+        """True when every partition of ``cache_id`` is in Redis (after a Redis restart it is not, and
+        the plan computes the dataset again)."""
+        n = self._caches.get(cache_id)
+        if n is None:
+            return False
+        if self.store.exists_all(self._cache_keys(cache_id, n)):
+            return True
+        self.drop_cached(cache_id)
+        return False
+
+    def drop_cached(self, cache_id: str) -> None:
+        n = self._caches.pop(cache_id, None)
+        if n:
+            self.store.delete(self._cache_keys(cache_id, n))
+
+    # -- named datasets ----------------------------------------------------------------------------------
+    def save_named(self, label: str, partitions: list[list]) -> None:
+        """Keep ``partitions`` under ``label`` for any client of this cluster."""
+        self.store.save_named(label, [encode_block(list(p)) for p in partitions])
+
+    def load_named(self, label: str) -> list[list] | None:
+        blobs = self.store.load_named(label)
+        return None if blobs is None else [decode_block(b) for b in blobs]
+
+    def list_named(self) -> list[str]:
+        return self.store.list_named()
+
+    def drop_named(self, label: str) -> bool:
+        return self.store.drop_named(label)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Drop this client's cached datasets and close the connection (a cluster keeps running)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for cache_id in list(self._caches):
+            try:
+                self.drop_cached(cache_id)
+            except StoreUnavailableError:
+                break
+        self.store.close()
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        self.sock.close(0)
+        self.zctx.term()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} redis={redacted(getattr(getattr(self, 'store', None), 'url', '?'))}>"
+
+
+def _merge(acc_blobs: list | None) -> None:
+    for blob in acc_blobs or ():
+        merge_updates(pickle.loads(blob))
+
+
+def _fill_metrics(metrics: JobMetrics, d: dict[str, Any]) -> None:
+    for sid, sm in d.get("stages", {}).items():
+        m = metrics.stage(sid, sm["kind"])
+        m.tasks, m.records_in, m.records_out = sm["tasks"], sm["rin"], sm["rout"]
+        m.seconds, m.phases = sm["seconds"], dict(sm["phases"])
+        m.bytes_raw, m.bytes_compressed, m.retries = sm["raw"], sm["comp"], sm["retries"]
+    metrics.tasks_per_worker = dict(d.get("tasks_per_worker", {}))
+    metrics.retries = d.get("retries", 0)
+    metrics.bytes_written += d.get("bytes_written", 0)
+    metrics.bytes_read += d.get("bytes_read", 0)

