@@ -17,7 +17,10 @@ from math import isinf, isnan
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
+from ._tracebacks import trim
+from .exec.task import NotHashableKeyError
 from .logical import nodes as L
+from .logical.narrow import not_a_pair, raised_here
 from .statcounter import StatCounter
 
 if TYPE_CHECKING:
@@ -95,17 +98,7 @@ class ActionsMixin:
         >>> dict(ctx.parallelize([1, 1, 2]).countByValue())    # doctest: +SKIP
         {1: 2, 2: 1}
         """
-        def count_partition(it):
-            counts: dict = defaultdict(int)
-            for x in it:
-                counts[x] += 1
-            return counts
-
-        total: dict = defaultdict(int)
-        for counts in self._run(count_partition, "countByValue"):
-            for k, v in counts.items():
-                total[k] += v
-        return total
+        return _merge_counts(self._run(_count_values, "countByValue"))
 
     def countByKey(self) -> dict:
         """``{key: number of pairs with that key}``.
@@ -113,7 +106,7 @@ class ActionsMixin:
         >>> dict(ctx.parallelize([("a", 1), ("a", 2)]).countByKey())   # doctest: +SKIP
         {'a': 2}
         """
-        return self.map(operator.itemgetter(0)).countByValue()  # type: ignore[attr-defined]
+        return _merge_counts(self._run(_count_keys, "countByKey"))
 
     def first(self) -> Any:
         """The first record; ``ValueError`` on an empty dataset.
@@ -143,6 +136,9 @@ class ActionsMixin:
                 items.extend(part)
                 if len(items) >= num:
                     break
+        except Exception as exc:
+            trim(exc)
+            raise
         finally:
             close = getattr(results, "close", None)
             if close is not None:
@@ -166,7 +162,7 @@ class ActionsMixin:
         chk.check_int(num, "takeOrdered", "num")
         if num < 0:
             raise ValueError("takeOrdered() needs num >= 0")
-        parts = self._run(lambda it: heapq.nsmallest(num, it, key), "takeOrdered")
+        parts = self._run(lambda it: heapq.nsmallest(num, it, key), "takeOrdered", key)
         return heapq.nsmallest(num, [x for p in parts for x in p], key)
 
     def top(self, num: int, key: Callable[[Any], Any] | None = None) -> list:
@@ -178,7 +174,7 @@ class ActionsMixin:
         chk.check_int(num, "top", "num")
         if num < 0:
             raise ValueError("top() needs num >= 0")
-        parts = self._run(lambda it: heapq.nlargest(num, it, key), "top")
+        parts = self._run(lambda it: heapq.nlargest(num, it, key), "top", key)
         return heapq.nlargest(num, [x for p in parts for x in p], key)
 
     # -- folding ---------------------------------------------------------------------------------------
@@ -249,9 +245,7 @@ class ActionsMixin:
         >>> ctx.parallelize([1, 5, 3]).max()            # doctest: +SKIP
         5
         """
-        if key is None:
-            return self.reduce(max)
-        return self.reduce(lambda a, b: max(a, b, key=key))
+        return self._extreme(max, key, "max")
 
     def min(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The smallest record (by ``key``); ``ValueError`` when empty.
@@ -259,9 +253,20 @@ class ActionsMixin:
         >>> ctx.parallelize([4, 1, 3]).min()            # doctest: +SKIP
         1
         """
-        if key is None:
-            return self.reduce(min)
-        return self.reduce(lambda a, b: min(a, b, key=key))
+        return self._extreme(min, key, "min")
+
+    def _extreme(self, pick: Callable, key: Callable[[Any], Any] | None, name: str) -> Any:
+        if key is not None:
+            chk.check_callable(key, name, "key")
+
+        def extreme_partition(it):
+            best = pick(it, key=key, default=_MISSING)
+            return [] if best is _MISSING else [best]
+
+        values = [v for part in self._run(extreme_partition, name, key) for v in part]
+        if values:
+            return pick(values, key=key)
+        raise ValueError("Can not reduce() empty RDD")
 
     # -- statistics ------------------------------------------------------------------------------------
     def stats(self) -> StatCounter:
@@ -374,7 +379,16 @@ class ActionsMixin:
         >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).lookup("a")   # doctest: +SKIP
         [1, 3]
         """
-        values = self.filter(lambda kv: kv[0] == key).values()  # type: ignore[attr-defined]
+        def has_key(kv):
+            try:
+                k, _ = kv
+            except (TypeError, ValueError) as e:
+                if raised_here(e, has_key):
+                    raise not_a_pair("lookup", e) from None
+                raise
+            return k == key
+
+        values = self.filter(has_key).values()  # type: ignore[attr-defined]
         partitioner = self._node.partitioner
         if partitioner is not None:
             parts = values._run(_to_list, "lookup", partitions=[partitioner.partition(key)])
@@ -402,6 +416,49 @@ class ActionsMixin:
             f(it)
 
         self._run(each, "foreachPartition", f)
+
+
+_MISSING = object()
+
+
+def _count_values(it: Iterable) -> dict:
+    counts: dict = defaultdict(int)
+    x = None
+    try:
+        for x in it:
+            counts[x] += 1
+    except TypeError as e:
+        if raised_here(e, _count_values) and "unhashable" in str(e):
+            raise NotHashableKeyError(
+                f"countByValue needs hashable records, but a record is of type {type(x).__name__} ({e}); "
+                f"convert records first, e.g. lists to tuples") from None
+        raise
+    return counts
+
+
+def _count_keys(it: Iterable) -> dict:
+    counts: dict = defaultdict(int)
+    k = None
+    try:
+        for k, _ in it:
+            counts[k] += 1
+    except (TypeError, ValueError) as e:
+        if raised_here(e, _count_keys):
+            if "unhashable" in str(e):
+                raise NotHashableKeyError(
+                    f"countByKey needs hashable keys, but a key is of type {type(k).__name__} ({e}); "
+                    f"convert keys first, e.g. lists to tuples") from None
+            raise not_a_pair("countByKey", e) from None
+        raise
+    return counts
+
+
+def _merge_counts(parts: Iterable[dict]) -> dict:
+    total: dict = defaultdict(int)
+    for counts in parts:
+        for k, v in counts.items():
+            total[k] += v
+    return total
 
 
 def _comparable(x: Any) -> bool:

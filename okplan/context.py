@@ -278,8 +278,16 @@ class Context:
         [1, 9]
         """
         chk.check_callable(partitionFunc, "runJob", "partitionFunc")
-        results = self._run_job(rdd._node, PartitionAction(lambda it: list(partitionFunc(it)), "runJob"),
-                                partitions)
+        chk.check_dataset(rdd, "runJob", DataSet, self)
+        if partitions is not None:
+            partitions = list(partitions)
+            n = rdd.getNumPartitions()
+            for p in partitions:
+                chk.check_int(p, "runJob", "partitions")
+                if not 0 <= p < n:
+                    raise ValueError(f"runJob() got partition {p}, but the dataset has partitions 0..{n - 1}")
+        results = self._run_job(rdd._node, PartitionAction(lambda it: list(partitionFunc(it)), "runJob",
+                                                           partitionFunc), partitions)
         return [x for part in results for x in part]
 
     def lastJobMetrics(self) -> JobMetrics | None:

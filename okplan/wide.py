@@ -154,12 +154,13 @@ class WideMixin:
         chk.check_partitions(numPartitions, "sortByKey")
         chk.check_callable(keyfunc, "sortByKey", "keyfunc")
         n = numPartitions if numPartitions is not None else max(1, self.getNumPartitions())  # type: ignore
+        sort_key = _pair_sort_key(keyfunc)
         bounds: list = []
         if n > 1:
             size = self.count()  # type: ignore[attr-defined]
             if size:
                 fraction = min(n * 20.0 / size, 1.0)
-                samples = self.sample(False, fraction, 1).map(lambda kv: keyfunc(kv[0])).collect()  # type: ignore
+                samples = self.sample(False, fraction, 1).map(sort_key).collect()  # type: ignore
                 samples = sorted(samples)
                 if samples:
                     bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(0, n - 1)]
@@ -169,7 +170,7 @@ class WideMixin:
         reverse = not ascending
 
         def sort_partition(it):
-            return iter(sorted(it, key=lambda kv: keyfunc(kv[0]), reverse=reverse))
+            return iter(sorted(it, key=sort_key, reverse=reverse))
 
         return shuffled._narrow("sortPartition", None, narrow.map_partitions_fn(sort_partition), True,
                                 ("asc" if ascending else "desc",))
@@ -346,6 +347,19 @@ def _in_both(kv):
 def _left_if_no_right(groups):
     left, right = groups
     return left if not right else ()
+
+
+def _pair_sort_key(keyfunc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``keyfunc(key)`` of a ``(key, value)`` record; a record that is not a pair is reported as such."""
+
+    def sort_key(kv):
+        try:
+            k = kv[0]
+        except (TypeError, IndexError) as e:
+            raise narrow.not_a_pair("sortByKey", e) from None
+        return keyfunc(k)
+
+    return sort_key
 
 
 def _dispatch(pad_left: bool, pad_right: bool) -> Callable:
