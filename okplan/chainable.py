@@ -44,6 +44,39 @@ class ChainableList(list):
     def mapValues(self, f: Callable[[Any], Any]) -> "ChainableList":
         return ChainableList((k, f(v)) for k, v in self)
 
+    def flatMapValues(self, f: Callable[[Any], Iterable]) -> "ChainableList":
+        return ChainableList((k, x) for k, v in self for x in f(v))
+
+    def keyBy(self, f: Callable[[Any], Any]) -> "ChainableList":
+        return ChainableList((f(x), x) for x in self)
+
+    def groupBy(self, f: Callable[[Any], Any]) -> "ChainableList":
+        return self.keyBy(f).groupByKey()
+
+    def sortByKey(self, ascending: bool = True, keyfunc: Callable[[Any], Any] = lambda k: k) -> "ChainableList":
+        return ChainableList(sorted(self, key=lambda kv: keyfunc(kv[0]), reverse=not ascending))
+
+    def countByKey(self) -> dict:
+        out: dict = {}
+        for k, _ in self:
+            out[k] = out.get(k, 0) + 1
+        return out
+
+    def countByValue(self) -> dict:
+        out: dict = {}
+        for x in self:
+            out[x] = out.get(x, 0) + 1
+        return out
+
+    def union(self, other: Iterable) -> "ChainableList":
+        return ChainableList([*self, *other])
+
+    def collectAsMap(self) -> dict:
+        return self.dict()
+
+    def isEmpty(self) -> bool:
+        return not self
+
     def keys(self) -> "ChainableList":
         return ChainableList(k for k, _ in self)
 
@@ -66,8 +99,13 @@ class ChainableList(list):
         return self.head(n)
 
     def dict(self, f: Callable[[Any], tuple] | None = None) -> dict:
-        """A dict of the pairs (or of ``f(x)`` for each record)."""
-        return dict(map(f, self) if f is not None else self)
+        """A dict of the pairs (or of ``f(x)`` for each record).
+
+        >>> ChainableList([("a", 1), ("b", 2)]).dict()
+        {'a': 1, 'b': 2}
+        """
+        # iter(): dict() would take a list with a ``keys`` method for a mapping
+        return dict(map(f, self) if f is not None else iter(self))
 
     def join(self, other: Iterable) -> "ChainableList":
         """Inner join of two lists of pairs: ``(k, (v, w))``."""
