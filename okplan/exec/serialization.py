@@ -162,7 +162,8 @@ def _user_functions(obj: Any) -> Iterator[tuple[str, Any]]:
         seen.add(id(op))
         for name, funcs in zip(getattr(op, "names", ()), getattr(op, "user_funcs", ())):
             for f in funcs:
-                yield name.split("(")[0], f
+                op = name.split("(")[0]
+                yield op[:1].lower() + op[1:], f
         agg = getattr(op, "aggregator", None)
         if agg is not None:
             for f in agg.funcs:

@@ -71,6 +71,7 @@ class JobRun:
         self.result_stage = self.order[-1]
         self.tasks_per_worker: dict[str, int] = {}
         self.retries = 0
+        self.infra_failures = 0
         self.bytes_written = 0
         self.bytes_read = 0
 

@@ -57,7 +57,10 @@ class Master:
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # Sending to a peer whose connection dropped fails at once instead of vanishing: that is how a
+        # killed worker is noticed within a tick, long before its heartbeats are missed.
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.sock.setsockopt(zmq.SNDHWM, 0)  # never block on a slow client
         self.endpoint = _bind(self.sock, bind)
         self.workers: dict[bytes, _Worker] = {}
         self.idle: deque[bytes] = deque()     # one entry per credit, longest waiting first
@@ -94,11 +97,13 @@ class Master:
     def stop(self) -> None:
         self._running = False
 
-    def _send(self, ident: bytes, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
+    def _send(self, ident: bytes, kind: str, body: dict | None = None, blobs: tuple = ()) -> bool:
+        """False when the peer is not connected (ROUTER_MANDATORY tells at once, e.g. after a SIGKILL)."""
         try:
             self.sock.send_multipart([ident, *P.pack(kind, body, blobs, self.secret)], copy=False)
+            return True
         except zmq.ZMQError:
-            pass  # the peer is gone; its state is cleaned up when its heartbeats stop
+            return False
 
     def _dispatch_message(self, frames: list) -> None:
         ident = frames[0].bytes
@@ -253,9 +258,11 @@ class Master:
             self._recompute(job, stage, p, b["missing"])
             return
         n = stage.attempts[p] = stage.attempts.get(p, 0) + 1
-        if n >= self.max_attempts:
-            self._fail(job, reason, f"{_stage_name(stage)} failed after {n} attempts: {b.get('message')}",
-                       stage.id, p)
+        job.infra_failures += 1
+        # bounded per task and per job, so a Redis that is down fails the job in seconds, not minutes
+        if n >= self.max_attempts or job.infra_failures > 2 * self.max_attempts or not self.store.reachable():
+            self._fail(job, reason, f"{_stage_name(stage)} failed after {job.infra_failures} failed attempts, "
+                                    f"the last: {b.get('message')}", stage.id, p)
         else:
             stage.pending.append(p)  # at the back: give the failing resource a moment
 
@@ -290,10 +297,10 @@ class Master:
     # -- ending jobs ---------------------------------------------------------------------------------
     def _finish(self, job: JobRun) -> None:
         job.state = "done"
+        self._maybe_forget(job)  # first, so the client never sees a finished job's keys
         self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": job.metrics(), "acc": job.acc,
                                             "slots": sum(w.slots for w in self.workers.values())})
         job.acc = []
-        self._maybe_forget(job)
 
     def _fail(self, job: JobRun, reason: str, message: str, stage: int | None = None, partition: int | None = None,
               extra: dict | None = None, blobs: Any = ()) -> None:
@@ -305,9 +312,9 @@ class Master:
         if extra:
             body.update({k: v for k, v in extra.items() if k not in ("job_id", "stage", "partition")})
             body["error_stage"] = extra.get("stage")
+        self._maybe_forget(job)
         self._send(job.client, P.JOB_FAILED, body, tuple(blobs))
         job.acc = []
-        self._maybe_forget(job)
 
     def _maybe_forget(self, job: JobRun) -> None:
         """Once no task of a finished job runs any more, delete its keys and tell workers."""
@@ -352,13 +359,17 @@ class Master:
             if job.id not in w.jobs:
                 w.jobs.add(job.id)
                 blobs = job.blobs  # a job's functions go to each worker once
-            self._send(w.ident, P.TASK, {"job_id": job.id, "stage": stage.id, "partition": p,
-                                         "attempt": attempt}, blobs)
+            if not self._send(w.ident, P.TASK, {"job_id": job.id, "stage": stage.id, "partition": p,
+                                                "attempt": attempt}, blobs):
+                w.jobs.discard(job.id)
+                self._lose_worker(w, "disconnected")  # puts the task back, counting the attempt
 
     def _tick(self, now: float) -> None:
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
+            elif w.running and not self._send(w.ident, P.HEARTBEAT):
+                self._lose_worker(w, "disconnected")
         for job in list(self.jobs.values()):
             if job.state != "running":
                 continue

@@ -106,6 +106,17 @@ class BlockStore:
     def _fail(self, e: Exception) -> StoreUnavailableError:
         return StoreUnavailableError(f"Redis at {redacted(self.url)} is unavailable: {e}")
 
+    def reachable(self, timeout: float = 0.5) -> bool:
+        """One quick ping without retries (to tell "Redis is down" from "a task had bad luck")."""
+        probe = redis.Redis.from_url(self.url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                     retry=Retry(ExponentialBackoff(), 0))
+        try:
+            return bool(probe.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            probe.close()
+
     def ping(self) -> None:
         try:
             self.r.ping()

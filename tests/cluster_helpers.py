@@ -1,0 +1,99 @@
+"""Helpers for the cluster tests: real processes, real sockets, real Redis on random local ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import psutil
+
+from okplan import Context
+from okplan.exec.cluster.launcher import LocalCluster, redis_server_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def cluster_context(n: int = 2, **options) -> Iterator[Context]:
+    """A Context on a fresh local cluster of ``n`` workers (quick heartbeat timeout for fault tests)."""
+    options.setdefault("heartbeat_timeout", 1.5)
+    ctx = Context(f"local-cluster[{n}]", **options)
+    try:
+        yield ctx
+    finally:
+        ctx.stop()
+
+
+def job_keys(ctx: Context) -> list[str]:
+    """Every okplan key in the cluster's Redis, except named datasets."""
+    keys = sorted(k.decode() for k in ctx.executor.store.r.keys("okplan:*"))
+    return [k for k in keys if not k.startswith("okplan:named")]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def pids_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    def gone() -> bool:
+        for pid in pids:
+            try:
+                p = psutil.Process(pid)
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                pass
+        return True
+    return wait_until(gone, timeout)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A standalone redis-server on a free port; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, cwd="/tmp")
+    try:
+        import redis
+
+        r = redis.Redis(port=port)
+        assert wait_until(lambda: _pings(r), 10), "redis-server did not start"
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def _pings(r) -> bool:
+    try:
+        return bool(r.ping())
+    except Exception:
+        return False
+
+
+def okplan_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "okplan", *args]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("OKPLAN_SECRET", None)
+    return env
+
+
+__all__ = ["LocalCluster", "cluster_context", "job_keys", "wait_until", "pids_gone", "redis_server", "free_port",
+           "okplan_cmd", "child_env"]

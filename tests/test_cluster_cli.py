@@ -1,0 +1,103 @@
+"""The processes a user (or docker compose) starts by hand: ``okplan master``, ``okplan worker``,
+``okplan datasets``; a second client of the same cluster; the shared secret."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from contextlib import contextmanager
+
+import pytest
+from cluster_helpers import child_env, okplan_cmd, pids_gone, redis_server, wait_until
+
+from okplan import ClusterUnavailableError, Context
+
+
+@contextmanager
+def hand_made_cluster(redis_url: str, workers: int = 1, secret: str | None = None):
+    """``okplan master`` + ``okplan worker`` as compose would run them (the worker learns Redis from the
+    master)."""
+    env = child_env()
+    if secret:
+        env["OKPLAN_SECRET"] = secret
+    master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis", redis_url),
+                              stdout=subprocess.PIPE, env=env)
+    procs = [master]
+    try:
+        line = master.stdout.readline().decode()
+        assert "listening on tcp://127.0.0.1:" in line, line
+        url = line.split("listening on ")[1].split()[0]
+        for _ in range(workers):
+            procs.append(subprocess.Popen(okplan_cmd("worker", "--master", url, "--slots", "1"), env=env))
+        yield url
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        assert pids_gone([p.pid for p in procs])
+
+
+def _connect(url: str, **options) -> Context:
+    ctx = Context(url, **options)
+    assert wait_until(lambda: ctx.executor.hello()["workers"] >= 1, 15)
+    return ctx
+
+
+def test_master_and_worker_started_by_hand_serve_two_clients_and_named_datasets():
+    with redis_server() as redis_url, hand_made_cluster(redis_url, workers=2) as url:
+        a = _connect(url)
+        b = Context(url)
+        try:
+            words = a.dataSet(["x y", "y z", "z z"], label="words", bufferSize=2)
+            assert words.flatMap(str.split).countByValue() == {"x": 1, "y": 2, "z": 3}
+            assert "words" in b.listDataSets()
+            again = b.dataSet(label="words", fromExisting=True)
+            assert again.getNumPartitions() == 2 and again.collect() == ["x y", "y z", "z z"]
+            a.parallelize([1, 2, 3], 2).map(lambda x: x * 10).setName("tens").save()
+            listed = subprocess.run(okplan_cmd("datasets", "list", "--master", url), capture_output=True,
+                                    text=True, env=child_env(), timeout=30)
+            assert listed.returncode == 0 and listed.stdout.split() == ["tens", "words"]
+            dropped = subprocess.run(okplan_cmd("datasets", "drop", "tens", "--redis", redis_url),
+                                     capture_output=True, text=True, env=child_env(), timeout=30)
+            assert dropped.returncode == 0, dropped.stderr
+            assert a.listDataSets() == ["words"] and b.dropDataSet("words") and a.listDataSets() == []
+            with pytest.raises(KeyError, match="words"):
+                a.dataSet(label="words", fromExisting=True)
+        finally:
+            a.stop()
+            b.stop()
+
+
+def test_a_cluster_with_a_secret_refuses_clients_without_it():
+    with redis_server() as redis_url, hand_made_cluster(redis_url, secret="s3cret") as url:
+        t0 = time.monotonic()
+        with pytest.raises(ClusterUnavailableError, match="refused|no okplan master"):
+            Context(url, secret="wrong", connect_timeout=2)
+        assert time.monotonic() - t0 < 4
+        ctx = _connect(url, secret="s3cret")
+        try:
+            assert ctx.parallelize(range(5), 2).sum() == 10
+        finally:
+            ctx.stop()
+
+
+def test_master_refuses_a_public_bind_without_a_secret():
+    done = subprocess.run(okplan_cmd("master", "--bind", "tcp://0.0.0.0:0"), capture_output=True, text=True,
+                          env=child_env(), timeout=30)
+    assert done.returncode == 2 and "shared secret" in done.stderr
+
+
+def test_cli_help_lists_the_commands():
+    done = subprocess.run(okplan_cmd("--help"), capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0
+    for command in ("master", "worker", "local-cluster", "datasets", "run"):
+        assert command in done.stdout
+
+
+def test_okplan_run_runs_a_script(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text("import sys\nfrom okplan import Context\n"
+                      "print(Context().parallelize(range(int(sys.argv[1]))).sum())\n")
+    done = subprocess.run(okplan_cmd("run", str(script), "5"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "10", done.stderr
