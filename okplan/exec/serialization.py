@@ -173,7 +173,9 @@ def _user_functions(obj: Any) -> Iterator[tuple[str, Any]]:
         for f in getattr(op, "fns", ()):
             yield "a narrow operation", f
 
-    for stage in (stages.values() if isinstance(stages, dict) else stages or ()):
+    if isinstance(stages, dict):
+        stages = list(stages.values())
+    for stage in stages if isinstance(stages, (list, tuple)) else ():
         if isinstance(stage, Stage):
             yield from visit(stage.root)
             part = getattr(stage.output, "partitioner", None)
