@@ -26,6 +26,8 @@ from .physical.stage import PhysicalPlan
 
 #: the seed's default number of records per partition for ``dataSet``
 SEED_BUFFER_SIZE = 10240
+#: PySpark's largest batch when it ships a list to ``parallelize`` (its partitions hold whole batches)
+PYSPARK_BATCH_SIZE = 1024
 
 
 class Context:
@@ -78,6 +80,10 @@ class Context:
     def parallelize(self, c: Iterable, numSlices: int | None = None) -> DataSet:
         """A dataset of the records of ``c``, cut into ``numSlices`` partitions of consecutive records.
 
+        Partitions are cut exactly where PySpark cuts them: PySpark ships a list in batches of
+        ``min(len // numSlices, 1024)`` records and spreads whole batches over the partitions, so
+        ``glom``, ``mapPartitions`` and ``zipWithUniqueId`` give the same answers on both.
+
         >>> ctx.parallelize([1, 2, 3, 4], 2).glom().collect()     # doctest: +SKIP
         [[1, 2], [3, 4]]
         """
@@ -89,7 +95,9 @@ class Context:
         data = c if isinstance(c, list) else list(c)
         n = numSlices if numSlices is not None else self.defaultParallelism
         size = len(data)
-        slices = tuple(data[i * size // n:(i + 1) * size // n] for i in range(n))
+        batch = max(1, min(size // n, PYSPARK_BATCH_SIZE))
+        batches = -(-size // batch)
+        slices = tuple(data[i * batches // n * batch:(i + 1) * batches // n * batch] for i in range(n))
         return DataSet(self, L.Source(slices=slices, callsite=chk.user_callsite()))
 
     def range(self, start: int, end: int | None = None, step: int = 1, numSlices: int | None = None) -> DataSet:

@@ -48,6 +48,12 @@ CASES = {
     "glom-sparse": (lambda sc: sc.parallelize(range(5), 8).glom().collect(),
                     [[], [0], [], [1], [2], [], [3], [4]]),
     "glom-empty": (lambda sc: sc.parallelize([], 2).glom().collect(), [[], []]),
+    # PySpark ships a list in batches of len // numSlices (at most 1024) records; partitions hold whole batches
+    "glom-batches": (lambda sc: sc.parallelize(list(range(11)), 4).glom().collect(),
+                     [[0, 1], [2, 3, 4, 5], [6, 7], [8, 9, 10]]),
+    "glom-batch-sizes": (lambda sc: sc.parallelize(list(range(1000)), 7).glom().map(len).collect(),
+                         [142, 142, 142, 142, 142, 142, 148]),
+    "glom-large-batches": (lambda sc: sc.parallelize(list(range(3000)), 2).glom().map(len).collect(), [1024, 1976]),
     # ids
     "zipWithIndex": (lambda sc: sc.parallelize(list("abcde"), 3).zipWithIndex().collect(),
                      [("a", 0), ("b", 1), ("c", 2), ("d", 3), ("e", 4)]),
