@@ -86,6 +86,7 @@ def test_dataSet_bufferSize_is_records_per_partition(ctx, data, bufferSize, part
     assert ds.getNumPartitions() == partitions
     assert ds.collect() == data
     assert all(len(p) <= (bufferSize or 10240) for p in ds.glom().collect())
+    assert ctx.dropDataSet(f"buffer-{bufferSize}-{len(data)}")
 
 
 def test_dataSet_label_names_the_dataset_and_reopens_it(ctx):

@@ -28,6 +28,7 @@ def test_seed_example_on_every_executor(ctx):
     assert ds.getNumPartitions() == 29
     assert ds.reduce(lambda x, y: x + y) == 435
     assert ds.map(lambda x: (x % 2, x)).reduceByKey(add).collectAsMap() == {0: 210, 1: 225}
+    assert ctx.dropDataSet("seed-sum")
 
 
 def test_compute_materialises_and_returns_the_dataset(ctx):
