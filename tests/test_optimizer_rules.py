@@ -268,3 +268,13 @@ def test_optimizer_can_be_switched_off():
         ds = ctx.parallelize([("a", 1)] * 10, 2).reduceByKey(add)
         assert "rules fired" not in ds.toDebugString() and "optimizer off" in ds.toDebugString()
         assert ds.collect() == [("a", 10)]
+
+
+def test_filter_pushdown_below_a_node_read_twice_keeps_one_materialisation(local_ctx):
+    # regression: moving both filters through `keys` copied it, and the copies were materialised
+    # under one cache id ("materialised data ... is gone")
+    d = local_ctx.parallelize([1, 2, 3, 4, 5, 5], 1).distinct(1).filter(lambda x: x % 2 != 0)
+    ds = d.subtract(d.filter(lambda x: x % 3 == 0))
+    _, physical = planned(ds)
+    assert sum(1 for s in physical.stages if "materialize" in type(s.output).__name__.lower()) == 1
+    assert sorted(ds.collect()) == [1, 5]

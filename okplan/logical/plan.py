@@ -50,22 +50,24 @@ class LogicalPlan:
         return self.graph.out_degree(node)
 
     def read_counts(self) -> dict[int, int]:
-        """How often each node is read, by ``nid``: a node read by two consumers (or twice by one, as in
-        ``a.union(a)``) counts 2."""
+        """How often each node of this plan is read, by ``id(node)``: a node read by two consumers (or
+        twice by one, as in ``a.union(a)``) counts 2. Look nodes up with the *original* node that
+        ``transform(..., with_original=True)`` hands a rule."""
         counts: dict[int, int] = {}
         for node in postorder(self.root):
             for child in node.inputs:
-                counts[child.nid] = counts.get(child.nid, 0) + 1
+                counts[id(child)] = counts.get(id(child), 0) + 1
         return counts
 
-    def transform(self, fn: Callable[[Node], Node | None]) -> "LogicalPlan":
+    def transform(self, fn: Callable[..., Node | None], with_original: bool = False) -> "LogicalPlan":
         """Rebuild the plan bottom-up: ``fn(node)`` (with its inputs already rewritten) returns a
         replacement or None to keep it. A node shared by two branches is rewritten once, so the
-        result is still a DAG."""
+        result is still a DAG. With ``with_original``, ``fn(node, original)`` also gets the node as it
+        was in this plan, so a rule can ask questions of this plan (e.g. ``read_counts``)."""
         done: dict[int, Node] = {}
         for node in postorder(self.root):
             new = node.with_inputs(tuple(done[id(i)] for i in node.inputs))
-            out = fn(new)
+            out = fn(new, node) if with_original else fn(new)
             done[id(node)] = new if out is None else out
         root = done[id(self.root)]
         return self if root is self.root else LogicalPlan(root)

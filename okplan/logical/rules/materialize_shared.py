@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..nodes import CachedRead, Node, Persist, RangeSource, Source
+from ..nodes import CachedRead, Node, Persist, RangeSource, Source, fresh_id
 from ..plan import LogicalPlan
 
 if TYPE_CHECKING:
@@ -35,15 +35,15 @@ _CHEAP = (Source, RangeSource, CachedRead, Persist)
 
 
 def materialize_shared(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
-    # counted by nid, which survives the rewriting of a node's inputs
     reads = plan.read_counts()
 
-    def rewrite(node: Node) -> Node | None:
-        count = reads.get(node.nid, 0)
+    def rewrite(node: Node, original: Node) -> Node | None:
+        count = reads.get(id(original), 0)
         if isinstance(node, _CHEAP) or count < 2:
             return None
         log.fired(node, f"read {count} times in this job: computed once and kept for the job")
-        return Persist(inputs=(node,), cache_id=f"job-{node.nid}", scope="job", label=node.label,
+        # a fresh id: two plans' shared nodes must never share blocks
+        return Persist(inputs=(node,), cache_id=f"job-{fresh_id()}", scope="job", label=node.label,
                        callsite=node.callsite)
 
-    return plan.transform(rewrite)
+    return plan.transform(rewrite, with_original=True)

@@ -62,11 +62,13 @@ def _filter(child: Node, p: Callable[[Any], bool], like: Narrow, keep_id: bool =
 def push_filters(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
     reads = plan.read_counts()
 
-    def rewrite(node: Node) -> Node | None:
+    def rewrite(node: Node, original: Node) -> Node | None:
         if not (isinstance(node, Narrow) and node.kind == "filter"):
             return None
         child, p = node.input, node.func
-        if reads.get(child.nid, 0) > 1:
+        # the child as it was in this plan: moving a filter below a node others read too would
+        # compute that node twice, once filtered and once not
+        if reads.get(id(original.input), 0) > 1:
             return None
         on_key = isinstance(p, OnKey)
         moved = _push(node, child, p, on_key)
@@ -74,7 +76,7 @@ def push_filters(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
             log.fired(node, f"filter moved below {child.op_name} #{child.nid}")
         return moved
 
-    return plan.transform(rewrite)
+    return plan.transform(rewrite, with_original=True)
 
 
 def _push(f: Narrow, child: Node, p: Any, on_key: bool) -> Node | None:
