@@ -158,13 +158,14 @@ class WideMixin:
         bounds: list = []
         if n > 1:
             size = self.count()  # type: ignore[attr-defined]
-            if size:
-                fraction = min(n * 20.0 / size, 1.0)
-                samples = self.sample(False, fraction, 1).map(sort_key).collect()  # type: ignore
-                samples = sorted(samples)
-                if samples:
-                    bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(0, n - 1)]
-                    bounds = [b for i, b in enumerate(bounds) if i == 0 or b != bounds[i - 1]]
+            if not size:
+                return self  # type: ignore[return-value]  # as PySpark: nothing to sort, partitions kept
+            fraction = min(n * 20.0 / size, 1.0)
+            samples = self.sample(False, fraction, 1).map(sort_key).collect()  # type: ignore
+            samples = sorted(samples)
+            if samples:
+                bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(0, n - 1)]
+                bounds = [b for i, b in enumerate(bounds) if i == 0 or b != bounds[i - 1]]
         partitioner = RangePartitioner(bounds, bool(ascending), keyfunc, n)
         shuffled = self._shuffle("sortByKey", partitioner)
         reverse = not ascending

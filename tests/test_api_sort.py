@@ -29,6 +29,10 @@ CASES = {
     "sortBy-more-partitions-than-records": (
         lambda sc: sc.parallelize([2, 1], 6).sortBy(lambda x: x, numPartitions=6).collect(), [1, 2]),
     "sortBy-empty": (lambda sc: sc.parallelize([], 3).sortBy(lambda x: x).collect(), []),
+    "sortBy-empty-numPartitions": (lambda sc: sc.parallelize([], 3).sortBy(lambda x: x, numPartitions=5)
+                                   .getNumPartitions(), 3),
+    "sortByKey-empty-after-filter": (lambda sc: sc.parallelize([(1, 1)], 2).filter(lambda kv: kv[1] > 1)
+                                     .sortByKey(numPartitions=4).collect(), []),
     "sortByKey": (lambda sc: sc.parallelize(PAIRS, 2).sortByKey().collect(),
                   [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")]),
     "sortByKey-descending": (lambda sc: sc.parallelize(PAIRS, 2).sortByKey(False).keys().collect(), [5, 4, 3, 2, 1]),
