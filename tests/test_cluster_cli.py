@@ -101,3 +101,37 @@ def test_okplan_run_runs_a_script(tmp_path):
                       "print(Context().parallelize(range(int(sys.argv[1]))).sum())\n")
     done = subprocess.run(okplan_cmd("run", str(script), "5"), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "10", done.stderr
+
+
+def test_the_compose_services_commands_run_by_hand():
+    """docker/compose.yaml's commands and environment (seed REDIS_HOST/REDIS_PORT, OKPLAN_SECRET, a
+    worker with two slots), on 127.0.0.1 instead of the compose network."""
+    import yaml
+
+    with open("docker/compose.yaml") as f:
+        services = yaml.safe_load(f)["services"]
+    assert {"redis", "master", "worker"} <= set(services)
+    with redis_server() as redis_url:
+        env = child_env()
+        env.update(OKPLAN_SECRET="compose-secret", REDIS_HOST="127.0.0.1", REDIS_PORT=redis_url.split(":")[-1][:-2])
+        master_cmd = [a.replace("0.0.0.0:7077", "127.0.0.1:0") for a in services["master"]["command"]]
+        master = subprocess.Popen(okplan_cmd(*master_cmd), stdout=subprocess.PIPE, env=env)
+        procs = [master]
+        try:
+            url = master.stdout.readline().decode().split("listening on ")[1].split()[0]
+            worker_cmd = [url if a == "tcp://master:7077" else "2" if a == "1" else a
+                          for a in services["worker"]["command"]]
+            procs.append(subprocess.Popen(okplan_cmd(*worker_cmd), env=env))
+            ctx = _connect(url, secret="compose-secret")
+            try:
+                assert wait_until(lambda: ctx.executor.hello()["slots"] == 2, 15)
+                assert ctx.parallelize(range(100), 4).map(lambda x: (x % 3, 1)).reduceByKey(lambda a, b: a + b) \
+                    .collectAsMap() == {0: 34, 1: 33, 2: 33}
+                assert len(ctx.lastJobMetrics().tasks_per_worker) == 2
+            finally:
+                ctx.stop()
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(10)

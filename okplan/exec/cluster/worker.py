@@ -9,6 +9,7 @@ thread with a socket of its own heartbeats, so the master notices a worker that 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -219,10 +220,11 @@ def serve(master: str, redis_url: str | None, slots: int = 1, secret: str | None
         env["OKPLAN_SECRET"] = secret
     children = [subprocess.Popen(cmd + (["--name", f"{name}-{i}"] if name else []), env=env)
                 for i in range(slots)]
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # so that the finally below stops the slots
     try:
         for c in children:
             c.wait()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         for c in children:
@@ -233,3 +235,7 @@ def serve(master: str, redis_url: str | None, slots: int = 1, secret: str | None
                 c.wait(5)
             except subprocess.TimeoutExpired:
                 c.kill()
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
