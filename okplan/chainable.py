@@ -45,36 +45,81 @@ class ChainableList(list):
         return ChainableList((k, f(v)) for k, v in self)
 
     def flatMapValues(self, f: Callable[[Any], Iterable]) -> "ChainableList":
+        """``(k, x)`` for every ``x`` in ``f(v)``.
+
+        >>> ChainableList([("a", [1, 2])]).flatMapValues(lambda v: v)
+        [('a', 1), ('a', 2)]
+        """
         return ChainableList((k, x) for k, v in self for x in f(v))
 
     def keyBy(self, f: Callable[[Any], Any]) -> "ChainableList":
+        """``(f(x), x)`` for every record.
+
+        >>> ChainableList([1, 2]).keyBy(str)
+        [('1', 1), ('2', 2)]
+        """
         return ChainableList((f(x), x) for x in self)
 
     def groupBy(self, f: Callable[[Any], Any]) -> "ChainableList":
+        """``(f(x), [records])`` per distinct ``f(x)``, in order of first appearance.
+
+        >>> ChainableList([1, 2, 3]).groupBy(lambda x: x % 2)
+        [(1, [1, 3]), (0, [2])]
+        """
         return self.keyBy(f).groupByKey()
 
     def sortByKey(self, ascending: bool = True, keyfunc: Callable[[Any], Any] = lambda k: k) -> "ChainableList":
+        """The pairs sorted by ``keyfunc(key)``.
+
+        >>> ChainableList([(2, "b"), (1, "a")]).sortByKey()
+        [(1, 'a'), (2, 'b')]
+        """
         return ChainableList(sorted(self, key=lambda kv: keyfunc(kv[0]), reverse=not ascending))
 
     def countByKey(self) -> dict:
+        """``{key: number of pairs with that key}``.
+
+        >>> ChainableList([("a", 1), ("a", 2)]).countByKey()
+        {'a': 2}
+        """
         out: dict = {}
         for k, _ in self:
             out[k] = out.get(k, 0) + 1
         return out
 
     def countByValue(self) -> dict:
+        """``{record: how often it occurs}``.
+
+        >>> ChainableList([1, 1, 2]).countByValue()
+        {1: 2, 2: 1}
+        """
         out: dict = {}
         for x in self:
             out[x] = out.get(x, 0) + 1
         return out
 
     def union(self, other: Iterable) -> "ChainableList":
+        """The records of both, ``self`` first.
+
+        >>> ChainableList([1]).union([2])
+        [1, 2]
+        """
         return ChainableList([*self, *other])
 
     def collectAsMap(self) -> dict:
+        """The pairs as a dict (a later pair wins).
+
+        >>> ChainableList([("a", 1), ("a", 2)]).collectAsMap()
+        {'a': 2}
+        """
         return self.dict()
 
     def isEmpty(self) -> bool:
+        """True when there are no records.
+
+        >>> ChainableList().isEmpty()
+        True
+        """
         return not self
 
     def keys(self) -> "ChainableList":
