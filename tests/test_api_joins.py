@@ -82,9 +82,12 @@ CASES = {
 
 #: okplan follows Scala Spark's defaultPartitioner here: an input that is already hash-partitioned
 #: decides the join's partition count (PySpark uses the sum of the inputs' partitions)
-OKPLAN_ONLY = {"join-partitioned-numPartitions"}
+#: (PySpark uses the sum of the inputs' partitions); cogroup gives lists, not ResultIterables
+OKPLAN_ONLY = {"join-partitioned-numPartitions", "cogroup-gives-lists"}
 CASES["join-partitioned-numPartitions"] = (
     lambda sc: sc.parallelize(LEFT, 2).partitionBy(4).join(sc.parallelize(RIGHT, 3)).getNumPartitions(), 4)
+CASES["cogroup-gives-lists"] = (lambda sc: sc.parallelize([(1, "a")], 1).cogroup(sc.parallelize([(2, "b")], 1), 1)
+                                .collect(), [(1, (["a"], [])), (2, ([], ["b"]))])
 
 
 @pytest.mark.parametrize("name", CASES)
