@@ -80,9 +80,9 @@ CASES = {
                                 .getNumPartitions(), 6),
 }
 
-#: okplan follows Scala Spark's defaultPartitioner here: an input that is already hash-partitioned
-#: decides the join's partition count (PySpark uses the sum of the inputs' partitions)
-#: (PySpark uses the sum of the inputs' partitions); cogroup gives lists, not ResultIterables
+#: deliberate differences: okplan follows Scala Spark's defaultPartitioner, so an input that is already
+#: hash-partitioned decides the join's partition count (PySpark uses the sum of the inputs' partitions);
+#: cogroup gives lists, not ResultIterables
 OKPLAN_ONLY = {"join-partitioned-numPartitions", "cogroup-gives-lists"}
 CASES["join-partitioned-numPartitions"] = (
     lambda sc: sc.parallelize(LEFT, 2).partitionBy(4).join(sc.parallelize(RIGHT, 3)).getNumPartitions(), 4)
