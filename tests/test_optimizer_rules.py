@@ -10,7 +10,7 @@ from okplan import Context
 from okplan.logical import nodes as L
 from okplan.logical.optimizer import optimize
 from okplan.logical.plan import LogicalPlan
-from okplan.logical.rules import (cull_empty, elide_shuffles, lift_combiners, materialize_shared,
+from okplan.logical.rules import (cull_empty, elide_shuffles, hash_join, lift_combiners, materialize_shared,
                                   merge_identical_subplans, push_filters)
 
 
@@ -117,8 +117,8 @@ def test_join_elides_only_the_co_partitioned_side(local_ctx):
     a = pairs(local_ctx).partitionBy(6)
     b = pairs(local_ctx, 20)
     joined = a.join(b, 6)
-    cogroup = next(n for n in optimize(LogicalPlan(joined._node))[0].nodes() if isinstance(n, L.CoGroup))
-    assert cogroup.elided == frozenset({0})
+    join = next(n for n in optimize(LogicalPlan(joined._node))[0].nodes() if isinstance(n, L.HashJoin))
+    assert join.elided == frozenset({0})
     assert shuffles(joined) == 2
 
 
@@ -278,3 +278,31 @@ def test_filter_pushdown_below_a_node_read_twice_keeps_one_materialisation(local
     _, physical = planned(ds)
     assert sum(1 for s in physical.stages if "materialize" in type(s.output).__name__.lower()) == 1
     assert sorted(ds.collect()) == [1, 5]
+
+
+# -- join strategy ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin"])
+def test_joins_become_hash_joins_with_the_same_answer(local_ctx, how):
+    a = local_ctx.parallelize([(1, "a"), (2, "b"), (1, "c"), (4, "d"), (None, "n")], 2)
+    b = local_ctx.parallelize([(1, "x"), (3, "y"), (1, "z"), (None, "m")], 3)
+    ds = getattr(a, how)(b)
+    plan, fired = run_rule(hash_join, ds)
+    assert len(fired) == 1 and isinstance(plan.root, L.HashJoin) and plan.root.how == how
+    with local_ctx.optimizing(False):
+        expected = sorted(ds.collect(), key=repr)
+    assert sorted(ds.collect(), key=repr) == expected
+
+
+def test_cogroup_and_set_operations_keep_their_cogroup(local_ctx):
+    a, b = local_ctx.parallelize([(1, 2)]), local_ctx.parallelize([(1, 3)])
+    for ds in (a.cogroup(b), a.subtractByKey(b), a.keys().intersection(b.keys())):
+        assert run_rule(hash_join, ds)[1] == []
+
+
+def test_hash_join_reports_unhashable_keys(local_ctx):
+    from okplan import NotHashableKeyError
+
+    a = local_ctx.parallelize([([1], 2)], 1)
+    with pytest.raises(NotHashableKeyError, match="hashable"):
+        a.join(a.mapValues(str), 1).collect()

@@ -12,7 +12,7 @@ from ..logical.aggregators import Aggregator, _append, _identity, _new_list
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
-from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, LocalAggregate, PhysOp, Pipe,
+from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
                                   ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp)
 from ..physical.stage import Materialize, Result, ShuffleWrite, Stage
 
@@ -210,6 +210,49 @@ def _cogroup(op: CoGroupOp, i, blocks, counter):
     return iter(groups.items())
 
 
+def _hash_join(op: HashJoinOp, i, blocks, counter):
+    table: dict[Any, list] = {}
+    k = None
+    try:
+        for k, w in compute(op.parts[1], i, blocks, counter):
+            ws = table.get(k)
+            if ws is None:
+                table[k] = [w]
+            else:
+                ws.append(w)
+    except (TypeError, ValueError) as e:
+        _raise_key_error(e, _hash_join, op.how, k)
+        raise
+    return _probe(compute(op.parts[0], i, blocks, counter), table, op.how)
+
+
+def _probe(left: Iterator, table: dict, how: str) -> Iterator:
+    """Stream the left side past the right side's table; outer joins pad the missing side with None."""
+    pad_right = how in ("leftOuterJoin", "fullOuterJoin")
+    keep_unmatched_right = how in ("rightOuterJoin", "fullOuterJoin")
+    matched: set = set()
+    get = table.get
+    k = None
+    try:
+        for k, v in left:
+            ws = get(k)
+            if ws is not None:
+                if keep_unmatched_right:
+                    matched.add(k)
+                for w in ws:
+                    yield k, (v, w)
+            elif pad_right:
+                yield k, (v, None)
+    except (TypeError, ValueError) as e:
+        _raise_key_error(e, _probe, how, k)
+        raise
+    if keep_unmatched_right:
+        for k, ws in table.items():
+            if k not in matched:
+                for w in ws:
+                    yield k, (None, w)
+
+
 def _read_materialized(op: ReadMaterialized, i, blocks, counter):
     data = blocks.materialized(op.cache_id, i)
     counter.records_in += len(data)
@@ -223,6 +266,7 @@ def _cartesian(op: CartesianOp, i, blocks, counter):
 
 
 _HANDLERS: dict[type, Callable] = {
+    HashJoinOp: _hash_join,
     CartesianOp: _cartesian,
     ReadSource: _read_source,
     ReadRange: _read_range,

@@ -366,3 +366,34 @@ class Cartesian(Node):
     @property
     def num_partitions(self) -> int:
         return self.inputs[0].num_partitions * self.inputs[1].num_partitions
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class HashJoin(Node):
+    """``(k, (v, w))`` for the two inputs' pairs with equal keys (``how``: join, leftOuterJoin,
+    rightOuterJoin or fullOuterJoin): the right input's values are put in a dict per partition and the
+    left input streams past it. Chosen by the ``hash_join`` rule in place of CoGroup + a per-key
+    product, which groups both sides into lists first."""
+
+    how: str
+    partitioner_: Partitioner
+    elided: frozenset = frozenset()
+    op_name: ClassVar[str] = "HashJoin"
+    wide: ClassVar[bool] = True
+
+    @property
+    def num_partitions(self) -> int:
+        return self.partitioner_.num_partitions
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.partitioner_
+
+    def details(self) -> str:
+        text = f"{self.how}, {self.partitioner_.describe()}, build right"
+        if self.elided:
+            text += f", ELIDED shuffle of input(s) {sorted(self.elided)}"
+        return text
+
+    def key(self) -> tuple:
+        return (type(self), self.how, self.partitioner_, self.elided)

@@ -183,3 +183,17 @@ class CartesianOp(PhysOp):
 
     def describe(self) -> str:
         return "Cartesian"
+
+
+@dataclass(frozen=True, eq=False)
+class HashJoinOp(PhysOp):
+    """Build a dict of the right part's values per key, stream the left part past it."""
+
+    parts: tuple[PhysOp, PhysOp]
+    how: str
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return self.parts
+
+    def describe(self) -> str:
+        return f"HashJoin [{self.how}, build right]"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..logical import nodes as L
 from ..logical.plan import LogicalPlan
-from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, LocalAggregate, PhysOp, Pipe, ReadMaterialized,
+from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
+                        ReadMaterialized,
                         ReadRange, ReadSource, ShuffleRead, UnionOp)
 from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
 
@@ -79,14 +80,17 @@ class _Builder:
                 return LocalAggregate(self.op(node.input), node.aggregator, node.combined, node.kind)
             shuffle_id = self.shuffle(id(node), node.input, node.partitioner_, node.kind)
             return ShuffleRead(shuffle_id, node.aggregator, node.combined, node.kind)
-        if isinstance(node, L.CoGroup):
+        if isinstance(node, (L.CoGroup, L.HashJoin)):
             parts = []
+            kind = "cogroup" if isinstance(node, L.CoGroup) else node.how
             for pos, child in enumerate(node.inputs):
                 if pos in node.elided:
                     parts.append(self.op(child))
                 else:
-                    shuffle_id = self.shuffle((id(node), pos), child, node.partitioner_, "cogroup")
-                    parts.append(ShuffleRead(shuffle_id, None, False, "cogroup"))
+                    shuffle_id = self.shuffle((id(node), pos), child, node.partitioner_, kind)
+                    parts.append(ShuffleRead(shuffle_id, None, False, kind))
+            if isinstance(node, L.HashJoin):
+                return HashJoinOp((parts[0], parts[1]), node.how)
             return CoGroupOp(tuple(parts))
         if isinstance(node, L.Cartesian):
             left, right = node.inputs

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..nodes import CoGroup, Node, Shuffle
+from ..nodes import CoGroup, HashJoin, Node, Shuffle
 from ..plan import LogicalPlan
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def elide_shuffles(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
         if isinstance(node, Shuffle) and not node.elided and node.input.partitioner == node.partitioner_:
             log.fired(node, f"input #{node.input.nid} is already {node.partitioner_.describe()}: no shuffle")
             return node.replace(elided=True)
-        if isinstance(node, CoGroup):
+        if isinstance(node, (CoGroup, HashJoin)):
             same = frozenset(pos for pos, child in enumerate(node.inputs)
                              if child.partitioner == node.partitioner_) - node.elided
             if same:
