@@ -12,7 +12,8 @@ from .logical import narrow
 from .logical import nodes as L
 from .logical.aggregators import Aggregator, grouping, reducing
 from .logical.nodes import func_name
-from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash
+from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash, range_bounds
+from .logical.shortcuts import known_count
 
 if TYPE_CHECKING:
     from .dataset import DataSet
@@ -145,8 +146,9 @@ class WideMixin:
     # -- sorting ---------------------------------------------------------------------------------------
     def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
                   keyfunc: Callable[[Any], Any] = lambda x: x) -> "DataSet":
-        """``(k, v)`` pairs sorted by key across all partitions. Like PySpark, samples the keys first
-        (a job) to choose range bounds when there is more than one output partition.
+        """``(k, v)`` pairs sorted by key across all partitions. The range bounds come from a sample of
+        the keys: on ``local`` it is taken inside the sorting job (nothing runs now); elsewhere, as in
+        PySpark, a count and a sample run now.
 
         >>> ctx.parallelize([(2, "b"), (1, "a")]).sortByKey().collect()   # doctest: +SKIP
         [(1, 'a'), (2, 'b')]
@@ -155,17 +157,19 @@ class WideMixin:
         chk.check_callable(keyfunc, "sortByKey", "keyfunc")
         n = numPartitions if numPartitions is not None else max(1, self.getNumPartitions())  # type: ignore
         sort_key = _pair_sort_key(keyfunc)
-        bounds: list = []
-        if n > 1:
+        bounds: list | None = []
+        if n > 1 and getattr(self.context._executor, "samples_range_bounds", False):  # type: ignore
+            # the executor samples the bounds inside the sorting job: no job now, one pass later
+            if known_count(self._node) == 0:
+                return self  # type: ignore[return-value]  # as PySpark: nothing to sort, partitions kept
+            bounds = None
+        elif n > 1:
             size = self.count()  # type: ignore[attr-defined]
             if not size:
                 return self  # type: ignore[return-value]  # as PySpark: nothing to sort, partitions kept
             fraction = min(n * 20.0 / size, 1.0)
             samples = self.sample(False, fraction, 1).map(sort_key).collect()  # type: ignore
-            samples = sorted(samples)
-            if samples:
-                bounds = [samples[int(len(samples) * (i + 1) / n)] for i in range(0, n - 1)]
-                bounds = [b for i, b in enumerate(bounds) if i == 0 or b != bounds[i - 1]]
+            bounds = range_bounds(sorted(samples), n)
         partitioner = RangePartitioner(bounds, bool(ascending), keyfunc, n)
         shuffled = self._shuffle("sortByKey", partitioner)
         reverse = not ascending

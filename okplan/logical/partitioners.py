@@ -6,6 +6,7 @@ optimizer compares partitioners to decide whether a shuffle is needed at all.
 
 from __future__ import annotations
 
+import random
 import zlib
 from bisect import bisect_left, bisect_right
 from typing import Any, Callable
@@ -100,25 +101,51 @@ class HashPartitioner(Partitioner):
 
 class RangePartitioner(Partitioner):
     """Sends keys to partitions by comparing them with sorted ``bounds`` (``len(bounds) + 1``
-    partitions), so that partition ``i`` holds only keys smaller than those of ``i + 1``."""
+    partitions), so that partition ``i`` holds only keys smaller than those of ``i + 1``.
+
+    ``bounds=None`` means the executor samples them from the data inside the job that sorts it
+    (``with_sampled_bounds``), instead of a separate sampling job before.
+    """
 
     __slots__ = ("bounds", "ascending", "keyfunc", "num_partitions")
 
-    def __init__(self, bounds: list, ascending: bool = True, keyfunc: Callable[[Any], Any] | None = None,
+    def __init__(self, bounds: list | None, ascending: bool = True, keyfunc: Callable[[Any], Any] | None = None,
                  num_partitions: int | None = None):
-        self.bounds = list(bounds)
+        self.bounds = None if bounds is None else list(bounds)
         self.ascending = ascending
         self.keyfunc = keyfunc
-        self.num_partitions = num_partitions if num_partitions is not None else len(self.bounds) + 1
+        self.num_partitions = num_partitions if num_partitions is not None else len(self.bounds or ()) + 1
 
     def partition(self, key: Any) -> int:
+        if self.bounds is None:
+            raise RuntimeError("range bounds are sampled inside the job; call with_sampled_bounds first")
         k = self.keyfunc(key) if self.keyfunc is not None else key
         p = bisect_left(self.bounds, k) if self.ascending else len(self.bounds) - bisect_right(self.bounds, k)
         return min(p, self.num_partitions - 1)
 
+    def with_sampled_bounds(self, partitions: list[list]) -> "RangePartitioner":
+        """This partitioner with bounds sampled from the ``(k, v)`` records of ``partitions``, the way
+        PySpark's ``sortByKey`` samples: about 20 keys per output partition."""
+        from .narrow import not_a_pair
+
+        size = sum(map(len, partitions))
+        n = self.num_partitions
+        fraction = min(n * 20.0 / size, 1.0) if size else 0.0
+        keyfunc = self.keyfunc if self.keyfunc is not None else _identity
+        samples: list = []
+        try:
+            for i, part in enumerate(partitions):
+                rng = random.Random(1 ^ (i * 0x9E3779B1))
+                samples.extend(keyfunc(kv[0]) for kv in part if rng.random() < fraction)
+        except (TypeError, IndexError) as e:
+            raise not_a_pair("sortByKey", e) from None
+        samples.sort()
+        return RangePartitioner(range_bounds(samples, n), self.ascending, self.keyfunc, n)
+
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, RangePartitioner)
+            and self.bounds is not None
             and other.bounds == self.bounds
             and other.ascending == self.ascending
             and other.keyfunc is self.keyfunc
@@ -130,10 +157,23 @@ class RangePartitioner(Partitioner):
 
     def describe(self) -> str:
         order = "asc" if self.ascending else "desc"
-        return f"range({self.num_partitions}, {order})"
+        sampled = ", bounds sampled in the job" if self.bounds is None else ""
+        return f"range({self.num_partitions}, {order}{sampled})"
 
     def __reduce__(self):
         return (RangePartitioner, (self.bounds, self.ascending, self.keyfunc, self.num_partitions))
+
+
+def range_bounds(sorted_samples: list, n: int) -> list:
+    """``n - 1`` bounds that cut sorted sample keys into ``n`` equal runs (duplicates dropped)."""
+    if not sorted_samples or n <= 1:
+        return []
+    bounds = [sorted_samples[int(len(sorted_samples) * (i + 1) / n)] for i in range(n - 1)]
+    return [b for i, b in enumerate(bounds) if i == 0 or b != bounds[i - 1]]
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def _name(fn: Any) -> str:
