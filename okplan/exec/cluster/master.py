@@ -254,6 +254,10 @@ class Master:
             self._fail(job, "user", b.get("message", ""), stage.id, p, b, msg.blobs[:1])
             return
         job.retried(stage)
+        if b.get("resend_job"):
+            w = self.workers.get(ident)
+            if w is not None:
+                w.jobs.discard(job.id)
         if reason == "missing":
             self._recompute(job, stage, p, b["missing"])
             return

@@ -35,6 +35,10 @@ from .store import BlockStore, MissingBlockError, StoreUnavailableError
 _KEEP_JOBS = 8
 
 
+class _JobUnknown(Exception):
+    """A task of a job whose functions this worker no longer has: the master sends them again."""
+
+
 class _LoadedJob:
     __slots__ = ("spec", "stages", "action", "acc_registry")
 
@@ -139,7 +143,7 @@ class Worker:
             self.jobs.move_to_end(job_id)
             return job
         if len(blobs) < 2:
-            raise StoreUnavailableError(f"job {job_id} arrived without its functions")
+            raise _JobUnknown(f"job {job_id} arrived without its functions (this worker forgot them)")
         spec = deserialize(blobs[0])
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
@@ -161,8 +165,8 @@ class Worker:
         t_start = time.perf_counter()
         try:
             job = self._load(b["job_id"], msg.blobs)
-        except StoreUnavailableError as e:
-            return P.FAILED, {**ident, "reason": "infra", "message": str(e)}, ()
+        except _JobUnknown as e:
+            return P.FAILED, {**ident, "reason": "infra", "message": str(e), "resend_job": True}, ()
         except Exception as e:
             e.add_note(f"okplan: while unpickling the job's functions on worker {self.name}: the modules "
                        f"they come from must be importable on the workers")
