@@ -75,7 +75,8 @@ def _local_cluster(args: argparse.Namespace) -> int:
     cluster = LocalCluster(args.n, slots=args.slots)
     print(f"okplan local-cluster: master {cluster.master_url}, redis {cluster.redis_url}, "
           f"{args.n} workers. Connect with Context({cluster.master_url!r}). Ctrl-C stops it.", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: a shell ignores it for background jobs
+        signal.signal(sig, lambda *_: sys.exit(0))
     try:
         signal.pause()
     except (KeyboardInterrupt, SystemExit):
