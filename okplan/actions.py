@@ -206,10 +206,7 @@ class ActionsMixin:
         chk.check_callable(op, "fold", "op")
 
         def fold_partition(it):
-            acc = copy.deepcopy(zeroValue)
-            for x in it:
-                acc = op(acc, x)
-            return acc
+            return functools.reduce(op, it, copy.deepcopy(zeroValue))
 
         return functools.reduce(op, self._run(fold_partition, "fold", op), copy.deepcopy(zeroValue))
 

@@ -11,7 +11,7 @@ from . import _checks as chk
 from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
-from .dataset import DataSet
+from .dataset import DataSet, union_node
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
 from .exec.metrics import JobMetrics
@@ -138,7 +138,7 @@ class Context:
             chk.check_dataset(r, "union", DataSet, self)
         if len(rdds) == 1:
             return rdds[0]
-        return DataSet(self, L.Union(inputs=tuple(r._node for r in rdds), callsite=chk.user_callsite()))
+        return DataSet(self, union_node(tuple(r._node for r in rdds), chk.user_callsite()))
 
     def dataSet(self, data: Iterable | None = None, label: str | None = None, bufferSize: int | None = None,
                 fromExisting: bool = False) -> DataSet:

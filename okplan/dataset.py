@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from .context import Context
 
 
+def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
+    """A plain union, or — when every input has the same partitioner — a union that keeps it, as
+    Spark does (so a later reduceByKey or join of the union needs no shuffle)."""
+    union = L.Union(inputs=inputs, callsite=callsite)
+    first = inputs[0].partitioner
+    if first is not None and all(i.partitioner == first for i in inputs[1:]):
+        return L.PartitionerAwareUnion(inputs=(union,), target=first.num_partitions, callsite=callsite)
+    return union
+
+
 class DataSet(WideMixin, ActionsMixin):
     """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
 
@@ -228,7 +238,7 @@ class DataSet(WideMixin, ActionsMixin):
         [1, 2, 2, 3]
         """
         chk.check_dataset(other, "union", DataSet, self.context)
-        return self._derive(L.Union(inputs=(self._node, other._node), callsite=chk.user_callsite()))
+        return self._derive(union_node((self._node, other._node), chk.user_callsite()))
 
     def __add__(self, other: "DataSet") -> "DataSet":
         return self.union(other)

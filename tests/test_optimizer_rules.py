@@ -306,3 +306,15 @@ def test_hash_join_reports_unhashable_keys(local_ctx):
     a = local_ctx.parallelize([([1], 2)], 1)
     with pytest.raises(NotHashableKeyError, match="hashable"):
         a.join(a.mapValues(str), 1).collect()
+
+
+def test_union_of_inputs_partitioned_alike_keeps_the_partitioner(ctx):
+    a = ctx.parallelize([(i, i) for i in range(10)], 2).partitionBy(3)
+    b = ctx.parallelize([(i, -i) for i in range(5)], 2).partitionBy(3)
+    u = a.union(b)
+    assert u.getNumPartitions() == 3 and u.partitioner == a.partitioner        # as Spark: 3, not 6
+    assert u.glom().collect()[0] == [(0, 0), (3, 3), (6, 6), (9, 9), (0, 0), (3, -3)]
+    summed = u.reduceByKey(add, 3)
+    assert shuffles(summed) == 2                                               # the two partitionBy only
+    assert sorted(summed.collect()) == [(i, 0 if i < 5 else i) for i in range(10)]
+    assert a.union(ctx.parallelize([(1, 1)])).getNumPartitions() == 5          # unlike partitioners: plain union

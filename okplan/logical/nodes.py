@@ -198,6 +198,30 @@ class Coalesce(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class PartitionerAwareUnion(Coalesce):
+    """The union of inputs partitioned by one partitioner (Spark's ``PartitionerAwareUnionRDD``):
+    partition ``i`` holds partition ``i`` of every input, so the result keeps the partitioner and its
+    partition count. Its input is the plain ``Union`` of those inputs."""
+
+    op_name: ClassVar[str] = "PartitionerAwareUnion"
+
+    @property
+    def num_partitions(self) -> int:
+        return self.target
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return self.input.inputs[0].partitioner
+
+    def groups(self) -> tuple[tuple[int, ...], ...]:
+        n, k = self.target, len(self.input.inputs)
+        return tuple(tuple(j * n + i for j in range(k)) for i in range(n))
+
+    def details(self) -> str:
+        return f"{len(self.input.inputs)} inputs partitioned alike, {self.target} partitions"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class PartialAggregate(Node):
     """Map-side combine: ``(k, v)`` records of one partition folded into ``(k, combiner)``.
     Inserted by the combiner-lifting rule below an aggregating shuffle."""

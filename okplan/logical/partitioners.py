@@ -7,6 +7,7 @@ optimizer compares partitioners to decide whether a shuffle is needed at all.
 from __future__ import annotations
 
 import random
+import sys
 import zlib
 from bisect import bisect_left, bisect_right
 from typing import Any, Callable
@@ -38,7 +39,7 @@ def portable_hash(obj: Any) -> int:
         for item in obj:
             h ^= portable_hash(item)
             h *= 1000003
-            h &= 0xFFFFFFFFFFFFFFFF
+            h &= sys.maxsize  # as PySpark, so tuple keys land where PySpark puts them
         h ^= len(obj)
         if h == -1:
             h = -2
