@@ -78,9 +78,12 @@ def _task_copy(aid: int, zero: Any, add: Callable) -> Accumulator:
     return acc
 
 
-def begin_task() -> None:
-    """Start collecting the updates of the accumulators a task's functions will unpickle."""
-    _local.registry = {}
+def begin_task(registry: dict[int, Accumulator] | None = None) -> dict[int, Accumulator]:
+    """Start collecting updates: of the accumulators a task's functions will unpickle (a new registry),
+    or of those already unpickled into ``registry`` (a worker that keeps a job's functions across its
+    tasks passes the registry it got when it unpickled them). Returns the registry in use."""
+    _local.registry = {} if registry is None else registry
+    return _local.registry
 
 
 def task_updates() -> dict[int, Any]:

@@ -150,9 +150,9 @@ class Worker:
                 sys.path.append(p)
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
-        accumulators.begin_task()
+        registry = accumulators.begin_task()
         stages, action = loads_function(blobs[1])
-        job = _LoadedJob(spec, stages, action, accumulators._local.registry)
+        job = _LoadedJob(spec, stages, action, registry)
         self.jobs[job_id] = job
         while len(self.jobs) > _KEEP_JOBS:
             self.jobs.popitem(last=False)
@@ -177,8 +177,7 @@ class Worker:
         stage = job.stages[b["stage"]]
         meter = TaskMeter()
         blocks = RedisBlocks(self.store, job.spec, meter)
-        accumulators.begin_task()
-        accumulators._local.registry = job.acc_registry
+        accumulators.begin_task(job.acc_registry)
         try:
             t0 = time.perf_counter()
             result = run_task(stage, b["partition"], blocks, job.action)
