@@ -246,21 +246,10 @@ class PartialAggregate(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Shuffle(Node):
-    """Moves ``(k, v)`` records so that each key lands in ``partitioner.partition(k)``, optionally
-    aggregating per key (``reduceByKey``, ``groupByKey``, ``partitionBy``, ``sortByKey``, ...).
+class Partitioned(Node):
+    """A node that moves records so that its output is partitioned by its own ``partitioner_``."""
 
-    ``combined``: the input already holds combiners (a ``PartialAggregate`` below), so the reduce side
-    merges combiners instead of values. ``elided``: the input is already partitioned by
-    ``partitioner``, so no data moves and the aggregation runs within each partition.
-    """
-
-    kind: str
     partitioner_: Partitioner
-    aggregator: Aggregator | None = None
-    combined: bool = False
-    elided: bool = False
-    op_name: ClassVar[str] = "Shuffle"
     wide: ClassVar[bool] = True
 
     @property
@@ -270,6 +259,34 @@ class Shuffle(Node):
     @property
     def partitioner(self) -> Partitioner | None:
         return self.partitioner_
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Regrouped(Partitioned):
+    """Several inputs brought together by key; those listed in ``elided`` are already partitioned by
+    ``partitioner_`` and are read in place, the others are shuffled."""
+
+    elided: frozenset = frozenset()
+
+    def elided_note(self) -> str:
+        return f", ELIDED shuffle of input(s) {sorted(self.elided)}" if self.elided else ""
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Shuffle(Partitioned):
+    """Moves ``(k, v)`` records so that each key lands in ``partitioner.partition(k)``, optionally
+    aggregating per key (``reduceByKey``, ``groupByKey``, ``partitionBy``, ``sortByKey``, ...).
+
+    ``combined``: the input already holds combiners (a ``PartialAggregate`` below), so the reduce side
+    merges combiners instead of values. ``elided``: the input is already partitioned by
+    ``partitioner``, so no data moves and the aggregation runs within each partition.
+    """
+
+    kind: str
+    aggregator: Aggregator | None = None
+    combined: bool = False
+    elided: bool = False
+    op_name: ClassVar[str] = "Shuffle"
 
     def details(self) -> str:
         parts = [self.kind, self.partitioner_.describe()]
@@ -287,32 +304,18 @@ class Shuffle(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class CoGroup(Node):
+class CoGroup(Regrouped):
     """``(k, (values_of_input_0, values_of_input_1, ...))`` for every key of any input; the base of
     join, cogroup and the outer joins. Inputs listed in ``elided`` are already partitioned by
     ``partitioner_`` and are read in place, without a shuffle."""
 
-    partitioner_: Partitioner
-    elided: frozenset = frozenset()
     #: inputs whose values the consumer ignores (only whether a key occurs matters: the right side of
     #: subtract, both sides of intersection), so they may be de-duplicated before the shuffle
     presence_only: frozenset = frozenset()
     op_name: ClassVar[str] = "CoGroup"
-    wide: ClassVar[bool] = True
-
-    @property
-    def num_partitions(self) -> int:
-        return self.partitioner_.num_partitions
-
-    @property
-    def partitioner(self) -> Partitioner | None:
-        return self.partitioner_
 
     def details(self) -> str:
-        text = f"{len(self.inputs)} inputs, {self.partitioner_.describe()}"
-        if self.elided:
-            text += f", ELIDED shuffle of input(s) {sorted(self.elided)}"
-        return text
+        return f"{len(self.inputs)} inputs, {self.partitioner_.describe()}{self.elided_note()}"
 
     def key(self) -> tuple:
         return (type(self), self.partitioner_, self.elided, self.presence_only)
@@ -393,31 +396,17 @@ class Cartesian(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class HashJoin(Node):
+class HashJoin(Regrouped):
     """``(k, (v, w))`` for the two inputs' pairs with equal keys (``how``: join, leftOuterJoin,
     rightOuterJoin or fullOuterJoin): the right input's values are put in a dict per partition and the
     left input streams past it. Chosen by the ``hash_join`` rule in place of CoGroup + a per-key
     product, which groups both sides into lists first."""
 
     how: str
-    partitioner_: Partitioner
-    elided: frozenset = frozenset()
     op_name: ClassVar[str] = "HashJoin"
-    wide: ClassVar[bool] = True
-
-    @property
-    def num_partitions(self) -> int:
-        return self.partitioner_.num_partitions
-
-    @property
-    def partitioner(self) -> Partitioner | None:
-        return self.partitioner_
 
     def details(self) -> str:
-        text = f"{self.how}, {self.partitioner_.describe()}, build right"
-        if self.elided:
-            text += f", ELIDED shuffle of input(s) {sorted(self.elided)}"
-        return text
+        return f"{self.how}, {self.partitioner_.describe()}, build right{self.elided_note()}"
 
     def key(self) -> tuple:
         return (type(self), self.how, self.partitioner_, self.elided)
