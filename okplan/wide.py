@@ -10,17 +10,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import _checks as chk
 from .logical import narrow
 from .logical import nodes as L
-from .logical.aggregators import Aggregator, grouping, reducing
+from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
 from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash, range_bounds
 from .logical.shortcuts import known_count
 
 if TYPE_CHECKING:
     from .dataset import DataSet
-
-
-def _first_of_two(x, _):
-    return x
 
 
 class WideMixin:
@@ -140,8 +136,7 @@ class WideMixin:
         """
         n = self._reduce_partitions(numPartitions, "distinct")
         pairs = self._narrow("pairWithNone", None, narrow.map_fn(narrow_pair_with_none))  # type: ignore
-        agg = Aggregator(_identity, _first_of_two, _first_of_two, "distinct", True, ())
-        return pairs._shuffle("distinct", HashPartitioner(n), agg).keys()
+        return pairs._shuffle("distinct", HashPartitioner(n), keep_first("distinct")).keys()
 
     # -- sorting ---------------------------------------------------------------------------------------
     def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
@@ -334,10 +329,6 @@ def narrow_pair_with_none(x):
 
 def narrow_pair_with_true(x):
     return (x, True)
-
-
-def _identity(x):
-    return x
 
 
 def _int_key(k: int) -> int:

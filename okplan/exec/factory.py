@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -34,7 +33,3 @@ def make_executor(master: str, **options: Any):
     raise ConfigurationError(
         f"unknown master {master!r}: use 'local', 'local[N]', 'local-cluster[N]' or 'tcp://host:port'"
     )
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

@@ -55,9 +55,6 @@ def _first(a, _b):
     return a
 
 
-_KEEP_FIRST = Aggregator(_identity, _first, _first, "dedupe", True, ())
-
-
-def keep_first() -> Aggregator:
-    """One value per key (any): a de-duplication where only the keys matter."""
-    return _KEEP_FIRST
+def keep_first(name: str = "dedupe") -> Aggregator:
+    """One value per key (the first seen): a de-duplication where only the keys matter."""
+    return Aggregator(_identity, _first, _first, name, True, ())

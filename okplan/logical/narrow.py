@@ -143,8 +143,3 @@ def zip_with_unique_id_fn(n: int) -> Callable:
 
 def identity_fn() -> Callable:
     return lambda _i, it: it
-
-
-def describe_value(x: Any) -> str:
-    text = repr(x)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -377,9 +377,6 @@ def func_name(fn: Any) -> str:
     code = getattr(fn, "__code__", None)
     if name.endswith("<lambda>") and code is not None:
         return f"<lambda> at {code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno}"
-    module = getattr(fn, "__module__", None)
-    if module in ("operator", "_operator", "builtins"):
-        return name
     return name
 
 

@@ -6,6 +6,8 @@ several consumers share is planned once; so is a ``Persist``.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from ..logical import nodes as L
 from ..logical.plan import LogicalPlan
 from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
@@ -27,12 +29,14 @@ class _Builder:
         self.labels: list[str] = []
 
     # -- stages ------------------------------------------------------------------------------------
-    def stage(self, node: L.Node, output) -> int:
+    def stage(self, node: L.Node, make_output: Callable[[], Any]) -> int:
+        """Plan the stage computing ``node``; ``make_output()`` is called once the stages it reads are
+        planned, so shuffle ids follow the order stages run in."""
         saved_parents, saved_labels = self.parents, self.labels
         self.parents, self.labels = set(), []
         root = self.op(node)
         sid = len(self.stages)
-        self.stages.append(Stage(sid, root, node.num_partitions, output, tuple(sorted(self.parents)),
+        self.stages.append(Stage(sid, root, node.num_partitions, make_output(), tuple(sorted(self.parents)),
                                  tuple(dict.fromkeys(self.labels))))
         self.parents, self.labels = saved_parents, saved_labels
         return sid
@@ -40,16 +44,14 @@ class _Builder:
     def shuffle(self, key, map_input: L.Node, partitioner, kind: str) -> int:
         """The id of the shuffle ``key`` stands for, planning its map stage the first time."""
         if key not in self.shuffle_of:
-            # plan the map side first, so shuffle ids follow the order stages run in
-            writer = _ShuffleWriter(partitioner, kind)
-            sid = self.stage(map_input, writer)
-            shuffle_id = len(self.shuffles)
-            self.shuffles[shuffle_id] = map_input.num_partitions
-            self.shuffle_of[key] = shuffle_id
-            self.map_stage[shuffle_id] = sid
-            stage = self.stages[sid]
-            self.stages[sid] = Stage(stage.id, stage.root, stage.num_partitions,
-                                     ShuffleWrite(shuffle_id, partitioner, kind), stage.parents, stage.labels)
+            def write() -> ShuffleWrite:
+                shuffle_id = len(self.shuffles)
+                self.shuffles[shuffle_id] = map_input.num_partitions
+                self.shuffle_of[key] = shuffle_id
+                return ShuffleWrite(shuffle_id, partitioner, kind)
+
+            sid = self.stage(map_input, write)
+            self.map_stage[self.shuffle_of[key]] = sid
         shuffle_id = self.shuffle_of[key]
         self.parents.add(self.map_stage[shuffle_id])
         return shuffle_id
@@ -98,7 +100,8 @@ class _Builder:
         if isinstance(node, L.Persist):
             if node.cache_id not in self.materialized and node.cache_id not in self.persist_of:
                 self.persist_of[node.cache_id] = node.scope
-                self.persist_stage[node.cache_id] = self.stage(node.input, Materialize(node.cache_id, node.scope))
+                output = Materialize(node.cache_id, node.scope)
+                self.persist_stage[node.cache_id] = self.stage(node.input, lambda: output)
             sid = self.persist_stage.get(node.cache_id)
             if sid is not None:
                 self.parents.add(sid)
@@ -108,13 +111,6 @@ class _Builder:
         raise TypeError(f"no physical form for {type(node).__name__}")
 
 
-class _ShuffleWriter:
-    """Placeholder output of a map stage while its shuffle id is not known yet."""
-
-    def __init__(self, partitioner, kind: str):
-        self.partitioner, self.kind = partitioner, kind
-
-
 def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset()) -> PhysicalPlan:
     """Stages for ``plan``, the result stage last.
 
@@ -122,5 +118,5 @@ def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset())
     of planning a stage that computes them again.
     """
     b = _Builder(materialized)
-    b.stage(plan.root, Result())
+    b.stage(plan.root, Result)
     return PhysicalPlan(b.stages, b.shuffles)

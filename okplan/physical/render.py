@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .operators import PhysOp, Pipe
-from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
+from .stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 
 
 def stage_header(stage: Stage) -> str:
@@ -79,4 +79,4 @@ def _flat_text(op: PhysOp) -> str:
     return " -> ".join(parts)
 
 
-__all__ = ["render_physical", "render_compact", "stage_header", "Result"]
+__all__ = ["render_physical", "render_compact", "stage_header"]
