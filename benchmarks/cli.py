@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from . import report
 from .engines import DEFAULT_ENGINES, ENGINE_NAMES, Engine, make_engine
 from .machine import machine_info, versions
+from .memory import engine_peaks, reset_peak
 from .micro import MICRO, run_micro
 from .runner import RunResult, run_one
 from .workloads import WORKLOADS
@@ -103,6 +104,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
             _log(args, f"engine {name}: skipped ({note})")
             continue
         try:
+            reset_peak()
             engine.start()
             for wl_name in workloads:
                 n, inp, ref = inputs[wl_name]
@@ -111,6 +113,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 if r.status != "ok":
                     _log(args, f"  {r.status}: {r.note}")
                 results.append(r)
+            engines_info[name]["peak_rss"] = engine_peaks(engine)
         finally:
             engine.stop()
 
@@ -156,6 +159,8 @@ def render(payload: dict[str, Any]) -> str:
         parts += ["## Optimizer on / off (okplan local)", report.optimizer_table(payload["optimizer"]), ""]
     if payload["micro"]:
         parts += ["## Components against their limits", report.micro_table(payload["micro"]), ""]
+    if any(info.get("peak_rss") for info in payload["engines"].values()):
+        parts += ["## Peak memory per process", report.memory_table(payload["engines"]), ""]
     return "\n".join(parts)
 
 

@@ -146,6 +146,15 @@ def micro_table(rows: list[dict[str, Any]]) -> str:
     return table(["component", "measure", "okplan", "limit", "limit value", "of limit", "note"], lines, "llrlrrl")
 
 
+def memory_table(engines: dict[str, dict[str, Any]]) -> str:
+    """Peak resident memory per engine and process (client; a local cluster's master, workers, Redis)."""
+    lines = []
+    for name, info in engines.items():
+        for process, peak in (info.get("peak_rss") or {}).items():
+            lines.append([name, process, "-" if peak is None else f"{peak / 2**20:,.0f} MB"])
+    return table(["engine", "process", "peak RSS"], lines, "llr")
+
+
 def write_json(path: str, payload: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
