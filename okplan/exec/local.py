@@ -147,6 +147,7 @@ class LocalExecutor:
                 r = run_task(stage, p, blocks, action)
                 m.tasks += 1
                 m.records_in += r.records_in
+                m.records_out += r.records_out
                 m.seconds += time.perf_counter() - t0
                 yield p, r.value
             m.add_phase("compute", m.seconds)
