@@ -4,6 +4,7 @@ Mixed into ``DataSet``."""
 from __future__ import annotations
 
 import copy
+import math
 import random
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -12,7 +13,7 @@ from .logical import narrow
 from .logical import nodes as L
 from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
-from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash, range_bounds
+from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash, weighted_bounds
 from .logical.shortcuts import known_count
 
 if TYPE_CHECKING:
@@ -142,8 +143,8 @@ class WideMixin:
     def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
                   keyfunc: Callable[[Any], Any] = lambda x: x) -> "DataSet":
         """``(k, v)`` pairs sorted by key across all partitions. The range bounds come from a sample of
-        the keys: on ``local`` it is taken inside the sorting job (nothing runs now); elsewhere, as in
-        PySpark, a count and a sample run now.
+        the keys: on ``local`` it is taken inside the sorting job (nothing runs now); elsewhere one
+        sampling job runs now (PySpark runs a count and a sample).
 
         >>> ctx.parallelize([(2, "b"), (1, "a")]).sortByKey().collect()   # doctest: +SKIP
         [(1, 'a'), (2, 'b')]
@@ -159,12 +160,9 @@ class WideMixin:
                 return self  # type: ignore[return-value]  # as PySpark: nothing to sort, partitions kept
             bounds = None
         elif n > 1:
-            size = self.count()  # type: ignore[attr-defined]
-            if not size:
+            bounds = self._sketch_bounds(n, sort_key)
+            if bounds is None:
                 return self  # type: ignore[return-value]  # as PySpark: nothing to sort, partitions kept
-            fraction = min(n * 20.0 / size, 1.0)
-            samples = self.sample(False, fraction, 1).map(sort_key).collect()  # type: ignore
-            bounds = range_bounds(sorted(samples), n)
         partitioner = RangePartitioner(bounds, bool(ascending), keyfunc, n)
         shuffled = self._shuffle("sortByKey", partitioner)
         reverse = not ascending
@@ -174,6 +172,34 @@ class WideMixin:
 
         return shuffled._narrow("sortPartition", None, narrow.map_partitions_fn(sort_partition), True,
                                 ("asc" if ascending else "desc",))
+
+    def _sketch_bounds(self, n: int, sort_key: Callable[[Any], Any]) -> list | None:
+        """Range bounds for ``n`` partitions from one job (Spark's ``RangePartitioner`` sketch): each
+        partition returns its size and a reservoir sample of its keys, and the bounds are weighted
+        quantiles of the samples. None when there are no records. PySpark runs a count and a sample
+        job instead; one pass computes the input once less."""
+        per_partition = max(1, math.ceil(3.0 * 20 * n / max(1, self.getNumPartitions())))  # type: ignore
+
+        def sketch(i: int, it: Any) -> list:
+            rng = random.Random(i * 0x9E3779B1 + 1)
+            sample: list = []
+            seen = 0
+            for kv in it:
+                seen += 1
+                if len(sample) < per_partition:
+                    sample.append(sort_key(kv))
+                else:
+                    j = rng.randrange(seen)
+                    if j < per_partition:
+                        sample[j] = sort_key(kv)
+            return [(seen, sample)]
+
+        sketches = self.mapPartitionsWithIndex(sketch).collect()  # type: ignore[attr-defined]
+        if not any(seen for seen, _ in sketches):
+            return None
+        candidates = [(key, seen / len(sample)) for seen, sample in sketches if sample for key in sample]
+        candidates.sort(key=_first_item)
+        return weighted_bounds(candidates, n)
 
     def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True,
                numPartitions: int | None = None) -> "DataSet":
@@ -329,6 +355,10 @@ def narrow_pair_with_none(x):
 
 def narrow_pair_with_true(x):
     return (x, True)
+
+
+def _first_item(pair):
+    return pair[0]
 
 
 def _int_key(k: int) -> int:

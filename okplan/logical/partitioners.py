@@ -173,6 +173,24 @@ def range_bounds(sorted_samples: list, n: int) -> list:
     return [b for i, b in enumerate(bounds) if i == 0 or b != bounds[i - 1]]
 
 
+def weighted_bounds(candidates: list[tuple[Any, float]], n: int) -> list:
+    """``n - 1`` bounds from ``(key, weight)`` candidates sorted by key, each standing for ``weight``
+    records (Spark's ``RangePartitioner.determineBounds``): equal weight between neighbouring bounds."""
+    if n <= 1 or not candidates:
+        return []
+    step = sum(w for _, w in candidates) / n
+    bounds: list = []
+    cumulative, target = 0.0, step
+    for key, weight in candidates:
+        cumulative += weight
+        if cumulative >= target and (not bounds or key > bounds[-1]):
+            bounds.append(key)
+            target += step
+            if len(bounds) == n - 1:
+                break
+    return bounds
+
+
 def _identity(x: Any) -> Any:
     return x
 
