@@ -20,6 +20,7 @@ from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
 from .logical.shortcuts import known_count
+from .sort_bounds import resolve_sort_bounds
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
 from .physical.stage import PhysicalPlan
@@ -247,13 +248,13 @@ class Context:
         return plan.transform(swap)
 
     # -- planning and running --------------------------------------------------------------------------
-    def _plan(self, node: L.Node, optimize_: bool | None = None, logical: LogicalPlan | None = None
-              ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
+    def _plan(self, node: L.Node, optimize_: bool | None = None, logical: LogicalPlan | None = None,
+              physical: bool = True) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan | None]:
         if logical is None:
             logical = self._with_caches(node)
         use = self._optimize if optimize_ is None else optimize_
         optimized, fired = optimize(logical) if use else (logical, [])
-        return logical, optimized, fired, plan_physical(optimized)
+        return logical, optimized, fired, plan_physical(optimized) if physical else None
 
     def _run_job_iter(self, node: L.Node, action: PartitionAction, partitions: list[int] | None):
         if self._stopped:
@@ -267,8 +268,26 @@ class Context:
             known = known_count(logical.root)
             if known is not None:
                 return iter((known,))
-        _, _, _, physical = self._plan(node, logical=logical)
-        return (value for _, value in self._executor.run(physical, action, parts))
+        _, optimized, _, _ = self._plan(node, logical=logical, physical=False)
+        optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
+        physical = plan_physical(optimized)
+        return self._results(self._executor.run(physical, action, parts), temporary)
+
+    def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
+        """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
+        results = self._executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
+        return [value for _, value in results]
+
+    def _results(self, results: Iterator[tuple[int, Any]], temporary: list[str]) -> Iterator[Any]:
+        try:
+            for _, value in results:
+                yield value
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+            for cache_id in temporary:
+                self._executor.drop_cached(cache_id)
 
     def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
         with self._lock:

@@ -4,7 +4,6 @@ Mixed into ``DataSet``."""
 from __future__ import annotations
 
 import copy
-import math
 import random
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -13,7 +12,7 @@ from .logical import narrow
 from .logical import nodes as L
 from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
-from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash, weighted_bounds
+from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash
 from .logical.shortcuts import known_count
 
 if TYPE_CHECKING:
@@ -142,9 +141,9 @@ class WideMixin:
     # -- sorting ---------------------------------------------------------------------------------------
     def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
                   keyfunc: Callable[[Any], Any] = lambda x: x) -> "DataSet":
-        """``(k, v)`` pairs sorted by key across all partitions. The range bounds come from a sample of
-        the keys: on ``local`` it is taken inside the sorting job (nothing runs now); elsewhere one
-        sampling job runs now (PySpark runs a count and a sample).
+        """``(k, v)`` pairs sorted by key across all partitions. Nothing runs now: when a job needs the
+        sort, its input is computed once and kept while a sample of its keys sets the range bounds
+        (PySpark runs a count and a sample job when sortByKey is called).
 
         >>> ctx.parallelize([(2, "b"), (1, "a")]).sortByKey().collect()   # doctest: +SKIP
         [(1, 'a'), (2, 'b')]
@@ -154,15 +153,10 @@ class WideMixin:
         n = numPartitions if numPartitions is not None else max(1, self.getNumPartitions())  # type: ignore
         sort_key = _pair_sort_key(keyfunc)
         bounds: list | None = []
-        if n > 1 and getattr(self.context._executor, "samples_range_bounds", False):  # type: ignore
-            # the executor samples the bounds inside the sorting job: no job now, one pass later
+        if n > 1:
             if known_count(self._node) == 0:
                 return self  # type: ignore[return-value]  # as PySpark: nothing to sort, partitions kept
-            bounds = None
-        elif n > 1:
-            bounds = self._sketch_bounds(n, sort_key)
-            if bounds is None:
-                return self  # type: ignore[return-value]  # as PySpark: nothing to sort, partitions kept
+            bounds = None  # sampled when a job runs (okplan.sort_bounds)
         partitioner = RangePartitioner(bounds, bool(ascending), keyfunc, n)
         shuffled = self._shuffle("sortByKey", partitioner)
         reverse = not ascending
@@ -172,34 +166,6 @@ class WideMixin:
 
         return shuffled._narrow("sortPartition", None, narrow.map_partitions_fn(sort_partition), True,
                                 ("asc" if ascending else "desc",))
-
-    def _sketch_bounds(self, n: int, sort_key: Callable[[Any], Any]) -> list | None:
-        """Range bounds for ``n`` partitions from one job (Spark's ``RangePartitioner`` sketch): each
-        partition returns its size and a reservoir sample of its keys, and the bounds are weighted
-        quantiles of the samples. None when there are no records. PySpark runs a count and a sample
-        job instead; one pass computes the input once less."""
-        per_partition = max(1, math.ceil(3.0 * 20 * n / max(1, self.getNumPartitions())))  # type: ignore
-
-        def sketch(i: int, it: Any) -> list:
-            rng = random.Random(i * 0x9E3779B1 + 1)
-            sample: list = []
-            seen = 0
-            for kv in it:
-                seen += 1
-                if len(sample) < per_partition:
-                    sample.append(sort_key(kv))
-                else:
-                    j = rng.randrange(seen)
-                    if j < per_partition:
-                        sample[j] = sort_key(kv)
-            return [(seen, sample)]
-
-        sketches = self.mapPartitionsWithIndex(sketch).collect()  # type: ignore[attr-defined]
-        if not any(seen for seen, _ in sketches):
-            return None
-        candidates = [(key, seen / len(sample)) for seen, sample in sketches if sample for key in sample]
-        candidates.sort(key=_first_item)
-        return weighted_bounds(candidates, n)
 
     def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True,
                numPartitions: int | None = None) -> "DataSet":
@@ -355,10 +321,6 @@ def narrow_pair_with_none(x):
 
 def narrow_pair_with_true(x):
     return (x, True)
-
-
-def _first_item(pair):
-    return pair[0]
 
 
 def _int_key(k: int) -> int:

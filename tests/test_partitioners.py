@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from okplan.logical.partitioners import HashPartitioner, RangePartitioner, portable_hash, range_bounds, weighted_bounds
+from okplan.logical.partitioners import HashPartitioner, RangePartitioner, portable_hash, weighted_bounds
 
 
 def test_weighted_bounds_split_the_weight_evenly():
@@ -14,19 +14,21 @@ def test_weighted_bounds_split_the_weight_evenly():
     assert weighted_bounds([], 3) == [] and weighted_bounds([(1, 1.0)], 1) == []
 
 
-def test_range_bounds_and_partitioning():
-    bounds = range_bounds(list(range(100)), 4)
-    assert bounds == [25, 50, 75]
+def test_range_partitioning():
+    bounds = [25, 50, 75]
     asc = RangePartitioner(bounds, True, None, 4)
     desc = RangePartitioner(bounds, False, None, 4)
     assert [asc.partition(k) for k in (0, 25, 26, 99)] == [0, 0, 1, 3]
     assert [desc.partition(k) for k in (0, 99)] == [3, 0]
 
 
-def test_unsampled_range_partitioner_samples_from_partitions():
+def test_bounds_come_from_partition_sketches():
     unsampled = RangePartitioner(None, True, None, 2)
-    assert "sampled in the job" in unsampled.describe() and unsampled != unsampled
-    sampled = unsampled.with_sampled_bounds([[(k, None) for k in range(50)], [(k, None) for k in range(50, 100)]])
+    assert "sampled at run time" in unsampled.describe() and unsampled != unsampled
+    sketch = unsampled.sketcher(2)
+    sketches = [sketch((k, None) for k in range(50)), sketch((k, None) for k in range(50, 100))]
+    assert [seen for seen, _ in sketches] == [50, 50]
+    sampled = unsampled.with_bounds_from(sketches)
     assert sampled.bounds and 30 < sampled.bounds[0] < 70
 
 

@@ -9,10 +9,9 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
-from ..logical.partitioners import RangePartitioner
-from ..physical.stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
+from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .metrics import JobMetrics
-from .task import annotate, bucketize, run_task
+from .task import run_task
 
 
 class _MemoryBlocks:
@@ -87,17 +86,10 @@ def _stage_kind(stage: Stage) -> str:
     return "result"
 
 
-def _needs_sampled_bounds(out: Any) -> bool:
-    return (isinstance(out, ShuffleWrite) and isinstance(out.partitioner, RangePartitioner)
-            and out.partitioner.bounds is None)
-
-
 class LocalExecutor:
     """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``."""
 
     name = "local"
-    #: sorts sample their range bounds inside the sorting job (see ``_sorting_map_stage``)
-    samples_range_bounds = True
 
     def __init__(self, parallelism: int | None = None):
         self.default_parallelism = parallelism or os.cpu_count() or 1
@@ -123,16 +115,11 @@ class LocalExecutor:
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
                 t0 = time.perf_counter()
-                if _needs_sampled_bounds(out):
-                    values, records_in, records_out = self._sorting_map_stage(stage, out, blocks)
-                else:
-                    results = [run_task(stage, p, blocks) for p in range(stage.num_partitions)]
-                    values = [r.value for r in results]
-                    records_in = sum(r.records_in for r in results)
-                    records_out = sum(r.records_out for r in results)
+                results = [run_task(stage, p, blocks) for p in range(stage.num_partitions)]
+                values = [r.value for r in results]
                 m.tasks += stage.num_partitions
-                m.records_in += records_in
-                m.records_out += records_out
+                m.records_in += sum(r.records_in for r in results)
+                m.records_out += sum(r.records_out for r in results)
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
                 elif isinstance(out, Materialize):
@@ -154,22 +141,6 @@ class LocalExecutor:
         finally:
             metrics.seconds = time.perf_counter() - start
             metrics.tasks_per_worker["local"] = sum(s.tasks for s in metrics.stages.values())
-
-    @staticmethod
-    def _sorting_map_stage(stage: Stage, out: ShuffleWrite, blocks: _MemoryBlocks) -> tuple[list, int, int]:
-        """The map stage of a sort whose range bounds come from this job: compute the partitions
-        once, sample their keys, then cut them into buckets with the sampled bounds."""
-        whole = Stage(stage.id, stage.root, stage.num_partitions, Materialize(f"sort-{out.shuffle_id}", "job"),
-                      stage.parents, stage.labels)
-        results = [run_task(whole, p, blocks) for p in range(stage.num_partitions)]
-        parts = [r.value for r in results]
-        partitioner = out.partitioner.with_sampled_bounds(parts)
-        try:
-            values = [bucketize(part, partitioner, out.kind) for part in parts]
-        except BaseException as exc:
-            annotate(exc, stage, 0, None)
-            raise
-        return values, sum(r.records_in for r in results), sum(map(len, parts))
 
     def has_cached(self, cache_id: str) -> bool:
         return cache_id in self.cache

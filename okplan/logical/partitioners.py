@@ -6,11 +6,12 @@ optimizer compares partitioners to decide whether a shuffle is needed at all.
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 import zlib
 from bisect import bisect_left, bisect_right
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 def portable_hash(obj: Any) -> int:
@@ -104,8 +105,8 @@ class RangePartitioner(Partitioner):
     """Sends keys to partitions by comparing them with sorted ``bounds`` (``len(bounds) + 1``
     partitions), so that partition ``i`` holds only keys smaller than those of ``i + 1``.
 
-    ``bounds=None`` means the executor samples them from the data inside the job that sorts it
-    (``with_sampled_bounds``), instead of a separate sampling job before.
+    ``bounds=None`` means they are sampled when a job needs them (``sketcher``/``with_bounds_from``,
+    driven by ``okplan.sort_bounds``), not when ``sortByKey`` is called.
     """
 
     __slots__ = ("bounds", "ascending", "keyfunc", "num_partitions")
@@ -119,29 +120,45 @@ class RangePartitioner(Partitioner):
 
     def partition(self, key: Any) -> int:
         if self.bounds is None:
-            raise RuntimeError("range bounds are sampled inside the job; call with_sampled_bounds first")
+            raise RuntimeError("range bounds are sampled when the job runs; resolve them first (okplan.sort_bounds)")
         k = self.keyfunc(key) if self.keyfunc is not None else key
         p = bisect_left(self.bounds, k) if self.ascending else len(self.bounds) - bisect_right(self.bounds, k)
         return min(p, self.num_partitions - 1)
 
-    def with_sampled_bounds(self, partitions: list[list]) -> "RangePartitioner":
-        """This partitioner with bounds sampled from the ``(k, v)`` records of ``partitions``, the way
-        PySpark's ``sortByKey`` samples: about 20 keys per output partition."""
+    def sketcher(self, input_partitions: int) -> Callable[[Iterable], tuple[int, list]]:
+        """A per-partition function returning ``(records seen, reservoir sample of their sort keys)``,
+        sized as Spark's range partitioner sizes it: about 60 keys per output partition in all."""
         from .narrow import not_a_pair
 
-        size = sum(map(len, partitions))
-        n = self.num_partitions
-        fraction = min(n * 20.0 / size, 1.0) if size else 0.0
+        per_partition = max(1, math.ceil(3.0 * 20 * self.num_partitions / max(1, input_partitions)))
         keyfunc = self.keyfunc if self.keyfunc is not None else _identity
-        samples: list = []
-        try:
-            for i, part in enumerate(partitions):
-                rng = random.Random(1 ^ (i * 0x9E3779B1))
-                samples.extend(keyfunc(kv[0]) for kv in part if rng.random() < fraction)
-        except (TypeError, IndexError) as e:
-            raise not_a_pair("sortByKey", e) from None
-        samples.sort()
-        return RangePartitioner(range_bounds(samples, n), self.ascending, self.keyfunc, n)
+
+        def sketch(records: Iterable) -> tuple[int, list]:
+            rng = random.Random(per_partition)
+            sample: list = []
+            seen = 0
+            try:
+                for kv in records:
+                    seen += 1
+                    if len(sample) < per_partition:
+                        sample.append(keyfunc(kv[0]))
+                    else:
+                        j = rng.randrange(seen)
+                        if j < per_partition:
+                            sample[j] = keyfunc(kv[0])
+            except (TypeError, IndexError) as e:
+                raise not_a_pair("sortByKey", e) from None
+            return seen, sample
+
+        return sketch
+
+    def with_bounds_from(self, sketches: list[tuple[int, list]]) -> "RangePartitioner":
+        """This partitioner with bounds from the partitions' sketches: weighted quantiles, each sampled
+        key standing for ``seen / len(sample)`` records of its partition."""
+        candidates = [(key, seen / len(sample)) for seen, sample in sketches if sample for key in sample]
+        candidates.sort(key=_first_item)
+        return RangePartitioner(weighted_bounds(candidates, self.num_partitions), self.ascending, self.keyfunc,
+                                self.num_partitions)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -158,19 +175,11 @@ class RangePartitioner(Partitioner):
 
     def describe(self) -> str:
         order = "asc" if self.ascending else "desc"
-        sampled = ", bounds sampled in the job" if self.bounds is None else ""
+        sampled = ", bounds sampled at run time" if self.bounds is None else ""
         return f"range({self.num_partitions}, {order}{sampled})"
 
     def __reduce__(self):
         return (RangePartitioner, (self.bounds, self.ascending, self.keyfunc, self.num_partitions))
-
-
-def range_bounds(sorted_samples: list, n: int) -> list:
-    """``n - 1`` bounds that cut sorted sample keys into ``n`` equal runs (duplicates dropped)."""
-    if not sorted_samples or n <= 1:
-        return []
-    bounds = [sorted_samples[int(len(sorted_samples) * (i + 1) / n)] for i in range(n - 1)]
-    return [b for i, b in enumerate(bounds) if i == 0 or b != bounds[i - 1]]
 
 
 def weighted_bounds(candidates: list[tuple[Any, float]], n: int) -> list:
@@ -193,6 +202,10 @@ def weighted_bounds(candidates: list[tuple[Any, float]], n: int) -> list:
 
 def _identity(x: Any) -> Any:
     return x
+
+
+def _first_item(pair: tuple) -> Any:
+    return pair[0]
 
 
 def _name(fn: Any) -> str:
