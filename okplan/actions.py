@@ -14,7 +14,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from itertools import islice
 from math import isinf, isnan
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
 from ._tracebacks import trim
@@ -22,10 +22,6 @@ from .exec.task import NotHashableKeyError
 from .logical import nodes as L
 from .logical.narrow import not_a_pair, raised_here
 from .statcounter import StatCounter
-
-if TYPE_CHECKING:
-    from .dataset import DataSet
-
 
 class PartitionAction:
     """A per-partition action function, named for plans and error notes."""

@@ -14,7 +14,7 @@ from operator import add
 
 import psutil
 import pytest
-from cluster_helpers import cluster_context, free_port, job_keys, okplan_cmd, pids_gone, redis_server, wait_until
+from cluster_helpers import cluster_context, free_port, job_keys, okplan_cmd, pids_gone, wait_until
 
 from okplan import ClusterUnavailableError, Context, JobFailedError
 from okplan.physical.stage import Result, ShuffleWrite

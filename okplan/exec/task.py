@@ -12,9 +12,9 @@ from ..logical.aggregators import Aggregator, _append, _identity, _new_list
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
-from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
-                                  ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp)
-from ..physical.stage import Materialize, Result, ShuffleWrite, Stage
+from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
+                                  Pipe, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp)
+from ..physical.stage import Materialize, ShuffleWrite, Stage
 
 
 class NotHashableKeyError(OkplanError, TypeError):

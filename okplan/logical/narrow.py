@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..errors import OkplanError
 

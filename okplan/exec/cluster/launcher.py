@@ -22,7 +22,7 @@ from typing import Any
 from ...errors import ClusterUnavailableError
 from .client import ClusterExecutor
 from .parent import die_with_parent, pdeathsig_is_safe
-from .store import BlockStore, StoreUnavailableError
+from .store import BlockStore
 
 _START_TIMEOUT = 30.0
 
