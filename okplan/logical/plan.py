@@ -23,21 +23,17 @@ class LogicalPlan:
 
     def __init__(self, root: Node):
         self.root = root
-        self._graph: nx.DiGraph | None = None
+        self._graph: nx.MultiDiGraph | None = None
 
     @property
-    def graph(self) -> nx.DiGraph:
+    def graph(self) -> nx.MultiDiGraph:
+        """The DAG, one edge per read (a multigraph: ``a.union(a)`` reads ``a`` twice); each edge
+        carries the input position ``pos``. Built once per plan."""
         if self._graph is None:
-            g = nx.DiGraph()
+            g = nx.MultiDiGraph()
             g.add_node(self.root)
-            stack, seen = [self.root], {id(self.root)}
-            while stack:
-                node = stack.pop()
-                for pos, parent in enumerate(node.inputs):
-                    g.add_edge(parent, node, pos=pos)
-                    if id(parent) not in seen:
-                        seen.add(id(parent))
-                        stack.append(parent)
+            g.add_edges_from((parent, node, {"pos": pos})
+                             for node in postorder(self.root) for pos, parent in enumerate(node.inputs))
             self._graph = g
         return self._graph
 
@@ -45,19 +41,11 @@ class LogicalPlan:
         """Every node once, inputs before the nodes that read them."""
         return iter(postorder(self.root))
 
-    def consumers(self, node: Node) -> int:
-        """How many nodes of this plan read ``node`` (counting a node that reads it twice once)."""
-        return self.graph.out_degree(node)
-
     def read_counts(self) -> dict[int, int]:
         """How often each node of this plan is read, by ``id(node)``: a node read by two consumers (or
         twice by one, as in ``a.union(a)``) counts 2. Look nodes up with the *original* node that
         ``transform(..., with_original=True)`` hands a rule."""
-        counts: dict[int, int] = {}
-        for node in postorder(self.root):
-            for child in node.inputs:
-                counts[id(child)] = counts.get(id(child), 0) + 1
-        return counts
+        return {id(node): degree for node, degree in self.graph.out_degree() if degree}
 
     def transform(self, fn: Callable[..., Node | None], with_original: bool = False) -> "LogicalPlan":
         """Rebuild the plan bottom-up: ``fn(node)`` (with its inputs already rewritten) returns a

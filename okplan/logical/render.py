@@ -5,6 +5,7 @@ A node read twice is printed once, marked ``[read 2 times]``; the second referen
 from __future__ import annotations
 
 from .nodes import Node
+from .plan import LogicalPlan
 
 
 def node_line(node: Node) -> str:
@@ -29,8 +30,7 @@ def render_tree(root: Node) -> str:
     """
     lines: list[str] = []
     seen: set[int] = set()
-    consumers: dict[int, int] = {}
-    _count_consumers(root, consumers, set())
+    consumers = LogicalPlan(root).read_counts()
 
     def walk(node: Node, prefix: str, branch: str, child_prefix: str) -> None:
         if id(node) in seen:
@@ -47,13 +47,3 @@ def render_tree(root: Node) -> str:
 
     walk(root, "", "", "")
     return "\n".join(lines)
-
-
-def _count_consumers(node: Node, counts: dict[int, int], seen: set[int]) -> None:
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    for child in node.inputs:
-        counts[id(child)] = counts.get(id(child), 0) + 1
-    for child in node.inputs:
-        _count_consumers(child, counts, seen)
