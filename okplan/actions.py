@@ -57,9 +57,6 @@ class ActionsMixin:
              partitions: list[int] | None = None) -> list:
         return self.context._run_job(self._node, PartitionAction(fn, name, user_func), partitions)  # type: ignore
 
-    def _run_iter(self, fn: Callable[[Iterator], Any], name: str):
-        return self.context._run_job_iter(self._node, PartitionAction(fn, name), None)  # type: ignore
-
     # -- collecting ------------------------------------------------------------------------------------
     def collect(self) -> list:
         """All records as a list, partitions in order.

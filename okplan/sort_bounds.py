@@ -9,7 +9,7 @@ before the action. The temporary caches are dropped when the job ends.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 from .actions import PartitionAction
 from .logical import nodes as L
@@ -48,8 +48,3 @@ def resolve_sort_bounds(plan: LogicalPlan, run: RunPlan) -> tuple[LogicalPlan, l
     if not any(needs_bounds(n) for n in plan.nodes()):
         return plan, temporary
     return plan.transform(resolve), temporary
-
-
-def drop_all(drop: Callable[[str], Any], cache_ids: list[str]) -> None:
-    for cache_id in cache_ids:
-        drop(cache_id)

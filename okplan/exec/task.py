@@ -8,7 +8,7 @@ from itertools import chain
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import OkplanError
-from ..logical.aggregators import Aggregator, _append, _identity, _new_list
+from ..logical.aggregators import Aggregator, _append, _identity, _new_list, grouping
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
@@ -104,12 +104,12 @@ def _raising_operator(exc: BaseException, stage: Stage, action: Callable | None)
                     code = getattr(f, "__code__", None)
                     if code is not None:
                         codes.setdefault(code, name)
-        for agg in (getattr(op, "aggregator", None),):
-            if agg is not None:
-                for f in agg.funcs:
-                    code = getattr(f, "__code__", None)
-                    if code is not None:
-                        codes.setdefault(code, f"{getattr(op, 'kind', 'aggregate')}({agg.name})")
+        agg = getattr(op, "aggregator", None)
+        if agg is not None:
+            for f in agg.funcs:
+                code = getattr(f, "__code__", None)
+                if code is not None:
+                    codes.setdefault(code, f"{getattr(op, 'kind', 'aggregate')}({agg.name})")
         for child in op.children():
             visit(child)
 
@@ -211,18 +211,7 @@ def _cogroup(op: CoGroupOp, i, blocks, counter):
 
 
 def _hash_join(op: HashJoinOp, i, blocks, counter):
-    table: dict[Any, list] = {}
-    k = None
-    try:
-        for k, w in compute(op.parts[1], i, blocks, counter):
-            ws = table.get(k)
-            if ws is None:
-                table[k] = [w]
-            else:
-                ws.append(w)
-    except (TypeError, ValueError) as e:
-        _raise_key_error(e, _hash_join, op.how, k)
-        raise
+    table = combine_values(compute(op.parts[1], i, blocks, counter), _GROUPING, op.how)
     return _probe(compute(op.parts[0], i, blocks, counter), table, op.how)
 
 
@@ -282,6 +271,10 @@ _HANDLERS: dict[type, Callable] = {
 
 
 # -- per-key work --------------------------------------------------------------------------------------
+
+#: the right side of a hash join is grouped exactly as groupByKey groups
+_GROUPING = grouping()
+
 
 def combine_values(it: Iterable, agg: Aggregator, kind: str) -> dict:
     """Fold ``(k, v)`` records into ``{k: combiner}``."""

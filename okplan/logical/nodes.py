@@ -36,8 +36,6 @@ class Node:
     nid: int = field(default_factory=fresh_id)
 
     op_name: ClassVar[str] = "Node"
-    #: True for nodes that need all partitions of their input (a stage boundary unless elided)
-    wide: ClassVar[bool] = False
 
     @property
     def input(self) -> "Node":
@@ -250,7 +248,6 @@ class Partitioned(Node):
     """A node that moves records so that its output is partitioned by its own ``partitioner_``."""
 
     partitioner_: Partitioner
-    wide: ClassVar[bool] = True
 
     @property
     def num_partitions(self) -> int:
