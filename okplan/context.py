@@ -248,13 +248,16 @@ class Context:
         return plan.transform(swap)
 
     # -- planning and running --------------------------------------------------------------------------
-    def _plan(self, node: L.Node, optimize_: bool | None = None, logical: LogicalPlan | None = None,
-              physical: bool = True) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan | None]:
-        if logical is None:
-            logical = self._with_caches(node)
+    def _optimized(self, logical: LogicalPlan, optimize_: bool | None = None) -> tuple[LogicalPlan, list[Firing]]:
         use = self._optimize if optimize_ is None else optimize_
-        optimized, fired = optimize(logical) if use else (logical, [])
-        return logical, optimized, fired, plan_physical(optimized) if physical else None
+        return optimize(logical) if use else (logical, [])
+
+    def _plan(self, node: L.Node, optimize_: bool | None = None
+              ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
+        """The three plans of ``node`` (as ``explain`` shows them), optimizer as set or as given."""
+        logical = self._with_caches(node)
+        optimized, fired = self._optimized(logical, optimize_)
+        return logical, optimized, fired, plan_physical(optimized)
 
     def _run_job_iter(self, node: L.Node, action: PartitionAction, partitions: list[int] | None):
         if self._stopped:
@@ -268,7 +271,7 @@ class Context:
             known = known_count(logical.root)
             if known is not None:
                 return iter((known,))
-        _, optimized, _, _ = self._plan(node, logical=logical, physical=False)
+        optimized, _ = self._optimized(logical)
         optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
         physical = plan_physical(optimized)
         return self._results(self._executor.run(physical, action, parts), temporary)
