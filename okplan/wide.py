@@ -230,7 +230,10 @@ class WideMixin:
 
     def _joined(self, other: "DataSet", numPartitions: int | None, method: str, pad_left: bool,
                 pad_right: bool) -> "DataSet":
-        grouped = self.cogroup(other, numPartitions) if numPartitions is not None else self.cogroup(other)
+        from .dataset import DataSet
+
+        chk.check_dataset(other, method, DataSet, self.context)  # type: ignore[attr-defined]
+        grouped = self._cogroup(other, numPartitions, method)
         return grouped._narrow(method, None, narrow.flat_map_values_fn(_dispatch(pad_left, pad_right)), True)
 
     def join(self, other: "DataSet", numPartitions: int | None = None) -> "DataSet":
