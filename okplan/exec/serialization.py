@@ -47,7 +47,11 @@ def serialize(obj: Any) -> bytes:
     4
     """
     try:
-        return pickle.dumps(obj, PROTOCOL)
+        data = pickle.dumps(obj, PROTOCOL)
+        # the C pickler stores classes and functions of the user's script as references to
+        # ``__main__``, which a worker cannot resolve; cloudpickle ships those by value
+        if b"__main__" not in data:
+            return data
     except (pickle.PicklingError, AttributeError, TypeError):
         pass
     try:
@@ -151,33 +155,17 @@ def _diagnose(obj: Any, error: BaseException) -> str:
 
 def _user_functions(obj: Any) -> Iterator[tuple[str, Any]]:
     """(operator name, function) for every user function a job's stages and action call."""
+    from ..physical.operators import user_functions
     from ..physical.stage import Stage
 
     stages, action = obj if isinstance(obj, tuple) and len(obj) == 2 else (obj, None)
-    seen: set[int] = set()
-
-    def visit(op: Any) -> Iterator[tuple[str, Any]]:
-        if id(op) in seen:
-            return
-        seen.add(id(op))
-        for name, funcs in zip(getattr(op, "names", ()), getattr(op, "user_funcs", ())):
-            for f in funcs:
-                op = name.split("(")[0]
-                yield op[:1].lower() + op[1:], f
-        agg = getattr(op, "aggregator", None)
-        if agg is not None:
-            for f in agg.funcs:
-                yield getattr(op, "kind", None) or agg.name, f
-        for child in op.children():
-            yield from visit(child)
-        for f in getattr(op, "fns", ()):
-            yield "a narrow operation", f
-
     if isinstance(stages, dict):
         stages = list(stages.values())
     for stage in stages if isinstance(stages, (list, tuple)) else ():
         if isinstance(stage, Stage):
-            yield from visit(stage.root)
+            for name, f in user_functions(stage.root):
+                op = name.split("(")[0]
+                yield op[:1].lower() + op[1:], f
             part = getattr(stage.output, "partitioner", None)
             for attr in ("partition_func", "keyfunc"):
                 f = getattr(part, attr, None)

@@ -13,7 +13,8 @@ from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
 from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
-                                  Pipe, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp)
+                                  Pipe, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp,
+                                  user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
 
 
@@ -96,24 +97,10 @@ def annotate(exc: BaseException, stage: Stage, partition: int, action: Callable 
 def _raising_operator(exc: BaseException, stage: Stage, action: Callable | None) -> str | None:
     """The operator whose user function is the innermost okplan-known frame of the traceback."""
     codes: dict[Any, str] = {}
-
-    def visit(op: PhysOp) -> None:
-        if isinstance(op, Pipe):
-            for name, funcs in zip(op.names, op.user_funcs):
-                for f in funcs:
-                    code = getattr(f, "__code__", None)
-                    if code is not None:
-                        codes.setdefault(code, name)
-        agg = getattr(op, "aggregator", None)
-        if agg is not None:
-            for f in agg.funcs:
-                code = getattr(f, "__code__", None)
-                if code is not None:
-                    codes.setdefault(code, f"{getattr(op, 'kind', 'aggregate')}({agg.name})")
-        for child in op.children():
-            visit(child)
-
-    visit(stage.root)
+    for name, f in user_functions(stage.root):
+        code = getattr(f, "__code__", None)
+        if code is not None:
+            codes.setdefault(code, name)
     user_action = getattr(action, "user_func", None)
     if user_action is not None and getattr(user_action, "__code__", None) is not None:
         codes.setdefault(user_action.__code__, f"{getattr(action, 'name', 'action')}({func_name(user_action)})")

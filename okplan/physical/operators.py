@@ -7,7 +7,7 @@ They say *how* a partition is computed (read a shuffle, run a fused pipeline, ..
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..logical.aggregators import Aggregator
 
@@ -31,6 +31,11 @@ class ReadSource(PhysOp):
     slices: tuple | None
     label: str | None = None
     records: int = 0
+
+    @property
+    def has_data(self) -> bool:
+        """True while the partitions travel with the operator (before a cluster moved them out)."""
+        return self.slices is not None
 
     def describe(self) -> str:
         name = f' "{self.label}"' if self.label else ""
@@ -197,3 +202,25 @@ class HashJoinOp(PhysOp):
 
     def describe(self) -> str:
         return f"HashJoin [{self.how}, build right]"
+
+
+def user_functions(root: PhysOp) -> Iterator[tuple[str, Any]]:
+    """``(operator as plans name it, function)`` for every user function in an operator tree, from the
+    root down: the fused operators' functions and the aggregators' (error notes and pickling
+    diagnoses name the operator this way)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        op = stack.pop()
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        if isinstance(op, Pipe):
+            for name, funcs in zip(op.names, op.user_funcs):
+                for f in funcs:
+                    yield name, f
+        agg = getattr(op, "aggregator", None)
+        if agg is not None:
+            for f in agg.funcs:
+                yield f"{getattr(op, 'kind', 'aggregate')}({agg.name})", f
+        stack.extend(reversed(op.children()))
