@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from .. import accumulators
-from ..serialization import deserialize, dumps_function, loads_function
+from ..serialization import deserialize, loads_function, serialize
 from ..task import run_task
 from . import protocol as P
 from .blocks import RedisBlocks, TaskMeter, write_output
@@ -171,7 +171,7 @@ class Worker:
             e.add_note(f"okplan: while unpickling the job's functions on worker {self.name}: the modules "
                        f"they come from must be importable on the workers")
             body, blob = pack_exception(e, self.name)
-            return P.FAILED, {**ident, "reason": "user", **body}, (blob,)
+            return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
         if self.store is None:
             return P.FAILED, {**ident, "reason": "infra", "message": "worker has no Redis URL yet"}, ()
         stage = job.stages[b["stage"]]
@@ -185,6 +185,8 @@ class Worker:
             io_in = meter.io_seconds()
             stored, inline = write_output(self.store, job.spec, stage, b["partition"], result.value, meter)
             updates = accumulators.task_updates()
+            # plain data, pickled in the try: a value that cannot be pickled is the user's error
+            acc = serialize(updates) if updates else b""
         except MissingBlockError as e:
             accumulators.task_updates()
             return P.FAILED, {**ident, "reason": "missing", "missing": e.missing, "message": str(e)}, ()
@@ -194,8 +196,7 @@ class Worker:
         except (Exception, SystemExit) as e:
             accumulators.task_updates()
             body, blob = pack_exception(e, self.name)
-            return P.FAILED, {**ident, "reason": "user", **body}, (blob,)
-        acc = dumps_function(updates) if updates else b""
+            return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
         metrics = {
             "rin": result.records_in, "rout": result.records_out,
             "compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
