@@ -40,6 +40,10 @@ class _Worker:
         self.jobs: set[str] = set()
 
 
+#: seconds before an unknown worker that has not said hello is told again
+_RESET_AGAIN = 5.0
+
+
 class Master:
     """The scheduler. ``serve()`` runs until SIGTERM/SIGINT or the parent process dies.
 
@@ -63,6 +67,9 @@ class Master:
         self.sock.setsockopt(zmq.SNDHWM, 0)  # never block on a slow client
         self.endpoint = _bind(self.sock, bind)
         self.workers: dict[bytes, _Worker] = {}
+        #: unknown workers told to say hello, and when: told once (again after 5 s if no hello came), so
+        #: a busy worker does not pile up RESETs and then say hello once per RESET
+        self.reset_sent: dict[bytes, float] = {}
         self.idle: deque[bytes] = deque()     # one entry per credit, longest waiting first
         self.jobs: dict[str, JobRun] = {}     # insertion order = submission order (FIFO scheduling)
         self.no_workers_since: float | None = time.monotonic()
@@ -120,9 +127,13 @@ class Master:
 
     # -- workers -----------------------------------------------------------------------------------------
     def _on_worker_hello(self, ident: bytes, msg: P.Message) -> None:
+        self.reset_sent.pop(ident, None)
         old = self.workers.get(ident)
         if old is not None:
-            self._lose_worker(old, "said hello again")
+            # RESETs that queued up while the worker was busy each bring a hello; it is known already
+            # (identities are per process), so neither its tasks nor its credit change
+            old.last_seen = time.monotonic()
+            return
         w = self.workers[ident] = _Worker(ident, msg.body)
         self.idle.extend([ident] * w.slots)
         self.no_workers_since = None
@@ -132,7 +143,10 @@ class Master:
         main = ident[:-3] if ident.endswith(b"!hb") else ident
         w = self.workers.get(main)
         if w is None:
-            self._send(main, P.RESET)  # we restarted, or declared it dead: it must say hello again
+            now = time.monotonic()
+            if now - self.reset_sent.get(main, -_RESET_AGAIN) >= _RESET_AGAIN:
+                self.reset_sent[main] = now  # we restarted, or declared it dead: it must say hello again
+                self._send(main, P.RESET)
         else:
             w.last_seen = time.monotonic()
 
@@ -253,11 +267,15 @@ class Master:
         if reason == "user":
             self._fail(job, "user", b.get("message", ""), stage.id, p, b, msg.blobs[:1])
             return
-        job.retried(stage)
         if b.get("resend_job"):
+            # the worker dropped this job's functions (it keeps a few jobs'): not a failure, so no
+            # attempt is counted; the task goes back first and the functions ride along again
             w = self.workers.get(ident)
             if w is not None:
                 w.jobs.discard(job.id)
+            stage.pending.appendleft(p)
+            return
+        job.retried(stage)
         if reason == "missing":
             self._recompute(job, stage, p, b["missing"])
             return
