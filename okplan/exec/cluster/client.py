@@ -32,7 +32,7 @@ _POLL_MS = 50
 
 def _strip_source(o: Any) -> Any:
     """Ship a source operator without its partitions: they go to Redis instead."""
-    if type(o) is ReadSource and o.slices is not None:
+    if type(o) is ReadSource and o.has_data:
         return ReadSource, (o.source_id, o.num_partitions, None, o.label, o.records)
     return None
 

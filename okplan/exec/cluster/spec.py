@@ -36,7 +36,7 @@ def sources_to_upload(plan: PhysicalPlan) -> dict[str, ReadSource]:
     found: dict[str, ReadSource] = {}
     for stage in plan.stages:
         for op in walk(stage.root):
-            if type(op) is ReadSource and op.slices is not None:
+            if type(op) is ReadSource and op.has_data:
                 found.setdefault(op.source_id, op)
     return found
 
@@ -57,15 +57,13 @@ def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[in
                ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16) -> JobSpec:
     """The spec of one job of client ``client`` running ``plan`` on result ``partitions``."""
     cache_scopes: dict[str, str] = {}
-    sources: dict[str, int] = {}
     for stage in plan.stages:
         if isinstance(stage.output, Materialize):
             cache_scopes[stage.output.cache_id] = stage.output.scope
         for op in walk(stage.root):
             if isinstance(op, ReadMaterialized):
                 cache_scopes.setdefault(op.cache_id, op.scope)
-            elif type(op) is ReadSource and op.slices is not None:
-                sources[op.source_id] = op.num_partitions
+    sources = {sid: op.num_partitions for sid, op in sources_to_upload(plan).items()}
     return {
         "job_id": job_id,
         "client": client,
