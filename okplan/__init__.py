@@ -18,7 +18,7 @@ from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
 from .statcounter import StatCounter
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",

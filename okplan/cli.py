@@ -1,24 +1,23 @@
 """The ``okplan`` command: run cluster processes, manage named datasets, run scripts.
 
-    okplan master  [--bind tcp://127.0.0.1:7077] [--redis URL] [--secret S]
-    okplan worker  --master tcp://HOST:7077 [--redis URL] [--slots N] [--secret S]
+    okplan master  [--bind tcp://127.0.0.1:7077] [--redis URL] [--secret-file F] [--insecure]
+    okplan worker  --master tcp://HOST:7077 [--redis URL] [--slots N] [--secret-file F]
     okplan local-cluster N            Redis + master + N workers in the foreground, until Ctrl-C
     okplan datasets list|drop LABEL   [--master URL | --redis URL]
     okplan run script.py [args...]
 
 The Redis URL defaults to ``OKPLAN_REDIS``, else the seed's ``REDIS_HOST``/``REDIS_PORT``, else
-``redis://127.0.0.1:6379/0``; the secret to ``OKPLAN_SECRET``.
+``redis://127.0.0.1:6379/0``; the secret to ``OKPLAN_SECRET``, else the contents of the file
+``OKPLAN_SECRET_FILE`` names.
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import runpy
 import signal
 import sys
-from urllib.parse import urlparse
 
 DEFAULT_BIND = "tcp://127.0.0.1:7077"
 
@@ -37,36 +36,43 @@ def default_redis_url() -> str:
     return f"redis://{host}:{port}/0"
 
 
-def _is_loopback(bind: str) -> bool:
-    host = urlparse(bind).hostname or ""
-    if host in ("localhost", "lo"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _secret(args: argparse.Namespace, program: str) -> bytes | None:
+    """``--secret``, else ``--secret-file``, else ``OKPLAN_SECRET`` / ``OKPLAN_SECRET_FILE``."""
+    from .exec.cluster.security import load_secret, read_secret_file
+
+    if args.secret:
+        print(f"okplan {program}: warning: --secret is visible to every user of this machine (ps); use "
+              f"OKPLAN_SECRET_FILE or --secret-file", file=sys.stderr)
+        return load_secret(args.secret)
+    if args.secret_file:
+        return read_secret_file(args.secret_file)
+    return load_secret(None)
 
 
 def _master(args: argparse.Namespace) -> int:
+    from .errors import ConfigurationError
     from .exec.cluster.master import serve
 
-    secret = args.secret or os.environ.get("OKPLAN_SECRET")
-    if not _is_loopback(args.bind) and not secret and not args.insecure:
-        print(f"okplan master: refusing to listen on {args.bind} without a shared secret: anyone who can "
-              f"reach it could run code here. Set --secret or OKPLAN_SECRET (or pass --insecure).",
-              file=sys.stderr)
+    try:
+        serve(args.bind, args.redis or default_redis_url(), _secret(args, "master"), args.parent_pid,
+              args.heartbeat_timeout, args.also_kill, insecure=args.insecure,
+              max_message_bytes=args.max_message_bytes)
+    except ConfigurationError as e:
+        print(f"okplan master: {e}", file=sys.stderr)
         return 2
-    serve(args.bind, args.redis or default_redis_url(), secret, args.parent_pid, args.heartbeat_timeout,
-          args.also_kill)
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from .errors import ConfigurationError
     from .exec.cluster.worker import serve
 
-    serve(args.master, args.redis, args.slots, args.secret or os.environ.get("OKPLAN_SECRET"), args.parent_pid,
-          args.name)
-    return 0
+    try:
+        secret = _secret(args, "worker")
+    except ConfigurationError as e:
+        print(f"okplan worker: {e}", file=sys.stderr)
+        return 2
+    return serve(args.master, args.redis, args.slots, secret, args.parent_pid, args.name)
 
 
 def _local_cluster(args: argparse.Namespace) -> int:
@@ -129,9 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("master", help="run the scheduler")
     m.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ endpoint (default {DEFAULT_BIND}; port 0 = any)")
     m.add_argument("--redis", help="Redis URL, password included (redis://:pw@host:6379/0)")
-    m.add_argument("--secret", help="shared secret clients and workers must have (or OKPLAN_SECRET)")
-    m.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a secret")
+    m.add_argument("--secret", help="shared secret clients and workers must have (visible in ps: prefer "
+                                    "OKPLAN_SECRET_FILE or OKPLAN_SECRET)")
+    m.add_argument("--secret-file", help="file holding the shared secret (or OKPLAN_SECRET_FILE)")
+    m.add_argument("--insecure", action="store_true",
+                   help="listen without a shared secret: anyone who can connect can run code (warned)")
     m.add_argument("--heartbeat-timeout", type=float, default=5.0, help="seconds before a silent worker is dead")
+    m.add_argument("--max-message-bytes", type=int, default=64 << 20,
+                   help="larger messages are dropped and their sender disconnected (default 64 MiB)")
     m.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     m.add_argument("--also-kill", type=int, action="append", help=argparse.SUPPRESS)
     m.set_defaults(func=_master)
@@ -140,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--master", default=DEFAULT_BIND, help="the master's endpoint, tcp://host:port")
     w.add_argument("--redis", help="Redis URL (default: the one the master uses)")
     w.add_argument("--slots", type=int, default=1, help="tasks at a time (one process each)")
-    w.add_argument("--secret", help="the cluster's shared secret (or OKPLAN_SECRET)")
+    w.add_argument("--secret", help="the cluster's shared secret (visible in ps: prefer OKPLAN_SECRET_FILE "
+                                    "or OKPLAN_SECRET)")
+    w.add_argument("--secret-file", help="file holding the shared secret (or OKPLAN_SECRET_FILE)")
     w.add_argument("--name", help="worker name in metrics (default host-pid)")
     w.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     w.set_defaults(func=_worker)

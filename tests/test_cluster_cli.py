@@ -14,12 +14,11 @@ from okplan import ClusterUnavailableError, Context
 
 
 @contextmanager
-def hand_made_cluster(redis_url: str, workers: int = 1, secret: str | None = None):
+def hand_made_cluster(redis_url: str, workers: int = 1, secret: str = "hand-made-secret"):
     """``okplan master`` + ``okplan worker`` as compose would run them (the worker learns Redis from the
-    master)."""
+    master), with the secret in the environment as a user would set it."""
     env = child_env()
-    if secret:
-        env["OKPLAN_SECRET"] = secret
+    env["OKPLAN_SECRET"] = secret
     master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis", redis_url),
                               stdout=subprocess.PIPE, env=env)
     procs = [master]
@@ -39,6 +38,7 @@ def hand_made_cluster(redis_url: str, workers: int = 1, secret: str | None = Non
 
 
 def _connect(url: str, **options) -> Context:
+    options.setdefault("secret", "hand-made-secret")
     ctx = Context(url, **options)
     assert wait_until(lambda: ctx.executor.hello()["workers"] >= 1, 15)
     return ctx
@@ -47,7 +47,7 @@ def _connect(url: str, **options) -> Context:
 def test_master_and_worker_started_by_hand_serve_two_clients_and_named_datasets():
     with redis_server() as redis_url, hand_made_cluster(redis_url, workers=2) as url:
         a = _connect(url)
-        b = Context(url)
+        b = Context(url, secret="hand-made-secret")
         try:
             words = a.dataSet(["x y", "y z", "z z"], label="words", bufferSize=2)
             assert words.flatMap(str.split).countByValue() == {"x": 1, "y": 2, "z": 3}
@@ -56,7 +56,8 @@ def test_master_and_worker_started_by_hand_serve_two_clients_and_named_datasets(
             assert again.getNumPartitions() == 2 and again.collect() == ["x y", "y z", "z z"]
             a.parallelize([1, 2, 3], 2).map(lambda x: x * 10).setName("tens").save()
             listed = subprocess.run(okplan_cmd("datasets", "list", "--master", url), capture_output=True,
-                                    text=True, env=child_env(), timeout=30)
+                                    text=True, env={**child_env(), "OKPLAN_SECRET": "hand-made-secret"},
+                                    timeout=30)
             assert listed.returncode == 0 and listed.stdout.split() == ["tens", "words"]
             dropped = subprocess.run(okplan_cmd("datasets", "drop", "tens", "--redis", redis_url),
                                      capture_output=True, text=True, env=child_env(), timeout=30)

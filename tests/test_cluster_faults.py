@@ -14,7 +14,7 @@ from operator import add
 
 import psutil
 import pytest
-from cluster_helpers import cluster_context, free_port, job_keys, okplan_cmd, pids_gone, wait_until
+from cluster_helpers import child_env, cluster_context, free_port, job_keys, okplan_cmd, pids_gone, wait_until
 
 from okplan import ClusterUnavailableError, Context, JobFailedError
 from okplan.physical.stage import Result, ShuffleWrite
@@ -126,8 +126,9 @@ def test_unreachable_master_fails_fast_with_a_clear_message():
 
 def test_unreachable_redis_fails_fast_with_a_clear_message():
     port = free_port()
-    master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis",
-                                         f"redis://127.0.0.1:{free_port()}/0"), stdout=subprocess.PIPE)
+    master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--insecure", "--redis",
+                                         f"redis://127.0.0.1:{free_port()}/0"), stdout=subprocess.PIPE,
+                              env=child_env())
     try:
         url = master.stdout.readline().decode().split("listening on ")[1].split()[0]
         t0 = time.monotonic()

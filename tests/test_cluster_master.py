@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import pickle
-
 import pytest
 
 from okplan.exec.cluster import protocol as P
 from okplan.exec.cluster.master import Master
+from okplan.exec.cluster.spec import encode_spec
 
 SPEC = {"job_id": "j", "client": "c", "stages": [{"id": 0, "n": 1, "parents": (), "kind": "result"}],
         "partitions": [0], "shuffles": {}, "sources": {}, "cache_scopes": {}, "ttl": 60, "cache_ttl": None,
-        "inline_max": 1}
-HELLO = P.Message("worker_hello", {"name": "w", "slots": 1})
+        "inline_max": 1, "sys_path": []}
+HELLO = P.Message("worker_hello", {"name": "w", "slots": 1, "versions": P.ADVERTISED})
 
 
 @pytest.fixture
 def master():
-    m = Master("tcp://127.0.0.1:0", "redis://127.0.0.1:1/0")
+    m = Master("tcp://127.0.0.1:0", "redis://127.0.0.1:1/0", secret="s")
     m.sent = []
     m._send = lambda ident, kind, body=None, blobs=(): m.sent.append((ident, kind)) or True
     m.store.reachable = lambda timeout=0.5: True
-    m._on_submit(b"client", P.Message("submit", {"job_id": "j"}, [pickle.dumps(SPEC), b"job"]))
+    m._on_submit(b"client", P.Message("submit", {"job_id": "j"}, [encode_spec(SPEC), b"job"]))
     yield m
-    m.sock.close(0)
+    m.close()
 
 
 def test_repeated_hellos_of_a_busy_worker_do_not_requeue_its_task(master):

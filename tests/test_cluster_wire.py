@@ -1,10 +1,11 @@
-"""Blocks and messages as bytes: lz4 blocks, the cloudpickle fallback, HMAC-signed versioned messages."""
+"""Blocks and messages as bytes: lz4 blocks, the cloudpickle fallback, MessagePack headers checked by kind."""
 
 from __future__ import annotations
 
 import pickle
 import threading
 
+import msgspec
 import pytest
 
 from okplan.exec.cluster import protocol as P
@@ -38,19 +39,24 @@ def test_unpicklable_data_says_so():
         dumps_function(lambda: lock)
 
 
-def test_messages_are_signed_and_versioned():
-    frames = P.pack(P.DONE, {"job_id": "j"}, [b"blob"], secret=b"k")
-    msg = P.unpack(frames, secret=b"k")
+def test_messages_are_data_versioned_and_checked():
+    frames = P.pack(P.DONE, {"job_id": "j"}, [b"blob"])
+    msg = P.unpack(frames)
     assert (msg.kind, msg.body, msg.blobs) == (P.DONE, {"job_id": "j"}, [b"blob"])
-    with pytest.raises(P.ProtocolError, match="authentication"):
-        P.unpack(frames, secret=b"other")
-    with pytest.raises(P.ProtocolError, match="authentication"):
-        P.unpack([frames[0], frames[1], b"tampered"], secret=b"k")
-    with pytest.raises(P.ProtocolError, match="secret"):
-        P.unpack(frames, secret=None)
-    old = [b"", pickle.dumps((P.VERSION + 1, P.DONE, {}))]
+    with pytest.raises(P.ProtocolError, match="malformed"):
+        P.unpack([pickle.dumps((P.VERSION, P.DONE, {}))])          # a pickle is never a header
+    with pytest.raises(P.ProtocolError, match="older okplan"):
+        P.unpack([b"", pickle.dumps((1, P.DONE, {}))])              # protocol 1, recognised unread
     with pytest.raises(P.ProtocolError, match="protocol version"):
-        P.unpack(old)
+        P.unpack(P.pack(P.DONE)[:0] + [msgspec.msgpack.encode((P.VERSION + 1, P.DONE, {}))])
+    with pytest.raises(P.ProtocolError, match="bad done"):
+        P.check(msg)                                                # fields missing
+    with pytest.raises(P.ProtocolError, match="unknown message kind"):
+        P.check(P.Message("launch_missiles", {}))
+    with pytest.raises(P.ProtocolError, match="blobs"):
+        P.check(P.Message(P.SUBMIT, {"job_id": "j"}, [b"spec"]))
+    with pytest.raises(P.ProtocolError, match="slots"):
+        P.check(P.Message(P.WORKER_HELLO, {"name": "w", "slots": 10**9}))
     assert P.refusal_reason(P.refusal("nope")) == "nope" and P.refusal_reason(frames) is None
 
 

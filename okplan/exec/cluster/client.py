@@ -24,7 +24,8 @@ from ..metrics import JobMetrics
 from ..serialization import decode_block, dumps_function, encode_block
 from . import protocol as P
 from .remote_errors import unpack_exception
-from .spec import build_spec, sources_to_upload
+from .security import HandshakeWatch, secure_client
+from .spec import build_spec, encode_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
 
 _POLL_MS = 50
@@ -71,6 +72,8 @@ class ClusterExecutor:
         self.sock = self.zctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, f"c-{self.client_id}".encode())
         self.sock.setsockopt(zmq.LINGER, 0)
+        secure_client(self.sock, self.secret)
+        self.watch = HandshakeWatch(self.sock, self.secret)
         try:
             self.sock.connect(url)
         except zmq.ZMQError as e:
@@ -87,17 +90,21 @@ class ClusterExecutor:
     # -- talking to the master ---------------------------------------------------------------------------
     def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
         with self._lock:
-            self.sock.send_multipart(P.pack(kind, body, blobs, self.secret), copy=False)
+            self.sock.send_multipart(P.pack(kind, body, blobs), copy=False)
 
     def _recv_one(self, timeout_ms: int) -> P.Message | None:
         with self._lock:
-            if not self.sock.poll(timeout_ms):
+            ready = self.sock.poll(timeout_ms)
+            refused = self.watch.refused()
+            if refused is not None:
+                raise ClusterUnavailableError(f"the master at {self.url} refused this client: {refused}")
+            if not ready:
                 return None
             frames = self.sock.recv_multipart()
         reason = P.refusal_reason(frames)
         if reason is not None:
             raise ClusterUnavailableError(f"the master at {self.url} refused this client: {reason}")
-        return P.unpack(frames, self.secret)
+        return P.unpack(frames)
 
     def hello(self, timeout: float = 3.0) -> dict[str, Any]:
         """Ask the master for its Redis URL and workers; ``ClusterUnavailableError`` after ``timeout``.
@@ -105,7 +112,7 @@ class ClusterExecutor:
         >>> executor.hello()["workers"]                     # doctest: +SKIP
         2
         """
-        self._send(P.CLIENT_HELLO)
+        self._send(P.CLIENT_HELLO, {"versions": P.ADVERTISED})
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -113,8 +120,12 @@ class ClusterExecutor:
                 raise ClusterUnavailableError(
                     f"no okplan master answers at {self.url} (waited {timeout:g}s); start one with "
                     f"`okplan master --bind {self.url}` or check the address and the shared secret")
-            msg = self._recv_one(int(left * 1000) + 1)
+            # short polls: a refused handshake shows up between them, not after the whole timeout
+            msg = self._recv_one(min(100, int(left * 1000) + 1))
             if msg is not None and msg.kind == P.WELCOME:
+                why = P.version_mismatch(msg.body.get("versions"), "the master", "this client")
+                if why is not None:
+                    raise ClusterUnavailableError(f"the master at {self.url} cannot serve this client: {why}")
                 self._slots = msg.body.get("slots", 0)
                 return msg.body
 
@@ -219,7 +230,7 @@ class ClusterExecutor:
             if isinstance(out, Materialize) and out.scope == "context":
                 self._caches[out.cache_id] = stage.num_partitions
         self._inbox[job_id] = deque()
-        self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
+        self._send(P.SUBMIT, {"job_id": job_id}, (encode_spec(spec), job_blob))
         return job_id
 
     def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
@@ -301,6 +312,9 @@ class ClusterExecutor:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
+        watch = getattr(self, "watch", None)
+        if watch is not None:
+            watch.close()
         self.sock.close(0)
         self.zctx.term()
 

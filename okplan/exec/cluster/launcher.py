@@ -4,6 +4,9 @@ The workers are the ``okplan worker`` program a user would start by hand (``ps``
 ``python -m okplan worker ...``). All of them stop on ``stop()``, at interpreter exit, and when this
 process dies (PDEATHSIG on Linux, plus a ``--parent-pid`` watch in every okplan process; the master
 also takes Redis down with it).
+
+Unless given one, the cluster gets a fresh random shared secret, handed to its processes in their
+environment (never on a command line, which ``ps`` shows to every user): only this client can use it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from ...errors import ClusterUnavailableError
 from .client import ClusterExecutor
 from .parent import die_with_parent, pdeathsig_is_safe
+from .security import generate_secret
 from .store import BlockStore
 
 _START_TIMEOUT = 30.0
@@ -103,8 +107,9 @@ class LocalCluster(ClusterExecutor):
         self._finalizer = weakref.finalize(self, self.children.stop)
         self._redis_port = 0
         self._env = _child_env()
-        if secret:
-            self._env["OKPLAN_SECRET"] = secret
+        secret = secret or generate_secret()
+        self._env["OKPLAN_SECRET"] = secret
+        self._env.pop("OKPLAN_SECRET_FILE", None)
         try:
             self.redis_url = redis or self._start_redis()
             self.master_url = self._start_master(heartbeat_timeout)

@@ -5,14 +5,17 @@ credit; the master hands a task to the worker that has waited longest (load bala
 worker runs what, and re-queues a task whose worker died (no heartbeat for ``heartbeat_timeout``) or
 could not reach Redis. A task that finds an input block missing re-opens the task that wrote it
 (lineage). Only small messages pass through here: data goes worker -> Redis -> worker or client.
+
+No message can stop it: a message is checked (size, frames, header, fields) before any handler sees
+it, every handler runs guarded, and what is dropped is logged. It never unpickles anything.
 """
 
 from __future__ import annotations
 
-import pickle
 import signal
 import sys
 import time
+import traceback
 from collections import deque
 from typing import Any
 
@@ -20,6 +23,8 @@ import zmq
 
 from . import protocol as P
 from .jobstate import JobRun, StageRun
+from .security import bind_policy, secure_server
+from .spec import SpecError, decode_spec
 from .store import BlockStore, Keys, StoreUnavailableError, redacted
 
 _TICK = 0.25
@@ -44,6 +49,30 @@ class _Worker:
 _RESET_AGAIN = 5.0
 
 
+class _DropLog:
+    """Logs dropped messages to stderr: at most ``lines`` per ``window`` seconds, then how many more,
+    so that a flood of junk cannot flood the log."""
+
+    def __init__(self, lines: int = 10, window: float = 10.0):
+        self.lines, self.window = lines, window
+        self.started = -window
+        self.shown = self.hidden = 0
+        self.total = 0
+
+    def __call__(self, text: str) -> None:
+        self.total += 1
+        now = time.monotonic()
+        if now - self.started >= self.window:
+            if self.hidden:
+                print(f"okplan master: ... and {self.hidden} more dropped messages", file=sys.stderr, flush=True)
+            self.started, self.shown, self.hidden = now, 0, 0
+        if self.shown < self.lines:
+            self.shown += 1
+            print(f"okplan master: {text}", file=sys.stderr, flush=True)
+        else:
+            self.hidden += 1
+
+
 class Master:
     """The scheduler. ``serve()`` runs until SIGTERM/SIGINT or the parent process dies.
 
@@ -51,8 +80,14 @@ class Master:
     """
 
     def __init__(self, bind: str, redis_url: str, secret: str | bytes | None = None,
-                 heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0):
+                 heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0,
+                 insecure: bool = False, max_message_bytes: int = P.MAX_MESSAGE_BYTES):
         self.secret = P.secret_bytes(secret)
+        warning = bind_policy(bind, self.secret, insecure)  # raises ConfigurationError when refused
+        if warning:
+            print(f"okplan master: {warning}", file=sys.stderr, flush=True)
+        self.max_message_bytes = max_message_bytes
+        self.log_drop = _DropLog()
         self.redis_url = redis_url
         self.store = BlockStore(redis_url)
         self.heartbeat_timeout = heartbeat_timeout
@@ -61,6 +96,9 @@ class Master:
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # a peer that sends a larger frame is disconnected before the frame is in memory
+        self.sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+        self.auth = secure_server(self.zctx, self.sock, self.secret)
         # Sending to a peer whose connection dropped fails at once instead of vanishing: that is how a
         # killed worker is noticed within a tick, long before its heartbeats are missed.
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -88,45 +126,86 @@ class Master:
                         except zmq.Again:
                             break
                         self._dispatch_message(frames)
-                    self._schedule()
+                    self._guarded(self._schedule)
                 now = time.monotonic()
                 if now - last_tick >= _TICK:
                     last_tick = now
-                    self._tick(now)
-                    self._schedule()
+                    self._guarded(self._tick, now)
+                    self._guarded(self._schedule)
         except KeyboardInterrupt:
             pass
         finally:
-            self.sock.close(0)
-            self.zctx.term()
-            self.store.close()
+            self.close()
+
+    def close(self) -> None:
+        """Close the socket, the authenticator and the Redis connection."""
+        self.sock.close(0)
+        if self.auth is not None:
+            self.auth.stop()
+        self.zctx.term()
+        self.store.close()
+
+    def _guarded(self, fn: Any, *args: Any) -> None:
+        """Run a step of the loop; a bug in it is logged, never the end of the master."""
+        try:
+            fn(*args)
+        except Exception:
+            self.log_drop(f"internal error in {fn.__name__} (the loop goes on):\n{traceback.format_exc()}")
 
     def stop(self) -> None:
         self._running = False
 
     def _send(self, ident: bytes, kind: str, body: dict | None = None, blobs: tuple = ()) -> bool:
         """False when the peer is not connected (ROUTER_MANDATORY tells at once, e.g. after a SIGKILL)."""
+        return self._send_frames(ident, P.pack(kind, body, blobs))
+
+    def _send_frames(self, ident: bytes, frames: list) -> bool:
         try:
-            self.sock.send_multipart([ident, *P.pack(kind, body, blobs, self.secret)], copy=False)
+            self.sock.send_multipart([ident, *frames], copy=False)
             return True
-        except zmq.ZMQError:
+        except zmq.ZMQError:  # EHOSTUNREACH: the peer is gone; its loss is handled where it matters
             return False
 
+    def _refuse(self, ident: bytes, reason: str) -> None:
+        self.log_drop(f"refused {_peer(ident)}: {reason}")
+        self._send_frames(ident, P.refusal(reason))
+
     def _dispatch_message(self, frames: list) -> None:
+        """Check one message and hand it to its handler; whatever is wrong with it, drop it and log."""
         ident = frames[0].bytes
+        size = sum(len(f) for f in frames)
+        if len(frames) > P.MAX_FRAMES + 1 or size > self.max_message_bytes:
+            self.log_drop(f"dropped a message of {len(frames) - 1} frames, {size} bytes from {_peer(ident)} "
+                          f"(limit {P.MAX_FRAMES} frames, {self.max_message_bytes} bytes: --max-message-bytes)")
+            return
         try:
-            msg = P.unpack(frames[1:], self.secret)
+            msg = P.unpack(frames[1:])
         except P.ProtocolError as e:
-            self.sock.send_multipart([ident, *P.refusal(str(e))])
+            if "version" in str(e):
+                self._refuse(ident, str(e))  # a peer of another okplan: it should hear why, once
+            else:
+                self.log_drop(f"dropped a message from {_peer(ident)}: {e}")
             return
-        handler = _HANDLERS.get(msg.kind)
-        if handler is None:
-            self._send(ident, P.ERROR, {"message": f"unknown message {msg.kind!r}"})
+        try:
+            P.check(msg)
+        except P.ProtocolError as e:
+            if msg.kind in (P.CLIENT_HELLO, P.WORKER_HELLO):
+                self._refuse(ident, str(e))
+            else:
+                self.log_drop(f"dropped a message from {_peer(ident)}: {e}")
             return
-        handler(self, ident, msg)
+        try:
+            _HANDLERS[msg.kind](self, ident, msg)
+        except Exception:
+            self.log_drop(f"error handling {msg.kind} from {_peer(ident)} (message dropped):\n"
+                          f"{traceback.format_exc()}")
 
     # -- workers -----------------------------------------------------------------------------------------
     def _on_worker_hello(self, ident: bytes, msg: P.Message) -> None:
+        why = P.version_mismatch(msg.body.get("versions"), f"worker {msg.body['name']}", "the master")
+        if why is not None:
+            self._refuse(ident, why)
+            return
         self.reset_sent.pop(ident, None)
         old = self.workers.get(ident)
         if old is not None:
@@ -137,7 +216,7 @@ class Master:
         w = self.workers[ident] = _Worker(ident, msg.body)
         self.idle.extend([ident] * w.slots)
         self.no_workers_since = None
-        self._send(ident, P.WELCOME, {"redis": self.redis_url})
+        self._send(ident, P.WELCOME, {"redis": self.redis_url, "versions": P.ADVERTISED})
 
     def _on_heartbeat(self, ident: bytes, msg: P.Message) -> None:
         main = ident[:-3] if ident.endswith(b"!hb") else ident
@@ -187,12 +266,29 @@ class Master:
 
     # -- clients -----------------------------------------------------------------------------------------
     def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
+        why = P.version_mismatch(msg.body.get("versions"), f"client {_peer(ident)}", "the master")
+        if why is not None:
+            self._refuse(ident, why)
+            return
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
-                                      "slots": sum(w.slots for w in self.workers.values())})
+                                      "slots": sum(w.slots for w in self.workers.values()),
+                                      "versions": P.ADVERTISED})
 
     def _on_submit(self, ident: bytes, msg: P.Message) -> None:
+        job_id = msg.body["job_id"]
+        if job_id in self.jobs:
+            self.log_drop(f"dropped a second submit of job {job_id} from {_peer(ident)}")
+            return
         spec_blob, job_blob = msg.blobs[0], msg.blobs[1]
-        spec = pickle.loads(spec_blob)
+        try:
+            spec = decode_spec(spec_blob)  # data only: nothing in it is ever unpickled here
+            if spec["job_id"] != job_id:
+                raise SpecError(f"the spec is of job {spec['job_id']}, the message of job {job_id}")
+        except SpecError as e:
+            self.log_drop(f"refused job {job_id} of {_peer(ident)}: {e}")
+            self._send(ident, P.JOB_FAILED, {"job_id": job_id, "reason": "bad_spec", "message": str(e),
+                                             "stage": None, "partition": None, "acc": [], "metrics": {}})
+            return
         job = JobRun(ident, spec, spec_blob, job_blob)
         self.jobs[job.id] = job
         if job.complete:
@@ -200,7 +296,7 @@ class Master:
 
     def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
         job = self.jobs.get(msg.body["job_id"])
-        if job is not None and job.state == "running":
+        if job is not None and job.state == "running" and job.client == ident:
             job.state = "cancelled"
             self._maybe_forget(job)
 
@@ -216,10 +312,10 @@ class Master:
                 w.running.discard(key)
                 self.idle.append(ident)
         job = self.jobs.get(b["job_id"])
-        if job is None:
-            return None, None, 0.0
-        stage = job.stages[b["stage"]]
+        stage = job.stages.get(b["stage"]) if job is not None else None
         p = b["partition"]
+        if job is None or stage is None or not 0 <= p < stage.info["n"]:
+            return None, None, 0.0
         started = 0.0
         entry = stage.running.get(p)
         if entry is not None and entry[0] == ident:
@@ -277,7 +373,7 @@ class Master:
             return
         job.retried(stage)
         if reason == "missing":
-            self._recompute(job, stage, p, b["missing"])
+            self._recompute(job, stage, p, b.get("missing") or [])
             return
         n = stage.attempts[p] = stage.attempts.get(p, 0) + 1
         job.infra_failures += 1
@@ -383,10 +479,18 @@ class Master:
                 blobs = job.blobs  # a job's functions go to each worker once
             if not self._send(w.ident, P.TASK, {"job_id": job.id, "stage": stage.id, "partition": p,
                                                 "attempt": attempt}, blobs):
+                # never delivered, so not an attempt: a worker that vanished before its first task
+                # (a peer that said hello and hung up) must not use up the task's attempts
                 w.jobs.discard(job.id)
-                self._lose_worker(w, "disconnected")  # puts the task back, counting the attempt
+                w.running.discard((job.id, stage.id, p))
+                del stage.running[p]
+                stage.pending.appendleft(p)
+                self._lose_worker(w, "disconnected")
 
     def _tick(self, now: float) -> None:
+        for ident, told in list(self.reset_sent.items()):
+            if now - told >= _RESET_AGAIN:
+                del self.reset_sent[ident]  # bounded: a flood of made-up identities is forgotten
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
@@ -402,6 +506,11 @@ class Master:
                     and now - max(self.no_workers_since, job.started) > self.no_worker_timeout:
                 self._fail(job, "no_workers", f"no worker has been connected to the master for "
                                               f"{self.no_worker_timeout:.0f}s; start some with `okplan worker`")
+
+
+def _peer(ident: bytes) -> str:
+    """A peer's identity, printable whatever its bytes."""
+    return repr(ident[:64])[1:]
 
 
 def _stage_name(stage: StageRun) -> str:
@@ -428,12 +537,14 @@ _HANDLERS = {
 }
 
 
-def serve(bind: str, redis_url: str, secret: str | None = None, parent_pid: int | None = None,
-          heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None) -> None:
+def serve(bind: str, redis_url: str, secret: str | bytes | None = None, parent_pid: int | None = None,
+          heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None, insecure: bool = False,
+          max_message_bytes: int = P.MAX_MESSAGE_BYTES) -> None:
     """``okplan master``: bind, say where on stdout (the launcher reads that line), serve."""
     from .parent import watch_parent
 
-    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout)
+    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout, insecure=insecure,
+               max_message_bytes=max_message_bytes)
     watch_parent(parent_pid, also_kill)
     print(f"okplan master listening on {m.endpoint} (redis {redacted(redis_url)})", flush=True)
     m.serve()

@@ -1,7 +1,8 @@
 """The job spec: what the master and the workers must know about a physical plan besides its functions.
 
-The client builds it once per job. It is plain data (pickled with the C pickler), so the master can
-schedule and clean up without ever unpickling user code.
+The client builds it once per job. It is plain data, sent as MessagePack (``encode_spec``), so the
+master can schedule and clean up without ever unpickling anything; ``decode_spec`` checks its shape
+before the master trusts a single field of it.
 
 >>> from okplan import Context
 >>> ctx = Context()
@@ -14,12 +15,83 @@ schedule and clean up without ever unpickling user code.
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator, Literal, NotRequired, TypedDict
+
+import msgspec
 
 from ...physical.operators import PhysOp, ReadMaterialized, ReadSource
 from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 
 JobSpec = dict[str, Any]
+
+#: more partitions than any job of a cluster has; bounds what a hostile spec can make the master allocate
+_MAX_N = 1 << 20
+_Count = Annotated[int, msgspec.Meta(ge=0, le=_MAX_N)]
+_Id = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class _StageInfo(TypedDict):
+    id: int
+    n: _Count
+    parents: list[int]
+    kind: Literal["shuffle", "mat", "result"]
+    shuffle_id: NotRequired[int]
+    buckets: NotRequired[_Count]
+    cache_id: NotRequired[_Id]
+    scope: NotRequired[_Id]
+
+
+class _Spec(TypedDict):
+    job_id: _Id
+    client: _Id
+    stages: Annotated[list[_StageInfo], msgspec.Meta(min_length=1, max_length=10_000)]
+    partitions: list[_Count]
+    shuffles: dict[int, _Count]
+    sources: dict[_Id, _Count]
+    cache_scopes: dict[_Id, _Id]
+    ttl: int
+    cache_ttl: int | None
+    inline_max: int
+    sys_path: list[str]
+
+
+class SpecError(ValueError):
+    """A job spec that is not one a client of this okplan version builds."""
+
+
+def encode_spec(spec: JobSpec) -> bytes:
+    """The spec as MessagePack bytes (what SUBMIT carries).
+
+    >>> decode_spec(encode_spec(spec))["shuffles"]
+    {0: 2}
+    """
+    return msgspec.msgpack.encode(spec)
+
+
+def decode_spec(blob: bytes) -> JobSpec:
+    """The spec in ``blob``, checked: fields and types, stage parents that come earlier, a last stage
+    that is the result stage, result partitions in its range. ``SpecError`` says what is wrong.
+    Fields this version does not know are kept (a newer client's additions reach the workers)."""
+    try:
+        spec = msgspec.msgpack.decode(blob)
+        msgspec.convert(spec, _Spec)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise SpecError(f"malformed job spec: {e}") from None
+    seen: set[int] = set()
+    for info in spec["stages"]:
+        if info["id"] in seen or not set(info["parents"]) <= seen:
+            raise SpecError(f"stage {info['id']}: repeated, or a parent that does not come before it")
+        if info["kind"] == "shuffle" and ("shuffle_id" not in info or "buckets" not in info):
+            raise SpecError(f"shuffle stage {info['id']} without shuffle_id/buckets")
+        if info["kind"] == "mat" and ("cache_id" not in info or "scope" not in info):
+            raise SpecError(f"materialize stage {info['id']} without cache_id/scope")
+        if info["kind"] == "result" and info is not spec["stages"][-1]:
+            raise SpecError("the result stage must be the last stage")
+        seen.add(info["id"])
+    last = spec["stages"][-1]
+    if last["kind"] != "result" or any(p >= last["n"] for p in spec["partitions"]):
+        raise SpecError("the last stage must be the result stage, and result partitions in its range")
+    return spec
 
 
 def walk(op: PhysOp) -> Iterator[PhysOp]:

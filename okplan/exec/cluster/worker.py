@@ -22,13 +22,14 @@ from typing import Any
 import zmq
 
 from .. import accumulators
-from ..serialization import deserialize, loads_function, serialize
+from ..serialization import loads_function, serialize
 from ..task import run_task
 from . import protocol as P
 from .blocks import RedisBlocks, TaskMeter, write_output
 from .parent import watch_parent
 from .remote_errors import pack_exception
-from .spec import JobSpec
+from .security import HandshakeWatch, secure_client
+from .spec import JobSpec, decode_spec
 from .store import BlockStore, MissingBlockError, StoreUnavailableError
 
 #: jobs whose functions a worker keeps (the master also says when a job ended)
@@ -65,6 +66,8 @@ class Worker:
         self.sock = self.zctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, self.name.encode())
         self.sock.setsockopt(zmq.LINGER, 1000)
+        secure_client(self.sock, self.secret)
+        self.watch = HandshakeWatch(self.sock, self.secret)
         self.sock.connect(master)
         self.redis_url = redis_url
         self.store: BlockStore | None = BlockStore(redis_url) if redis_url else None
@@ -73,18 +76,19 @@ class Worker:
 
     # -- messages -----------------------------------------------------------------------------------
     def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
-        self.sock.send_multipart(P.pack(kind, body, blobs, self.secret), copy=False)
+        self.sock.send_multipart(P.pack(kind, body, blobs), copy=False)
 
     def _hello(self) -> None:
         self._send(P.WORKER_HELLO, {"name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
-                                    "slots": 1})
+                                    "slots": 1, "versions": P.ADVERTISED})
 
     def _heartbeats(self) -> None:
         hb = self.zctx.socket(zmq.DEALER)
         hb.setsockopt(zmq.IDENTITY, self.name.encode() + b"!hb")
         hb.setsockopt(zmq.LINGER, 0)
+        secure_client(hb, self.secret)
         hb.connect(self.master)
-        frames = P.pack(P.HEARTBEAT, {}, (), self.secret)
+        frames = P.pack(P.HEARTBEAT)
         try:
             while not self._stop.wait(self.heartbeat):
                 hb.send_multipart(frames)
@@ -94,15 +98,24 @@ class Worker:
             hb.close(0)
 
     # -- serving ------------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self) -> int:
+        """Serve; the exit code: 0, or ``EXIT_REFUSED`` when the master refused this worker."""
         threading.Thread(target=self._heartbeats, name="okplan-heartbeat", daemon=True).start()
         self._hello()
         try:
             while not self._stop.is_set():
-                if not self.sock.poll(1000):
+                ready = self.sock.poll(250)
+                refused = self.watch.refused()
+                if refused is not None:
+                    return self._refused(refused)
+                if not ready:
                     continue
+                frames = self.sock.recv_multipart(copy=False)
+                reason = P.refusal_reason(frames)
+                if reason is not None:
+                    return self._refused(reason)
                 try:
-                    msg = P.unpack(self.sock.recv_multipart(copy=False), self.secret)
+                    msg = P.unpack(frames)
                 except P.ProtocolError as e:
                     print(f"okplan worker {self.name}: dropped a message: {e}", file=sys.stderr)
                     continue
@@ -117,13 +130,17 @@ class Worker:
                         self.redis_url = msg.body["redis"]
                         self.store = BlockStore(self.redis_url)
                 elif msg.kind == P.ERROR:
-                    print(f"okplan worker {self.name}: the master refused us: {msg.body.get('message')}",
-                          file=sys.stderr)
-                    break
+                    return self._refused(str(msg.body.get("message")))
         except KeyboardInterrupt:
             pass
         finally:
             self.stop()
+        return 0
+
+    def _refused(self, reason: str) -> int:
+        print(f"okplan worker {self.name}: the master at {self.master} refused this worker: {reason}",
+              file=sys.stderr, flush=True)
+        return P.EXIT_REFUSED
 
     def stop(self) -> None:
         if self._stop.is_set():
@@ -133,6 +150,7 @@ class Worker:
             self._send(P.BYE)
         except zmq.ZMQError:
             pass
+        self.watch.close()
         self.sock.close(200)
         self.zctx.term()
 
@@ -144,7 +162,7 @@ class Worker:
             return job
         if len(blobs) < 2:
             raise _JobUnknown(f"job {job_id} arrived without its functions (this worker forgot them)")
-        spec = deserialize(blobs[0])
+        spec = decode_spec(blobs[0])
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
@@ -207,21 +225,21 @@ class Worker:
         return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()
 
 
-def serve(master: str, redis_url: str | None, slots: int = 1, secret: str | None = None,
-          parent_pid: int | None = None, name: str | None = None) -> None:
-    """``okplan worker``: one slot serves in this process; N slots start N single-slot workers."""
+def serve(master: str, redis_url: str | None, slots: int = 1, secret: str | bytes | None = None,
+          parent_pid: int | None = None, name: str | None = None) -> int:
+    """``okplan worker``: one slot serves in this process; N slots start N single-slot workers.
+    Returns the exit code (``EXIT_REFUSED`` when the master refused the worker)."""
     if slots <= 1:
         watch_parent(parent_pid)
-        Worker(master, redis_url, secret, name).run()
-        return
+        return Worker(master, redis_url, secret, name).run()
     watch_parent(parent_pid)
     cmd = [sys.executable, "-m", "okplan", "worker", "--master", master, "--slots", "1",
            "--parent-pid", str(os.getpid())]
     if redis_url:
         cmd += ["--redis", redis_url]
     env = dict(os.environ, PYTHONHASHSEED="0")
-    if secret:
-        env["OKPLAN_SECRET"] = secret
+    if secret:  # by the environment, never the command line (``ps`` shows that to every user)
+        env["OKPLAN_SECRET"] = secret.decode() if isinstance(secret, bytes) else secret
     children = [subprocess.Popen(cmd + (["--name", f"{name}-{i}"] if name else []), env=env)
                 for i in range(slots)]
     signal.signal(signal.SIGTERM, _exit_on_signal)  # so that the finally below stops the slots
@@ -239,6 +257,7 @@ def serve(master: str, redis_url: str | None, slots: int = 1, secret: str | None
                 c.wait(5)
             except subprocess.TimeoutExpired:
                 c.kill()
+    return P.EXIT_REFUSED if any(c.returncode == P.EXIT_REFUSED for c in children) else 0
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
