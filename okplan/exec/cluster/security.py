@@ -150,7 +150,8 @@ class HandshakeWatch:
     """
 
     #: failed handshakes in a row (without one success) before we believe it: a master that dies
-    #: half way through one handshake fails it too
+    #: half way through one handshake fails it too, and sometimes the side that failed closes the
+    #: connection before telling why
     TRIES = 2
 
     def __init__(self, sock: zmq.Socket, secret: bytes | None):
@@ -169,16 +170,20 @@ class HandshakeWatch:
             if ev["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self.failures = 0
                 continue
-            self.failures += 1
             mismatch = ev["event"] == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and \
-                ev["value"] == zmq.ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-            if mismatch and self.has_secret:
+                ev["value"] == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+            # without a secret only a master that wants one fails the handshake; with one, a master
+            # without a secret says "mechanism mismatch" (at least once: the other side of a failure
+            # may only see the connection close)
+            if not self.has_secret:
+                self.reason = "the master requires a shared secret: set OKPLAN_SECRET or OKPLAN_SECRET_FILE"
+            elif mismatch or self.reason and "does not use" in self.reason:
                 self.reason = ("the master does not use a shared secret but this process has one "
                                "(unset OKPLAN_SECRET / OKPLAN_SECRET_FILE, or give the master the secret)")
-            elif mismatch:
-                self.reason = "the master requires a shared secret: set OKPLAN_SECRET or OKPLAN_SECRET_FILE"
             else:
-                self.reason = "wrong shared secret (the encrypted handshake failed)"
+                self.reason = "wrong shared secret, or the master has none (the encrypted handshake failed)"
+            # a mechanism mismatch is final (ZeroMQ does not even reconnect after one)
+            self.failures += self.TRIES if mismatch else 1
         return self.reason if self.failures >= self.TRIES else None
 
     def close(self) -> None:

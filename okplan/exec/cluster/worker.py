@@ -91,7 +91,10 @@ class Worker:
         frames = P.pack(P.HEARTBEAT)
         try:
             while not self._stop.wait(self.heartbeat):
-                hb.send_multipart(frames)
+                try:
+                    hb.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # not connected (yet): a queued heartbeat would be stale anyway
                 while hb.poll(0):
                     hb.recv_multipart()  # the master only answers unknown heartbeats (with RESET)
         finally:
@@ -146,8 +149,8 @@ class Worker:
         if self._stop.is_set():
             return
         self._stop.set()
-        try:
-            self._send(P.BYE)
+        try:  # never blocks: a worker the master refused has no connection to queue it on
+            self.sock.send_multipart(P.pack(P.BYE), zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
         self.watch.close()
