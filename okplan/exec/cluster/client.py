@@ -68,6 +68,7 @@ class ClusterExecutor:
         self._lock = threading.Lock()
         self._stopped = False
         self._slots = 0
+        self._max_message = 0                      # the master's --max-message-bytes, from welcome
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.IDENTITY, f"c-{self.client_id}".encode())
@@ -127,6 +128,7 @@ class ClusterExecutor:
                 if why is not None:
                     raise ClusterUnavailableError(f"the master at {self.url} cannot serve this client: {why}")
                 self._slots = msg.body.get("slots", 0)
+                self._max_message = msg.body.get("max_message_bytes") or 0
                 return msg.body
 
     def _next(self, job_id: str) -> P.Message:
@@ -219,6 +221,14 @@ class ClusterExecutor:
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
                           inline_max=self.inline_max)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
+        spec_blob = encode_spec(spec)
+        size = len(spec_blob) + len(job_blob)
+        if self._max_message and size + 4096 > self._max_message:
+            # the master would hang up on it mid-message; say why instead
+            raise JobFailedError(f"the job's functions are {size / 2**20:.1f} MiB pickled, over the master's limit "
+                                 f"of {self._max_message / 2**20:.1f} MiB per message (okplan master "
+                                 f"--max-message-bytes): pass large data as a dataset (parallelize, then join) "
+                                 f"instead of inside functions or broadcast variables, or raise the limit")
         keys = Keys(job_id, self.client_id)
         uploads = [(keys.source(sid, i), encode_block(part))
                    for sid, op in sources_to_upload(plan).items() for i, part in enumerate(op.slices or ())]
@@ -230,7 +240,7 @@ class ClusterExecutor:
             if isinstance(out, Materialize) and out.scope == "context":
                 self._caches[out.cache_id] = stage.num_partitions
         self._inbox[job_id] = deque()
-        self._send(P.SUBMIT, {"job_id": job_id}, (encode_spec(spec), job_blob))
+        self._send(P.SUBMIT, {"job_id": job_id}, (spec_blob, job_blob))
         return job_id
 
     def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:

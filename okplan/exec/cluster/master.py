@@ -272,7 +272,7 @@ class Master:
             return
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
                                       "slots": sum(w.slots for w in self.workers.values()),
-                                      "versions": P.ADVERTISED})
+                                      "versions": P.ADVERTISED, "max_message_bytes": self.max_message_bytes})
 
     def _on_submit(self, ident: bytes, msg: P.Message) -> None:
         job_id = msg.body["job_id"]
