@@ -57,7 +57,7 @@ def _master(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     serve(args.bind, args.redis or default_redis_url(), secret, args.parent_pid, args.heartbeat_timeout,
-          args.also_kill)
+          args.also_kill, args.client_timeout)
     return 0
 
 
@@ -71,9 +71,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _local_cluster(args: argparse.Namespace) -> int:
     from .exec.cluster.launcher import LocalCluster
+    from .exec.cluster.store import redacted
 
     cluster = LocalCluster(args.n, slots=args.slots)
-    print(f"okplan local-cluster: master {cluster.master_url}, redis {cluster.redis_url}, "
+    print(f"okplan local-cluster: master {cluster.master_url}, redis {redacted(cluster.redis_url)}, "
           f"{args.n} workers. Connect with Context({cluster.master_url!r}). Ctrl-C stops it.", flush=True)
     for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: a shell ignores it for background jobs
         signal.signal(sig, lambda *_: sys.exit(0))
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--secret", help="shared secret clients and workers must have (or OKPLAN_SECRET)")
     m.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a secret")
     m.add_argument("--heartbeat-timeout", type=float, default=5.0, help="seconds before a silent worker is dead")
+    m.add_argument("--client-timeout", type=float, default=10.0,
+                   help="seconds before the jobs of a silent client are cancelled (clients beat every second)")
     m.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     m.add_argument("--also-kill", type=int, action="append", help=argparse.SUPPRESS)
     m.set_defaults(func=_master)

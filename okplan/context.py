@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
@@ -12,6 +11,7 @@ from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
 from .dataset import DataSet, union_node
+from .errors import CacheLostError
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
 from .exec.metrics import JobMetrics
@@ -29,6 +29,8 @@ from .physical.stage import PhysicalPlan
 SEED_BUFFER_SIZE = 10240
 #: PySpark's largest batch when it ships a list to ``parallelize`` (its partitions hold whole batches)
 PYSPARK_BATCH_SIZE = 1024
+#: times a job is planned again because a cached dataset it reads vanished while it ran
+_CACHE_LOST_RETRIES = 2
 
 
 class Context:
@@ -51,8 +53,7 @@ class Context:
         self.appName = appName or "okplan"
         self._optimize = bool(optimize)
         self._executor = make_executor(master, **options)
-        self._persisted: dict[int, str] = {}
-        self._lock = threading.RLock()
+        self._persisted: dict[int, str] = {}   # read and changed with single dict operations: thread-safe
         self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -266,39 +267,54 @@ class Context:
         if not parts:
             # nothing to compute: no partitions means no tasks, so no executor is involved
             return iter(())
-        logical = self._with_caches(node)
         if self._optimize and action.name == "count" and partitions is None:
-            known = known_count(logical.root)
+            known = known_count(self._with_caches(node).root)
             if known is not None:
                 return iter((known,))
-        optimized, _ = self._optimized(logical)
-        optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
-        physical = plan_physical(optimized)
-        return self._results(self._executor.run(physical, action, parts), temporary)
+        results = self._run_from_lineage(node, action, parts)
+        next(results)  # plan now, so that planning errors and sort bounds' jobs happen at the call
+        return results
+
+    def _run_from_lineage(self, node: L.Node, action: PartitionAction, parts: list[int]) -> Iterator[Any]:
+        """Plan and run; when a cached dataset the plan reads turns out to be gone (evicted, expired,
+        unpersisted by another thread), plan again, which recomputes it from its lineage, and go on
+        with the partitions not yet delivered. Yields None once planned, then the results."""
+        delivered = 0
+        planned = False
+        for attempt in range(_CACHE_LOST_RETRIES + 1):
+            optimized, _ = self._optimized(self._with_caches(node))
+            optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
+            results = self._executor.run(plan_physical(optimized), action, parts[delivered:])
+            try:
+                if not planned:
+                    planned = True
+                    yield None
+                for _, value in results:
+                    delivered += 1
+                    yield value
+                return
+            except CacheLostError:
+                if attempt == _CACHE_LOST_RETRIES:
+                    raise
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
+                for cache_id in temporary:
+                    self._executor.drop_cached(cache_id)
 
     def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
         """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
         results = self._executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
         return [value for _, value in results]
 
-    def _results(self, results: Iterator[tuple[int, Any]], temporary: list[str]) -> Iterator[Any]:
-        try:
-            for _, value in results:
-                yield value
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
-            for cache_id in temporary:
-                self._executor.drop_cached(cache_id)
-
     def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
-        with self._lock:
-            try:
-                return list(self._run_job_iter(node, action, partitions))
-            except Exception as exc:
-                trim(exc)
-                raise
+        # no lock: executors are thread-safe, so threads of one Context run their jobs at once
+        try:
+            return list(self._run_job_iter(node, action, partitions))
+        except Exception as exc:
+            trim(exc)
+            raise
 
     def runJob(self, rdd: DataSet, partitionFunc: Callable[[Iterator], Iterable],
                partitions: list[int] | None = None) -> list:

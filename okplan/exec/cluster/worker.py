@@ -22,7 +22,7 @@ from typing import Any
 import zmq
 
 from .. import accumulators
-from ..serialization import deserialize, loads_function, serialize
+from ..serialization import BlockIntegrityError, block_key, deserialize, loads_function, serialize
 from ..task import run_task
 from . import protocol as P
 from .blocks import RedisBlocks, TaskMeter, write_output
@@ -59,6 +59,7 @@ class Worker:
                  name: str | None = None, heartbeat: float = 0.5):
         self.master = master
         self.secret = P.secret_bytes(secret)
+        self.block_key = block_key(self.secret)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.heartbeat = heartbeat
         self.zctx = zmq.Context()
@@ -175,7 +176,7 @@ class Worker:
         if self.store is None:
             return P.FAILED, {**ident, "reason": "infra", "message": "worker has no Redis URL yet"}, ()
         stage = job.stages[b["stage"]]
-        meter = TaskMeter()
+        meter = TaskMeter(self.block_key)
         blocks = RedisBlocks(self.store, job.spec, meter)
         accumulators.begin_task(job.acc_registry)
         try:
@@ -193,6 +194,9 @@ class Worker:
         except StoreUnavailableError as e:
             accumulators.task_updates()
             return P.FAILED, {**ident, "reason": "infra", "message": str(e)}, ()
+        except BlockIntegrityError as e:
+            accumulators.task_updates()
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
         except (Exception, SystemExit) as e:
             accumulators.task_updates()
             body, blob = pack_exception(e, self.name)
