@@ -193,7 +193,8 @@ class Master:
     # -- clients -----------------------------------------------------------------------------------------
     def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
-                                      "slots": sum(w.slots for w in self.workers.values())})
+                                      "slots": sum(w.slots for w in self.workers.values()),
+                                      "hosts": sorted({str(w.host) for w in self.workers.values()})})
 
     def _on_submit(self, ident: bytes, msg: P.Message) -> None:
         spec_blob, job_blob = msg.blobs[0], msg.blobs[1]
