@@ -205,8 +205,11 @@ class Master:
             self._finish(job)
 
     def _on_client_heartbeat(self, ident: bytes, msg: P.Message) -> None:
+        jobs = msg.body.get("jobs")
+        if not isinstance(jobs, list):
+            return
         now = time.monotonic()
-        for job_id in msg.body.get("jobs") or ():
+        for job_id in jobs:
             job = self.jobs.get(job_id) if isinstance(job_id, str) else None
             if job is not None and job.client == ident:
                 job.client_seen = now
