@@ -44,7 +44,9 @@ class ClusterExecutor:
 
     ``secret``: the cluster's shared secret (default ``OKPLAN_SECRET``). ``redis``: the Redis URL as
     seen from this host, when it differs from the one the master uses. ``connect_timeout``: seconds
-    to wait for the master before ``ClusterUnavailableError``.
+    to wait for the master before ``ClusterUnavailableError``. ``cache_ttl``: seconds a ``cache()``
+    partition outlives this client (refreshed while it lives; None: until ``unpersist``/``stop``).
+    Thread-safe: any number of threads may run jobs at once (see ``link.ClientLink``).
 
     >>> ctx = Context("tcp://127.0.0.1:7077")              # doctest: +SKIP
     >>> ctx.parallelize(range(10)).sum()                     # doctest: +SKIP
