@@ -13,6 +13,7 @@ import operator
 from bisect import bisect_right
 from collections import defaultdict
 from itertools import islice
+import math
 from math import isinf, isnan
 from typing import Any, Callable, Iterable, Iterator
 
@@ -221,6 +222,62 @@ class ActionsMixin:
 
         return functools.reduce(combOp, self._run(agg_partition, "aggregate", seqOp), copy.deepcopy(zeroValue))
 
+    def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
+                      depth: int = 2) -> Any:
+        """``aggregate`` whose partition results are merged in a tree of about ``depth`` levels (extra
+        shuffles of a few records) instead of all at once here. Unlike ``aggregate``, ``zeroValue`` is
+        not folded into the final merge (as PySpark).
+
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeAggregate(0, add, add)   # doctest: +SKIP
+        -5
+        """
+        chk.check_callable(seqOp, "treeAggregate", "seqOp")
+        chk.check_callable(combOp, "treeAggregate", "combOp")
+        chk.check_int(depth, "treeAggregate", "depth")
+        if depth < 1:
+            raise ValueError("Depth cannot be smaller than 1 but got %d." % depth)
+        if self.getNumPartitions() == 0:  # type: ignore[attr-defined]
+            return zeroValue
+
+        def aggregate_partition(it):
+            acc = copy.deepcopy(zeroValue)
+            for x in it:
+                acc = seqOp(acc, x)
+            yield acc
+
+        partial = self.mapPartitions(aggregate_partition)  # type: ignore[attr-defined]
+        n: float = partial.getNumPartitions()
+        scale = max(int(math.ceil(n ** (1.0 / depth))), 2)
+        # PySpark's rule: add a level only while it cuts the records the last merge sees
+        while n > scale + n / scale:
+            n /= scale
+            partial = partial.mapPartitionsWithIndex(_tree_key(int(n))).reduceByKey(combOp, int(n)).values()
+        return partial.reduce(combOp)
+
+    def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
+        """``reduce`` whose partition results are merged in a tree of about ``depth`` levels.
+
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeReduce(add)   # doctest: +SKIP
+        -5
+        """
+        chk.check_callable(f, "treeReduce")
+        chk.check_int(depth, "treeReduce", "depth")
+        if depth < 1:
+            raise ValueError("Depth cannot be smaller than 1 but got %d." % depth)
+
+        def op(x, y):
+            # (value, is_dummy): the zero is a marker, so f never sees it
+            if x[1]:
+                return y
+            if y[1]:
+                return x
+            return f(x[0], y[0]), False
+
+        reduced = self.map(_not_dummy).treeAggregate((None, True), op, op, depth)  # type: ignore[attr-defined]
+        if reduced[1]:
+            raise ValueError("Cannot reduce empty RDD.")
+        return reduced[0]
+
     def sum(self) -> Any:
         """The sum of the records (0 when empty).
 
@@ -409,6 +466,17 @@ class ActionsMixin:
 
 
 _MISSING = object()
+
+
+def _not_dummy(x):
+    return (x, False)
+
+
+def _tree_key(n: int) -> Callable:
+    """Key partition ``i``'s partial results by ``i % n``: the next tree level has ``n`` partitions."""
+    def key(i, it):
+        return ((i % n, x) for x in it)
+    return key
 
 
 def _count_values(it: Iterable) -> dict:
