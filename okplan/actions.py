@@ -139,6 +139,18 @@ class ActionsMixin:
                 close()
         return items[:num]
 
+    def toLocalIterator(self, prefetchPartitions: bool = False) -> Iterator:
+        """An iterator over all records that holds one partition in this process at a time (one job
+        per partition, as PySpark). ``prefetchPartitions`` computes the next partition while the
+        current one is consumed.
+
+        >>> [x for x in ctx.parallelize(range(10), 3).toLocalIterator()]   # doctest: +SKIP
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        """
+        from .local_iterator import local_iterator
+
+        return local_iterator(self.context, self._node, bool(prefetchPartitions))  # type: ignore[attr-defined]
+
     def isEmpty(self) -> bool:
         """True when the dataset has no records (stops at the first non-empty partition).
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from . import _checks as chk
 from .actions import ActionsMixin
 from .approx import ApproxMixin
+from .checkpoint import CheckpointMixin
 from .logical import narrow
 from .logical import nodes as L
 from .sampling import SamplingMixin
@@ -29,7 +30,7 @@ def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
     return union
 
 
-class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin):
+class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMixin):
     """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
 
     >>> ctx = Context()                                               # doctest: +SKIP
