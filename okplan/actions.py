@@ -102,6 +102,35 @@ class ActionsMixin:
         """
         return _merge_counts(self._run(_count_keys, "countByKey"))
 
+    def reduceByKeyLocally(self, func: Callable[[Any, Any], Any]) -> dict:
+        """``reduceByKey`` merged into a dict here instead of a dataset (no shuffle).
+
+        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).reduceByKeyLocally(add)   # doctest: +SKIP
+        {'a': 4, 'b': 2}
+        """
+        chk.check_callable(func, "reduceByKeyLocally", "func")
+
+        def reduce_partition(it):
+            out: dict = {}
+            k = None
+            try:
+                for k, v in it:
+                    out[k] = func(out[k], v) if k in out else v
+            except (TypeError, ValueError) as e:
+                if raised_here(e, reduce_partition):
+                    if "unhashable" in str(e):
+                        raise NotHashableKeyError(f"reduceByKeyLocally needs hashable keys, but a key is of "
+                                                  f"type {type(k).__name__} ({e})") from None
+                    raise not_a_pair("reduceByKeyLocally", e) from None
+                raise
+            return out
+
+        merged: dict = {}
+        for part in self._run(reduce_partition, "reduceByKeyLocally", func):
+            for k, v in part.items():
+                merged[k] = func(merged[k], v) if k in merged else v
+        return merged
+
     def first(self) -> Any:
         """The first record; ``ValueError`` on an empty dataset.
 
@@ -449,7 +478,8 @@ class ActionsMixin:
 
         values = self.filter(has_key).values()  # type: ignore[attr-defined]
         partitioner = self._node.partitioner
-        if partitioner is not None:
+        # a sort's range bounds are only sampled when a job runs: then every partition is read
+        if partitioner is not None and getattr(partitioner, "bounds", ()) is not None:
             parts = values._run(_to_list, "lookup", partitions=[partitioner.partition(key)])
             return [x for p in parts for x in p]
         return values.collect()
