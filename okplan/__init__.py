@@ -13,6 +13,7 @@ from .dataset import DataSet
 from .errors import BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
+from .files import SparkFiles
 from .logger import Logger
 from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
@@ -21,7 +22,8 @@ from .statcounter import StatCounter
 __version__ = "0.1.0"
 
 __all__ = [
-    "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
-    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
+    "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
+    "ConfigurationError", "Context", "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError",
+    "OkplanError", "SparkFiles", "StatCounter",
     "portable_hash",
 ]

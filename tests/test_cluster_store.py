@@ -182,3 +182,32 @@ def test_the_master_cancels_the_job_of_a_killed_client_and_deletes_its_keys(ctx,
         if client.poll() is None:
             client.kill()
     assert ctx.parallelize(range(10), 2).sum() == 45
+
+
+def test_cache_keys_live_while_their_client_does(ctx):
+    from okplan import Context
+
+    cluster = ctx.executor
+    other = Context(cluster.master_url, redis=cluster.redis_url, secret=cluster.secret, cache_ttl=2)
+    try:
+        cached = other.parallelize(range(10), 2).cache()
+        assert cached.count() == 10
+        keys = [k for k in job_keys(ctx) if k.startswith(f"okplan:cache:{other.executor.client_id}:")]
+        assert len(keys) == 2
+        time.sleep(3)  # past the TTL: the client refreshed them (every second here)
+        assert all(0 < cluster.store.r.ttl(k) <= 2 for k in keys)
+        assert cached.sum() == 45
+    finally:
+        other.stop()
+    assert not [k for k in job_keys(ctx) if other.executor.client_id in k]
+
+
+def test_a_side_file_manifest_written_without_the_secret_is_refused(ctx, tmp_path):
+    from okplan.exec.cluster import sidefiles
+
+    store = ctx.executor.store
+    manifest = {"evil.py": {"sha": "0" * 64, "py": True}}
+    sidefiles.publish(store, "intruder", manifest, "evil.py", b"import os", 60, block_key(b"not the secret"))
+    with pytest.raises(BlockIntegrityError, match="side-file manifest"):
+        sidefiles.install(store, "intruder", ctx.executor.block_key)
+    assert sidefiles.alive_keys(store, "nobody", ctx.executor.block_key) == []

@@ -23,6 +23,7 @@ from ..accumulators import merge_updates
 from ..metrics import JobMetrics, LastMetrics
 from ..serialization import BlockIntegrityError, block_key, decode_block, dumps_function, encode_block
 from . import protocol as P
+from . import sidefiles
 from .link import ClientLink
 from .remote_errors import unpack_exception
 from .spec import build_spec, sources_to_upload
@@ -83,6 +84,7 @@ class ClusterExecutor:
         except BaseException:
             self.link.stop()
             raise
+        self._start_refresher()
 
     @property
     def last_metrics(self) -> JobMetrics | None:
@@ -205,7 +207,6 @@ class ClusterExecutor:
             out = stage.output
             if isinstance(out, Materialize) and out.scope == "context":
                 self._caches[out.cache_id] = stage.num_partitions
-                self._start_refresher()
         try:
             if uploads:
                 self.store.put_many(uploads, self.job_ttl)
@@ -292,8 +293,8 @@ class ClusterExecutor:
 
     # -- keeping caches alive ----------------------------------------------------------------------------
     def _start_refresher(self) -> None:
-        """Cache keys expire ``cache_ttl`` after they were last refreshed; while this client lives, a
-        thread refreshes them every third of that, so a dead client's caches go away on their own."""
+        """Cache and side-file keys expire ``cache_ttl`` after they were last refreshed; while this
+        client lives, a thread refreshes them every third of that, so a dead client's go away."""
         if self.cache_ttl is None or self._refresher is not None:
             return
         self._refresher = threading.Thread(target=self._refresh_caches, name="okplan-cache-ttl", daemon=True)
@@ -303,6 +304,8 @@ class ClusterExecutor:
         every = max(1.0, self.cache_ttl / 3) if self.cache_ttl else 0.0
         while not self._refresh_stop.wait(every):
             keys = [k for cache_id, n in list(self._caches.items()) for k in self._cache_keys(cache_id, n)]
+            with contextlib.suppress(StoreUnavailableError, BlockIntegrityError):
+                keys += sidefiles.alive_keys(self.store, self.client_id, self.block_key)
             with contextlib.suppress(StoreUnavailableError):
                 self.store.expire(keys, self.cache_ttl)
 

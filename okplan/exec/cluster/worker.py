@@ -25,6 +25,7 @@ from .. import accumulators
 from ..serialization import BlockIntegrityError, block_key, deserialize, loads_function, serialize
 from ..task import run_task
 from . import protocol as P
+from . import sidefiles
 from .blocks import RedisBlocks, TaskMeter, write_output
 from .parent import watch_parent
 from .remote_errors import pack_exception
@@ -149,6 +150,8 @@ class Worker:
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
+        if self.store is not None:  # addFile/addPyFile: before the functions, which may import them
+            sidefiles.install(self.store, spec["client"], self.block_key)
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
         registry = accumulators.begin_task()
@@ -168,6 +171,8 @@ class Worker:
             job = self._load(b["job_id"], msg.blobs)
         except _JobUnknown as e:
             return P.FAILED, {**ident, "reason": "infra", "message": str(e), "resend_job": True}, ()
+        except BlockIntegrityError as e:  # a forged side-file manifest
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
         except Exception as e:
             e.add_note(f"okplan: while unpickling the job's functions on worker {self.name}: the modules "
                        f"they come from must be importable on the workers")
