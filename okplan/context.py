@@ -11,6 +11,7 @@ from . import _checks as chk
 from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
+from .context_files import FileReadersMixin
 from .dataset import DataSet, union_node
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
@@ -31,7 +32,7 @@ SEED_BUFFER_SIZE = 10240
 PYSPARK_BATCH_SIZE = 1024
 
 
-class Context:
+class Context(FileReadersMixin):
     """Where datasets come from and jobs run.
 
     ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default

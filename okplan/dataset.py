@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
 from .actions import ActionsMixin
+from .dataset_files import FileWritersMixin
 from .logical import narrow
 from .logical import nodes as L
 from .wide import WideMixin
@@ -27,7 +28,7 @@ def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
     return union
 
 
-class DataSet(WideMixin, ActionsMixin):
+class DataSet(WideMixin, ActionsMixin, FileWritersMixin):
     """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
 
     >>> ctx = Context()                                               # doctest: +SKIP
