@@ -57,7 +57,7 @@ class FileCommitter:
                 final = posixpath.join(self.path, part_name(index, extension))
                 self.fs.mv(attempt, final)
                 self._committed.append(final)
-            self._remove(posixpath.join(self.path, TEMPORARY))
+            self._remove_temporary()
             self.fs.pipe_file(posixpath.join(self.path, SUCCESS), b"")
         except BaseException:
             self.abort()
@@ -66,13 +66,26 @@ class FileCommitter:
     def abort(self) -> None:
         """Leave no trace of the failed job (best effort: the original error is what matters)."""
         try:
-            self._remove(posixpath.join(self.path, TEMPORARY))
+            self._remove_temporary()
             for final in self._committed:
                 self._remove(final)
             if self._created and self.fs.isdir(self.path) and not self.fs.ls(self.path):
                 self.fs.rmdir(self.path)
         except OSError:
             pass
+
+    def _remove_temporary(self) -> None:
+        """Delete ``_temporary``. Attempts still running (the other tasks of a failed job, a duplicate)
+        may add a file to their own attempt directory meanwhile, never a new directory (``PartWriter``
+        does not create parents), so a few passes always empty it."""
+        temp = posixpath.join(self.path, TEMPORARY)
+        for _ in range(10):
+            try:
+                self._remove(temp)
+            except OSError:
+                continue  # a directory filled up while being removed: go again
+            if not self.fs.exists(temp):
+                return
 
     def _remove(self, path: str) -> None:
         try:

@@ -98,7 +98,9 @@ class PartWriter:
     def __call__(self, index: int, it: Iterator) -> Iterator[tuple[int, str]]:
         attempt_dir = posixpath.join(self.temp_dir, f"attempt-{uuid.uuid4().hex}")
         path = posixpath.join(attempt_dir, part_name(index, self.extension))
-        self.fs.makedirs(attempt_dir, exist_ok=True)
+        # never create the parents: once the client committed or aborted (``_temporary`` is gone), a late
+        # or duplicated attempt fails here instead of leaving files behind
+        self.fs.mkdir(attempt_dir, create_parents=False)
         with self.fs.open(path, "wb", compression=self.compression) as f:
             if self.fmt == "pickle":
                 _write_pickles(f, it, self.batch_size)
