@@ -13,6 +13,8 @@ from .dataset import DataSet
 from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
+from .io.commit import FileAlreadyExistsError
+from .io.listing import InputPathError
 from .logger import Logger
 from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
@@ -22,6 +24,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
-    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
+    "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
     "portable_hash",
 ]

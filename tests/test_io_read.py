@@ -303,3 +303,21 @@ def test_memory_filesystem_in_process(local_ctx):
         assert local_ctx.textFile("memory://okplan-test/in.txt").collect() == ["m1", "m2"]
     finally:
         fs.rm("/okplan-test", recursive=True)
+
+
+def test_the_client_plans_splits_but_uploads_no_data(local_ctx, tmp_path):
+    from okplan.exec.cluster.spec import build_spec, sources_to_upload
+
+    (tmp_path / "a.txt").write_text("x\n" * 1000)
+    ds = local_ctx.textFile(str(tmp_path / "a.txt"), 4).map(str.upper)
+    physical = local_ctx._plan(ds._node)[3]
+    assert sources_to_upload(physical) == {}
+    assert build_spec("j", "c", physical, [0, 1, 2, 3])["sources"] == {}
+
+
+def test_two_reads_of_the_same_files_are_computed_once(local_ctx, tmp_path):
+    (tmp_path / "a.txt").write_text("k 1\n")
+    a = local_ctx.textFile(str(tmp_path / "a.txt"))
+    b = local_ctx.textFile(str(tmp_path / "a.txt"))
+    assert a.union(b).collect() == ["k 1", "k 1"]
+    assert "merge_identical_subplans" in a.union(b).toDebugString()
