@@ -15,6 +15,7 @@ from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
 from .io.commit import FileAlreadyExistsError
 from .io.listing import InputPathError
+from .files import SparkFiles
 from .logger import Logger
 from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
-    "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
+    "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError", "Logger", "NotAPairError",
+    "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
     "portable_hash",
 ]

@@ -453,3 +453,11 @@ def human_bytes(n: int) -> str:
             return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Zip(Node):
+    """``(x, y)`` for the i-th records of the same partition of both inputs (``zip``): a narrow
+    dependency on each, so both must have as many partitions and as many records per partition."""
+
+    op_name: ClassVar[str] = "Zip"
