@@ -13,6 +13,8 @@ from .dataset import DataSet
 from .errors import BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
+from .io.commit import FileAlreadyExistsError
+from .io.listing import InputPathError
 from .files import SparkFiles
 from .logger import Logger
 from .logical.narrow import NotAPairError
@@ -23,7 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
-    "ConfigurationError", "Context", "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError",
-    "OkplanError", "SparkFiles", "StatCounter",
+    "ConfigurationError", "Context", "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError",
+    "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
     "portable_hash",
 ]
