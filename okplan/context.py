@@ -19,7 +19,7 @@ from .logical import nodes as L
 from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
-from .logical.shortcuts import known_count
+from .logical.shortcuts import count_without_running
 from .sort_bounds import resolve_sort_bounds
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
@@ -268,7 +268,7 @@ class Context:
             return iter(())
         logical = self._with_caches(node)
         if self._optimize and action.name == "count" and partitions is None:
-            known = known_count(logical.root)
+            known = count_without_running(logical.root)
             if known is not None:
                 return iter((known,))
         optimized, _ = self._optimized(logical)

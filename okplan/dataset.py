@@ -20,11 +20,10 @@ if TYPE_CHECKING:
 def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
     """A plain union, or — when every input has the same partitioner — a union that keeps it, as
     Spark does (so a later reduceByKey or join of the union needs no shuffle)."""
-    union = L.Union(inputs=inputs, callsite=callsite)
     first = inputs[0].partitioner
     if first is not None and all(i.partitioner == first for i in inputs[1:]):
-        return L.PartitionerAwareUnion(inputs=(union,), target=first.num_partitions, callsite=callsite)
-    return union
+        return L.PartitionerAwareUnion(inputs=inputs, callsite=callsite)
+    return L.Union(inputs=inputs, callsite=callsite)
 
 
 class DataSet(WideMixin, ActionsMixin):

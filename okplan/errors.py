@@ -18,3 +18,13 @@ class ClusterUnavailableError(OkplanError):
 
 class ConfigurationError(OkplanError, ValueError):
     """An argument or setting is invalid."""
+
+
+class InvalidPlanError(OkplanError, AssertionError):
+    """A plan breaks an invariant every plan keeps: a bug in okplan (an optimizer rule), never in
+    the user's program. ``LogicalPlan.check()`` raises it."""
+
+
+class PlannerWarning(UserWarning):
+    """The planner did something the user may want to know about (e.g. the optimizer stopped at its
+    pass limit before reaching a fixpoint; the plan is still correct)."""

@@ -242,11 +242,32 @@ def test_a_plan_with_nothing_to_compute_runs_no_job(local_ctx):
 def test_count_of_sources_runs_no_tasks(local_ctx):
     local_ctx.parallelize([1]).collect()
     before = local_ctx.lastJobMetrics()
-    ds = local_ctx.parallelize(range(100), 4).map(lambda x: x / 0).union(local_ctx.range(10))
-    assert ds.count() == 110                    # answered from sizes: the division never runs
+    ds = local_ctx.parallelize(range(100), 4).union(local_ctx.range(10)).coalesce(3).repartition(5)
+    assert ds.count() == 110 and ds.zipWithUniqueId().count() == 110    # answered from sizes
     assert local_ctx.lastJobMetrics() is before
     assert local_ctx.parallelize(range(100), 4).filter(lambda x: x % 2).count() == 50   # filter: runs
     assert local_ctx.lastJobMetrics() is not before
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: c.parallelize(range(100), 4).map(lambda x: x / 0).union(c.range(10)),
+    lambda c: c.parallelize([(1, 2)], 2).mapValues(lambda v: v / 0).repartition(3),
+    lambda c: c.parallelize([(1, 2)], 2).partitionBy(2, lambda k: k // 0),
+    lambda c: c.parallelize([(1, 2)], 2).sortByKey(keyfunc=lambda k: k // 0),
+], ids=["map", "mapValues", "partitionFunc", "sortByKey-keyfunc"])
+def test_count_runs_user_functions(local_ctx, make):
+    with pytest.raises(ZeroDivisionError):
+        make(local_ctx).count()
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: c.parallelize([1, 2, 3], 2).keys(),                 # records that are not pairs
+    lambda c: c.parallelize([1, 2, 3], 2).partitionBy(2),
+    lambda c: c.parallelize([([1], 2)], 2).partitionBy(2),        # an unhashable key
+], ids=["keys", "partitionBy", "unhashable"])
+def test_count_runs_what_can_fail_on_a_record(local_ctx, make):
+    with pytest.raises(TypeError):
+        make(local_ctx).count()
 
 
 def test_take_runs_partitions_incrementally(local_ctx):

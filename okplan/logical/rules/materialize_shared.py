@@ -23,18 +23,14 @@ materialised are left alone. The job-scoped blocks are dropped when the job ends
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..nodes import CachedRead, Node, Persist, RangeSource, Source, fresh_id
 from ..plan import LogicalPlan
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
+from ..rule import RuleLog
 
 _CHEAP = (Source, RangeSource, CachedRead, Persist)
 
 
-def materialize_shared(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def materialize_shared(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     reads = plan.read_counts()
 
     def rewrite(node: Node, original: Node) -> Node | None:
