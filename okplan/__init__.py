@@ -10,11 +10,10 @@ from .broadcast import Broadcast
 from .chainable import ChainableList
 from .context import Context
 from .dataset import DataSet
-from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
+from .errors import (ClusterUnavailableError, ConfigurationError, JobFailedError, NotAPairError,
+                     NotHashableKeyError, OkplanError)
 from .exec.accumulators import Accumulator
-from .exec.task import NotHashableKeyError
 from .logger import Logger
-from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
 from .statcounter import StatCounter
 

@@ -1,4 +1,5 @@
-"""Error types every layer may raise. This module imports nothing of okplan."""
+"""Error types every layer may raise: the ones users catch (``okplan.NotAPairError``, ...) and the
+planner's own. This module imports nothing of okplan."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ class ClusterUnavailableError(OkplanError):
 
 class ConfigurationError(OkplanError, ValueError):
     """An argument or setting is invalid."""
+
+
+class NotAPairError(OkplanError, TypeError):
+    """A by-key operation met a record that is not a ``(key, value)`` pair."""
+
+
+class NotHashableKeyError(OkplanError, TypeError):
+    """A by-key operation met a key that cannot be hashed (a list, a dict, ...)."""
 
 
 class InvalidPlanError(OkplanError, AssertionError):
