@@ -17,8 +17,9 @@ class LogicalPlan:
 
     A dataset used by two branches is one node with two out-edges, so the plan is a DAG, not a tree.
 
-    >>> plan = LogicalPlan(ds._node)          # doctest: +SKIP
-    >>> plan.graph.number_of_nodes()          # doctest: +SKIP
+    >>> src = ctx.parallelize(range(4))
+    >>> plan = LogicalPlan(src.union(src.map(str))._node)
+    >>> plan.graph.number_of_nodes()
     3
     """
 
