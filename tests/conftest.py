@@ -13,9 +13,6 @@ import pytest
 
 from okplan import Context
 
-# every rule's result is validated in tests (LogicalPlan.check after each rewrite)
-os.environ.setdefault("OKPLAN_CHECK_PLANS", "1")
-
 
 def _masters() -> list[str]:
     env = os.environ.get("OKPLAN_TEST_MASTERS")

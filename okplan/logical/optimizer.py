@@ -23,7 +23,11 @@ MAX_PASSES = 25
 
 
 def checking_plans() -> bool:
-    """True when every rule's result is validated (``OKPLAN_CHECK_PLANS=1``; the test suite sets it)."""
+    """True when every rule's result is validated (``OKPLAN_CHECK_PLANS=1``; the test suite sets it).
+
+    >>> checking_plans()
+    True
+    """
     return os.environ.get("OKPLAN_CHECK_PLANS", "") not in ("", "0")
 
 

@@ -132,7 +132,12 @@ def traits_of(node: Node) -> Traits:
 
 def user_functions(node: Node) -> tuple:
     """The user's functions ``node`` calls on records: its own (``funcs()``) and its partitioner's
-    function when that is not okplan's (``partitionBy(n, myhash)``, ``sortByKey(keyfunc=...)``)."""
+    function when that is not okplan's (``partitionBy(n, myhash)``, ``sortByKey(keyfunc=...)``).
+
+    >>> pairs = ctx.parallelize([(1, 2)])
+    >>> user_functions(pairs.partitionBy(2)._node), user_functions(pairs.partitionBy(2, hash)._node)
+    ((), (<built-in function hash>,))
+    """
     partitioner = getattr(node, "partitioner_", None)
     found = tuple(node.funcs())
     for attr in ("partition_func", "keyfunc"):
@@ -149,7 +154,11 @@ def is_okplan_function(fn: Any) -> bool:
 
 
 def shape_of(node: Node) -> Shape:
-    """What ``node``'s records are sure to be."""
+    """What ``node``'s records are sure to be.
+
+    >>> shape_of(ctx.parallelize([1]).repartition(2)._node.input), shape_of(ctx.parallelize([1])._node)
+    (<Shape.KEYED: 2>, <Shape.ANY: 0>)
+    """
     if isinstance(node, CachedRead):
         return shape_of(node.lineage) if node.lineage is not None else Shape.ANY
     gives = traits_of(node).gives
