@@ -29,8 +29,8 @@ def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
 class DataSet(WideMixin, ActionsMixin):
     """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
 
-    >>> ctx = Context()
-    >>> ctx.parallelize([1, 2, 3, 4]).map(lambda x: x * 2).filter(lambda x: x > 2).collect()
+    >>> with Context() as ctx:
+    ...     ctx.parallelize([1, 2, 3, 4]).map(lambda x: x * 2).filter(lambda x: x > 2).collect()
     [4, 6, 8]
     """
 
