@@ -10,8 +10,8 @@ from .broadcast import Broadcast
 from .chainable import ChainableList
 from .context import Context
 from .dataset import DataSet
-from .errors import (ClusterUnavailableError, ConfigurationError, JobFailedError, NotAPairError,
-                     NotHashableKeyError, OkplanError)
+from .errors import (BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError,
+                     NotAPairError, NotHashableKeyError, OkplanError)
 from .exec.accumulators import Accumulator
 from .files import SparkFiles
 from .logger import Logger
@@ -21,7 +21,8 @@ from .statcounter import StatCounter
 __version__ = "0.1.0"
 
 __all__ = [
-    "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
-    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
+    "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
+    "ConfigurationError", "Context", "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError",
+    "OkplanError", "SparkFiles", "StatCounter",
     "portable_hash",
 ]
