@@ -13,6 +13,8 @@ from .dataset import DataSet
 from .errors import (BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError,
                      NotAPairError, NotHashableKeyError, OkplanError)
 from .exec.accumulators import Accumulator
+from .io.commit import FileAlreadyExistsError
+from .io.listing import InputPathError
 from .files import SparkFiles
 from .logger import Logger
 from .logical.partitioners import portable_hash
@@ -22,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
-    "ConfigurationError", "Context", "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError",
-    "OkplanError", "SparkFiles", "StatCounter",
+    "ConfigurationError", "Context", "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError",
+    "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
     "portable_hash",
 ]
