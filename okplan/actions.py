@@ -13,6 +13,7 @@ import operator
 from bisect import bisect_right
 from collections import defaultdict
 from itertools import islice
+import math
 from math import isinf, isnan
 from typing import Any, Callable, Iterable, Iterator
 
@@ -61,7 +62,7 @@ class ActionsMixin:
     def collect(self) -> list:
         """All records as a list, partitions in order.
 
-        >>> ctx.parallelize([1, 2, 3]).collect()       # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).collect()
         [1, 2, 3]
         """
         out: list = []
@@ -72,7 +73,7 @@ class ActionsMixin:
     def collectAsMap(self) -> dict:
         """The ``(k, v)`` pairs as a dict (a later pair wins for a repeated key).
 
-        >>> ctx.parallelize([("a", 1), ("b", 2)]).collectAsMap()   # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).collectAsMap()
         {'a': 1, 'b': 2}
         """
         return dict(self.collect())
@@ -80,7 +81,7 @@ class ActionsMixin:
     def count(self) -> int:
         """The number of records.
 
-        >>> ctx.parallelize(range(10)).count()          # doctest: +SKIP
+        >>> ctx.parallelize(range(10)).count()
         10
         """
         return sum(self._run(_count, "count"))
@@ -88,7 +89,7 @@ class ActionsMixin:
     def countByValue(self) -> dict:
         """``{record: how often it occurs}``.
 
-        >>> dict(ctx.parallelize([1, 1, 2]).countByValue())    # doctest: +SKIP
+        >>> dict(ctx.parallelize([1, 1, 2]).countByValue())
         {1: 2, 2: 1}
         """
         return _merge_counts(self._run(_count_values, "countByValue"))
@@ -96,15 +97,44 @@ class ActionsMixin:
     def countByKey(self) -> dict:
         """``{key: number of pairs with that key}``.
 
-        >>> dict(ctx.parallelize([("a", 1), ("a", 2)]).countByKey())   # doctest: +SKIP
+        >>> dict(ctx.parallelize([("a", 1), ("a", 2)]).countByKey())
         {'a': 2}
         """
         return _merge_counts(self._run(_count_keys, "countByKey"))
 
+    def reduceByKeyLocally(self, func: Callable[[Any, Any], Any]) -> dict:
+        """``reduceByKey`` merged into a dict here instead of a dataset (no shuffle).
+
+        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).reduceByKeyLocally(add)   # doctest: +SKIP
+        {'a': 4, 'b': 2}
+        """
+        chk.check_callable(func, "reduceByKeyLocally", "func")
+
+        def reduce_partition(it):
+            out: dict = {}
+            k = None
+            try:
+                for k, v in it:
+                    out[k] = func(out[k], v) if k in out else v
+            except (TypeError, ValueError) as e:
+                if raised_here(e, reduce_partition):
+                    if "unhashable" in str(e):
+                        raise NotHashableKeyError(f"reduceByKeyLocally needs hashable keys, but a key is of "
+                                                  f"type {type(k).__name__} ({e})") from None
+                    raise not_a_pair("reduceByKeyLocally", e) from None
+                raise
+            return out
+
+        merged: dict = {}
+        for part in self._run(reduce_partition, "reduceByKeyLocally", func):
+            for k, v in part.items():
+                merged[k] = func(merged[k], v) if k in merged else v
+        return merged
+
     def first(self) -> Any:
         """The first record; ``ValueError`` on an empty dataset.
 
-        >>> ctx.parallelize([5, 6]).first()             # doctest: +SKIP
+        >>> ctx.parallelize([5, 6]).first()
         5
         """
         rs = self.take(1)
@@ -115,7 +145,7 @@ class ActionsMixin:
     def take(self, num: int) -> list:
         """The first ``num`` records. Runs partitions in order and stops once it has enough.
 
-        >>> ctx.parallelize(range(100), 10).take(3)     # doctest: +SKIP
+        >>> ctx.parallelize(range(100), 10).take(3)
         [0, 1, 2]
         """
         chk.check_int(num, "take", "num")
@@ -138,10 +168,22 @@ class ActionsMixin:
                 close()
         return items[:num]
 
+    def toLocalIterator(self, prefetchPartitions: bool = False) -> Iterator:
+        """An iterator over all records that holds one partition in this process at a time (one job
+        per partition, as PySpark). ``prefetchPartitions`` computes the next partition while the
+        current one is consumed.
+
+        >>> [x for x in ctx.parallelize(range(10), 3).toLocalIterator()]   # doctest: +SKIP
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        """
+        from .local_iterator import local_iterator
+
+        return local_iterator(self.context, self._node, bool(prefetchPartitions))  # type: ignore[attr-defined]
+
     def isEmpty(self) -> bool:
         """True when the dataset has no records (stops at the first non-empty partition).
 
-        >>> ctx.parallelize([]).isEmpty()               # doctest: +SKIP
+        >>> ctx.parallelize([]).isEmpty()
         True
         """
         return self.getNumPartitions() == 0 or len(self.take(1)) == 0  # type: ignore[attr-defined]
@@ -149,7 +191,7 @@ class ActionsMixin:
     def takeOrdered(self, num: int, key: Callable[[Any], Any] | None = None) -> list:
         """The ``num`` smallest records (by ``key``), ascending.
 
-        >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)   # doctest: +SKIP
+        >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)
         [1, 2]
         """
         chk.check_int(num, "takeOrdered", "num")
@@ -161,7 +203,7 @@ class ActionsMixin:
     def top(self, num: int, key: Callable[[Any], Any] | None = None) -> list:
         """The ``num`` largest records (by ``key``), descending.
 
-        >>> ctx.parallelize([5, 1, 4, 2]).top(2)        # doctest: +SKIP
+        >>> ctx.parallelize([5, 1, 4, 2]).top(2)
         [5, 4]
         """
         chk.check_int(num, "top", "num")
@@ -174,7 +216,7 @@ class ActionsMixin:
     def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
         """Merge all records with an associative, commutative ``f``; ``ValueError`` when empty.
 
-        >>> ctx.parallelize(range(1, 5)).reduce(lambda a, b: a + b)    # doctest: +SKIP
+        >>> ctx.parallelize(range(1, 5)).reduce(lambda a, b: a + b)
         10
         """
         chk.check_callable(f, "reduce")
@@ -193,7 +235,7 @@ class ActionsMixin:
     def fold(self, zeroValue: Any, op: Callable[[Any, Any], Any]) -> Any:
         """Fold each partition from ``zeroValue`` with ``op``, then fold the results from ``zeroValue``.
 
-        >>> ctx.parallelize([1, 2, 3]).fold(0, add)     # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).fold(0, add)
         6
         """
         chk.check_callable(op, "fold", "op")
@@ -207,7 +249,7 @@ class ActionsMixin:
         """Fold each partition with ``seqOp`` from ``zeroValue``, merge partition results with ``combOp``.
 
         >>> ctx.parallelize([1, 2, 3]).aggregate((0, 0), lambda a, x: (a[0] + x, a[1] + 1),
-        ...     lambda a, b: (a[0] + b[0], a[1] + b[1]))           # doctest: +SKIP
+        ...     lambda a, b: (a[0] + b[0], a[1] + b[1]))
         (6, 3)
         """
         chk.check_callable(seqOp, "aggregate", "seqOp")
@@ -221,10 +263,66 @@ class ActionsMixin:
 
         return functools.reduce(combOp, self._run(agg_partition, "aggregate", seqOp), copy.deepcopy(zeroValue))
 
+    def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
+                      depth: int = 2) -> Any:
+        """``aggregate`` whose partition results are merged in a tree of about ``depth`` levels (extra
+        shuffles of a few records) instead of all at once here. Unlike ``aggregate``, ``zeroValue`` is
+        not folded into the final merge (as PySpark).
+
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeAggregate(0, add, add)   # doctest: +SKIP
+        -5
+        """
+        chk.check_callable(seqOp, "treeAggregate", "seqOp")
+        chk.check_callable(combOp, "treeAggregate", "combOp")
+        chk.check_int(depth, "treeAggregate", "depth")
+        if depth < 1:
+            raise ValueError("Depth cannot be smaller than 1 but got %d." % depth)
+        if self.getNumPartitions() == 0:  # type: ignore[attr-defined]
+            return zeroValue
+
+        def aggregate_partition(it):
+            acc = copy.deepcopy(zeroValue)
+            for x in it:
+                acc = seqOp(acc, x)
+            yield acc
+
+        partial = self.mapPartitions(aggregate_partition)  # type: ignore[attr-defined]
+        n: float = partial.getNumPartitions()
+        scale = max(int(math.ceil(n ** (1.0 / depth))), 2)
+        # PySpark's rule: add a level only while it cuts the records the last merge sees
+        while n > scale + n / scale:
+            n /= scale
+            partial = partial.mapPartitionsWithIndex(_tree_key(int(n))).reduceByKey(combOp, int(n)).values()
+        return partial.reduce(combOp)
+
+    def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
+        """``reduce`` whose partition results are merged in a tree of about ``depth`` levels.
+
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeReduce(add)   # doctest: +SKIP
+        -5
+        """
+        chk.check_callable(f, "treeReduce")
+        chk.check_int(depth, "treeReduce", "depth")
+        if depth < 1:
+            raise ValueError("Depth cannot be smaller than 1 but got %d." % depth)
+
+        def op(x, y):
+            # (value, is_dummy): the zero is a marker, so f never sees it
+            if x[1]:
+                return y
+            if y[1]:
+                return x
+            return f(x[0], y[0]), False
+
+        reduced = self.map(_not_dummy).treeAggregate((None, True), op, op, depth)  # type: ignore[attr-defined]
+        if reduced[1]:
+            raise ValueError("Cannot reduce empty RDD.")
+        return reduced[0]
+
     def sum(self) -> Any:
         """The sum of the records (0 when empty).
 
-        >>> ctx.parallelize([1, 2, 3]).sum()            # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).sum()
         6
         """
         return functools.reduce(operator.add, self._run(sum, "sum"), 0)
@@ -232,7 +330,7 @@ class ActionsMixin:
     def max(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The largest record (by ``key``); ``ValueError`` when empty.
 
-        >>> ctx.parallelize([1, 5, 3]).max()            # doctest: +SKIP
+        >>> ctx.parallelize([1, 5, 3]).max()
         5
         """
         return self._extreme(max, key, "max")
@@ -240,7 +338,7 @@ class ActionsMixin:
     def min(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The smallest record (by ``key``); ``ValueError`` when empty.
 
-        >>> ctx.parallelize([4, 1, 3]).min()            # doctest: +SKIP
+        >>> ctx.parallelize([4, 1, 3]).min()
         1
         """
         return self._extreme(min, key, "min")
@@ -262,7 +360,7 @@ class ActionsMixin:
     def stats(self) -> StatCounter:
         """Count, mean, stdev, max and min in one pass.
 
-        >>> ctx.parallelize([1.0, 2.0, 3.0]).stats().mean()    # doctest: +SKIP
+        >>> ctx.parallelize([1.0, 2.0, 3.0]).stats().mean()
         2.0
         """
         parts = self._run(StatCounter, "stats")
@@ -273,7 +371,7 @@ class ActionsMixin:
     def mean(self) -> float:
         """The mean of the records.
 
-        >>> ctx.parallelize([1, 2, 3]).mean()           # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).mean()
         2.0
         """
         return self.stats().mean()
@@ -285,7 +383,7 @@ class ActionsMixin:
     def stdev(self) -> float:
         """The population standard deviation.
 
-        >>> ctx.parallelize([1, 2, 3]).stdev()          # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).stdev()
         0.816496580927726
         """
         return self.stats().stdev()
@@ -302,7 +400,7 @@ class ActionsMixin:
         """Counts of records per bucket. ``buckets`` is a count of even buckets between min and max,
         or sorted bucket boundaries (the last bucket includes its upper bound).
 
-        >>> ctx.parallelize(range(51)).histogram(2)     # doctest: +SKIP
+        >>> ctx.parallelize(range(51)).histogram(2)
         ([0, 25, 50], [25, 26])
         """
         if isinstance(buckets, int) and not isinstance(buckets, bool):
@@ -366,7 +464,7 @@ class ActionsMixin:
     def lookup(self, key: Any) -> list:
         """The values of ``key``. Reads only the key's partition when the partitioner is known.
 
-        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).lookup("a")   # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).lookup("a")
         [1, 3]
         """
         def has_key(kv):
@@ -380,7 +478,8 @@ class ActionsMixin:
 
         values = self.filter(has_key).values()  # type: ignore[attr-defined]
         partitioner = self._node.partitioner
-        if partitioner is not None:
+        # a sort's range bounds are only sampled when a job runs: then every partition is read
+        if partitioner is not None and getattr(partitioner, "bounds", ()) is not None:
             parts = values._run(_to_list, "lookup", partitions=[partitioner.partition(key)])
             return [x for p in parts for x in p]
         return values.collect()
@@ -388,7 +487,10 @@ class ActionsMixin:
     def foreach(self, f: Callable[[Any], Any]) -> None:
         """Call ``f`` on every record (in the task; use an accumulator to get values back).
 
-        >>> ctx.parallelize([1, 2]).foreach(print)       # doctest: +SKIP
+        >>> seen = ctx.accumulator(0)
+        >>> ctx.parallelize([1, 2]).foreach(lambda x: seen.add(x))
+        >>> seen.value
+        3
         """
         chk.check_callable(f, "foreach")
 
@@ -409,6 +511,17 @@ class ActionsMixin:
 
 
 _MISSING = object()
+
+
+def _not_dummy(x):
+    return (x, False)
+
+
+def _tree_key(n: int) -> Callable:
+    """Key partition ``i``'s partial results by ``i % n``: the next tree level has ``n`` partitions."""
+    def key(i, it):
+        return ((i % n, x) for x in it)
+    return key
 
 
 def _count_values(it: Iterable) -> dict:

@@ -36,8 +36,9 @@ VERSION = 2
 CLIENT_HELLO = "client_hello"     # {versions} -> WELCOME, or a refusal
 SUBMIT = "submit"                 # {job_id}, blobs [spec, job]
 CANCEL = "cancel"                 # {job_id}
+CLIENT_HEARTBEAT = "client_heartbeat"  # {jobs: [job_id, ...]}: the client is alive and still wants these
 # master -> client
-WELCOME = "welcome"               # {redis, workers, slots, versions}
+WELCOME = "welcome"               # {redis, workers, slots, hosts, versions, max_message_bytes}
 RESULT = "result"                 # {job_id, partition, stored, acc}, blobs [value] unless stored
 JOB_ALIVE = "job_alive"           # {job_id}: the job is still running (the client's liveness check)
 JOB_DONE = "job_done"             # {job_id, metrics, slots, acc}
@@ -209,12 +210,17 @@ class _Empty(TypedDict):
     pass
 
 
+class _ClientHeartbeat(TypedDict):
+    jobs: Annotated[list[_Name], msgspec.Meta(max_length=10_000)]
+
+
 #: kind -> (body schema, fewest blobs, most blobs) of every message a master accepts
 TO_MASTER: dict[str, tuple[type, int, int]] = {
     CLIENT_HELLO: (_ClientHello, 0, 0),
     WORKER_HELLO: (_WorkerHello, 0, 0),
     SUBMIT: (_Job, 2, 2),
     CANCEL: (_Job, 0, 0),
+    CLIENT_HEARTBEAT: (_ClientHeartbeat, 0, 0),
     HEARTBEAT: (_Empty, 0, 0),
     BYE: (_Empty, 0, 0),
     DONE: (_Done, 0, 1),

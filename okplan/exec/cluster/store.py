@@ -18,7 +18,9 @@ Every method does one round trip (pipelines, HMGET, EXISTS of many keys) whateve
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Sequence
+from urllib.parse import quote
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -104,6 +106,10 @@ class BlockStore:
             raise StoreUnavailableError(f"bad Redis URL {url!r}: {e}") from None
 
     def _fail(self, e: Exception) -> StoreUnavailableError:
+        if str(e).startswith("OOM"):
+            # maxmemory with noeviction: Redis refuses writes rather than dropping blocks silently
+            return StoreUnavailableError(f"Redis at {redacted(self.url)} is full (maxmemory reached; it evicts "
+                                         f"nothing): {e}. Give it more memory or drop cached and named data")
         return StoreUnavailableError(f"Redis at {redacted(self.url)} is unavailable: {e}")
 
     def reachable(self, timeout: float = 0.5) -> bool:
@@ -156,6 +162,16 @@ class BlockStore:
             return True
         try:
             return self.r.exists(*keys) == len(keys)
+        except redis.RedisError as e:
+            raise self._fail(e) from None
+
+    def expire(self, keys: Sequence[str], ttl: int) -> None:
+        """Set the expiry of existing ``keys`` to ``ttl`` seconds (missing ones are skipped)."""
+        try:
+            with self.r.pipeline(transaction=False) as p:
+                for key in keys:
+                    p.expire(key, ttl)
+                p.execute()
         except redis.RedisError as e:
             raise self._fail(e) from None
 
@@ -254,6 +270,20 @@ class BlockStore:
             self.r.close()
         except Exception:
             pass
+
+
+def with_env_password(url: str) -> str:
+    """``url`` with ``OKPLAN_REDIS_PASSWORD`` as its password when it names none (a password in the
+    environment stays out of command lines, which ``ps`` shows).
+
+    >>> with_env_password("redis://h:6379/0")                # doctest: +SKIP
+    'redis://:pw@h:6379/0'
+    """
+    password = os.environ.get("OKPLAN_REDIS_PASSWORD")
+    if not password or "@" in url or "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 def redacted(url: str) -> str:
