@@ -146,7 +146,7 @@ class HandshakeWatch:
     secret the master does not use), from the socket's handshake events, instead of a silent timeout.
 
     >>> watch = HandshakeWatch(sock, secret)                 # doctest: +SKIP
-    >>> watch.refused()                                      # None, or why the handshake failed
+    >>> watch.refused()                                      # doctest: +SKIP
     """
 
     #: failed handshakes in a row (without one success) before we believe it: a master that dies
