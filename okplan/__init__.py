@@ -10,7 +10,7 @@ from .broadcast import Broadcast
 from .chainable import ChainableList
 from .context import Context
 from .dataset import DataSet
-from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
+from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError, TaskProcessDiedError
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
 from .logger import Logger
@@ -23,5 +23,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
     "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
-    "portable_hash",
+    "TaskProcessDiedError", "portable_hash",
 ]

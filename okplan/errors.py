@@ -12,6 +12,11 @@ class JobFailedError(OkplanError):
     (e.g. a task failed more often than the retry bound allows)."""
 
 
+class TaskProcessDiedError(JobFailedError):
+    """A task killed the process that ran it (``os._exit``, a signal, a segfault, out of memory) on
+    every attempt; the message names the stage, partition, dataset and how the process ended."""
+
+
 class ClusterUnavailableError(OkplanError):
     """The master or Redis could not be reached."""
 

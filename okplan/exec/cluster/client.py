@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import zmq
 
-from ...errors import ClusterUnavailableError, ConfigurationError, JobFailedError
+from ...errors import ClusterUnavailableError, ConfigurationError, JobFailedError, TaskProcessDiedError
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
@@ -239,6 +239,8 @@ class ClusterExecutor:
             return unpack_exception(body, blobs[0] if blobs else b"")
         if reason == "cache_lost":
             self._caches.pop(body.get("cache_id"), None)
+        if reason == "crashed":
+            return TaskProcessDiedError(body.get("message") or "a task killed its process too often")
         return JobFailedError(body.get("message") or f"job failed ({reason})")
 
     def _abandon(self, job_id: str, want: list[int]) -> None:
