@@ -415,7 +415,8 @@ class Master:
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
-            elif w.running and not self._send(w.ident, P.HEARTBEAT):
+            elif not self._send(w.ident, P.HEARTBEAT):
+                # idle ones too: a killed worker is forgotten within a tick, before a task is sent to it
                 self._lose_worker(w, "disconnected")
         for job in list(self.jobs.values()):
             if job.state != "running":
