@@ -231,24 +231,28 @@ class TaskPool:
         """Outcomes of finished requests (replies, or deaths of busy children), waiting up to
         ``timeout`` seconds for one. Dead children are replaced here."""
         self._restart_due()
-        waitables: list[Any] = []
-        for s in self.slots:
-            if s.conn is not None:
-                waitables += [s.conn, s.proc.sentinel]
+        waitables = [w for s in self.slots if s.conn is not None for w in (s.conn, s.proc.sentinel)]
         if not waitables:
             if timeout:
                 time.sleep(min(timeout, self.next_restart() or timeout))
             self._restart_due()
             return []
-        ready = set(map(id, wait(waitables, timeout)))
-        ready_fds = {w for w in waitables if id(w) in ready}
+        ready = wait(waitables, timeout)
+        return self.collect({w if isinstance(w, int) else w.fileno() for w in ready})
+
+    def collect(self, ready: set[int]) -> list[Outcome]:
+        """Like ``poll`` for a caller that already polled ``fds()``: ``ready`` are those readable.
+
+        >>> events = zmq.zmq_poll([(sock, zmq.POLLIN)] + [(fd, zmq.POLLIN) for fd in pool.fds()])  # doctest: +SKIP
+        >>> pool.collect({fd for fd, _ in events if isinstance(fd, int)})                          # doctest: +SKIP
+        """
         out: list[Outcome] = []
         for s in self.slots:
-            if s.conn is None or (s.conn not in ready_fds and s.proc.sentinel not in ready_fds):
-                continue
-            outcome = self._read(s)
-            if outcome is not None:
-                out.append(outcome)
+            if s.conn is not None and (s.conn.fileno() in ready or s.proc.sentinel in ready):
+                outcome = self._read(s)
+                if outcome is not None:
+                    out.append(outcome)
+        self._restart_due()
         return out
 
     def run(self, header: Any, blobs: Sequence[bytes] = ()) -> Outcome:
@@ -329,6 +333,10 @@ class TaskPool:
         s.restart_at = time.monotonic() + delay
         self._restart_due()
         return outcome
+
+    def restart_due(self) -> None:
+        """Start the children whose backoff has passed (``poll`` and ``collect`` do it too)."""
+        self._restart_due()
 
     def _restart_due(self) -> None:
         now = time.monotonic()

@@ -105,13 +105,16 @@ class Worker:
                 restart = self.pool.next_restart()
                 if restart is not None:
                     wait = min(wait, restart)
-                zmq.zmq_poll([(self.sock, zmq.POLLIN)] + [(fd, zmq.POLLIN) for fd in self.pool.fds()],
-                             max(1, int(wait * 1000)))
+                events = zmq.zmq_poll([(self.sock, zmq.POLLIN)] + [(fd, zmq.POLLIN) for fd in self.pool.fds()],
+                                      max(1, int(wait * 1000)))
                 if not self._drain():
                     code = EXIT_NO_RESTART
                     break
-                for outcome in self.pool.poll(0):
+                ready = {fd for fd, _ in events if isinstance(fd, int)}
+                for outcome in self.pool.collect(ready) if ready else ():
                     self._report(outcome)
+                if restart is not None:
+                    self.pool.restart_due()
                 self._dispatch()
         except KeyboardInterrupt:
             pass
