@@ -19,6 +19,7 @@ from .. import accumulators
 from ..serialization import deserialize, loads_function, serialize
 from ..task import annotate, run_task
 from . import protocol as P
+from . import sidefiles
 from .blocks import RedisBlocks, TaskMeter, write_output
 from .remote_errors import pack_exception
 from .spec import JobSpec
@@ -62,7 +63,7 @@ class SlotRunner:
             store = self.stores[url] = BlockStore(url)
         return store
 
-    def _load(self, job_id: str, blobs: list[bytes]) -> _LoadedJob | None:
+    def _load(self, job_id: str, blobs: list[bytes], store: BlockStore) -> _LoadedJob | None:
         job = self.jobs.get(job_id)
         if job is not None or len(blobs) < 2:
             return job
@@ -70,6 +71,7 @@ class SlotRunner:
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
+        sidefiles.install(store, spec["client"])  # addFile/addPyFile: before the functions, which may import them
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
         registry = accumulators.begin_task()
@@ -81,8 +83,9 @@ class SlotRunner:
         """Run the task of a TASK body; the reply's kind, body and blobs."""
         ident = {"job_id": b["job_id"], "stage": b["stage"], "partition": b["partition"], "attempt": b["attempt"]}
         t_start = time.perf_counter()
+        store = self._store(b["redis"])
         try:
-            job = self._load(b["job_id"], blobs)
+            job = self._load(b["job_id"], blobs, store)
         except BaseException as e:  # noqa: BLE001 - user code ran while unpickling: it is the user's error
             e.add_note(f"okplan: while unpickling the job's functions on worker {self.worker}: the modules "
                        f"they come from must be importable on the workers")
@@ -91,7 +94,6 @@ class SlotRunner:
         if job is None:
             return P.FAILED, {**ident, "reason": "infra", "resend_job": True,
                               "message": f"job {b['job_id']} arrived without its functions (this worker forgot them)"}, ()
-        store = self._store(b["redis"])
         stage = job.stages[b["stage"]]
         meter = TaskMeter()
         blocks = RedisBlocks(store, job.spec, meter)
