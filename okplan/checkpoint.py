@@ -42,16 +42,28 @@ class CheckpointMixin:
         return nid in ctx._checkpoints and nid in ctx._persisted and ctx._executor.has_cached(ctx._persisted[nid])
 
     def isLocallyCheckpointed(self) -> bool:
-        """True when the dataset was marked with ``localCheckpoint()``."""
+        """True when the dataset was marked with ``localCheckpoint()``.
+
+        >>> ds.localCheckpoint(); ds.isLocallyCheckpointed()            # doctest: +SKIP
+        True
+        """
         return self.context._checkpoints.get(self._node.nid) == "local"  # type: ignore[attr-defined]
 
     @property
     def is_checkpointed(self) -> bool:
-        """True once ``checkpoint()`` was called (PySpark's attribute)."""
+        """True once ``checkpoint()`` was called (PySpark's attribute).
+
+        >>> ds.checkpoint(); ds.is_checkpointed                          # doctest: +SKIP
+        True
+        """
         return self.context._checkpoints.get(self._node.nid) == "reliable"  # type: ignore[attr-defined]
 
     def getCheckpointFile(self) -> str | None:
-        """Always None: okplan keeps checkpoints where it keeps caches, not in files."""
+        """Always None: okplan keeps checkpoints where it keeps caches, not in files.
+
+        >>> ds.checkpoint(); ds.count(); ds.getCheckpointFile() is None   # doctest: +SKIP
+        True
+        """
         return None
 
 

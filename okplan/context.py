@@ -276,7 +276,11 @@ class Context:
         self._checkpoint_dir = path
 
     def getCheckpointDir(self) -> str | None:
-        """The directory ``setCheckpointDir`` set (with its per-Context subdirectory), or None."""
+        """The directory ``setCheckpointDir`` set (with its per-Context subdirectory), or None.
+
+        >>> ctx.setCheckpointDir("/tmp/ckpt"); ctx.getCheckpointDir()      # doctest: +SKIP
+        '/tmp/ckpt/0b5c...'
+        """
         return self._checkpoint_dir
 
     def _checkpoint(self, ds: DataSet, kind: str) -> None:

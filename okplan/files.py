@@ -26,7 +26,11 @@ class SparkFiles:
 
     @classmethod
     def getRootDirectory(cls) -> str:
-        """The directory that holds the added files in this process."""
+        """The directory that holds the added files in this process.
+
+        >>> SparkFiles.getRootDirectory()                               # doctest: +SKIP
+        '/tmp/okplan-files-1234-abcd'
+        """
         return sidefiles.root()
 
 

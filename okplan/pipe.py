@@ -57,11 +57,15 @@ def pipe_fn(command: str, env: dict[str, str], check_code: bool) -> Callable[[in
         threads = [threading.Thread(target=feed, daemon=True), threading.Thread(target=drain_stderr, daemon=True)]
         for t in threads:
             t.start()
+        finished = False
         try:
             for line in proc.stdout:  # type: ignore[union-attr]
                 yield line.rstrip(b"\n").decode("utf-8")
+            finished = True
         finally:
-            if proc.poll() is None and feed_error:
+            # closed early (take) or failed upstream: nobody reads the command's output any more, so
+            # waiting for it could block forever
+            if (not finished or feed_error) and proc.poll() is None:
                 proc.kill()
             code = proc.wait()
             for t in threads:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 from . import _checks as chk
 from .logical.narrow import not_a_pair, raised_here

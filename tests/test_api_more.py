@@ -26,6 +26,8 @@ CASES = {
                       .collect(), [(0, 0), (1, 2), (2, 4), (3, 6), (4, 8)]),
     "zip-self": (lambda sc: (lambda r: r.zip(r).collect())(sc.parallelize(range(5), 2)),
                  [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4)]),
+    "zip-after-sort": (lambda sc: sc.parallelize([3, 1, 2], 2).sortBy(lambda x: x, numPartitions=1)
+                       .zip(sc.parallelize(range(3), 1)).collect(), [(1, 0), (2, 1), (3, 2)]),
     "zip-empty": (lambda sc: sc.emptyRDD().zip(sc.emptyRDD()).collect(), []),
     "zip-partitions-differ": (lambda sc: sc.parallelize(range(4), 2).zip(sc.parallelize(range(4), 3)),
                               Raises(ValueError)),
@@ -163,6 +165,11 @@ def test_pipe_command_that_stops_reading_early(ctx):
     assert ctx.parallelize(range(100_000), 2).pipe("head -n 2").collect() == ["0", "1", "50000", "50001"]
 
 
+def test_pipe_stopped_early_by_take_kills_the_command(ctx):
+    # more output than a pipe buffers: the command blocks writing once take() stops reading
+    assert ctx.parallelize(range(300_000), 1).pipe("cat").take(2) == ["0", "1"]
+
+
 def test_takeSample_without_replacement_returns_all_shuffled(ctx):
     data = ctx.parallelize(range(30), 3)
     first = data.takeSample(False, 100, seed=7)
@@ -295,3 +302,29 @@ def test_addFile_errors(ctx, tmp_path):
         ctx.addFile(str(tmp_path))
     with pytest.raises(ValueError):
         SparkFiles.get("../etc/passwd")
+
+
+def test_side_files_reach_hand_started_workers_through_redis(tmp_path):
+    """``tcp://``: workers started by hand, in another directory, get the bytes from Redis; the keys go
+    at ``stop()``."""
+    from cluster_helpers import redis_server
+    from test_cluster_cli import _connect, hand_made_cluster
+
+    (tmp_path / "okplan_tcp_side_mod.py").write_text("def name():\n    return 'shipped'\n")
+    (tmp_path / "notes.txt").write_text("side\n")
+    with redis_server() as redis_url, hand_made_cluster(redis_url, workers=2) as url:
+        ctx = _connect(url)
+        try:
+            ctx.addPyFile(str(tmp_path / "okplan_tcp_side_mod.py"))
+            ctx.addFile(str(tmp_path / "notes.txt"))
+            for f in tmp_path.iterdir():
+                f.unlink()
+            got = ctx.parallelize(range(4), 4).map(
+                lambda _: (__import__("okplan_tcp_side_mod").name(), open(SparkFiles.get("notes.txt")).read(),
+                           os.getpid())).collect()
+            assert {g[:2] for g in got} == {("shipped", "side\n")}
+            store = ctx.executor.store
+        finally:
+            ctx.stop()
+            sys.modules.pop("okplan_tcp_side_mod", None)
+        assert not store.r.keys("okplan:files:*")
