@@ -10,7 +10,8 @@ from .broadcast import Broadcast
 from .chainable import ChainableList
 from .context import Context
 from .dataset import DataSet
-from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError, TaskProcessDiedError
+from .errors import (BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError,
+                     TaskProcessDiedError)
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
 from .files import SparkFiles
@@ -22,7 +23,8 @@ from .statcounter import StatCounter
 __version__ = "0.1.0"
 
 __all__ = [
-    "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
-    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles",
-    "StatCounter", "TaskProcessDiedError", "portable_hash",
+    "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
+    "ConfigurationError", "Context", "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError",
+    "OkplanError", "SparkFiles", "StatCounter", "TaskProcessDiedError",
+    "portable_hash",
 ]

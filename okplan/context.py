@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
@@ -12,6 +11,7 @@ from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
 from .dataset import DataSet, union_node
+from .errors import CacheLostError
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
 from .exec.metrics import JobMetrics
@@ -29,6 +29,8 @@ from .physical.stage import PhysicalPlan
 SEED_BUFFER_SIZE = 10240
 #: PySpark's largest batch when it ships a list to ``parallelize`` (its partitions hold whole batches)
 PYSPARK_BATCH_SIZE = 1024
+#: times a job is planned again because a cached dataset it reads vanished while it ran
+_CACHE_LOST_RETRIES = 2
 
 
 class Context:
@@ -51,11 +53,10 @@ class Context:
         self.appName = appName or "okplan"
         self._optimize = bool(optimize)
         self._executor = make_executor(master, **options)
-        self._persisted: dict[int, str] = {}
+        self._persisted: dict[int, str] = {}   # read and changed with single dict operations: thread-safe
         self._checkpoints: dict[int, str] = {}       # dataset id -> "reliable" | "local"
         self._checkpoint_dir: str | None = None
         self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
-        self._lock = threading.RLock()
         self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -247,7 +248,7 @@ class Context:
             from .exec.cluster.sidefiles import publish
 
             publish(store, self._executor.client_id, self._side_files, name, data,
-                    getattr(self._executor, "cache_ttl", None))
+                    getattr(self._executor, "cache_ttl", None), self._executor.block_key)
 
     def _forget_side_files(self) -> None:
         store = getattr(self._executor, "store", None)
@@ -365,39 +366,60 @@ class Context:
         if not parts:
             # nothing to compute: no partitions means no tasks, so no executor is involved
             return iter(())
-        logical = self._with_caches(node)
         if self._optimize and action.name == "count" and partitions is None:
-            known = known_count(logical.root)
+            known = known_count(self._with_caches(node).root)
             if known is not None:
                 return iter((known,))
-        optimized, _ = self._optimized(logical)
-        optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
-        physical = plan_physical(optimized)
-        return self._results(self._executor.run(physical, action, parts), temporary)
+        results = self._run_from_lineage(node, action, parts)
+        next(results)  # plan now, so that planning errors and sort bounds' jobs happen at the call
+        return results
+
+    def _run_from_lineage(self, node: L.Node, action: PartitionAction, parts: list[int]) -> Iterator[Any]:
+        """Plan and run; when a cached dataset the plan reads turns out to be gone (evicted, expired,
+        unpersisted by another thread), plan again, which recomputes it from its lineage, and go on
+        with the partitions not yet delivered. Yields None once planned, then the results."""
+        delivered = 0
+        planned = False
+        lost: set[str] = set()
+        for attempt in range(_CACHE_LOST_RETRIES + 1):
+            logical = self._with_caches(node)
+            if lost:  # reads of a lost cache planned elsewhere (sorts, toLocalIterator) compute it again
+                logical = logical.transform(lambda n: _recompute_lost(n, lost))
+            optimized, _ = self._optimized(logical)
+            optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
+            results = self._executor.run(plan_physical(optimized), action, parts[delivered:])
+            try:
+                if not planned:
+                    planned = True
+                    yield None
+                for _, value in results:
+                    delivered += 1
+                    yield value
+                return
+            except CacheLostError as e:
+                if attempt == _CACHE_LOST_RETRIES:
+                    raise
+                if e.cache_id:
+                    lost.add(e.cache_id)
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
+                for cache_id in temporary:
+                    self._executor.drop_cached(cache_id)
 
     def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
         """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
         results = self._executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
         return [value for _, value in results]
 
-    def _results(self, results: Iterator[tuple[int, Any]], temporary: list[str]) -> Iterator[Any]:
-        try:
-            for _, value in results:
-                yield value
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
-            for cache_id in temporary:
-                self._executor.drop_cached(cache_id)
-
     def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
-        with self._lock:
-            try:
-                return list(self._run_job_iter(node, action, partitions))
-            except Exception as exc:
-                trim(exc)
-                raise
+        # no lock: executors are thread-safe, so threads of one Context run their jobs at once
+        try:
+            return list(self._run_job_iter(node, action, partitions))
+        except Exception as exc:
+            trim(exc)
+            raise
 
     def runJob(self, rdd: DataSet, partitionFunc: Callable[[Iterator], Iterable],
                partitions: list[int] | None = None) -> list:
@@ -445,3 +467,11 @@ class Context:
         parts += [render_tree(optimized.root), "", f"== Physical plan ({self._executor.name}) ==",
                   render_physical(physical)]
         return "\n".join(parts)
+
+
+def _recompute_lost(n: L.Node, lost: set[str]) -> L.Node | None:
+    """A read of a lost cache becomes the ``Persist`` of its lineage (which fills the cache again)."""
+    if isinstance(n, L.CachedRead) and n.cache_id in lost and n.lineage is not None:
+        return L.Persist(inputs=(n.lineage,), cache_id=n.cache_id, scope="context", label=n.label,
+                         callsite=n.callsite)
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -124,7 +125,7 @@ class LocalCluster(ClusterExecutor):
     """
 
     def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
-                 heartbeat_timeout: float = 5.0, **options: Any):
+                 heartbeat_timeout: float = 5.0, client_timeout: float | None = None, **options: Any):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
         self.n = n
@@ -133,12 +134,15 @@ class LocalCluster(ClusterExecutor):
         # at exit, or when this object is collected without stop(): no orphans
         self._finalizer = weakref.finalize(self, self.children.stop)
         self._redis_port = 0
+        # Redis gets a password of its own; it reaches the master by environment (never argv, which
+        # `ps` shows) and the workers through the master's welcome
+        self._redis_password = secrets.token_urlsafe(24)
         self._env = _child_env()
         if secret:
             self._env["OKPLAN_SECRET"] = secret
         try:
             self.redis_url = redis or self._start_redis()
-            self.master_url = self._start_master(heartbeat_timeout)
+            self.master_url = self._start_master(heartbeat_timeout, client_timeout)
             for _ in range(n):
                 self.add_worker(slots)
             super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
@@ -149,18 +153,22 @@ class LocalCluster(ClusterExecutor):
             raise
 
     # -- processes ---------------------------------------------------------------------------------------
-    def _popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen:
-        return _popen(cmd, self._env, **kw)
+    def _popen(self, cmd: list[str], env: dict[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
+               **kw: Any) -> subprocess.Popen:
+        return _popen(cmd, env or self._env, stdin=stdin, **kw)
 
     def _start_redis(self, port: int | None = None) -> str:
         binary = redis_server_binary()
         last = ""
         for _ in range(5):
             self._redis_port = port or free_port()
-            proc = self._popen([binary, "--port", str(self._redis_port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", self.children.tmpdir, "--loglevel", "warning",
-                                "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            url = f"redis://127.0.0.1:{self._redis_port}/0"
+            # the configuration comes on stdin (`redis-server -`), so the password is not in argv
+            proc = self._popen([binary, "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            assert proc.stdin is not None
+            with proc.stdin:
+                proc.stdin.write(_redis_config(self._redis_port, self.children.tmpdir, self._redis_password))
+            url = f"redis://:{self._redis_password}@127.0.0.1:{self._redis_port}/0"
             store = BlockStore(url, connect_timeout=0.5)
             deadline = time.monotonic() + 10
             try:
@@ -179,12 +187,15 @@ class LocalCluster(ClusterExecutor):
                 break
         raise ClusterUnavailableError(f"could not start redis-server ({binary}): {last.strip()[-300:]}")
 
-    def _start_master(self, heartbeat_timeout: float) -> str:
-        cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0", "--redis", self.redis_url,
+    def _start_master(self, heartbeat_timeout: float, client_timeout: float | None) -> str:
+        cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0",
                "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout)]
+        if client_timeout is not None:
+            cmd += ["--client-timeout", str(client_timeout)]
         if self.children.redis is not None:
             cmd += ["--also-kill", str(self.children.redis.pid)]
-        proc = self.children.master = self._popen(cmd, stdout=subprocess.PIPE)
+        env = dict(self._env, OKPLAN_REDIS=self.redis_url)
+        proc = self.children.master = self._popen(cmd, env=env, stdout=subprocess.PIPE)
         line = proc.stdout.readline().decode()
         if "listening on " not in line:
             raise ClusterUnavailableError(f"the okplan master did not start (exit code {proc.poll()})")
@@ -196,8 +207,9 @@ class LocalCluster(ClusterExecutor):
         >>> cluster.add_worker(slots=2).pid                  # doctest: +SKIP
         4244
         """
-        cmd = [sys.executable, "-m", "okplan", "worker", "--master", self.master_url, "--redis", self.redis_url,
-               "--slots", str(slots), "--no-restart", "--parent-pid", str(os.getpid())]
+        # no --redis: the worker learns the URL (with Redis's password) from the master's welcome
+        cmd = [sys.executable, "-m", "okplan", "worker", "--master", self.master_url, "--slots", str(slots),
+               "--no-restart", "--parent-pid", str(os.getpid())]
         # a partial, not a lambda over self: the workers must not keep this object from being collected
         kept = KeptProcess(functools.partial(_popen, cmd, self._env), f"{self.name} worker", log)
         with self.children.lock:
@@ -257,9 +269,17 @@ class LocalCluster(ClusterExecutor):
         self._finalizer()
 
 
-def _popen(cmd: list[str], env: dict[str, str], **kw: Any) -> subprocess.Popen:
-    return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+def _popen(cmd: list[str], env: dict[str, str], stdin: Any = subprocess.DEVNULL, **kw: Any) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=stdin,
                             preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
+
+
+def _redis_config(port: int, directory: str, password: str) -> bytes:
+    """A scratch Redis: loopback only, a password, nothing on disk, never evicting a block silently."""
+    return "\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {directory}", 'save ""', "appendonly no",
+        "maxmemory-policy noeviction", f"requirepass {password}", "loglevel warning", "daemonize no", "",
+    ]).encode()
 
 
 def _wait_or_kill(p: subprocess.Popen, timeout: float = 3.0) -> None:

@@ -28,6 +28,9 @@ log = logging.getLogger("okplan.master")
 
 _TICK = 0.25
 _ALIVE_EVERY = 1.0
+#: seconds without a client heartbeat (sent every second) before its job is cancelled: generous, since
+#: a client busy unpickling a large result holds the GIL and its heartbeat thread waits
+CLIENT_TIMEOUT = 10.0
 
 
 class _Worker:
@@ -56,11 +59,12 @@ class Master:
 
     def __init__(self, bind: str, redis_url: str, secret: str | bytes | None = None,
                  heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0,
-                 max_crashes: int = 3):
+                 client_timeout: float = CLIENT_TIMEOUT, max_crashes: int = 3):
         self.secret = P.secret_bytes(secret)
         self.redis_url = redis_url
         self.store = BlockStore(redis_url)
         self.heartbeat_timeout = heartbeat_timeout
+        self.client_timeout = client_timeout
         self.max_attempts = max_attempts
         #: attempts of one task that may kill their process before the job fails
         self.max_crashes = max_crashes
@@ -198,7 +202,8 @@ class Master:
     # -- clients -----------------------------------------------------------------------------------------
     def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
-                                      "slots": sum(w.slots for w in self.workers.values())})
+                                      "slots": sum(w.slots for w in self.workers.values()),
+                                      "hosts": sorted({str(w.host) for w in self.workers.values()})})
 
     def _on_submit(self, ident: bytes, msg: P.Message) -> None:
         spec_blob, job_blob = msg.blobs[0], msg.blobs[1]
@@ -207,6 +212,16 @@ class Master:
         self.jobs[job.id] = job
         if job.complete:
             self._finish(job)
+
+    def _on_client_heartbeat(self, ident: bytes, msg: P.Message) -> None:
+        jobs = msg.body.get("jobs")
+        if not isinstance(jobs, list):
+            return
+        now = time.monotonic()
+        for job_id in jobs:
+            job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+            if job is not None and job.client == ident:
+                job.client_seen = now
 
     def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
         job = self.jobs.get(msg.body["job_id"])
@@ -276,6 +291,10 @@ class Master:
         reason = b["reason"]
         if reason == "user":
             self._fail(job, "user", b.get("message", ""), stage.id, p, b, msg.blobs[:1])
+            return
+        if reason == "integrity":
+            # a forged or altered block: running the task again would read the same bytes
+            self._fail(job, "integrity", f"{_stage_name(stage)} partition {p}: {b.get('message')}", stage.id, p)
             return
         if b.get("resend_job"):
             # the worker dropped this job's functions (it keeps a few jobs'): not a failure, so no
@@ -421,6 +440,13 @@ class Master:
         for job in list(self.jobs.values()):
             if job.state != "running":
                 continue
+            if now - job.client_seen > self.client_timeout:
+                # the client died (kill -9, host gone) or hangs: nobody will read the results
+                print(f"okplan master: cancelled job {job.id}: its client sent no heartbeat for "
+                      f"{now - job.client_seen:.1f}s", file=sys.stderr, flush=True)
+                job.state = "cancelled"
+                self._maybe_forget(job)
+                continue
             if now - job.last_alive >= _ALIVE_EVERY:
                 job.last_alive = now
                 self._send(job.client, P.JOB_ALIVE, {"job_id": job.id})
@@ -451,15 +477,17 @@ _HANDLERS = {
     P.CLIENT_HELLO: Master._on_client_hello,
     P.SUBMIT: Master._on_submit,
     P.CANCEL: Master._on_cancel,
+    P.CLIENT_HEARTBEAT: Master._on_client_heartbeat,
 }
 
 
 def serve(bind: str, redis_url: str, secret: str | None = None, parent_pid: int | None = None,
-          heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None) -> None:
+          heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None,
+          client_timeout: float = CLIENT_TIMEOUT) -> None:
     """``okplan master``: bind, say where on stdout (the launcher reads that line), serve."""
     from .parent import watch_parent
 
-    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout)
+    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout, client_timeout=client_timeout)
     watch_parent(parent_pid, also_kill)
     print(f"okplan master listening on {m.endpoint} (redis {redacted(redis_url)})", flush=True)
     m.serve()

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from .. import accumulators
-from ..serialization import deserialize, loads_function, serialize
+from ..serialization import UNKEYED, BlockIntegrityError, deserialize, loads_function, serialize
 from ..task import annotate, run_task
 from . import protocol as P
 from . import sidefiles
@@ -46,8 +46,9 @@ class SlotRunner:
     (('done', {...}), [b'...'])
     """
 
-    def __init__(self, worker: str):
+    def __init__(self, worker: str, block_key: bytes = UNKEYED):
         self.worker = worker
+        self.block_key = block_key  # blocks are signed and checked with the cluster's key
         self.jobs: dict[str, _LoadedJob] = {}
         self.stores: dict[str, BlockStore] = {}
 
@@ -71,7 +72,7 @@ class SlotRunner:
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
-        sidefiles.install(store, spec["client"])  # addFile/addPyFile: before the functions, which may import them
+        sidefiles.install(store, spec["client"], self.block_key)  # addFile/addPyFile: before the functions, which may import them
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
         registry = accumulators.begin_task()
@@ -86,6 +87,8 @@ class SlotRunner:
         store = self._store(b["redis"])
         try:
             job = self._load(b["job_id"], blobs, store)
+        except BlockIntegrityError as e:  # a forged side-file manifest
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
         except BaseException as e:  # noqa: BLE001 - user code ran while unpickling: it is the user's error
             e.add_note(f"okplan: while unpickling the job's functions on worker {self.worker}: the modules "
                        f"they come from must be importable on the workers")
@@ -95,7 +98,7 @@ class SlotRunner:
             return P.FAILED, {**ident, "reason": "infra", "resend_job": True,
                               "message": f"job {b['job_id']} arrived without its functions (this worker forgot them)"}, ()
         stage = job.stages[b["stage"]]
-        meter = TaskMeter()
+        meter = TaskMeter(self.block_key)
         blocks = RedisBlocks(store, job.spec, meter)
         accumulators.begin_task(job.acc_registry)
         try:
@@ -113,6 +116,9 @@ class SlotRunner:
         except StoreUnavailableError as e:
             accumulators.task_updates()
             return P.FAILED, {**ident, "reason": "infra", "message": str(e)}, ()
+        except BlockIntegrityError as e:
+            accumulators.task_updates()
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
         except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt, CancelledError, SystemExit...: the user's
             accumulators.task_updates()
             # run_task leaves Ctrl-C alone for the local executor; here nobody presses it (SIGINT is ignored)

@@ -31,6 +31,7 @@ from typing import Any
 import zmq
 
 from ..pool import Outcome, TaskPool
+from ..serialization import block_key
 from . import protocol as P
 from .keeper import EXIT_NO_RESTART, KeptProcess
 from .parent import die_with_parent, watch_parent
@@ -53,11 +54,13 @@ class Worker:
                  name: str | None = None, heartbeat: float = 0.5, slots: int = 1, start_method: str | None = None):
         self.master = master
         self.secret = P.secret_bytes(secret)
+        self.block_key = block_key(self.secret)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.heartbeat = heartbeat
         self.slots = max(1, slots)
         self.redis_url = redis_url
-        self.pool = TaskPool(self.slots, functools.partial(SlotRunner, self.name), start_method=start_method,
+        self.pool = TaskPool(self.slots, functools.partial(SlotRunner, self.name, self.block_key),
+                             start_method=start_method,
                              name=f"okplan worker {self.name}")
         self.queue: deque[dict] = deque()                         # TASK bodies waiting for a free slot
         self.job_blobs: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
