@@ -14,6 +14,8 @@ from .errors import (BlockIntegrityError, ClusterUnavailableError, Configuration
                      TaskProcessDiedError)
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
+from .io.commit import FileAlreadyExistsError
+from .io.listing import InputPathError
 from .files import SparkFiles
 from .logger import Logger
 from .logical.narrow import NotAPairError
@@ -24,7 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
-    "ConfigurationError", "Context", "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError",
-    "OkplanError", "SparkFiles", "StatCounter", "TaskProcessDiedError",
+    "ConfigurationError", "Context", "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError",
+    "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
+    "TaskProcessDiedError",
     "portable_hash",
 ]

@@ -10,6 +10,7 @@ from . import _checks as chk
 from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
+from .context_files import FileReadersMixin
 from .dataset import DataSet, union_node
 from .errors import CacheLostError
 from .exec.accumulators import Accumulator
@@ -33,7 +34,7 @@ PYSPARK_BATCH_SIZE = 1024
 _CACHE_LOST_RETRIES = 2
 
 
-class Context:
+class Context(FileReadersMixin):
     """Where datasets come from and jobs run.
 
     ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
 from .actions import ActionsMixin
+from .dataset_files import FileWritersMixin
 from .approx import ApproxMixin
 from .checkpoint import CheckpointMixin
 from .logical import narrow
@@ -30,7 +31,7 @@ def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
     return union
 
 
-class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMixin):
+class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMixin, FileWritersMixin):
     """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
 
     >>> ctx = Context()                                               # doctest: +SKIP

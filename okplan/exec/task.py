@@ -8,13 +8,14 @@ from itertools import chain
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import OkplanError
+from ..io.formats import read_blocks
 from ..logical.aggregators import Aggregator, _append, _identity, _new_list, grouping
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
 from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
-                                  Pipe, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp,
-                                  ZipOp, user_functions)
+                                  Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
+                                  UnionOp, ZipOp, user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
 
 
@@ -146,6 +147,17 @@ def _read_range(op: ReadRange, i, blocks, counter):
     return iter(r)
 
 
+def _read_files(op: ReadFiles, i, blocks, counter):
+    try:
+        for block in read_blocks(op.fmt, op.parts[i], op.use_unicode):
+            counter.records_in += len(block)
+            yield from block
+    except FileNotFoundError as e:
+        e.add_note("okplan: tasks read their own splits, so every input file must be visible at the same path "
+                   "wherever tasks run (a shared file system or an object store)")
+        raise
+
+
 def _pipe(op: Pipe, i, blocks, counter):
     it = compute(op.child, i, blocks, counter)
     for fn in op.fns:
@@ -270,6 +282,7 @@ _HANDLERS: dict[type, Callable] = {
     CartesianOp: _cartesian,
     ReadSource: _read_source,
     ReadRange: _read_range,
+    ReadFiles: _read_files,
     Pipe: _pipe,
     UnionOp: _union,
     CoalesceOp: _coalesce,
