@@ -27,7 +27,7 @@ from . import sidefiles
 from .link import ClientLink
 from .remote_errors import unpack_exception
 from .spec import build_spec, sources_to_upload
-from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
+from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted, with_env_password
 
 #: seconds a cache() partition outlives the last refresh by its client (refreshed every third of it)
 CACHE_TTL = 15 * 60
@@ -79,7 +79,7 @@ class ClusterExecutor:
             raise ConfigurationError(f"bad master address {url!r}: {e}; use tcp://host:port") from None
         try:
             welcome = self.hello(connect_timeout)
-            self.store = BlockStore(redis or welcome["redis"])
+            self.store = BlockStore(with_env_password(redis) if redis else welcome["redis"])
             self.store.ping()
         except BaseException:
             self.link.stop()
