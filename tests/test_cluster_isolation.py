@@ -115,6 +115,20 @@ def test_a_base_exception_comes_back_like_any_user_error(ctx, exc):
     assert ctx.lastJobMetrics().retries == 0  # a user error is not retried
 
 
+def _square_in_a_pool(x):
+    return x * x
+
+
+def test_a_task_may_start_processes_of_its_own(ctx):
+    import multiprocessing
+
+    def squares(i, it):
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            return pool.map(_square_in_a_pool, list(it))
+
+    assert ctx.parallelize(range(8), 2).mapPartitionsWithIndex(squares).collect() == [x * x for x in range(8)]
+
+
 def test_a_task_holding_the_gil_past_the_heartbeat_timeout_runs_once(ctx):
     # sum() over a range is one C call: it holds the GIL throughout. Sized to outlast the 1 s timeout.
     t0 = time.perf_counter()

@@ -101,3 +101,12 @@ def test_spawned_children_work_where_fork_is_not_used():
         assert pool.run("x", [b"y"]).reply == ("x", [b"y"])
         child = psutil.Process(pool.pids()[0])
         assert "spawn" in " ".join(child.cmdline()) or child.ppid() == os.getpid()
+
+
+def test_a_pool_left_running_does_not_hold_up_interpreter_exit():
+    import subprocess
+    import sys
+
+    script = "from okplan.exec.pool import TaskPool, Echo\np = TaskPool(2, Echo).start()\nprint(p.run('x').reply)\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and done.stdout.strip() == "('x', [])", done.stderr

@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 import traceback
+import weakref
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
@@ -143,6 +144,7 @@ class TaskPool:
         self.slots = [_Slot(i) for i in range(slots)]
         self.replaced = 0   # children started to replace dead ones
         self._started = False
+        self._finalizer = weakref.finalize(self, _stop_slots, self.slots)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> "TaskPool":
@@ -164,26 +166,7 @@ class TaskPool:
 
         >>> pool.stop()                                   # doctest: +SKIP
         """
-        for s in self.slots:
-            if s.conn is not None and not s.busy:
-                try:
-                    _send(s.conn, _STOP, ())
-                except OSError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for s in self.slots:
-            if s.proc is not None and s.busy:
-                s.proc.terminate()  # running user code: it would not read the pipe
-        for s in self.slots:
-            if s.proc is not None:
-                s.proc.join(max(0.0, deadline - time.monotonic()))
-                if s.proc.is_alive():
-                    s.proc.kill()
-                    s.proc.join(1.0)
-            if s.conn is not None:
-                s.conn.close()
-            s.proc = s.conn = None
-            s.busy = False
+        _stop_slots(self.slots, timeout)
         self._started = False
 
     def generation(self, slot: int) -> int:
@@ -353,14 +336,41 @@ class TaskPool:
         mine, theirs = self.mp.Pipe(duplex=True)
         # a forked child inherits the supervisor's ends of its siblings' pipes; it closes them, so that a
         # sibling's death (or the supervisor's) is still seen as end-of-file
+        # not daemonic: user code may start processes of its own (multiprocessing refuses that to a daemon);
+        # stop() and the children's death-with-parent make sure none outlives the supervisor
         inherited = [o.conn.fileno() for o in self.slots if o.conn is not None] + [mine.fileno()] \
             if self.start_method == "fork" else []
         proc = self.mp.Process(target=_child_main, args=(theirs, self.factory, inherited),
-                               name=f"{self.name}-{s.index}", daemon=True)
+                               name=f"{self.name}-{s.index}")
         proc.start()
         theirs.close()
         s.proc, s.conn, s.started, s.restart_at, s.busy = proc, mine, time.monotonic(), None, False
         s.generation += 1
+
+
+def _stop_slots(slots: list[_Slot], timeout: float = 2.0) -> None:
+    """Stop every child of ``slots`` (also at interpreter exit, before multiprocessing would wait for
+    idle children that wait for us)."""
+    for s in slots:
+        if s.conn is not None and not s.busy:
+            try:
+                _send(s.conn, _STOP, ())
+            except OSError:
+                pass
+    deadline = time.monotonic() + timeout
+    for s in slots:
+        if s.proc is not None and s.busy:
+            s.proc.terminate()  # running user code: it would not read the pipe
+    for s in slots:
+        if s.proc is not None:
+            s.proc.join(max(0.0, deadline - time.monotonic()))
+            if s.proc.is_alive():
+                s.proc.kill()
+                s.proc.join(1.0)
+        if s.conn is not None:
+            s.conn.close()
+        s.proc = s.conn = None
+        s.busy = False
 
 
 class _HandlerFailed:
