@@ -25,13 +25,14 @@ import logging
 import multiprocessing
 import os
 import pickle
+import selectors
 import signal
 import sys
 import time
 import traceback
 import weakref
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 log = logging.getLogger("okplan.pool")
@@ -145,6 +146,8 @@ class TaskPool:
         self.replaced = 0   # children started to replace dead ones
         self._started = False
         self._finalizer = weakref.finalize(self, _stop_slots, self.slots)
+        self._selector = selectors.DefaultSelector()
+        self._selected: tuple = ()
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> "TaskPool":
@@ -168,6 +171,9 @@ class TaskPool:
         """
         _stop_slots(self.slots, timeout)
         self._started = False
+        self._selector.close()
+        self._selector = selectors.DefaultSelector()
+        self._selected = ()
 
     def generation(self, slot: int) -> int:
         """How many children ``slot`` has had: a change means a new process, which knows nothing yet."""
@@ -214,14 +220,22 @@ class TaskPool:
         """Outcomes of finished requests (replies, or deaths of busy children), waiting up to
         ``timeout`` seconds for one. Dead children are replaced here."""
         self._restart_due()
-        waitables = [w for s in self.slots if s.conn is not None for w in (s.conn, s.proc.sentinel)]
-        if not waitables:
+        fds = self.fds()
+        if not fds:
             if timeout:
                 time.sleep(min(timeout, self.next_restart() or timeout))
             self._restart_due()
             return []
-        ready = wait(waitables, timeout)
-        return self.collect({w if isinstance(w, int) else w.fileno() for w in ready})
+        # one selector while the children stay the same (by generation: a new child may reuse a dead
+        # one's fd numbers, which the old registration no longer covers)
+        key = (tuple(s.generation for s in self.slots), tuple(fds))
+        if key != self._selected:
+            self._selector.close()
+            self._selector = selectors.DefaultSelector()
+            for fd in fds:
+                self._selector.register(fd, selectors.EVENT_READ)
+            self._selected = key
+        return self.collect({key.fd for key, _ in self._selector.select(timeout)})
 
     def collect(self, ready: set[int]) -> list[Outcome]:
         """Like ``poll`` for a caller that already polled ``fds()``: ``ready`` are those readable.
