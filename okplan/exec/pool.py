@@ -21,6 +21,7 @@ where the platform allows it (cheap, and they share what the parent imported) an
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -416,6 +417,8 @@ def _child_main(conn: Connection, factory: Callable[[], Handler], inherited: lis
         except OSError:
             pass
     _die_with_parent()
+    if not faulthandler.is_enabled():  # a segfault in a task then leaves its Python stack on stderr
+        faulthandler.enable()
     handler = factory()
     while True:
         try:
