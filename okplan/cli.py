@@ -1,7 +1,7 @@
 """The ``okplan`` command: run cluster processes, manage named datasets, run scripts.
 
     okplan master  [--bind tcp://127.0.0.1:7077] [--redis URL] [--secret-file F] [--insecure]
-    okplan worker  --master tcp://HOST:7077 [--redis URL] [--slots N] [--secret-file F]
+    okplan worker  --master tcp://HOST:7077 [--redis URL] [--slots N] [--secret-file F] [--no-restart]
     okplan local-cluster N            Redis + master + N workers in the foreground, until Ctrl-C
     okplan datasets list|drop LABEL   [--master URL | --redis URL]
     okplan status  --master URL [--host NAME]   exit 0 when the master answers (a healthcheck)
@@ -75,7 +75,8 @@ def _worker(args: argparse.Namespace) -> int:
     except ConfigurationError as e:
         print(f"okplan worker: {e}", file=sys.stderr)
         return 2
-    return serve(args.master, args.redis, args.slots, secret, args.parent_pid, args.name)
+    return serve(args.master, args.redis, args.slots, secret, args.parent_pid, args.name,
+                 restart=not args.no_restart)
 
 
 def _local_cluster(args: argparse.Namespace) -> int:
@@ -180,11 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run tasks for a master")
     w.add_argument("--master", default=DEFAULT_BIND, help="the master's endpoint, tcp://host:port")
     w.add_argument("--redis", help="Redis URL (default: the one the master uses)")
-    w.add_argument("--slots", type=int, default=1, help="tasks at a time (one process each)")
+    w.add_argument("--slots", type=int, default=1, help="tasks at a time (one task process each)")
     w.add_argument("--secret", help="the cluster's shared secret (visible in ps: prefer OKPLAN_SECRET_FILE "
                                     "or OKPLAN_SECRET)")
     w.add_argument("--secret-file", help="file holding the shared secret (or OKPLAN_SECRET_FILE)")
     w.add_argument("--name", help="worker name in metrics (default host-pid)")
+    w.add_argument("--no-restart", action="store_true",
+                   help="run the supervisor in this process; by default a dead one is restarted (with backoff)")
     w.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     w.set_defaults(func=_worker)
 

@@ -23,6 +23,7 @@ from cluster_helpers import child_env, cluster_context, free_port, okplan_cmd, r
 
 from okplan import ClusterUnavailableError, Context, JobFailedError
 from okplan.exec.cluster import protocol as P
+from okplan.exec.cluster.keeper import EXIT_NO_RESTART
 from okplan.exec.cluster.security import curve_keys, secure_client
 
 SECRET = "test-secret-3f9a"
@@ -100,10 +101,10 @@ def test_a_worker_with_a_wrong_or_missing_secret_exits_non_zero_within_seconds(s
         t0 = time.monotonic()
         done = subprocess.run(okplan_cmd("worker", "--master", url), env=env, capture_output=True, text=True,
                               timeout=60)
-        assert done.returncode == P.EXIT_REFUSED, done.stderr
+        assert done.returncode == EXIT_NO_RESTART, done.stderr
         assert time.monotonic() - t0 < 10
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and why in lines[0], done.stderr
+        refusals = [line for line in done.stderr.splitlines() if "refused this worker" in line]
+        assert len(refusals) == 1 and why in refusals[0] and "Traceback" not in done.stderr, done.stderr
 
 
 def test_a_client_with_a_wrong_or_missing_secret_raises_within_seconds(secured):
@@ -134,13 +135,14 @@ def test_secret_file_and_no_secret_on_any_command_line(tmp_path):
         try:
             url = master.stdout.readline().decode().split("listening on ")[1].split()[0]
             worker = subprocess.Popen(okplan_cmd("worker", "--master", url, "--slots", "2"), env=env)
-            ctx = connect(url, SECRET)
+            ctx = connect(url, SECRET, workers=1)
             try:
                 assert ctx.parallelize(range(10), 2).sum() == 45
-                slots = psutil.Process(worker.pid).children()
-                assert len(slots) == 2
-                for p in [master, worker, *slots]:
-                    assert SECRET not in " ".join(psutil.Process(p.pid).cmdline())
+                assert ctx.executor.hello()["slots"] == 2
+                descendants = psutil.Process(worker.pid).children(recursive=True)
+                assert descendants  # the supervisor and its task processes
+                for p in [psutil.Process(master.pid), psutil.Process(worker.pid), *descendants]:
+                    assert SECRET not in " ".join(p.cmdline())
             finally:
                 ctx.stop()
         finally:
@@ -183,11 +185,14 @@ _OTHER_PYTHON = ("import sys; import okplan.exec.cluster.protocol as P; P.ADVERT
 def test_a_version_mismatch_is_refused_on_both_sides(secured, monkeypatch):
     url, info = secured
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", _OTHER_PYTHON, "worker", "--master", url], env=info["env"],
+    # --no-restart: the supervisor runs in this patched process, not in a fresh child of the keeper
+    done = subprocess.run([sys.executable, "-c", _OTHER_PYTHON, "worker", "--master", url, "--no-restart"],
+                          env=info["env"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == P.EXIT_REFUSED and time.monotonic() - t0 < 10
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Python 3.99" in lines[0] and "run the same okplan and Python" in lines[0]
+    assert done.returncode == EXIT_NO_RESTART and time.monotonic() - t0 < 10
+    refusals = [line for line in done.stderr.splitlines() if "refused this worker" in line]
+    assert len(refusals) == 1 and "Python 3.99" in refusals[0] and "Traceback" not in done.stderr
+    assert "run the same okplan and Python" in refusals[0]
     monkeypatch.setitem(P.ADVERTISED, "okplan", "0.0.1-other")
     t0 = time.monotonic()
     with pytest.raises(ClusterUnavailableError, match="okplan 0.0.1-other") as err:

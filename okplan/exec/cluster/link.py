@@ -145,26 +145,35 @@ class ClientLink:
         next_beat = time.monotonic() + self.heartbeat
         try:
             while not self._stopping:
-                events = dict(poller.poll(max(1, int((next_beat - time.monotonic()) * 1000))))
+                wait = max(1, int((next_beat - time.monotonic()) * 1000))
+                events = dict(poller.poll(min(wait, 20) if self._outbox else wait))
                 if self._wake_r in events:
                     try:
                         os.read(self._wake_r, 4096)
                     except BlockingIOError:
                         pass
-                while self._outbox:
-                    kind, body, blobs = self._outbox.popleft()
-                    self.sock.send_multipart(self._encode(kind, body, blobs), copy=False)
-                if self.sock in events:
-                    self._receive()
                 refused = self._watch.refused()
                 if refused is not None:
                     raise ClusterUnavailableError(f"the master at {self.url} refused this client: {refused}")
+                while self._outbox:
+                    kind, body, blobs = self._outbox[0]
+                    try:  # never block: a connection the master refused has no pipe to queue on
+                        self.sock.send_multipart(self._encode(kind, body, blobs), zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break  # tried again in a moment (or the handshake watch says why not)
+                    self._outbox.popleft()
+                if self.sock in events:
+                    self._receive()
                 now = time.monotonic()
                 if now >= next_beat:
                     next_beat = now + self.heartbeat
                     jobs = list(self._jobs)
                     if jobs:
-                        self.sock.send_multipart(self._encode(P.CLIENT_HEARTBEAT, {"jobs": jobs}, ()), copy=False)
+                        try:
+                            self.sock.send_multipart(self._encode(P.CLIENT_HEARTBEAT, {"jobs": jobs}, ()),
+                                                     zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            pass  # not connected: a late heartbeat is worth nothing
         except BaseException as e:  # noqa: BLE001 - whatever broke the link, every waiter must hear of it
             self._break(e if isinstance(e, ClusterUnavailableError)
                         else ClusterUnavailableError(f"the connection to the okplan master at {self.url} "

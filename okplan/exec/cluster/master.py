@@ -12,6 +12,7 @@ it, every handler runs guarded, and what is dropped is logged. It never unpickle
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import time
@@ -21,11 +22,14 @@ from typing import Any
 
 import zmq
 
+from ..task import task_place
 from . import protocol as P
 from .jobstate import JobRun, StageRun
 from .security import bind_policy, secure_server
 from .spec import SpecError, decode_spec
 from .store import BlockStore, Keys, StoreUnavailableError, redacted
+
+log = logging.getLogger("okplan.master")
 
 _TICK = 0.25
 _ALIVE_EVERY = 1.0
@@ -84,7 +88,7 @@ class Master:
 
     def __init__(self, bind: str, redis_url: str, secret: str | bytes | None = None,
                  heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0,
-                 client_timeout: float = CLIENT_TIMEOUT, insecure: bool = False,
+                 client_timeout: float = CLIENT_TIMEOUT, max_crashes: int = 3, insecure: bool = False,
                  max_message_bytes: int = P.MAX_MESSAGE_BYTES):
         self.secret = P.secret_bytes(secret)
         warning = bind_policy(bind, self.secret, insecure)  # raises ConfigurationError when refused
@@ -97,6 +101,8 @@ class Master:
         self.heartbeat_timeout = heartbeat_timeout
         self.client_timeout = client_timeout
         self.max_attempts = max_attempts
+        #: attempts of one task that may kill their process before the job fails
+        self.max_crashes = max_crashes
         self.no_worker_timeout = no_worker_timeout
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.ROUTER)
@@ -219,6 +225,7 @@ class Master:
             old.last_seen = time.monotonic()
             return
         w = self.workers[ident] = _Worker(ident, msg.body)
+        log.info("worker %s joined (pid %s on %s, %d slots)", w.name, w.pid, w.host, w.slots)
         self.idle.extend([ident] * w.slots)
         self.no_workers_since = None
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "versions": P.ADVERTISED})
@@ -242,6 +249,8 @@ class Master:
     def _lose_worker(self, w: _Worker, why: str) -> None:
         """Forget ``w`` and put the tasks it was running back in the queue (bounded)."""
         self.workers.pop(w.ident, None)
+        if why != "stopped":
+            log.warning("worker %s lost (%s) while running %d tasks", w.name, why, len(w.running))
         if w.ident in self.idle:
             self.idle = deque(i for i in self.idle if i != w.ident)
         if not self.workers and self.no_workers_since is None:
@@ -392,6 +401,9 @@ class Master:
             stage.pending.appendleft(p)
             return
         job.retried(stage)
+        if reason == "crashed":
+            self._crashed(job, stage, p, ident, b.get("message", "died"))
+            return
         if reason == "missing":
             self._recompute(job, stage, p, b.get("missing") or [])
             return
@@ -403,6 +415,18 @@ class Master:
                                     f"the last: {b.get('message')}", stage.id, p)
         else:
             stage.pending.append(p)  # at the back: give the failing resource a moment
+
+    def _crashed(self, job: JobRun, stage: StageRun, p: int, ident: bytes, cause: str) -> None:
+        """The task's process died (the worker has replaced it): retry, bounded, then fail the job."""
+        n = stage.crashes[p] = stage.crashes.get(p, 0) + 1
+        w = self.workers.get(ident)
+        where = task_place(_stage_name(stage), p, stage.info.get("labels", ()))
+        log.warning("job %s, %s: the task's process %s on worker %s (attempt %d of %d)", job.id, where, cause,
+                    w.name if w else "?", n, self.max_crashes)
+        if n >= self.max_crashes:
+            self._fail(job, "crashed", f"{where}: the task's process {cause} {n} times", stage.id, p)
+        else:
+            stage.pending.appendleft(p)
 
     def _recompute(self, job: JobRun, stage: StageRun, p: int, missing: list) -> None:
         """Re-run the tasks that wrote the missing blocks, then ``p`` again."""
@@ -514,7 +538,8 @@ class Master:
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
-            elif w.running and not self._send(w.ident, P.HEARTBEAT):
+            elif not self._send(w.ident, P.HEARTBEAT):
+                # idle ones too: a killed worker is forgotten within a tick, before a task is sent to it
                 self._lose_worker(w, "disconnected")
         for job in list(self.jobs.values()):
             if job.state != "running":

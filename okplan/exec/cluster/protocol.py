@@ -56,9 +56,6 @@ TASK = "task"                     # {job_id, stage, partition, attempt}, blobs [
 JOB_END = "job_end"               # {job_id}: forget the job's functions
 RESET = "reset"                   # {}: the master does not know you (it restarted): say hello again
 
-#: exit code of a worker the master refused (wrong secret, other versions): restarting it cannot help
-EXIT_REFUSED = 3
-
 #: default bound on one message (all frames) the master accepts; ``okplan master --max-message-bytes``
 MAX_MESSAGE_BYTES = 64 << 20
 #: more frames than any message of ours has
