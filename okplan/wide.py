@@ -14,6 +14,7 @@ from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
 from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash
 from .logical.shortcuts import known_count
+from .exec.external import external_sorted
 
 if TYPE_CHECKING:
     from .dataset import DataSet
@@ -162,7 +163,8 @@ class WideMixin:
         reverse = not ascending
 
         def sort_partition(it):
-            return iter(sorted(it, key=sort_key, reverse=reverse))
+            # merges sorted runs from disk when the partition is over the task's memory budget
+            return external_sorted(it, key=sort_key, reverse=reverse)
 
         return shuffled._narrow("sortPartition", None, narrow.map_partitions_fn(sort_partition), True,
                                 ("asc" if ascending else "desc",))
@@ -360,5 +362,6 @@ def _dispatch(pad_left: bool, pad_right: bool) -> Callable:
             vs = [None]
         if pad_right and not ws:
             ws = [None]
-        return [(v, w) for v in vs for w in ws]
+        # lazily: the values of a hot key may be streamed from disk, and their product is bigger still
+        return ((v, w) for v in vs for w in ws)
     return dispatch

@@ -7,6 +7,9 @@ import time
 from typing import Any
 
 from ...physical.stage import Materialize, ShuffleWrite, Stage
+from ..memory import TaskMemory
+from ..memory import task_memory as task_memory_of
+from ..spill import SpillDir
 from ..serialization import compress, decompress, deserialize, serialize
 from .spec import JobSpec
 from .store import BlockStore, Keys, MissingBlockError
@@ -45,6 +48,12 @@ class TaskMeter:
 
     def io_seconds(self) -> float:
         return self.store + self.serialize + self.compress
+
+
+def task_memory(spec: JobSpec) -> TaskMemory:
+    """The budget of a task of job ``spec`` (the client's setting, else this worker's), spilling to a
+    directory of its own under this worker's ``OKPLAN_LOCAL_DIR``, which the caller removes."""
+    return TaskMemory(task_memory_of(spec.get("task_memory")), SpillDir(f"{spec['job_id']}"))
 
 
 class RedisBlocks:

@@ -20,6 +20,7 @@ from ...errors import ClusterUnavailableError, ConfigurationError, JobFailedErro
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
+from ..memory import task_memory as task_memory_of
 from ..metrics import JobMetrics
 from ..serialization import decode_block, dumps_function, encode_block
 from . import protocol as P
@@ -53,13 +54,15 @@ class ClusterExecutor:
 
     def __init__(self, url: str, secret: str | bytes | None = None, redis: str | None = None,
                  connect_timeout: float = 3.0, alive_timeout: float = 15.0, job_ttl: int = 3600,
-                 cache_ttl: int | None = 7 * 86400, inline_max: int = 1 << 16):
+                 cache_ttl: int | None = 7 * 86400, inline_max: int = 1 << 16,
+                 task_memory: str | int | None = None):
         self.url = url
         self.secret = P.secret_bytes(secret)
         self.alive_timeout = alive_timeout
         self.job_ttl = job_ttl
         self.cache_ttl = cache_ttl
         self.inline_max = inline_max
+        self.task_memory = task_memory_of(task_memory)
         self.last_metrics: JobMetrics | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
@@ -206,7 +209,7 @@ class ClusterExecutor:
     def _submit(self, plan: PhysicalPlan, action: Callable, want: list[int], metrics: JobMetrics) -> str:
         job_id = uuid.uuid4().hex[:16]
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
-                          inline_max=self.inline_max)
+                          inline_max=self.inline_max, task_memory=self.task_memory)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
         keys = Keys(job_id, self.client_id)
         uploads = [(keys.source(sid, i), encode_block(part))
@@ -319,6 +322,7 @@ def _fill_metrics(metrics: JobMetrics, d: dict[str, Any]) -> None:
         m.tasks, m.records_in, m.records_out = sm["tasks"], sm["rin"], sm["rout"]
         m.seconds, m.phases = sm["seconds"], dict(sm["phases"])
         m.bytes_raw, m.bytes_compressed, m.retries = sm["raw"], sm["comp"], sm["retries"]
+        m.spill_bytes = sm.get("spill", 0)
     metrics.tasks_per_worker = dict(d.get("tasks_per_worker", {}))
     metrics.retries = d.get("retries", 0)
     metrics.bytes_written += d.get("bytes_written", 0)
