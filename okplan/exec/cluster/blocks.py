@@ -1,10 +1,16 @@
 """A worker's view of Redis for one task: the ``BlockSource`` the task runner reads inputs from, and
-the writer of the task's output. Both count bytes and time per phase for the job's metrics."""
+the writer of the task's output. Both count bytes and time per phase for the job's metrics.
+
+Blocks are encoded in chunks of at most ``store.chunk_bytes`` (``encode_chunks``) and read back one chunk
+at a time (``ChunkedRecords``, and a shuffle read decodes each bucket only when the task reaches it), so
+neither Redis's 512 MB value limit nor a worker's memory bounds the size of a partition or a bucket.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator
 
 from ...physical.stage import Materialize, ShuffleWrite, Stage
 from ..memory import TaskMemory
@@ -68,10 +74,25 @@ class RedisBlocks:
     def _get(self, key: str, what: tuple[str, object, int]) -> Any:
         t0 = time.perf_counter()
         blob = self.store.get_many([key])[0]
+        info = self.store.chunk_info(key) if blob is None else None
         self.meter.store += time.perf_counter() - t0
+        if info is not None:
+            n, count = info
+            return ChunkedRecords(count, [self._fetch(self.store.get_field, key, str(i), what) for i in range(n)],
+                                  self.meter.decode)
         if blob is None:
             raise MissingBlockError([what])
         return self.meter.decode(blob)
+
+    def _fetch(self, get: Callable, key: str, field: Any, what: tuple) -> Callable[[], bytes]:
+        def fetch() -> bytes:
+            t0 = time.perf_counter()
+            blob = get(key, field)
+            self.meter.store += time.perf_counter() - t0
+            if blob is None:
+                raise MissingBlockError([what])
+            return blob
+        return fetch
 
     def source(self, source_id: str, index: int) -> list:
         return self._get(self.keys.source(source_id, index), ("source", source_id, index))
@@ -84,8 +105,26 @@ class RedisBlocks:
         missing = [("shuffle", shuffle_id, m) for m, row in enumerate(rows) if row is False]
         if missing:
             raise MissingBlockError(missing)
+        return self._decoded(shuffle_id, reduce_index, rows)
+
+    def _decoded(self, shuffle_id: int, reduce_index: int, rows: list) -> Iterator[list]:
+        """Each bucket decoded only when the task reaches it: the compressed blobs are what waits."""
         decode = self.meter.decode
-        return [decode(row) for row in rows if row]
+        for m, row in enumerate(rows):
+            if type(row) is int:
+                key = self.keys.shuffle(shuffle_id, m)
+                for i in range(row):
+                    yield decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)))
+            elif row:
+                yield decode(row)
+
+    def _bucket_chunk(self, key: str, reduce_index: int, i: int, what: tuple) -> bytes:
+        t0 = time.perf_counter()
+        blob = self.store.bucket_chunk(key, reduce_index, i)
+        self.meter.store += time.perf_counter() - t0
+        if blob is None:
+            raise MissingBlockError([what])
+        return blob
 
     def materialized(self, cache_id: str, index: int) -> list:
         scope = self.spec["cache_scopes"].get(cache_id, "context")
@@ -100,21 +139,46 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     keys = Keys(spec["job_id"], spec["client"])
     out = stage.output
     ttl = spec["ttl"]
+    limit = store.chunk_bytes
     if isinstance(out, ShuffleWrite):
-        encoded = {r: meter.encode(b) for r, b in enumerate(value) if b}
+        small: dict[int, bytes] = {}
+        big: list[tuple[int, Iterator[bytes]]] = []
+        for r, b in enumerate(value):
+            if not b:
+                continue
+            chunks = encode_chunks(b, meter.encode, limit)
+            first = next(chunks)
+            second = next(chunks, None)
+            if second is None:
+                small[r] = first
+            else:
+                big.append((r, _counting(_chain(first, second, chunks), meter)))
         t0 = time.perf_counter()
-        store.put_buckets(keys.shuffle(out.shuffle_id, partition), encoded, ttl)
+        store.put_buckets(keys.shuffle(out.shuffle_id, partition), small, ttl, big)
         meter.store += time.perf_counter() - t0
-        meter.bytes_written += sum(map(len, encoded.values()))
+        meter.bytes_written += sum(map(len, small.values()))
         return False, b""
     if isinstance(out, Materialize):
-        blob = meter.encode(value)
         t0 = time.perf_counter()
-        store.put_many([(keys.materialized(out.cache_id, out.scope, partition), blob)],
-                       spec["cache_ttl"] if out.scope == "context" else ttl)
+        store.put_chunked(keys.materialized(out.cache_id, out.scope, partition),
+                          _counting(encode_chunks(value, meter.encode, limit), meter), len(value),
+                          spec["cache_ttl"] if out.scope == "context" else ttl)
         meter.store += time.perf_counter() - t0
-        meter.bytes_written += len(blob)
         return False, b""
+    if type(value) is list:
+        chunks = encode_chunks(value, meter.encode, limit)
+        blob = next(chunks)
+        second = next(chunks, None)
+        if second is None and len(blob) <= spec["inline_max"]:
+            return False, blob
+        t0 = time.perf_counter()
+        if second is None:
+            store.put_many([(keys.result(partition), blob)], ttl)
+            meter.bytes_written += len(blob)
+        else:
+            store.put_chunked(keys.result(partition), _counting(_chain(blob, second, chunks), meter), len(value), ttl)
+        meter.store += time.perf_counter() - t0
+        return True, b""
     blob = meter.encode(value)
     if len(blob) <= spec["inline_max"]:
         return False, blob
@@ -123,3 +187,73 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     meter.store += time.perf_counter() - t0
     meter.bytes_written += len(blob)
     return True, b""
+
+
+def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int) -> Iterator[bytes]:
+    """A partition or bucket (a list or ``SpilledRecords``) as encoded lists of at most ~``limit``
+    bytes each; decoded and concatenated they are the records. A list that fits is encoded once, as
+    before; a spilled one streams from disk, one slice in memory at a time.
+
+    >>> from okplan.exec.serialization import encode_block, decode_block
+    >>> [len(decode_block(b)) for b in encode_chunks(list(range(10_000)), encode_block, 4096)]
+    [2500, 2500, 2500, 2500]
+    """
+    if type(records) is list:
+        blob = encode(records)
+        if len(blob) <= limit or len(records) < 2:
+            yield blob
+            return
+        pieces = min(len(records), 2 * -(-len(blob) // limit))  # aim at half the limit: sizes vary
+        del blob
+        step = -(-len(records) // pieces)
+        for i in range(0, len(records), step):
+            yield encode(records[i:i + step])
+        return
+    it = iter(records)
+    step = 4096
+    produced = False
+    while True:
+        part = list(islice(it, step))
+        if not part:
+            break
+        blob = encode(part)
+        produced = True
+        yield blob
+        # size the next slice from this one's bytes per record
+        step = max(1, int(limit // 2 * len(part) / max(1, len(blob))))
+    if not produced:
+        yield encode([])
+
+
+def _chain(a: bytes, b: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield a
+    yield b
+    yield from rest
+
+
+def _counting(chunks: Iterator[bytes], meter: TaskMeter) -> Iterator[bytes]:
+    for blob in chunks:
+        meter.bytes_written += len(blob)
+        yield blob
+
+
+class ChunkedRecords:
+    """The records of a block stored in chunks, fetched and decoded one chunk at a time when iterated
+    (a sized iterable, like ``SpilledRecords``); pickles as a plain list."""
+
+    __slots__ = ("count", "fetches", "decode")
+
+    def __init__(self, count: int, fetches: list[Callable[[], bytes]], decode: Callable[[bytes], list]):
+        self.count = count
+        self.fetches = fetches
+        self.decode = decode
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator:
+        for fetch in self.fetches:
+            yield from self.decode(fetch())
+
+    def __reduce__(self):
+        return list, (list(self),)

@@ -25,6 +25,7 @@ from ..metrics import JobMetrics
 from ..serialization import decode_block, dumps_function, encode_block
 from . import protocol as P
 from .remote_errors import unpack_exception
+from .blocks import encode_chunks
 from .spec import build_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
 
@@ -212,8 +213,17 @@ class ClusterExecutor:
                           inline_max=self.inline_max, task_memory=self.task_memory)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
         keys = Keys(job_id, self.client_id)
-        uploads = [(keys.source(sid, i), encode_block(part))
-                   for sid, op in sources_to_upload(plan).items() for i, part in enumerate(op.slices or ())]
+        uploads = []
+        for sid, op in sources_to_upload(plan).items():
+            for i, part in enumerate(op.slices or ()):
+                chunks = encode_chunks(part, encode_block, self.store.chunk_bytes)
+                blob = next(chunks)
+                rest = list(chunks)  # the client holds the partition anyway; a big one goes in chunks
+                if rest:
+                    self.store.put_chunked(keys.source(sid, i), iter([blob] + rest), len(part), self.job_ttl)
+                    metrics.bytes_written += len(blob) + sum(map(len, rest))
+                else:
+                    uploads.append((keys.source(sid, i), blob))
         if uploads:
             self.store.put_many(uploads, self.job_ttl)
             metrics.bytes_written += sum(len(b) for _, b in uploads)
@@ -227,7 +237,12 @@ class ClusterExecutor:
 
     def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
         if body["stored"]:
-            blob = self.store.take(Keys(job_id).result(body["partition"]))
+            key = Keys(job_id).result(body["partition"])
+            blob = self.store.take(key)
+            if blob is None:
+                chunked = self._take_chunked(key, metrics)
+                if chunked is not None:
+                    return chunked
             if blob is None:
                 raise JobFailedError(f"the result of partition {body['partition']} of job {job_id} is gone "
                                      f"from Redis (restarted or evicted); run the action again")
@@ -235,6 +250,21 @@ class ClusterExecutor:
             blob = blobs[0]
         metrics.bytes_read += len(blob)
         return decode_block(blob)
+
+    def _take_chunked(self, key: str, metrics: JobMetrics) -> list | None:
+        """A result stored in chunks (a list too big for one Redis value), read and deleted."""
+        info = self.store.chunk_info(key)
+        if info is None:
+            return None
+        out: list = []
+        for i in range(info[0]):
+            blob = self.store.get_field(key, str(i))
+            if blob is None:
+                return None
+            metrics.bytes_read += len(blob)
+            out += decode_block(blob)
+        self.store.delete([key])
+        return out
 
     def _job_error(self, body: dict, blobs: list) -> BaseException:
         reason = body["reason"]

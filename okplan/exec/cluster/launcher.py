@@ -21,10 +21,14 @@ from typing import Any
 
 from ...errors import ClusterUnavailableError
 from .client import ClusterExecutor
+from ..memory import local_dir, parse_size
 from .parent import die_with_parent, pdeathsig_is_safe
 from .store import BlockStore
+from .tier import SpillTier
 
 _START_TIMEOUT = 30.0
+#: Redis's memory limit in a local cluster (``OKPLAN_REDIS_MAXMEMORY``); past it blocks go to disk
+DEFAULT_REDIS_MAXMEMORY = "1g"
 
 
 def redis_server_binary() -> str:
@@ -65,6 +69,8 @@ class _Children:
         self.master: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.tmpdir = tempfile.mkdtemp(prefix="okplan-redis-")
+        #: the store's spill tier: blocks Redis has no room for (every process here sees this directory)
+        self.store_dir = tempfile.mkdtemp(prefix="okplan-store-", dir=local_dir())
 
     def stop(self) -> None:
         procs = self.workers + ([self.master] if self.master else [])
@@ -81,6 +87,7 @@ class _Children:
                 if stream is not None:
                     stream.close()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+        shutil.rmtree(self.store_dir, ignore_errors=True)
 
 
 class LocalCluster(ClusterExecutor):
@@ -93,7 +100,7 @@ class LocalCluster(ClusterExecutor):
     """
 
     def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
-                 heartbeat_timeout: float = 5.0, **options: Any):
+                 heartbeat_timeout: float = 5.0, redis_maxmemory: str | int | None = None, **options: Any):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
         self.n = n
@@ -105,12 +112,17 @@ class LocalCluster(ClusterExecutor):
         self._env = _child_env()
         if secret:
             self._env["OKPLAN_SECRET"] = secret
+        self.redis_maxmemory = parse_size(redis_maxmemory or os.environ.get("OKPLAN_REDIS_MAXMEMORY")
+                                          or DEFAULT_REDIS_MAXMEMORY, "redis_maxmemory")
+        self._env.setdefault("OKPLAN_STORE_SPILL_DIR", self.children.store_dir)
         try:
             self.redis_url = redis or self._start_redis()
             self.master_url = self._start_master(heartbeat_timeout)
             for _ in range(n):
                 self.add_worker(slots)
             super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
+            if self._env["OKPLAN_STORE_SPILL_DIR"]:  # an empty value turns the tier off
+                self.store.tier = SpillTier(self._env["OKPLAN_STORE_SPILL_DIR"])
             self._wait_for_workers(n * slots)
         except BaseException:
             self._finalizer()
@@ -128,7 +140,8 @@ class LocalCluster(ClusterExecutor):
             self._redis_port = port or free_port()
             proc = self._popen([binary, "--port", str(self._redis_port), "--bind", "127.0.0.1", "--save", "",
                                 "--appendonly", "no", "--dir", self.children.tmpdir, "--loglevel", "warning",
-                                "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--daemonize", "no", "--maxmemory", str(self.redis_maxmemory),
+                                "--maxmemory-policy", "noeviction"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             url = f"redis://127.0.0.1:{self._redis_port}/0"
             store = BlockStore(url, connect_timeout=0.5)
             deadline = time.monotonic() + 10
