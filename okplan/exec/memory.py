@@ -51,7 +51,7 @@ def parse_size(value: str | int, what: str = "OKPLAN_TASK_MEMORY") -> int:
     except ValueError:
         raise ConfigurationError(f"{what} must be a size like 256m or 2g, got {value!r}") from None
     if n < 0:
-        raise ConfigurationError(f"{what} must not be negative, got {value!r}")
+        raise ConfigurationError(f"{what} must be a size like 256m or 2g, not negative: {value!r}")
     return int(n * _UNITS[unit])
 
 
