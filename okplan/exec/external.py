@@ -124,30 +124,52 @@ def _merge_values(rows: Iterator, merge: Callable) -> Iterator:
 
 
 def _merge_groups(rows: Iterator, memory: TaskMemory, width: int, gauge) -> Iterator:
+    """Pieces of the same key concatenated. A piece read from a run is this merge's own list, so the
+    first piece of a key is extended in place; only a group that grows past ``memory.every`` values
+    becomes a ``GroupBuffer`` that may continue on disk."""
     cur = None
     group: dict = {}
+    every = memory.every
     for h, k, c in rows:
         if h != cur:
             if group:
                 yield from _finish(group, width)
                 group = {}
             cur = h
-        bufs = group.get(k)
-        if bufs is None:
-            bufs = group[k] = [GroupBuffer(memory, gauge) for _ in range(width)]
+        have = group.get(k)
+        if have is None:
+            group[k] = list(c) if width > 1 else c
+            continue
         if width == 1:
-            bufs[0].extend(c)
-        else:
-            for buf, values in zip(bufs, c):
-                if values:
-                    buf.extend(values)
+            if type(have) is list:
+                have.extend(c)
+                if len(have) > every:
+                    buf = group[k] = GroupBuffer(memory, gauge)
+                    buf.extend(have)
+            else:
+                have.extend(c)
+            continue
+        for pos, values in enumerate(c):
+            if values:
+                part = have[pos]
+                if type(part) is list and len(part) + len(values) > every:
+                    part = have[pos] = GroupBuffer(memory, gauge, part)
+                part.extend(values)
     if group:
         yield from _finish(group, width)
 
 
+def _result(part: Any) -> Any:
+    return part.result() if type(part) is GroupBuffer else part
+
+
 def _finish(group: dict, width: int) -> Iterator:
-    for k, bufs in group.items():
-        yield k, (bufs[0].result() if width == 1 else tuple(b.result() for b in bufs))
+    if width == 1:
+        for k, c in group.items():
+            yield k, _result(c)
+    else:
+        for k, parts in group.items():
+            yield k, tuple(map(_result, parts))
 
 
 class GroupBuffer:
@@ -159,10 +181,10 @@ class GroupBuffer:
 
     __slots__ = ("memory", "gauge", "values", "runs", "writer", "checked")
 
-    def __init__(self, memory: TaskMemory, gauge):
+    def __init__(self, memory: TaskMemory, gauge, values: list | None = None):
         self.memory = memory
         self.gauge = gauge
-        self.values: list = []
+        self.values: list = values if values is not None else []
         self.runs: list = []
         self.writer: RunWriter | None = None
         self.checked = 0

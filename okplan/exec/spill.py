@@ -190,6 +190,11 @@ def write_run(spill_dir: SpillDir, records: Iterable, what: str = "run") -> Run:
 
 def read_run(run: Run) -> Iterator:
     """The records of ``run``, one batch in memory at a time."""
+    return itertools.chain.from_iterable(read_batches(run))
+
+
+def read_batches(run: Run) -> Iterator[list]:
+    """The records of ``run`` as the lists they were written in (iterating those stays in C)."""
     if run.count == 0:
         return
     with open(run.path, "rb", buffering=_BUFFER) as f:
@@ -200,7 +205,7 @@ def read_run(run: Run) -> Iterator:
             (n,) = _LEN.unpack(read(_LEN.size))
             data = read(n)
             left -= _LEN.size + n
-            yield from pickle.loads(lz4.frame.decompress(data))
+            yield pickle.loads(lz4.frame.decompress(data))
 
 
 class SpilledRecords:
@@ -226,9 +231,12 @@ class SpilledRecords:
         return self.count
 
     def __iter__(self) -> Iterator:
+        return itertools.chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[list]:
         for run in self.runs:
-            yield from read_run(run)
-        yield from self.tail
+            yield from read_batches(run)
+        yield self.tail
 
     def __getitem__(self, index: int) -> Any:
         # rare (a user indexing a huge group): read up to the record instead of holding a list
