@@ -85,3 +85,13 @@ def test_a_wrong_engine_is_caught(monkeypatch):
                        "--repeat", "1", "--warmup", "0", "--no-micro", "--quiet"])
     result = {r["engine"]: r for r in run_suite(args)["results"]}
     assert result["okplan-local"]["status"] == "wrong"
+
+
+def test_the_memory_section_runs_a_case_and_renders():
+    from benchmarks import memory
+
+    rows = [memory.run_case("groupByKey", 20_000, "local", b) for b in (memory.IN_MEMORY, "1k")]
+    assert all(r["ok"] for r in rows)
+    assert rows[0]["spill_bytes"] == 0 and rows[1]["spill_bytes"] > 0
+    text = memory.section_table(rows)
+    assert "groupByKey" in text and "in memory" in text and "1k" in text
