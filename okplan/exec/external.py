@@ -36,6 +36,15 @@ def combine(sources: Iterable[tuple[Iterable, Fold]], merge: Callable[[Any, Any]
 
     ``width`` says what a combiner is: 0 a value merged with ``merge`` (reduceByKey, combineByKey), 1 a
     list of values (groupByKey), n > 1 a tuple of n lists (cogroup). Lists grow past the budget on disk.
+
+    >>> from okplan.exec.memory import TaskMemory; from okplan.exec.spill import SpillDir
+    >>> def fold(d, records):
+    ...     for k, v in records:
+    ...         d[k] = d.get(k, 0) + v
+    >>> mem = TaskMemory(1, SpillDir())               # a 1-byte budget: spills at every check
+    >>> sorted(combine([([("a", 1), ("b", 2)] * 100, fold)], lambda x, y: x + y, mem))
+    [('a', 100), ('b', 200)]
+    >>> mem.spill_dir.remove()
     """
     gauge = memory.gauge()
     every = memory.every
@@ -279,16 +288,13 @@ def spool(records: Iterable, memory: TaskMemory) -> list | SpilledRecords:
     return SpilledRecords(runs, buf)
 
 
-def spill_buckets(buckets: list[list], writer_holder: list, memory: TaskMemory, runs: list[list]) -> None:
-    """Move every non-empty bucket to a run of the task's bucket file; the lists are emptied in place."""
-    if not writer_holder:
-        writer_holder.append(RunWriter(memory.spill_dir, "buckets"))
-    writer = writer_holder[0]
+def spill_buckets(buckets: list[list], writer: RunWriter, runs: list[list]) -> None:
+    """Move every non-empty bucket to a run of ``writer``'s file (its runs go to ``runs[bucket]``); the
+    lists are emptied in place."""
     for b, rs in zip(buckets, runs):
         if b:
             rs.append(writer.write(b))
             b.clear()
-    memory.spills += 1
 
 
 def _unlink(runs: list) -> None:

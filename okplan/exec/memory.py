@@ -141,16 +141,19 @@ def check_every(budget: int) -> int:
 class TaskMemory:
     """The budget of the running task and where it spills (a ``SpillDir`` owned by the job).
 
-    ``spilled_bytes`` counts what the task wrote to disk, for the stage metrics.
+    ``spills`` counts the task's spills; its spill directory's ``bytes_written``, the bytes.
+
+    >>> from okplan.exec.spill import SpillDir
+    >>> TaskMemory(parse_size("256m"), SpillDir()).every
+    1024
     """
 
-    __slots__ = ("budget", "spill_dir", "every", "spilled_bytes", "spills", "escaping")
+    __slots__ = ("budget", "spill_dir", "every", "spills", "escaping")
 
     def __init__(self, budget: int, spill_dir):
         self.budget = budget
         self.spill_dir = spill_dir
         self.every = check_every(budget)
-        self.spilled_bytes = 0
         self.spills = 0
         #: True once a group streamed from disk exists: results must be detached before the task ends
         self.escaping = False

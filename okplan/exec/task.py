@@ -19,7 +19,7 @@ from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp,
 from ..physical.stage import Materialize, ShuffleWrite, Stage
 from . import external
 from .memory import TaskMemory, running
-from .spill import SpilledRecords, detach
+from .spill import RunWriter, SpilledRecords, detach
 
 
 class NotHashableKeyError(OkplanError, TypeError):
@@ -442,7 +442,7 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
     every = memory.every
     source = iter(it)
     runs: list[list] = [[] for _ in range(n)]
-    writer: list = []
+    writer: RunWriter | None = None
     items = 0
     while True:
         chunk = list(islice(source, every))
@@ -451,12 +451,15 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
             break
         items += every
         if gauge.over(items):
-            external.spill_buckets(buckets, writer, memory, runs)
+            if writer is None:
+                writer = RunWriter(memory.spill_dir, "buckets")
+            external.spill_buckets(buckets, writer, runs)
+            memory.spills += 1
             items = 0
             gauge.spilled()
-    if not writer:
+    if writer is None:
         return buckets
-    writer[0].close()
+    writer.close()
     return [SpilledRecords(rs, b) if rs else b for rs, b in zip(runs, buckets)]  # type: ignore[misc]
 
 
