@@ -107,14 +107,18 @@ class Gauge:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.base = rss()
+        #: resident size when measuring started: read at the first check, so small inputs never read it
+        self.base = -1
         self.per_item = MIN_ITEM_BYTES
 
     def over(self, items: int) -> bool:
         """True when a structure of ``items`` items is over the budget (check every ``check_every``)."""
         if items * self.per_item > self.limit:
             return True
-        grown = rss() - self.base
+        now = rss()
+        if self.base < 0:
+            self.base = now
+        grown = now - self.base
         if grown > self.limit:
             if items:
                 # learn what an item costs: this structure is most of what grew since the last spill

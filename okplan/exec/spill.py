@@ -70,7 +70,7 @@ class SpillDir:
 
     def __init__(self, tag: str | None = None, root: str | None = None):
         self.root = root or local_dir()
-        self.tag = tag or uuid.uuid4().hex[:12]
+        self.tag = tag or "job"
         self.path: str | None = None
         self._names = itertools.count()
         self.bytes_written = 0
@@ -79,7 +79,7 @@ class SpillDir:
         """A fresh file name in this directory."""
         if self.path is None:
             sweep_stale(self.root)
-            path = os.path.join(self.root, f"{_PREFIX}{os.getpid()}-{self.tag}-{uuid.uuid4().hex[:6]}")
+            path = os.path.join(self.root, f"{_PREFIX}{os.getpid()}-{self.tag}-{uuid.uuid4().hex[:12]}")
             try:
                 os.makedirs(path)
             except OSError as e:
