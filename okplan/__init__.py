@@ -13,6 +13,7 @@ from .dataset import DataSet
 from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
+from .files import SparkFiles
 from .logger import Logger
 from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
@@ -22,6 +23,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
-    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
+    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
     "portable_hash",
 ]

@@ -54,6 +54,9 @@ class Context:
         self._optimize = bool(optimize)
         self._executor = make_executor(master, **options)
         self._persisted: dict[int, str] = {}
+        self._checkpoints: dict[int, str] = {}       # dataset id -> "reliable" | "local"
+        self._checkpoint_dir: str | None = None
+        self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
         self._lock = threading.RLock()
         self._stopped = False
 
@@ -62,6 +65,7 @@ class Context:
         """Stop the executor (and any servers ``local-cluster`` started) and drop cached data."""
         if not self._stopped:
             self._stopped = True
+            self._forget_side_files()
             self._executor.stop()
 
     def __enter__(self) -> "Context":
@@ -200,6 +204,101 @@ class Context:
         if accum_param is not None:
             return Accumulator(value, accum_param.addInPlace, accum_param.zero(value))
         return Accumulator(value)
+
+    # -- side files, checkpoints, logging --------------------------------------------------------------
+    def addFile(self, path: str, recursive: bool = False) -> None:
+        """Ship a file to every task: read it anywhere with ``SparkFiles.get(name)`` (``from okplan
+        import SparkFiles``). Local paths only; a directory is refused. On a cluster the bytes go to
+        Redis under this client's namespace and each worker copies them once into its own directory.
+
+        >>> ctx.addFile("lookup.csv")                                    # doctest: +SKIP
+        >>> ctx.parallelize([1]).map(lambda _: open(SparkFiles.get("lookup.csv")).read()).first()  # doctest: +SKIP
+        """
+        self._add_side_file(path, False, "addFile")
+
+    def addPyFile(self, path: str) -> None:
+        """Ship a ``.py`` file (or a ``.zip``/``.egg``/``.whl`` of modules) to every task and make it
+        importable there, as PySpark: tasks can ``import`` it, and functions that come from it unpickle.
+
+        >>> ctx.addPyFile("helpers.py")                                  # doctest: +SKIP
+        >>> ctx.parallelize([1]).map(lambda x: __import__("helpers").double(x)).collect()  # doctest: +SKIP
+        [2]
+        """
+        self._add_side_file(path, True, "addPyFile")
+
+    def _add_side_file(self, path: str, python: bool, method: str) -> None:
+        import os
+
+        from .exec import sidefiles
+
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{method}() expects a path, got {type(path).__name__}")
+        path = os.path.abspath(os.fspath(path))
+        if os.path.isdir(path):
+            raise ValueError(f"{method}() takes a file, and {path} is a directory; zip it first")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{method}(): File {path} does not exist")
+        with open(path, "rb") as f:
+            data = f.read()
+        name = os.path.basename(path)
+        entry = {"sha": sidefiles.digest(data), "py": python}
+        sidefiles.place(name, data, python, entry["sha"])  # the client sees them too, as PySpark's driver
+        self._side_files[name] = entry
+        store = getattr(self._executor, "store", None)
+        if store is not None:
+            from .exec.cluster.sidefiles import publish
+
+            publish(store, self._executor.client_id, self._side_files, name, data,
+                    getattr(self._executor, "cache_ttl", None))
+
+    def _forget_side_files(self) -> None:
+        store = getattr(self._executor, "store", None)
+        if store is None or not self._side_files:
+            return
+        from .exec.cluster.sidefiles import forget
+
+        try:
+            forget(store, self._executor.client_id, self._side_files)
+        except Exception:  # noqa: BLE001 - Redis gone: the keys expire anyway
+            pass
+
+    def setCheckpointDir(self, dirName: str) -> None:
+        """Where PySpark writes checkpoints; ``checkpoint()`` needs it set. okplan keeps checkpoints
+        where it keeps caches, so nothing is written there (the directory is created, as Spark does).
+
+        >>> ctx.setCheckpointDir("/tmp/checkpoints")                     # doctest: +SKIP
+        """
+        import os
+        import uuid
+
+        if not isinstance(dirName, (str, os.PathLike)):
+            raise TypeError(f"setCheckpointDir() expects a path, got {type(dirName).__name__}")
+        path = os.path.join(os.path.abspath(os.fspath(dirName)), str(uuid.uuid4()))
+        os.makedirs(path, exist_ok=True)
+        self._checkpoint_dir = path
+
+    def getCheckpointDir(self) -> str | None:
+        """The directory ``setCheckpointDir`` set (with its per-Context subdirectory), or None.
+
+        >>> ctx.setCheckpointDir("/tmp/ckpt"); ctx.getCheckpointDir()      # doctest: +SKIP
+        '/tmp/ckpt/0b5c...'
+        """
+        return self._checkpoint_dir
+
+    def _checkpoint(self, ds: DataSet, kind: str) -> None:
+        self._checkpoints[ds._node.nid] = kind
+        self._persisted.setdefault(ds._node.nid, f"checkpoint-{ds._node.nid}")
+
+    def setLogLevel(self, logLevel: str) -> None:
+        """okplan's log threshold in this process, by PySpark's names: ALL, DEBUG, ERROR, FATAL, INFO,
+        OFF, TRACE, WARN (any case). Applies to ``Logger``s made without a level and to the stdlib
+        ``okplan`` logger.
+
+        >>> ctx.setLogLevel("WARN")                                      # doctest: +SKIP
+        """
+        from .logger import set_threshold
+
+        set_threshold(logLevel)
 
     # -- optimizer switch ------------------------------------------------------------------------------
     def setOptimize(self, enabled: bool) -> None:

@@ -15,7 +15,7 @@ from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
 from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
                                   Pipe, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp,
-                                  user_functions)
+                                  ZipOp, user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
 from . import external
 from .memory import TaskMemory, running
@@ -346,7 +346,20 @@ def _cartesian(op: CartesianOp, i, blocks, counter):
     return ((x, y) for x in compute(op.left, li, blocks, counter) for y in right)
 
 
+def _zip(op: ZipOp, i, blocks, counter):
+    left = compute(op.left, i, blocks, counter)
+    right = compute(op.right, i, blocks, counter)
+    try:
+        yield from zip(left, right, strict=True)
+    except ValueError as e:
+        if "zip()" not in str(e) or not raised_here(e, _zip):
+            raise
+        # Spark's words for the same mistake (it fails the task as well)
+        raise ValueError("Can only zip RDDs with same number of elements in each partition") from None
+
+
 _HANDLERS: dict[type, Callable] = {
+    ZipOp: _zip,
     HashJoinOp: _hash_join,
     CartesianOp: _cartesian,
     ReadSource: _read_source,

@@ -404,3 +404,11 @@ class HashJoin(Regrouped):
 
     def key(self) -> tuple:
         return (type(self), self.how, self.partitioner_, self.elided)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Zip(Node):
+    """``(x, y)`` for the i-th records of the same partition of both inputs (``zip``): a narrow
+    dependency on each, so both must have as many partitions and as many records per partition."""
+
+    op_name: ClassVar[str] = "Zip"

@@ -204,6 +204,20 @@ class HashJoinOp(PhysOp):
         return f"HashJoin [{self.how}, build right]"
 
 
+@dataclass(frozen=True, eq=False)
+class ZipOp(PhysOp):
+    """Partition ``i`` of both children, paired record by record (they must be equally long)."""
+
+    left: PhysOp
+    right: PhysOp
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.left, self.right)
+
+    def describe(self) -> str:
+        return "Zip"
+
+
 def user_functions(root: PhysOp) -> Iterator[tuple[str, Any]]:
     """``(operator as plans name it, function)`` for every user function in an operator tree, from the
     root down: the fused operators' functions and the aggregators' (error notes and pickling

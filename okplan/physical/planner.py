@@ -12,7 +12,7 @@ from ..logical import nodes as L
 from ..logical.plan import LogicalPlan
 from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
                         ReadMaterialized,
-                        ReadRange, ReadSource, ShuffleRead, UnionOp)
+                        ReadRange, ReadSource, ShuffleRead, UnionOp, ZipOp)
 from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
 
 
@@ -97,6 +97,8 @@ class _Builder:
         if isinstance(node, L.Cartesian):
             left, right = node.inputs
             return CartesianOp(self.op(left), self.op(right), right.num_partitions)
+        if isinstance(node, L.Zip):
+            return ZipOp(self.op(node.inputs[0]), self.op(node.inputs[1]))
         if isinstance(node, L.Persist):
             if node.cache_id not in self.materialized and node.cache_id not in self.persist_of:
                 self.persist_of[node.cache_id] = node.scope

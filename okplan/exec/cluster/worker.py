@@ -25,6 +25,7 @@ from .. import accumulators
 from ..serialization import deserialize, loads_function, serialize
 from ..task import run_task
 from . import protocol as P
+from . import sidefiles
 from .blocks import RedisBlocks, TaskMeter, task_memory, write_output
 from .parent import watch_parent
 from .remote_errors import pack_exception
@@ -148,6 +149,8 @@ class Worker:
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
+        if self.store is not None:  # addFile/addPyFile: before the functions, which may import them
+            sidefiles.install(self.store, spec["client"])
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
         registry = accumulators.begin_task()
