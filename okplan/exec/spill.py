@@ -36,7 +36,8 @@ from .memory import local_dir
 BATCH_RECORDS = 1024
 _LEN = struct.Struct("<Q")
 _PREFIX = "okplan-spill-"
-_BUFFER = 1 << 20
+#: file buffer of a spill file: a merge keeps one open per run, so it stays small
+_BUFFER = 1 << 16
 
 
 class SpillSpaceError(OkplanError, OSError):

@@ -189,10 +189,16 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     return True, b""
 
 
-def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int) -> Iterator[bytes]:
+#: records per chunk of a block a task reads: a chunk is decoded whole, and the decoded records (about
+#: ten times their encoded size) count against the reading task's memory budget
+CHUNK_RECORDS = 65536
+
+
+def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
+                  max_records: int = CHUNK_RECORDS) -> Iterator[bytes]:
     """A partition or bucket (a list or ``SpilledRecords``) as encoded lists of at most ~``limit``
-    bytes each; decoded and concatenated they are the records. A list that fits is encoded once, as
-    before; a spilled one streams from disk, one slice in memory at a time.
+    bytes and ``max_records`` records each; decoded and concatenated they are the records. A small
+    list is encoded once, as before; a spilled one streams from disk, one slice in memory at a time.
 
     >>> from okplan.exec.serialization import encode_block, decode_block
     >>> chunks = list(encode_chunks(list(range(10_000)), encode_block, 4096))
@@ -200,18 +206,22 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int)
     (True, 10000)
     """
     if type(records) is list:
-        blob = encode(records)
-        if len(blob) <= limit or len(records) < 2:
-            yield blob
-            return
-        pieces = min(len(records), 2 * -(-len(blob) // limit))  # aim at half the limit: sizes vary
-        del blob
-        step = -(-len(records) // pieces)
-        for i in range(0, len(records), step):
+        n = len(records)
+        if n <= max_records:
+            blob = encode(records)
+            if len(blob) <= limit or n < 2:
+                yield blob
+                return
+            pieces = min(n, 2 * -(-len(blob) // limit))  # aim at half the limit: sizes vary
+            del blob
+        else:
+            pieces = -(-n // max_records)
+        step = -(-n // pieces)
+        for i in range(0, n, step):
             yield encode(records[i:i + step])
         return
     it = iter(records)
-    step = 4096
+    step = min(4096, max_records)
     produced = False
     while True:
         part = list(islice(it, step))
@@ -221,7 +231,7 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int)
         produced = True
         yield blob
         # size the next slice from this one's bytes per record
-        step = max(1, int(limit // 2 * len(part) / max(1, len(blob))))
+        step = max(1, min(max_records, int(limit // 2 * len(part) / max(1, len(blob)))))
     if not produced:
         yield encode([])
 
