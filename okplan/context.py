@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
 from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
+from .context_files import FileReadersMixin
 from .dataset import DataSet, union_node
+from .errors import CacheLostError
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
 from .exec.metrics import JobMetrics
@@ -19,7 +20,7 @@ from .logical import nodes as L
 from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
-from .logical.shortcuts import known_count
+from .logical.shortcuts import count_without_running
 from .sort_bounds import resolve_sort_bounds
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
@@ -29,9 +30,11 @@ from .physical.stage import PhysicalPlan
 SEED_BUFFER_SIZE = 10240
 #: PySpark's largest batch when it ships a list to ``parallelize`` (its partitions hold whole batches)
 PYSPARK_BATCH_SIZE = 1024
+#: times a job is planned again because a cached dataset it reads vanished while it ran
+_CACHE_LOST_RETRIES = 2
 
 
-class Context:
+class Context(FileReadersMixin):
     """Where datasets come from and jobs run.
 
     ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default
@@ -53,11 +56,10 @@ class Context:
         self.appName = appName or "okplan"
         self._optimize = bool(optimize)
         self._executor = make_executor(master, **options)
-        self._persisted: dict[int, str] = {}
+        self._persisted: dict[int, str] = {}   # read and changed with single dict operations: thread-safe
         self._checkpoints: dict[int, str] = {}       # dataset id -> "reliable" | "local"
         self._checkpoint_dir: str | None = None
         self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
-        self._lock = threading.RLock()
         self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -91,7 +93,7 @@ class Context:
         ``min(len // numSlices, 1024)`` records and spreads whole batches over the partitions, so
         ``glom``, ``mapPartitions`` and ``zipWithUniqueId`` give the same answers on both.
 
-        >>> ctx.parallelize([1, 2, 3, 4], 2).glom().collect()     # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3, 4], 2).glom().collect()
         [[1, 2], [3, 4]]
         """
         chk.check_partitions(numSlices, "parallelize", "numSlices")
@@ -111,7 +113,7 @@ class Context:
         """The integers of ``range(start, end, step)`` (``range(n)`` is ``0..n-1``), generated in the
         tasks, never shipped.
 
-        >>> ctx.range(5).collect()                    # doctest: +SKIP
+        >>> ctx.range(5).collect()
         [0, 1, 2, 3, 4]
         """
         if end is None:
@@ -127,7 +129,7 @@ class Context:
     def emptyRDD(self) -> DataSet:
         """A dataset with no partitions and no records.
 
-        >>> ctx.emptyRDD().count()                    # doctest: +SKIP
+        >>> ctx.emptyRDD().count()
         0
         """
         return DataSet(self, L.Source(slices=(), callsite=chk.user_callsite()))
@@ -135,7 +137,7 @@ class Context:
     def union(self, rdds: list[DataSet]) -> DataSet:
         """All records of all datasets, in order.
 
-        >>> ctx.union([ctx.parallelize([1]), ctx.parallelize([2])]).collect()   # doctest: +SKIP
+        >>> ctx.union([ctx.parallelize([1]), ctx.parallelize([2])]).collect()
         [1, 2]
         """
         rdds = list(rdds)
@@ -153,7 +155,7 @@ class Context:
         the dataset and keeps its records under that name, so ``dataSet(label=..., fromExisting=True)``
         reopens it (from any client of the same cluster).
 
-        >>> ctx.dataSet(ChainableList(range(1, 30)), label="sum", bufferSize=1).reduce(lambda x, y: x + y)  # doctest: +SKIP
+        >>> ctx.dataSet(ChainableList(range(1, 30)), label="sum", bufferSize=1).reduce(lambda x, y: x + y)
         435
         """
         if fromExisting:
@@ -188,8 +190,8 @@ class Context:
     def broadcast(self, value: Any) -> Broadcast:
         """A read-only value for tasks, shipped once per job: use ``b.value`` inside functions.
 
-        >>> b = ctx.broadcast({"a": 1})                       # doctest: +SKIP
-        >>> ctx.parallelize(["a"]).map(lambda k: b.value[k]).collect()   # doctest: +SKIP
+        >>> b = ctx.broadcast({"a": 1})
+        >>> ctx.parallelize(["a"]).map(lambda k: b.value[k]).collect()
         [1]
         """
         return Broadcast(value)
@@ -197,8 +199,8 @@ class Context:
     def accumulator(self, value: Any, accum_param: Any = None) -> Accumulator:
         """A variable tasks can only add to; read ``.value`` here after an action.
 
-        >>> acc = ctx.accumulator(0)                          # doctest: +SKIP
-        >>> ctx.parallelize([1, 2, 3]).foreach(lambda x: acc.add(x)); acc.value   # doctest: +SKIP
+        >>> acc = ctx.accumulator(0)
+        >>> ctx.parallelize([1, 2, 3]).foreach(lambda x: acc.add(x)); acc.value
         6
         """
         if accum_param is not None:
@@ -249,7 +251,7 @@ class Context:
             from .exec.cluster.sidefiles import publish
 
             publish(store, self._executor.client_id, self._side_files, name, data,
-                    getattr(self._executor, "cache_ttl", None))
+                    getattr(self._executor, "cache_ttl", None), self._executor.block_key)
 
     def _forget_side_files(self) -> None:
         store = getattr(self._executor, "store", None)
@@ -309,8 +311,10 @@ class Context:
     def optimizing(self, enabled: bool) -> Iterator[None]:
         """Run the enclosed actions with the optimizer on or off.
 
-        >>> with ctx.optimizing(False):                       # doctest: +SKIP
-        ...     unoptimized = ds.collect()
+        >>> ds = ctx.parallelize([("a", 1), ("a", 2)]).reduceByKey(add)
+        >>> with ctx.optimizing(False):
+        ...     print(ds.collect(), "rules fired" in ds.toDebugString())
+        [('a', 3)] False
         """
         saved = self._optimize
         self._optimize = bool(enabled)
@@ -367,45 +371,66 @@ class Context:
         if not parts:
             # nothing to compute: no partitions means no tasks, so no executor is involved
             return iter(())
-        logical = self._with_caches(node)
         if self._optimize and action.name == "count" and partitions is None:
-            known = known_count(logical.root)
+            known = count_without_running(self._with_caches(node).root)
             if known is not None:
                 return iter((known,))
-        optimized, _ = self._optimized(logical)
-        optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
-        physical = plan_physical(optimized)
-        return self._results(self._executor.run(physical, action, parts), temporary)
+        results = self._run_from_lineage(node, action, parts)
+        next(results)  # plan now, so that planning errors and sort bounds' jobs happen at the call
+        return results
+
+    def _run_from_lineage(self, node: L.Node, action: PartitionAction, parts: list[int]) -> Iterator[Any]:
+        """Plan and run; when a cached dataset the plan reads turns out to be gone (evicted, expired,
+        unpersisted by another thread), plan again, which recomputes it from its lineage, and go on
+        with the partitions not yet delivered. Yields None once planned, then the results."""
+        delivered = 0
+        planned = False
+        lost: set[str] = set()
+        for attempt in range(_CACHE_LOST_RETRIES + 1):
+            logical = self._with_caches(node)
+            if lost:  # reads of a lost cache planned elsewhere (sorts, toLocalIterator) compute it again
+                logical = logical.transform(lambda n: _recompute_lost(n, lost))
+            optimized, _ = self._optimized(logical)
+            optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
+            results = self._executor.run(plan_physical(optimized), action, parts[delivered:])
+            try:
+                if not planned:
+                    planned = True
+                    yield None
+                for _, value in results:
+                    delivered += 1
+                    yield value
+                return
+            except CacheLostError as e:
+                if attempt == _CACHE_LOST_RETRIES:
+                    raise
+                if e.cache_id:
+                    lost.add(e.cache_id)
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
+                for cache_id in temporary:
+                    self._executor.drop_cached(cache_id)
 
     def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
         """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
         results = self._executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
         return [value for _, value in results]
 
-    def _results(self, results: Iterator[tuple[int, Any]], temporary: list[str]) -> Iterator[Any]:
-        try:
-            for _, value in results:
-                yield value
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
-            for cache_id in temporary:
-                self._executor.drop_cached(cache_id)
-
     def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
-        with self._lock:
-            try:
-                return list(self._run_job_iter(node, action, partitions))
-            except Exception as exc:
-                trim(exc)
-                raise
+        # no lock: executors are thread-safe, so threads of one Context run their jobs at once
+        try:
+            return list(self._run_job_iter(node, action, partitions))
+        except Exception as exc:
+            trim(exc)
+            raise
 
     def runJob(self, rdd: DataSet, partitionFunc: Callable[[Iterator], Iterable],
                partitions: list[int] | None = None) -> list:
         """Run ``partitionFunc`` on the given partitions (all by default); the results, flattened.
 
-        >>> ctx.runJob(ctx.parallelize(range(6), 3), lambda it: [sum(it)], [0, 2])   # doctest: +SKIP
+        >>> ctx.runJob(ctx.parallelize(range(6), 3), lambda it: [sum(it)], [0, 2])
         [1, 9]
         """
         chk.check_callable(partitionFunc, "runJob", "partitionFunc")
@@ -447,3 +472,11 @@ class Context:
         parts += [render_tree(optimized.root), "", f"== Physical plan ({self._executor.name}) ==",
                   render_physical(physical)]
         return "\n".join(parts)
+
+
+def _recompute_lost(n: L.Node, lost: set[str]) -> L.Node | None:
+    """A read of a lost cache becomes the ``Persist`` of its lineage (which fills the cache again)."""
+    if isinstance(n, L.CachedRead) and n.cache_id in lost and n.lineage is not None:
+        return L.Persist(inputs=(n.lineage,), cache_id=n.cache_id, scope="context", label=n.label,
+                         callsite=n.callsite)
+    return None

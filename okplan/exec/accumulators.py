@@ -23,15 +23,17 @@ def _add(a, b):
 class Accumulator:
     """A shared counter or sum. ``+=`` / ``add`` in tasks, ``.value`` in the caller.
 
-    >>> acc = ctx.accumulator(0)                        # doctest: +SKIP
-    >>> ctx.parallelize([1, 2, 3]).foreach(lambda x: acc.add(x))   # doctest: +SKIP
-    >>> acc.value                                       # doctest: +SKIP
+    >>> acc = ctx.accumulator(0)
+    >>> ctx.parallelize([1, 2, 3]).foreach(lambda x: acc.add(x))
+    >>> acc.value
     6
     """
 
     def __init__(self, value: Any, add: Callable[[Any, Any], Any] = _add, zero: Any = None,
                  aid: int | None = None):
         self.aid = next(_ids) if aid is None else aid
+        # tasks of several threads (local executor) and merges of several jobs add at once
+        self._lock = threading.Lock()
         self._value = value
         self._add = add
         self._zero = zero if zero is not None else _zero_like(value)
@@ -47,7 +49,8 @@ class Accumulator:
         self._value = v
 
     def add(self, term: Any) -> None:
-        self._value = self._add(self._value, term)
+        with self._lock:
+            self._value = self._add(self._value, term)
 
     def __iadd__(self, term: Any) -> "Accumulator":
         self.add(term)

@@ -10,10 +10,11 @@ import threading
 import time
 from typing import Any, Callable, Iterator
 
+from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
-from .metrics import JobMetrics
+from .metrics import JobMetrics, LastMetrics
 from .spill import SpillDir, relocate, to_disk
 from .task import run_task
 
@@ -59,7 +60,8 @@ class _MemoryBlocks:
         if parts is None:
             parts = self.cache.get(cache_id)
         if parts is None:
-            raise KeyError(f"materialised data {cache_id} is gone")
+            # another thread unpersisted it after this job was planned: the Context plans again
+            raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
         return parts[index]
 
 
@@ -111,7 +113,11 @@ def _stage_kind(stage: Stage) -> str:
 
 
 class LocalExecutor:
-    """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``."""
+    """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``.
+
+    Thread-safe: each job keeps its own blocks; the shared cache and named datasets change only by
+    whole-entry dict operations, atomic in CPython.
+    """
 
     name = "local"
 
@@ -122,14 +128,19 @@ class LocalExecutor:
         self.cache_dir = SpillDir("cache")
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
-        self.last_metrics: JobMetrics | None = None
+        self._metrics = LastMetrics()
+
+    @property
+    def last_metrics(self) -> JobMetrics | None:
+        """The metrics of the calling thread's last job (else of the last job of any thread)."""
+        return self._metrics.get()
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
         spill_dir = SpillDir("job")
         blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory)
         metrics = JobMetrics(self.name)
-        self.last_metrics = metrics
+        self._metrics.set(metrics)
         start = time.perf_counter()
         try:
             with _fewer_collections():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,3 +58,23 @@ class JobMetrics:
         d["records_shuffled"] = self.records_shuffled
         d["compression_ratio"] = self.compression_ratio
         return d
+
+
+class LastMetrics:
+    """An executor's "last job": per thread, so that threads running actions on one Context at once
+    each read their own job's metrics; a thread that ran none reads the last job of any thread.
+
+    >>> last = LastMetrics(); last.set(JobMetrics("local")); last.get().executor
+    'local'
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._any: JobMetrics | None = None
+
+    def set(self, metrics: JobMetrics) -> None:
+        self._local.metrics = metrics
+        self._any = metrics
+
+    def get(self) -> JobMetrics | None:
+        return getattr(self._local, "metrics", None) or self._any

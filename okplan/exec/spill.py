@@ -23,6 +23,7 @@ import os
 import pickle
 import shutil
 import struct
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -74,25 +75,31 @@ class SpillDir:
         self.tag = tag or "job"
         self.path: str | None = None
         self._names = itertools.count()
+        self._lock = threading.Lock()  # an executor's cache directory serves jobs of several threads
         self.bytes_written = 0
 
     def new_path(self, what: str) -> str:
         """A fresh file name in this directory."""
-        if self.path is None:
-            sweep_stale(self.root)
-            path = os.path.join(self.root, f"{_PREFIX}{os.getpid()}-{self.tag}-{uuid.uuid4().hex[:12]}")
-            try:
-                os.makedirs(path)
-            except OSError as e:
-                raise _space_error(os.path.join(path, "x"), e) from None
-            self.path = path
-        return os.path.join(self.path, f"{what}-{next(self._names)}")
+        with self._lock:
+            if self.path is None:
+                self._make()
+            return os.path.join(self.path, f"{what}-{next(self._names)}")  # type: ignore[arg-type]
+
+    def _make(self) -> None:
+        sweep_stale(self.root)
+        path = os.path.join(self.root, f"{_PREFIX}{os.getpid()}-{self.tag}-{uuid.uuid4().hex[:12]}")
+        try:
+            os.makedirs(path)
+        except OSError as e:
+            raise _space_error(os.path.join(path, "x"), e) from None
+        self.path = path
 
     def remove(self) -> None:
         """Delete the directory and everything spilled into it."""
-        if self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)
-            self.path = None
+        with self._lock:
+            if self.path is not None:
+                shutil.rmtree(self.path, ignore_errors=True)
+                self.path = None
 
     def __repr__(self) -> str:
         return f"SpillDir({self.path or self.root!r})"

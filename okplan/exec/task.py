@@ -8,22 +8,19 @@ from functools import partial
 from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from ..errors import OkplanError
+from ..errors import NotHashableKeyError, OkplanError
+from ..io.formats import read_blocks
 from ..logical.aggregators import Aggregator, _append, _identity, _new_list, grouping
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
 from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
-                                  Pipe, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp,
-                                  ZipOp, user_functions)
+                                  Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
+                                  UnionOp, ZipOp, user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
 from . import external
 from .memory import TaskMemory, running
 from .spill import RunWriter, SpilledRecords, detach
-
-
-class NotHashableKeyError(OkplanError, TypeError):
-    """A by-key operation met a key that cannot be hashed (a list, a dict, ...)."""
 
 
 class BlockSource(Protocol):
@@ -107,9 +104,7 @@ def annotate(exc: BaseException, stage: Stage, partition: int, action: Callable 
     """Add a note that says where in the job ``exc`` was raised (once, however often it is re-raised)."""
     if getattr(exc, "_okplan_noted", False):
         return
-    where = f"{stage.name}, partition {partition}"
-    if stage.labels:
-        where += f", dataset {', '.join(repr(x) for x in stage.labels)}"
+    where = task_place(stage.name, partition, stage.labels)
     op = _raising_operator(exc, stage, action)
     if op:
         where += f", in {op}"
@@ -120,6 +115,19 @@ def annotate(exc: BaseException, stage: Stage, partition: int, action: Callable 
         exc._okplan_partition = partition  # type: ignore[attr-defined]
     except Exception:
         pass
+
+
+def task_place(stage_name: str, partition: int, labels: Iterable[str] = ()) -> str:
+    """Where a task is, as error messages say it.
+
+    >>> task_place("stage 0", 1, ["raw"])
+    "stage 0, partition 1, dataset 'raw'"
+    """
+    where = f"{stage_name}, partition {partition}"
+    labels = list(labels)
+    if labels:
+        where += f", dataset {', '.join(repr(x) for x in labels)}"
+    return where
 
 
 def _raising_operator(exc: BaseException, stage: Stage, action: Callable | None) -> str | None:
@@ -161,6 +169,22 @@ def _read_range(op: ReadRange, i, blocks, counter):
     r = op.partition_range(i)
     counter.records_in += len(r)
     return iter(r)
+
+
+def _read_files(op: ReadFiles, i, blocks, counter):
+    # records flow through chain in C; only blocks pass through Python
+    return chain.from_iterable(_file_blocks(op, i, counter))
+
+
+def _file_blocks(op: ReadFiles, i, counter):
+    try:
+        for block in read_blocks(op.fmt, op.parts[i], op.use_unicode):
+            counter.records_in += len(block)
+            yield block
+    except FileNotFoundError as e:
+        e.add_note("okplan: tasks read their own splits, so every input file must be visible at the same path "
+                   "wherever tasks run (a shared file system or an object store)")
+        raise
 
 
 def _pipe(op: Pipe, i, blocks, counter):
@@ -365,6 +389,7 @@ _HANDLERS: dict[type, Callable] = {
     CartesianOp: _cartesian,
     ReadSource: _read_source,
     ReadRange: _read_range,
+    ReadFiles: _read_files,
     Pipe: _pipe,
     UnionOp: _union,
     CoalesceOp: _coalesce,

@@ -196,27 +196,24 @@ class Coalesce(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class PartitionerAwareUnion(Coalesce):
+class PartitionerAwareUnion(Node):
     """The union of inputs partitioned by one partitioner (Spark's ``PartitionerAwareUnionRDD``):
     partition ``i`` holds partition ``i`` of every input, so the result keeps the partitioner and its
-    partition count. Its input is the plain ``Union`` of those inputs."""
+    partition count."""
 
     op_name: ClassVar[str] = "PartitionerAwareUnion"
 
     @property
-    def num_partitions(self) -> int:
-        return self.target
-
-    @property
     def partitioner(self) -> Partitioner | None:
-        return self.input.inputs[0].partitioner
+        return self.inputs[0].partitioner
 
     def groups(self) -> tuple[tuple[int, ...], ...]:
-        n, k = self.target, len(self.input.inputs)
+        """Output partition ``i``: partition ``i`` of each input, as positions in their plain union."""
+        n, k = self.num_partitions, len(self.inputs)
         return tuple(tuple(j * n + i for j in range(k)) for i in range(n))
 
     def details(self) -> str:
-        return f"{len(self.input.inputs)} inputs partitioned alike, {self.target} partitions"
+        return f"{len(self.inputs)} inputs partitioned alike"
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -404,6 +401,55 @@ class HashJoin(Regrouped):
 
     def key(self) -> tuple:
         return (type(self), self.how, self.partitioner_, self.elided)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class FileSource(Node):
+    """Files read where the tasks run (``textFile``, ``jsonFile``, ``wholeTextFiles``, ``pickleFile``).
+    ``parts`` holds each partition's planned splits (file, start, length: ``okplan.io.splits.Split``),
+    never data; ``fmt`` says how a split becomes records (``text``, ``json``, ``whole``, ``pickle``)."""
+
+    fmt: str
+    #: the path spec as the user gave it, resolved (``file:/abs/logs/*.gz``), for plans
+    paths: tuple[str, ...]
+    parts: tuple[tuple[Any, ...], ...]
+    num_files: int
+    total_bytes: int
+    use_unicode: bool = True
+
+    OP_NAMES: ClassVar[dict[str, str]] = {"text": "TextFile", "json": "JsonFile", "whole": "WholeTextFiles",
+                                          "pickle": "PickleFile"}
+
+    @property
+    def op_name(self) -> str:  # type: ignore[override]
+        return self.OP_NAMES[self.fmt]
+
+    @property
+    def num_partitions(self) -> int:
+        return len(self.parts)
+
+    def details(self) -> str:
+        shown = ", ".join(self.paths[:3]) + (f", ... (+{len(self.paths) - 3})" if len(self.paths) > 3 else "")
+        splits = sum(map(len, self.parts))
+        return (f"{shown}: {self.num_files} file{'s' if self.num_files != 1 else ''}, {splits} "
+                f"split{'s' if splits != 1 else ''}, {human_bytes(self.total_bytes)}")
+
+    def key(self) -> tuple:
+        return (type(self), self.fmt, self.parts, self.use_unicode)
+
+
+def human_bytes(n: int) -> str:
+    """``1.5 MB`` style sizes for plans.
+
+    >>> human_bytes(1536), human_bytes(12)
+    ('1.5 KB', '12 B')
+    """
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

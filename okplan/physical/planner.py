@@ -12,7 +12,7 @@ from ..logical import nodes as L
 from ..logical.plan import LogicalPlan
 from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
                         ReadMaterialized,
-                        ReadRange, ReadSource, ShuffleRead, UnionOp, ZipOp)
+                        ReadFiles, ReadRange, ReadSource, ShuffleRead, UnionOp, ZipOp)
 from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
 
 
@@ -64,6 +64,8 @@ class _Builder:
             return ReadSource(f"src{node.nid}", node.num_partitions, node.slices, node.label, node.num_records)
         if isinstance(node, L.RangeSource):
             return ReadRange(node.start, node.stop, node.step, node.slices)
+        if isinstance(node, L.FileSource):
+            return ReadFiles(node.fmt, node.parts, node.use_unicode, node.op_name, node.details())
         if isinstance(node, L.Narrow):
             child = self.op(node.input)
             name = f"{node.op_name}({node.details()})" if node.details() else node.op_name
@@ -75,6 +77,10 @@ class _Builder:
             return UnionOp(tuple(self.op(i) for i in node.inputs), tuple(i.num_partitions for i in node.inputs))
         if isinstance(node, L.Coalesce):
             return CoalesceOp(self.op(node.input), node.groups())
+        if isinstance(node, L.PartitionerAwareUnion):
+            # partition i of each input, read through their plain union
+            union = UnionOp(tuple(self.op(i) for i in node.inputs), tuple(i.num_partitions for i in node.inputs))
+            return CoalesceOp(union, node.groups())
         if isinstance(node, L.PartialAggregate):
             return CombineOp(self.op(node.input), node.aggregator, node.for_kind)
         if isinstance(node, L.Shuffle):

@@ -1,9 +1,11 @@
 """A worker's view of Redis for one task: the ``BlockSource`` the task runner reads inputs from, and
-the writer of the task's output. Both count bytes and time per phase for the job's metrics.
+the writer of the task's output. Both count bytes and time per phase for the job's metrics, and both
+sign and check blocks with the cluster's block key (``serialization.block_key``).
 
 Blocks are encoded in chunks of at most ``store.chunk_bytes`` (``encode_chunks``) and read back one chunk
 at a time (``ChunkedRecords``, and a shuffle read decodes each bucket only when the task reaches it), so
 neither Redis's 512 MB value limit nor a worker's memory bounds the size of a partition or a bucket.
+Every chunk is a block of its own, signed and checked like any other.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any, Callable, Iterable, Iterator
 from ...physical.stage import Materialize, ShuffleWrite, Stage
 from ..memory import TaskMemory
 from ..memory import task_memory as task_memory_of
+from ..serialization import UNKEYED, decompress, deserialize, open_block, seal, serialize
 from ..spill import SpillDir
-from ..serialization import compress, decompress, deserialize, serialize
 from .spec import JobSpec
 from .store import BlockStore, Keys, MissingBlockError
 
@@ -24,16 +26,18 @@ from .store import BlockStore, Keys, MissingBlockError
 class TaskMeter:
     """Seconds per phase and bytes of one task."""
 
-    __slots__ = ("store", "serialize", "compress", "bytes_raw", "bytes_compressed", "bytes_read",
+    __slots__ = ("key", "store", "serialize", "compress", "bytes_raw", "bytes_compressed", "bytes_read",
                  "bytes_written")
 
-    def __init__(self) -> None:
+    def __init__(self, key: bytes = UNKEYED) -> None:
+        self.key = key
         self.store = self.serialize = self.compress = 0.0
         self.bytes_raw = self.bytes_compressed = self.bytes_read = self.bytes_written = 0
 
-    def decode(self, blob: bytes) -> Any:
+    def decode(self, blob: bytes, what: str = "a block") -> Any:
+        """A block's object; ``BlockIntegrityError`` (nothing unpickled) when its MAC does not match."""
         t0 = time.perf_counter()
-        raw = decompress(blob)
+        raw = decompress(open_block(blob, self.key, what))
         t1 = time.perf_counter()
         obj = deserialize(raw)
         self.compress += t1 - t0
@@ -45,7 +49,7 @@ class TaskMeter:
         t0 = time.perf_counter()
         raw = serialize(obj)
         t1 = time.perf_counter()
-        blob = compress(raw)
+        blob = seal(raw, self.key)
         self.serialize += t1 - t0
         self.compress += time.perf_counter() - t1
         self.bytes_raw += len(raw)
@@ -79,10 +83,10 @@ class RedisBlocks:
         if info is not None:
             n, count = info
             return ChunkedRecords(count, [self._fetch(self.store.get_field, key, str(i), what) for i in range(n)],
-                                  self.meter.decode)
+                                  lambda blob: self.meter.decode(blob, f"a chunk of block {key}"))
         if blob is None:
             raise MissingBlockError([what])
-        return self.meter.decode(blob)
+        return self.meter.decode(blob, f"block {key}")
 
     def _fetch(self, get: Callable, key: str, field: Any, what: tuple) -> Callable[[], bytes]:
         def fetch() -> bytes:
@@ -111,12 +115,13 @@ class RedisBlocks:
         """Each bucket decoded only when the task reaches it: the compressed blobs are what waits."""
         decode = self.meter.decode
         for m, row in enumerate(rows):
+            key = self.keys.shuffle(shuffle_id, m)
             if type(row) is int:
-                key = self.keys.shuffle(shuffle_id, m)
                 for i in range(row):
-                    yield decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)))
+                    yield decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)),
+                                 f"chunk {i} of bucket {reduce_index} of block {key}")
             elif row:
-                yield decode(row)
+                yield decode(row, f"bucket {reduce_index} of block {key}")
 
     def _bucket_chunk(self, key: str, reduce_index: int, i: int, what: tuple) -> bytes:
         t0 = time.perf_counter()

@@ -7,29 +7,32 @@ the message, large ones are read from Redis). Closing the iterator early cancels
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import threading
 import time
 import uuid
-from collections import deque
 from typing import Any, Callable, Iterator
 
 import zmq
 
-from ...errors import ClusterUnavailableError, ConfigurationError, JobFailedError
+from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationError, JobFailedError, TaskProcessDiedError
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
 from ..memory import task_memory as task_memory_of
-from ..metrics import JobMetrics
-from ..serialization import decode_block, dumps_function, encode_block
+from ..metrics import JobMetrics, LastMetrics
+from ..serialization import BlockIntegrityError, block_key, decode_block, dumps_function, encode_block
 from . import protocol as P
+from . import sidefiles
+from .link import ClientLink
 from .remote_errors import unpack_exception
 from .blocks import encode_chunks
 from .spec import build_spec, sources_to_upload
-from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
+from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted, with_env_password
 
-_POLL_MS = 50
+#: seconds a cache() partition outlives the last refresh by its client (refreshed every third of it)
+CACHE_TTL = 15 * 60
 
 
 def _strip_source(o: Any) -> Any:
@@ -44,7 +47,9 @@ class ClusterExecutor:
 
     ``secret``: the cluster's shared secret (default ``OKPLAN_SECRET``). ``redis``: the Redis URL as
     seen from this host, when it differs from the one the master uses. ``connect_timeout``: seconds
-    to wait for the master before ``ClusterUnavailableError``.
+    to wait for the master before ``ClusterUnavailableError``. ``cache_ttl``: seconds a ``cache()``
+    partition outlives this client (refreshed while it lives; None: until ``unpersist``/``stop``).
+    Thread-safe: any number of threads may run jobs at once (see ``link.ClientLink``).
 
     >>> ctx = Context("tcp://127.0.0.1:7077")              # doctest: +SKIP
     >>> ctx.parallelize(range(10)).sum()                     # doctest: +SKIP
@@ -55,53 +60,53 @@ class ClusterExecutor:
 
     def __init__(self, url: str, secret: str | bytes | None = None, redis: str | None = None,
                  connect_timeout: float = 3.0, alive_timeout: float = 15.0, job_ttl: int = 3600,
-                 cache_ttl: int | None = 7 * 86400, inline_max: int = 1 << 16,
+                 cache_ttl: int | None = CACHE_TTL, inline_max: int = 1 << 16,
                  task_memory: str | int | None = None):
         self.url = url
         self.secret = P.secret_bytes(secret)
+        self.block_key = block_key(self.secret)
         self.alive_timeout = alive_timeout
         self.job_ttl = job_ttl
         self.cache_ttl = cache_ttl
         self.inline_max = inline_max
         self.task_memory = task_memory_of(task_memory)
-        self.last_metrics: JobMetrics | None = None
+        self._metrics = LastMetrics()
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
-        self._inbox: dict[str, deque] = {}
-        self._lock = threading.Lock()
         self._stopped = False
         self._slots = 0
-        self.zctx = zmq.Context()
-        self.sock = self.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, f"c-{self.client_id}".encode())
-        self.sock.setsockopt(zmq.LINGER, 0)
+        self._refresher: threading.Thread | None = None
+        self._refresh_stop = threading.Event()
         try:
-            self.sock.connect(url)
+            self.link = ClientLink(url, f"c-{self.client_id}".encode(), self._encode, self._decode)
         except zmq.ZMQError as e:
-            self._close_sockets()
             raise ConfigurationError(f"bad master address {url!r}: {e}; use tcp://host:port") from None
         try:
             welcome = self.hello(connect_timeout)
-            self.store = BlockStore(redis or welcome["redis"])
+            self.store = BlockStore(with_env_password(redis) if redis else welcome["redis"])
             self.store.ping()
         except BaseException:
-            self._close_sockets()
+            self.link.stop()
             raise
+        self._start_refresher()
 
-    # -- talking to the master ---------------------------------------------------------------------------
-    def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
-        with self._lock:
-            self.sock.send_multipart(P.pack(kind, body, blobs, self.secret), copy=False)
+    @property
+    def last_metrics(self) -> JobMetrics | None:
+        """The metrics of the calling thread's last job (else of the last job of any thread)."""
+        return self._metrics.get()
 
-    def _recv_one(self, timeout_ms: int) -> P.Message | None:
-        with self._lock:
-            if not self.sock.poll(timeout_ms):
-                return None
-            frames = self.sock.recv_multipart()
+    # -- talking to the master (the link's thread calls these two) ---------------------------------------
+    def _encode(self, kind: str, body: dict, blobs: Any) -> list:
+        return P.pack(kind, body, blobs, self.secret)
+
+    def _decode(self, frames: list) -> P.Message:
         reason = P.refusal_reason(frames)
         if reason is not None:
             raise ClusterUnavailableError(f"the master at {self.url} refused this client: {reason}")
         return P.unpack(frames, self.secret)
+
+    def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
+        self.link.send(kind, body, blobs)
 
     def hello(self, timeout: float = 3.0) -> dict[str, Any]:
         """Ask the master for its Redis URL and workers; ``ClusterUnavailableError`` after ``timeout``.
@@ -117,32 +122,19 @@ class ClusterExecutor:
                 raise ClusterUnavailableError(
                     f"no okplan master answers at {self.url} (waited {timeout:g}s); start one with "
                     f"`okplan master --bind {self.url}` or check the address and the shared secret")
-            msg = self._recv_one(int(left * 1000) + 1)
+            msg = self.link.control(left)
             if msg is not None and msg.kind == P.WELCOME:
                 self._slots = msg.body.get("slots", 0)
                 return msg.body
 
     def _next(self, job_id: str) -> P.Message:
-        """The next message about ``job_id`` (others go to their jobs' inboxes)."""
-        inbox = self._inbox[job_id]
-        last = time.monotonic()
-        while True:
-            if inbox:
-                return inbox.popleft()
-            msg = self._recv_one(_POLL_MS)
-            if msg is None:
-                if time.monotonic() - last > self.alive_timeout:
-                    raise ClusterUnavailableError(
-                        f"lost contact with the okplan master at {self.url}: no word for "
-                        f"{self.alive_timeout:g}s during job {job_id}")
-                continue
-            last = time.monotonic()
-            jid = msg.body.get("job_id")
-            if jid == job_id:
-                return msg
-            other = self._inbox.get(jid)
-            if other is not None:
-                other.append(msg)
+        """The next message about ``job_id`` (the link routes each job's messages to its own queue)."""
+        msg = self.link.get(job_id, self.alive_timeout)
+        if msg is None:
+            raise ClusterUnavailableError(
+                f"lost contact with the okplan master at {self.url}: no word for "
+                f"{self.alive_timeout:g}s during job {job_id}")
+        return msg
 
     # -- the Executor interface --------------------------------------------------------------------------
     @property
@@ -162,7 +154,7 @@ class ClusterExecutor:
 
     def _run(self, plan: PhysicalPlan, action: Callable, want: list[int]) -> Iterator[tuple[int, Any]]:
         metrics = JobMetrics(self.name)
-        self.last_metrics = metrics
+        self._metrics.set(metrics)
         started = time.perf_counter()
         job_id = self._submit(plan, action, want, metrics)
         unique = len(set(want)) == len(want)
@@ -193,7 +185,7 @@ class ClusterExecutor:
                     if body["reason"] == "source_lost" and resubmits > 0:
                         # Redis lost the data this client uploaded: upload it again and start over
                         resubmits -= 1
-                        self._inbox.pop(job_id, None)
+                        self.link.close(job_id)
                         job_id = self._submit(plan, action, want, metrics)
                         got.clear()
                         want = want[i:]
@@ -203,7 +195,7 @@ class ClusterExecutor:
                     raise self._job_error(body, msg.blobs)
         finally:
             metrics.seconds = time.perf_counter() - started
-            self._inbox.pop(job_id, None)
+            self.link.close(job_id)
             if not ended:
                 self._abandon(job_id, want)
 
@@ -214,25 +206,33 @@ class ClusterExecutor:
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
         keys = Keys(job_id, self.client_id)
         uploads = []
+        big: list[tuple[str, list[bytes], int]] = []
         for sid, op in sources_to_upload(plan).items():
             for i, part in enumerate(op.slices or ()):
-                chunks = encode_chunks(part, encode_block, self.store.chunk_bytes)
-                blob = next(chunks)
-                rest = list(chunks)  # the client holds the partition anyway; a big one goes in chunks
-                if rest:
-                    self.store.put_chunked(keys.source(sid, i), iter([blob] + rest), len(part), self.job_ttl)
-                    metrics.bytes_written += len(blob) + sum(map(len, rest))
-                else:
-                    uploads.append((keys.source(sid, i), blob))
-        if uploads:
-            self.store.put_many(uploads, self.job_ttl)
-            metrics.bytes_written += sum(len(b) for _, b in uploads)
+                chunks = list(encode_chunks(part, lambda o: encode_block(o, self.block_key), self.store.chunk_bytes))
+                if len(chunks) == 1:
+                    uploads.append((keys.source(sid, i), chunks[0]))
+                else:  # a big partition goes in chunks (the client holds it anyway)
+                    big.append((keys.source(sid, i), chunks, len(part)))
         for stage in plan.stages:
             out = stage.output
             if isinstance(out, Materialize) and out.scope == "context":
                 self._caches[out.cache_id] = stage.num_partitions
-        self._inbox[job_id] = deque()
-        self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
+        try:
+            if uploads:
+                self.store.put_many(uploads, self.job_ttl)
+                metrics.bytes_written += sum(len(b) for _, b in uploads)
+            for key, chunks, count in big:
+                self.store.put_chunked(key, iter(chunks), count, self.job_ttl)
+                metrics.bytes_written += sum(map(len, chunks))
+            self.link.open(job_id)
+            self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
+        except BaseException:
+            # an upload that failed half way (or a submit that never left) leaves no keys behind
+            self.link.close(job_id)
+            with contextlib.suppress(StoreUnavailableError):
+                self.store.delete([k for k, _ in uploads] + [k for k, _, _ in big])
+            raise
         return job_id
 
     def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
@@ -249,7 +249,7 @@ class ClusterExecutor:
         else:
             blob = blobs[0]
         metrics.bytes_read += len(blob)
-        return decode_block(blob)
+        return decode_block(blob, self.block_key, f"the result of partition {body['partition']} of job {job_id}")
 
     def _take_chunked(self, key: str, metrics: JobMetrics) -> list | None:
         """A result stored in chunks (a list too big for one Redis value), read and deleted."""
@@ -262,7 +262,7 @@ class ClusterExecutor:
             if blob is None:
                 return None
             metrics.bytes_read += len(blob)
-            out += decode_block(blob)
+            out += decode_block(blob, self.block_key, f"a chunk of {key}")
         self.store.delete([key])
         return out
 
@@ -272,6 +272,11 @@ class ClusterExecutor:
             return unpack_exception(body, blobs[0] if blobs else b"")
         if reason == "cache_lost":
             self._caches.pop(body.get("cache_id"), None)
+            return CacheLostError(body.get("message") or "a cached dataset is gone", body.get("cache_id"))
+        if reason == "integrity":
+            return BlockIntegrityError(body.get("message") or "a block failed its integrity check")
+        if reason == "crashed":
+            return TaskProcessDiedError(body.get("message") or "a task killed its process too often")
         return JobFailedError(body.get("message") or f"job failed ({reason})")
 
     def _abandon(self, job_id: str, want: list[int]) -> None:
@@ -281,8 +286,8 @@ class ClusterExecutor:
             self._send(P.CANCEL, {"job_id": job_id})
             keys = Keys(job_id)
             self.store.delete([keys.result(p) for p in set(want)])
-        except (zmq.ZMQError, StoreUnavailableError):
-            pass  # the master cleans up after cancelled jobs; job keys expire anyway
+        except (ClusterUnavailableError, StoreUnavailableError):
+            pass  # the master cleans up after cancelled jobs (and after silent clients); keys expire anyway
 
     # -- caches ------------------------------------------------------------------------------------------
     def _cache_keys(self, cache_id: str, n: int) -> list[str]:
@@ -307,11 +312,14 @@ class ClusterExecutor:
     # -- named datasets ----------------------------------------------------------------------------------
     def save_named(self, label: str, partitions: list[list]) -> None:
         """Keep ``partitions`` under ``label`` for any client of this cluster."""
-        self.store.save_named(label, [encode_block(list(p)) for p in partitions])
+        self.store.save_named(label, [encode_block(list(p), self.block_key) for p in partitions])
 
     def load_named(self, label: str) -> list[list] | None:
         blobs = self.store.load_named(label)
-        return None if blobs is None else [decode_block(b) for b in blobs]
+        if blobs is None:
+            return None
+        return [decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
+                for i, b in enumerate(blobs)]
 
     def list_named(self) -> list[str]:
         return self.store.list_named()
@@ -319,23 +327,38 @@ class ClusterExecutor:
     def drop_named(self, label: str) -> bool:
         return self.store.drop_named(label)
 
+    # -- keeping caches alive ----------------------------------------------------------------------------
+    def _start_refresher(self) -> None:
+        """Cache and side-file keys expire ``cache_ttl`` after they were last refreshed; while this
+        client lives, a thread refreshes them every third of that, so a dead client's go away."""
+        if self.cache_ttl is None or self._refresher is not None:
+            return
+        self._refresher = threading.Thread(target=self._refresh_caches, name="okplan-cache-ttl", daemon=True)
+        self._refresher.start()
+
+    def _refresh_caches(self) -> None:
+        every = max(1.0, self.cache_ttl / 3) if self.cache_ttl else 0.0
+        while not self._refresh_stop.wait(every):
+            keys = [k for cache_id, n in list(self._caches.items()) for k in self._cache_keys(cache_id, n)]
+            with contextlib.suppress(StoreUnavailableError, BlockIntegrityError):
+                keys += sidefiles.alive_keys(self.store, self.client_id, self.block_key)
+            with contextlib.suppress(StoreUnavailableError):
+                self.store.expire(keys, self.cache_ttl)
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Drop this client's cached datasets and close the connection (a cluster keeps running)."""
         if self._stopped:
             return
         self._stopped = True
+        self._refresh_stop.set()
         for cache_id in list(self._caches):
             try:
                 self.drop_cached(cache_id)
             except StoreUnavailableError:
                 break
         self.store.close()
-        self._close_sockets()
-
-    def _close_sockets(self) -> None:
-        self.sock.close(0)
-        self.zctx.term()
+        self.link.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} redis={redacted(getattr(getattr(self, 'store', None), 'url', '?'))}>"

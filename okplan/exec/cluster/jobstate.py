@@ -16,7 +16,8 @@ _KIND_NAMES = {"shuffle": "shuffle map", "mat": "materialize", "result": "result
 class StageRun:
     """One stage of a running job."""
 
-    __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "recomputes", "metrics")
+    __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "crashes", "recomputes",
+                 "metrics")
 
     def __init__(self, info: dict[str, Any], partitions: list[int] | None):
         self.info = info
@@ -26,6 +27,7 @@ class StageRun:
         self.pending: deque[int] = deque(self.needed)
         self.running: dict[int, tuple[bytes, int, float]] = {}   # partition -> (worker, attempt, started)
         self.attempts: dict[int, int] = {}
+        self.crashes: dict[int, int] = {}     # partition -> attempts whose process died
         self.recomputes = 0
         self.metrics: dict[str, Any] = {"kind": _KIND_NAMES[info["kind"]], "tasks": 0, "rin": 0, "rout": 0,
                                         "seconds": 0.0, "phases": {}, "raw": 0, "comp": 0, "retries": 0}
@@ -54,6 +56,7 @@ class JobRun:
         self.state = "running"          # running | done | failed | cancelled
         self.started = time.monotonic()
         self.last_alive = self.started
+        self.client_seen = self.started   # the client's last heartbeat naming this job
         self.acc: list[bytes] = []      # accumulator updates not yet sent to the client
         self.order: list[StageRun] = []
         self.stages: dict[int, StageRun] = {}

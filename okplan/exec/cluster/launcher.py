@@ -1,34 +1,45 @@
 """``local-cluster[N]``: Redis, a master and N workers on this machine, owned by this client.
 
 The workers are the ``okplan worker`` program a user would start by hand (``ps`` shows
-``python -m okplan worker ...``). All of them stop on ``stop()``, at interpreter exit, and when this
-process dies (PDEATHSIG on Linux, plus a ``--parent-pid`` watch in every okplan process; the master
-also takes Redis down with it).
+``python -m okplan worker ...``), each a supervisor of its task processes. A worker that dies is
+started again by a thread of this client, with backoff (``keeper.py``), and the restart is logged.
+All of them stop on ``stop()``, at interpreter exit, and when this process dies (PDEATHSIG on Linux,
+plus a ``--parent-pid`` watch in every okplan process; the master also takes Redis down with it).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from typing import Any
 
 from ...errors import ClusterUnavailableError
-from .client import ClusterExecutor
 from ..memory import local_dir, parse_size
+from .client import ClusterExecutor
+from .keeper import KeptProcess
 from .parent import die_with_parent, pdeathsig_is_safe
 from .store import BlockStore
 from .tier import SpillTier
 
+log = logging.getLogger("okplan.local_cluster")
+
 _START_TIMEOUT = 30.0
 #: Redis's memory limit in a local cluster (``OKPLAN_REDIS_MAXMEMORY``); past it blocks go to disk
 DEFAULT_REDIS_MAXMEMORY = "1g"
+
+#: how often the keeper thread looks for dead workers
+_KEEP_EVERY = 0.1
 
 
 def redis_server_binary() -> str:
@@ -67,13 +78,35 @@ class _Children:
     def __init__(self) -> None:
         self.redis: subprocess.Popen | None = None
         self.master: subprocess.Popen | None = None
-        self.workers: list[subprocess.Popen] = []
+        self.workers: list[KeptProcess] = []
+        self.lock = threading.Lock()       # the keeper thread replaces workers' Popen objects
+        self.stopping = threading.Event()
+        self.keeper: threading.Thread | None = None
         self.tmpdir = tempfile.mkdtemp(prefix="okplan-redis-")
         #: the store's spill tier: blocks Redis has no room for (every process here sees this directory)
         self.store_dir = tempfile.mkdtemp(prefix="okplan-store-", dir=local_dir())
 
+    def keep_workers(self) -> None:
+        """Start the thread that restarts dead workers (once)."""
+        if self.keeper is None:
+            self.keeper = threading.Thread(target=self._keep, name="okplan-local-cluster-keeper", daemon=True)
+            self.keeper.start()
+
+    def _keep(self) -> None:
+        while not self.stopping.wait(_KEEP_EVERY):
+            with self.lock:
+                for w in self.workers:
+                    if not self.stopping.is_set():
+                        w.check()
+
     def stop(self) -> None:
-        procs = self.workers + ([self.master] if self.master else [])
+        self.stopping.set()
+        if self.keeper is not None and self.keeper is not threading.current_thread():
+            self.keeper.join(5)
+        with self.lock:
+            for w in self.workers:
+                w.gave_up = True
+            procs = [w.proc for w in self.workers] + ([self.master] if self.master else [])
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -100,7 +133,8 @@ class LocalCluster(ClusterExecutor):
     """
 
     def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
-                 heartbeat_timeout: float = 5.0, redis_maxmemory: str | int | None = None, **options: Any):
+                 heartbeat_timeout: float = 5.0, client_timeout: float | None = None,
+                 redis_maxmemory: str | int | None = None, **options: Any):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
         self.n = n
@@ -109,6 +143,9 @@ class LocalCluster(ClusterExecutor):
         # at exit, or when this object is collected without stop(): no orphans
         self._finalizer = weakref.finalize(self, self.children.stop)
         self._redis_port = 0
+        # Redis gets a password of its own; it reaches the master by environment (never argv, which
+        # `ps` shows) and the workers through the master's welcome
+        self._redis_password = secrets.token_urlsafe(24)
         self._env = _child_env()
         if secret:
             self._env["OKPLAN_SECRET"] = secret
@@ -117,32 +154,36 @@ class LocalCluster(ClusterExecutor):
         self._env.setdefault("OKPLAN_STORE_SPILL_DIR", self.children.store_dir)
         try:
             self.redis_url = redis or self._start_redis()
-            self.master_url = self._start_master(heartbeat_timeout)
+            self.master_url = self._start_master(heartbeat_timeout, client_timeout)
             for _ in range(n):
                 self.add_worker(slots)
             super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
             if self._env["OKPLAN_STORE_SPILL_DIR"]:  # an empty value turns the tier off
                 self.store.tier = SpillTier(self._env["OKPLAN_STORE_SPILL_DIR"])
             self._wait_for_workers(n * slots)
+            self.children.keep_workers()
         except BaseException:
             self._finalizer()
             raise
 
     # -- processes ---------------------------------------------------------------------------------------
-    def _popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen:
-        return subprocess.Popen(cmd, env=self._env, start_new_session=True, stdin=subprocess.DEVNULL,
-                                preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
+    def _popen(self, cmd: list[str], env: dict[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
+               **kw: Any) -> subprocess.Popen:
+        return _popen(cmd, env or self._env, stdin=stdin, **kw)
 
     def _start_redis(self, port: int | None = None) -> str:
         binary = redis_server_binary()
         last = ""
         for _ in range(5):
             self._redis_port = port or free_port()
-            proc = self._popen([binary, "--port", str(self._redis_port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", self.children.tmpdir, "--loglevel", "warning",
-                                "--daemonize", "no", "--maxmemory", str(self.redis_maxmemory),
-                                "--maxmemory-policy", "noeviction"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            url = f"redis://127.0.0.1:{self._redis_port}/0"
+            # the configuration comes on stdin (`redis-server -`), so the password is not in argv
+            proc = self._popen([binary, "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            assert proc.stdin is not None
+            with proc.stdin:
+                proc.stdin.write(_redis_config(self._redis_port, self.children.tmpdir, self._redis_password,
+                                               self.redis_maxmemory))
+            url = f"redis://:{self._redis_password}@127.0.0.1:{self._redis_port}/0"
             store = BlockStore(url, connect_timeout=0.5)
             deadline = time.monotonic() + 10
             try:
@@ -161,23 +202,34 @@ class LocalCluster(ClusterExecutor):
                 break
         raise ClusterUnavailableError(f"could not start redis-server ({binary}): {last.strip()[-300:]}")
 
-    def _start_master(self, heartbeat_timeout: float) -> str:
-        cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0", "--redis", self.redis_url,
+    def _start_master(self, heartbeat_timeout: float, client_timeout: float | None) -> str:
+        cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0",
                "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout)]
+        if client_timeout is not None:
+            cmd += ["--client-timeout", str(client_timeout)]
         if self.children.redis is not None:
             cmd += ["--also-kill", str(self.children.redis.pid)]
-        proc = self.children.master = self._popen(cmd, stdout=subprocess.PIPE)
+        env = dict(self._env, OKPLAN_REDIS=self.redis_url)
+        proc = self.children.master = self._popen(cmd, env=env, stdout=subprocess.PIPE)
         line = proc.stdout.readline().decode()
         if "listening on " not in line:
             raise ClusterUnavailableError(f"the okplan master did not start (exit code {proc.poll()})")
         return line.split("listening on ", 1)[1].split()[0]
 
     def add_worker(self, slots: int = 1) -> subprocess.Popen:
-        """Start one more ``okplan worker`` (also how a test replaces a killed one)."""
-        proc = self._popen([sys.executable, "-m", "okplan", "worker", "--master", self.master_url,
-                            "--redis", self.redis_url, "--slots", str(slots), "--parent-pid", str(os.getpid())])
-        self.children.workers.append(proc)
-        return proc
+        """Start one more ``okplan worker``, kept running until ``stop()``.
+
+        >>> cluster.add_worker(slots=2).pid                  # doctest: +SKIP
+        4244
+        """
+        # no --redis: the worker learns the URL (with Redis's password) from the master's welcome
+        cmd = [sys.executable, "-m", "okplan", "worker", "--master", self.master_url, "--slots", str(slots),
+               "--no-restart", "--parent-pid", str(os.getpid())]
+        # a partial, not a lambda over self: the workers must not keep this object from being collected
+        kept = KeptProcess(functools.partial(_popen, cmd, self._env), f"{self.name} worker", log)
+        with self.children.lock:
+            self.children.workers.append(kept)
+        return kept.proc
 
     def _wait_for_workers(self, slots: int) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
@@ -185,7 +237,7 @@ class LocalCluster(ClusterExecutor):
             info = self.hello()
             if info["slots"] >= slots:
                 return
-            dead = [w for w in self.children.workers if w.poll() is not None]
+            dead = [w.proc for w in self.children.workers if w.proc.poll() is not None]
             if dead or time.monotonic() > deadline:
                 raise ClusterUnavailableError(
                     f"local-cluster: only {info['slots']} of {slots} worker slots came up "
@@ -193,8 +245,18 @@ class LocalCluster(ClusterExecutor):
             time.sleep(0.02)
 
     def worker_pids(self) -> list[int]:
-        """Pids of the worker processes still running."""
-        return [w.pid for w in self.children.workers if w.poll() is None]
+        """Pids of the worker processes (supervisors) still running.
+
+        >>> cluster.worker_pids()                            # doctest: +SKIP
+        [4242, 4243]
+        """
+        with self.children.lock:
+            return [w.pid for w in self.children.workers if w.alive()]
+
+    def worker_restarts(self) -> int:
+        """How many times a dead worker was started again."""
+        with self.children.lock:
+            return sum(w.restarts for w in self.children.workers)
 
     @property
     def master_pid(self) -> int:
@@ -220,6 +282,20 @@ class LocalCluster(ClusterExecutor):
         except Exception:
             pass
         self._finalizer()
+
+
+def _popen(cmd: list[str], env: dict[str, str], stdin: Any = subprocess.DEVNULL, **kw: Any) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=stdin,
+                            preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
+
+
+def _redis_config(port: int, directory: str, password: str, maxmemory: int = 0) -> bytes:
+    """A scratch Redis: loopback only, a password, nothing on disk, at most ``maxmemory`` bytes (0: no
+    limit), never evicting a block silently (past the limit, writes fail and blocks go to the tier)."""
+    return "\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {directory}", 'save ""', "appendonly no",
+        f"maxmemory {maxmemory}", "maxmemory-policy noeviction", f"requirepass {password}", "loglevel warning", "daemonize no", "",
+    ]).encode()
 
 
 def _wait_or_kill(p: subprocess.Popen, timeout: float = 3.0) -> None:

@@ -9,6 +9,7 @@ could not reach Redis. A task that finds an input block missing re-opens the tas
 
 from __future__ import annotations
 
+import logging
 import pickle
 import signal
 import sys
@@ -18,12 +19,18 @@ from typing import Any
 
 import zmq
 
+from ..task import task_place
 from . import protocol as P
 from .jobstate import JobRun, StageRun
 from .store import BlockStore, Keys, StoreUnavailableError, redacted
 
+log = logging.getLogger("okplan.master")
+
 _TICK = 0.25
 _ALIVE_EVERY = 1.0
+#: seconds without a client heartbeat (sent every second) before its job is cancelled: generous, since
+#: a client busy unpickling a large result holds the GIL and its heartbeat thread waits
+CLIENT_TIMEOUT = 10.0
 
 
 class _Worker:
@@ -51,12 +58,16 @@ class Master:
     """
 
     def __init__(self, bind: str, redis_url: str, secret: str | bytes | None = None,
-                 heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0):
+                 heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0,
+                 client_timeout: float = CLIENT_TIMEOUT, max_crashes: int = 3):
         self.secret = P.secret_bytes(secret)
         self.redis_url = redis_url
         self.store = BlockStore(redis_url)
         self.heartbeat_timeout = heartbeat_timeout
+        self.client_timeout = client_timeout
         self.max_attempts = max_attempts
+        #: attempts of one task that may kill their process before the job fails
+        self.max_crashes = max_crashes
         self.no_worker_timeout = no_worker_timeout
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.ROUTER)
@@ -135,6 +146,7 @@ class Master:
             old.last_seen = time.monotonic()
             return
         w = self.workers[ident] = _Worker(ident, msg.body)
+        log.info("worker %s joined (pid %s on %s, %d slots)", w.name, w.pid, w.host, w.slots)
         self.idle.extend([ident] * w.slots)
         self.no_workers_since = None
         self._send(ident, P.WELCOME, {"redis": self.redis_url})
@@ -158,6 +170,8 @@ class Master:
     def _lose_worker(self, w: _Worker, why: str) -> None:
         """Forget ``w`` and put the tasks it was running back in the queue (bounded)."""
         self.workers.pop(w.ident, None)
+        if why != "stopped":
+            log.warning("worker %s lost (%s) while running %d tasks", w.name, why, len(w.running))
         if w.ident in self.idle:
             self.idle = deque(i for i in self.idle if i != w.ident)
         if not self.workers and self.no_workers_since is None:
@@ -188,7 +202,8 @@ class Master:
     # -- clients -----------------------------------------------------------------------------------------
     def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
-                                      "slots": sum(w.slots for w in self.workers.values())})
+                                      "slots": sum(w.slots for w in self.workers.values()),
+                                      "hosts": sorted({str(w.host) for w in self.workers.values()})})
 
     def _on_submit(self, ident: bytes, msg: P.Message) -> None:
         spec_blob, job_blob = msg.blobs[0], msg.blobs[1]
@@ -197,6 +212,16 @@ class Master:
         self.jobs[job.id] = job
         if job.complete:
             self._finish(job)
+
+    def _on_client_heartbeat(self, ident: bytes, msg: P.Message) -> None:
+        jobs = msg.body.get("jobs")
+        if not isinstance(jobs, list):
+            return
+        now = time.monotonic()
+        for job_id in jobs:
+            job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+            if job is not None and job.client == ident:
+                job.client_seen = now
 
     def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
         job = self.jobs.get(msg.body["job_id"])
@@ -267,6 +292,10 @@ class Master:
         if reason == "user":
             self._fail(job, "user", b.get("message", ""), stage.id, p, b, msg.blobs[:1])
             return
+        if reason == "integrity":
+            # a forged or altered block: running the task again would read the same bytes
+            self._fail(job, "integrity", f"{_stage_name(stage)} partition {p}: {b.get('message')}", stage.id, p)
+            return
         if b.get("resend_job"):
             # the worker dropped this job's functions (it keeps a few jobs'): not a failure, so no
             # attempt is counted; the task goes back first and the functions ride along again
@@ -276,6 +305,9 @@ class Master:
             stage.pending.appendleft(p)
             return
         job.retried(stage)
+        if reason == "crashed":
+            self._crashed(job, stage, p, ident, b.get("message", "died"))
+            return
         if reason == "missing":
             self._recompute(job, stage, p, b["missing"])
             return
@@ -287,6 +319,18 @@ class Master:
                                     f"the last: {b.get('message')}", stage.id, p)
         else:
             stage.pending.append(p)  # at the back: give the failing resource a moment
+
+    def _crashed(self, job: JobRun, stage: StageRun, p: int, ident: bytes, cause: str) -> None:
+        """The task's process died (the worker has replaced it): retry, bounded, then fail the job."""
+        n = stage.crashes[p] = stage.crashes.get(p, 0) + 1
+        w = self.workers.get(ident)
+        where = task_place(_stage_name(stage), p, stage.info.get("labels", ()))
+        log.warning("job %s, %s: the task's process %s on worker %s (attempt %d of %d)", job.id, where, cause,
+                    w.name if w else "?", n, self.max_crashes)
+        if n >= self.max_crashes:
+            self._fail(job, "crashed", f"{where}: the task's process {cause} {n} times", stage.id, p)
+        else:
+            stage.pending.appendleft(p)
 
     def _recompute(self, job: JobRun, stage: StageRun, p: int, missing: list) -> None:
         """Re-run the tasks that wrote the missing blocks, then ``p`` again."""
@@ -390,10 +434,18 @@ class Master:
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
-            elif w.running and not self._send(w.ident, P.HEARTBEAT):
+            elif not self._send(w.ident, P.HEARTBEAT):
+                # idle ones too: a killed worker is forgotten within a tick, before a task is sent to it
                 self._lose_worker(w, "disconnected")
         for job in list(self.jobs.values()):
             if job.state != "running":
+                continue
+            if now - job.client_seen > self.client_timeout:
+                # the client died (kill -9, host gone) or hangs: nobody will read the results
+                print(f"okplan master: cancelled job {job.id}: its client sent no heartbeat for "
+                      f"{now - job.client_seen:.1f}s", file=sys.stderr, flush=True)
+                job.state = "cancelled"
+                self._maybe_forget(job)
                 continue
             if now - job.last_alive >= _ALIVE_EVERY:
                 job.last_alive = now
@@ -425,15 +477,17 @@ _HANDLERS = {
     P.CLIENT_HELLO: Master._on_client_hello,
     P.SUBMIT: Master._on_submit,
     P.CANCEL: Master._on_cancel,
+    P.CLIENT_HEARTBEAT: Master._on_client_heartbeat,
 }
 
 
 def serve(bind: str, redis_url: str, secret: str | None = None, parent_pid: int | None = None,
-          heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None) -> None:
+          heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None,
+          client_timeout: float = CLIENT_TIMEOUT) -> None:
     """``okplan master``: bind, say where on stdout (the launcher reads that line), serve."""
     from .parent import watch_parent
 
-    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout)
+    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout, client_timeout=client_timeout)
     watch_parent(parent_pid, also_kill)
     print(f"okplan master listening on {m.endpoint} (redis {redacted(redis_url)})", flush=True)
     m.serve()

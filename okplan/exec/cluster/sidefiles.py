@@ -1,12 +1,13 @@
 """Side files on a cluster: the client stores each added file's bytes in Redis under its own namespace
 with a manifest of name -> (sha256, python?); a worker reads the manifest when it loads a job of that
 client and fetches what it does not have yet into its side-file directory, before it unpickles the job's
-functions (which may import a module ``addPyFile`` shipped). The manifest is JSON and the content is
-checked against its sha256: nothing from Redis is unpickled here.
+functions (which may import a module ``addPyFile`` shipped). The manifest is JSON behind the cluster's
+block MAC (``serialization.seal``), so only a holder of the secret can list a file, and the content is
+checked against the manifest's sha256: nothing from Redis is unpickled or imported unless authentic.
 
 Keys::
 
-    okplan:files:{client}:manifest    JSON {name: {"sha": ..., "py": bool}}
+    okplan:files:{client}:manifest    sealed JSON {name: {"sha": ..., "py": bool}}
     okplan:files:{client}:{sha}       the file's bytes
 """
 
@@ -16,6 +17,7 @@ import json
 
 from ...errors import OkplanError
 from .. import sidefiles
+from ..serialization import UNKEYED, decompress, open_block, seal
 from .store import PREFIX, BlockStore
 
 
@@ -28,11 +30,26 @@ def content_key(client: str, sha: str) -> str:
 
 
 def publish(store: BlockStore, client: str, manifest: dict[str, dict], name: str, data: bytes,
-            ttl: int | None) -> None:
+            ttl: int | None, key: bytes = UNKEYED) -> None:
     """Store ``data`` and the manifest that now lists it (one round trip)."""
     sha = manifest[name]["sha"]
     store.put_many([(content_key(client, sha), data),
-                    (manifest_key(client), json.dumps(manifest).encode())], ttl)
+                    (manifest_key(client), seal(json.dumps(manifest).encode(), key))], ttl)
+
+
+def _manifest(store: BlockStore, client: str, key: bytes) -> dict[str, dict] | None:
+    raw = store.get_many([manifest_key(client)])[0]
+    if not raw:
+        return None
+    return json.loads(bytes(decompress(open_block(raw, key, f"the side-file manifest of client {client}"))))
+
+
+def alive_keys(store: BlockStore, client: str, key: bytes = UNKEYED) -> list[str]:
+    """The keys of ``client``'s side files (for the client to refresh their expiry while it lives)."""
+    manifest = _manifest(store, client, key)
+    if not manifest:
+        return []
+    return [manifest_key(client)] + [content_key(client, e["sha"]) for e in manifest.values()]
 
 
 def forget(store: BlockStore, client: str, manifest: dict[str, dict]) -> None:
@@ -40,12 +57,11 @@ def forget(store: BlockStore, client: str, manifest: dict[str, dict]) -> None:
     store.delete([manifest_key(client)] + [content_key(client, e["sha"]) for e in manifest.values()])
 
 
-def install(store: BlockStore, client: str) -> None:
+def install(store: BlockStore, client: str, key: bytes = UNKEYED) -> None:
     """In a worker, at job load: place every file of ``client``'s manifest not placed yet."""
-    raw = store.get_many([manifest_key(client)])[0]
-    if not raw:
+    manifest = _manifest(store, client, key)
+    if not manifest:
         return
-    manifest = json.loads(raw)
     missing = [(name, e) for name, e in manifest.items() if sidefiles.placed(name) != e["sha"]]
     if not missing:
         return
@@ -57,4 +73,4 @@ def install(store: BlockStore, client: str) -> None:
         sidefiles.place(name, data, bool(e.get("py")), e["sha"])
 
 
-__all__ = ["publish", "forget", "install", "manifest_key", "content_key"]
+__all__ = ["publish", "forget", "install", "alive_keys", "manifest_key", "content_key"]

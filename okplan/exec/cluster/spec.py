@@ -43,7 +43,8 @@ def sources_to_upload(plan: PhysicalPlan) -> dict[str, ReadSource]:
 
 def _stage_info(stage: Stage) -> dict[str, Any]:
     out = stage.output
-    info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents)}
+    info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents),
+                            "labels": list(stage.labels)}
     if isinstance(out, ShuffleWrite):
         info.update(kind="shuffle", shuffle_id=out.shuffle_id, buckets=out.partitioner.num_partitions)
     elif isinstance(out, Materialize):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from typing import Iterable, Iterator, Sequence
+from urllib.parse import quote
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -125,7 +126,8 @@ class BlockStore:
             raise StoreUnavailableError(f"bad Redis URL {url!r}: {e}") from None
 
     def _fail(self, e: Exception) -> StoreUnavailableError:
-        if isinstance(e, redis.OutOfMemoryError):
+        if isinstance(e, redis.OutOfMemoryError) or str(e).startswith("OOM"):
+            # maxmemory with noeviction: Redis refuses writes rather than dropping blocks silently
             return self._full(e)
         return StoreUnavailableError(f"Redis at {redacted(self.url)} is unavailable: {e}")
 
@@ -213,6 +215,16 @@ class BlockStore:
         except redis.RedisError as e:
             raise self._fail(e) from None
         return all(f or self.tier.has(k) for k, f in zip(keys, found))
+
+    def expire(self, keys: Sequence[str], ttl: int) -> None:
+        """Set the expiry of existing ``keys`` to ``ttl`` seconds (missing ones are skipped)."""
+        try:
+            with self.r.pipeline(transaction=False) as p:
+                for key in keys:
+                    p.expire(key, ttl)
+                p.execute()
+        except redis.RedisError as e:
+            raise self._fail(e) from None
 
     def delete(self, keys: Sequence[str]) -> None:
         try:
@@ -378,6 +390,20 @@ class BlockStore:
             self.r.close()
         except Exception:
             pass
+
+
+def with_env_password(url: str) -> str:
+    """``url`` with ``OKPLAN_REDIS_PASSWORD`` as its password when it names none (a password in the
+    environment stays out of command lines, which ``ps`` shows).
+
+    >>> with_env_password("redis://h:6379/0")                # doctest: +SKIP
+    'redis://:pw@h:6379/0'
+    """
+    password = os.environ.get("OKPLAN_REDIS_PASSWORD")
+    if not password or "@" in url or "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 def redacted(url: str) -> str:
