@@ -33,7 +33,7 @@ from redis.retry import Retry
 
 from ...errors import ClusterUnavailableError, OkplanError
 from ..memory import parse_size
-from .tier import SpillTier, StoreFullError
+from .tier import SpillTier
 
 PREFIX = "okplan:"
 NAMED_SET = PREFIX + "named"
@@ -53,6 +53,10 @@ def chunk_bytes() -> int:
 
 class StoreUnavailableError(ClusterUnavailableError):
     """Redis could not be reached or failed while reading or writing blocks."""
+
+
+class StoreFullError(StoreUnavailableError):
+    """Redis is at its ``maxmemory`` and there is no spill tier, or the tier's disk is full too."""
 
 
 class MissingBlockError(OkplanError):

@@ -22,11 +22,10 @@ import uuid
 from typing import Iterable
 from urllib.parse import quote
 
-from ...errors import ClusterUnavailableError
+from typing import TYPE_CHECKING
 
-
-class StoreFullError(ClusterUnavailableError):
-    """Redis is at its ``maxmemory`` and the spill tier (if any) has no room either."""
+if TYPE_CHECKING:
+    from .store import StoreFullError
 
 
 def _name(key: str | bytes) -> str:
@@ -60,7 +59,9 @@ class SpillTier:
                 pass
             raise self.full(e) from None
 
-    def full(self, e: OSError) -> StoreFullError:
+    def full(self, e: OSError) -> "StoreFullError":
+        from .store import StoreFullError  # noqa: PLC0415 - store imports this module
+
         why = "has no space left" if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"failed: {e}"
         return StoreFullError(f"the block store is full: Redis is at its maxmemory and its spill tier "
                               f"{self.path} {why}; free disk space there, set OKPLAN_STORE_SPILL_DIR to a "
@@ -112,4 +113,4 @@ class SpillTier:
             shutil.rmtree(self._dir(key), ignore_errors=True)
 
 
-__all__ = ["SpillTier", "StoreFullError"]
+__all__ = ["SpillTier"]
