@@ -82,17 +82,21 @@ class Worker:
 
     # -- messages -----------------------------------------------------------------------------------
     def _send(self, kind: str, body: dict | None = None, blobs: tuple | list = (), flags: int = 0) -> None:
-        self.sock.send_multipart(P.pack(kind, body, blobs), flags, copy=False)
+        try:
+            self.sock.send_multipart(P.pack(kind, body, blobs), flags | zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            # no connection to queue on: the master refused the handshake (the watch says why at once)
+            # or its queue is full; a lost reply is re-run by the master like a lost worker's task
+            if not flags & zmq.NOBLOCK:
+                log.warning("okplan worker %s: could not send %s to the master (not connected)", self.name, kind)
 
     def _hello(self) -> None:
         self._send(P.WORKER_HELLO, {"name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
                                     "slots": self.slots, "versions": P.ADVERTISED})
 
     def _heartbeat(self) -> None:
-        try:  # never block the loop on a master that is away: a heartbeat that cannot go is just skipped
-            self._send(P.HEARTBEAT, flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass
+        # never block the loop on a master that is away: a heartbeat that cannot go is just skipped
+        self._send(P.HEARTBEAT, flags=zmq.NOBLOCK)
 
     # -- serving ------------------------------------------------------------------------------------
     def run(self) -> int:
