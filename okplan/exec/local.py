@@ -12,16 +12,18 @@ from typing import Any, Callable, Iterator
 from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .metrics import JobMetrics, LastMetrics
+from .serialization import compress, decompress, deserialize, serialize
 from .task import run_task
 
 
 class _MemoryBlocks:
     """Inputs of the running job: shuffle buckets and materialised partitions, all in memory."""
 
-    __slots__ = ("shuffles", "job_data", "cache")
+    __slots__ = ("shuffles", "job_data", "cache", "reused")
 
     def __init__(self, cache: dict[str, list[list]]):
         self.shuffles: dict[int, list[list[list]]] = {}
+        self.reused: dict[int, list[list[bytes]]] = {}  # shuffle id -> kept output of an earlier job
         self.job_data: dict[str, list[list]] = {}   # subplans shared within this job
         self.cache = cache
 
@@ -29,6 +31,9 @@ class _MemoryBlocks:
         raise KeyError(f"source {source_id} has no data in the local executor")
 
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
+        kept = self.reused.get(shuffle_id)
+        if kept is not None:  # fresh objects on every read: a reduce may merge into its combiners in place
+            return [deserialize(decompress(buckets[reduce_index])) for buckets in kept]
         return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
@@ -96,11 +101,15 @@ class LocalExecutor:
     """
 
     name = "local"
+    #: finished shuffle outputs can be kept for later jobs (``keep_id`` of ``ShuffleWrite``)
+    keeps_shuffles = True
 
     def __init__(self, parallelism: int | None = None):
         self.default_parallelism = parallelism or os.cpu_count() or 1
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
+        #: kept shuffle outputs: keep id -> per map task, its buckets pickled and compressed (immutable)
+        self.kept: dict[str, list[list[bytes]]] = {}
         self._metrics = LastMetrics()
 
     @property
@@ -124,6 +133,13 @@ class LocalExecutor:
                 out = stage.output
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
+                if isinstance(out, ShuffleWrite) and out.reused_from is not None:
+                    kept = self.kept.get(out.keep_id)  # type: ignore[arg-type]
+                    if kept is None:  # dropped since the job was planned: the session plans again
+                        raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
+                                             out.keep_id)
+                    blocks.reused[out.shuffle_id] = kept
+                    continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
                 t0 = time.perf_counter()
                 results = [run_task(stage, p, blocks) for p in range(stage.num_partitions)]
@@ -133,6 +149,8 @@ class LocalExecutor:
                 m.records_out += sum(r.records_out for r in results)
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
+                    if out.keep_id is not None:
+                        self.kept[out.keep_id] = [[compress(serialize(b)) for b in buckets] for buckets in values]
                 elif isinstance(out, Materialize):
                     target = self.cache if out.scope == "context" else blocks.job_data
                     target[out.cache_id] = values
@@ -171,5 +189,12 @@ class LocalExecutor:
     def drop_named(self, label: str) -> bool:
         return self.named.pop(label, None) is not None
 
+    def has_kept_shuffle(self, keep_id: str) -> bool:
+        return keep_id in self.kept
+
+    def drop_kept_shuffle(self, keep_id: str) -> None:
+        self.kept.pop(keep_id, None)
+
     def stop(self) -> None:
         self.cache.clear()
+        self.kept.clear()
