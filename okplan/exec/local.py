@@ -1,31 +1,57 @@
-"""The embedded default: runs every task in this process, stage after stage, blocks in memory."""
+"""The embedded default: runs every task in this process, stage after stage, blocks in memory until
+they exceed the task memory budget, then on disk (lz4 spill files of the job, removed when it ends)."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 import os
+import pickle
 import threading
 import time
 from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
+from .memory import TaskMemory, rss
+from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics
 from .serialization import compress, decompress, deserialize, serialize
+from .spill import SpillDir, relocate, to_disk
 from .task import run_task
 
 
 class _MemoryBlocks:
-    """Inputs of the running job: shuffle buckets and materialised partitions, all in memory."""
+    """Inputs of the running job: shuffle buckets and materialised partitions, in memory while they
+    fit the budget (``held`` estimates their bytes from the tasks' resident growth), else on disk."""
 
-    __slots__ = ("shuffles", "job_data", "cache", "reused")
+    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "reused")
 
-    def __init__(self, cache: dict[str, list[list]]):
+    def __init__(self, cache: dict[str, list[list]], spill_dir: SpillDir | None = None, budget: int = 0):
         self.shuffles: dict[int, list[list[list]]] = {}
-        self.reused: dict[int, list[list[bytes]]] = {}  # shuffle id -> kept output of an earlier job
         self.job_data: dict[str, list[list]] = {}   # subplans shared within this job
         self.cache = cache
+        self.spill_dir = spill_dir
+        self.budget = budget
+        self.held = 0
+        #: partitions of caches this job fills (they join the executor's cache once their stage is done)
+        self.new_caches: dict[str, list] = {}
+        #: shuffle id -> the output an earlier job kept (per map task, its buckets pickled and compressed)
+        self.reused: dict[int, list[list[bytes]]] = {}
+
+    def grew(self, nbytes: int, cache_dir: SpillDir) -> None:
+        """A task kept ``nbytes`` more; past the budget, every block this job holds in memory goes to disk."""
+        self.held += max(0, nbytes)
+        if self.spill_dir is None or self.held <= self.budget:
+            return
+        # in place: the running stage is still appending to these lists
+        for outputs in self.shuffles.values():
+            outputs[:] = [to_disk(buckets, self.spill_dir, "shuffle") for buckets in outputs]
+        for parts in self.job_data.values():
+            parts[:] = to_disk(parts, self.spill_dir, "shared")
+        for parts in self.new_caches.values():
+            parts[:] = to_disk(parts, cache_dir, "cached")
+        self.held = 0
 
     def source(self, source_id: str, index: int) -> list:
         raise KeyError(f"source {source_id} has no data in the local executor")
@@ -104,12 +130,17 @@ class LocalExecutor:
     #: finished shuffle outputs can be kept for later jobs (``keep_id`` of ``ShuffleWrite``)
     keeps_shuffles = True
 
-    def __init__(self, parallelism: int | None = None):
+    def __init__(self, parallelism: int | None = None, task_memory: str | int | None = None):
         self.default_parallelism = parallelism or os.cpu_count() or 1
+        self.task_memory = task_memory_of(task_memory)
+        #: cached partitions that went to disk (memory-and-disk) live here until unpersist or stop
+        self.cache_dir = SpillDir("cache")
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
-        #: kept shuffle outputs: keep id -> per map task, its buckets pickled and compressed (immutable)
-        self.kept: dict[str, list[list[bytes]]] = {}
+        #: kept shuffle outputs (shuffle reuse), least recently used first: keep id -> (bytes, per map
+        #: task its buckets pickled and compressed); all together within the task memory budget
+        self.kept: dict[str, tuple[int, list[list[bytes]]]] = {}
+        self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
         self._metrics = LastMetrics()
 
     @property
@@ -119,12 +150,18 @@ class LocalExecutor:
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
-        blocks = _MemoryBlocks(self.cache)
+        spill_dir = SpillDir("job")
+        blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory)
         metrics = JobMetrics(self.name)
         self._metrics.set(metrics)
         start = time.perf_counter()
-        with _fewer_collections():
-            yield from self._run(plan, action, partitions, blocks, metrics, start)
+        try:
+            with _fewer_collections():
+                yield from self._run(plan, action, partitions, blocks, metrics, start)
+        finally:
+            blocks.shuffles.clear()
+            blocks.job_data.clear()
+            spill_dir.remove()
 
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
              blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
@@ -134,7 +171,7 @@ class LocalExecutor:
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
                 if isinstance(out, ShuffleWrite) and out.reused_from is not None:
-                    kept = self.kept.get(out.keep_id)  # type: ignore[arg-type]
+                    kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
                     if kept is None:  # dropped since the job was planned: the session plans again
                         raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
                                              out.keep_id)
@@ -142,28 +179,39 @@ class LocalExecutor:
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
                 t0 = time.perf_counter()
-                results = [run_task(stage, p, blocks) for p in range(stage.num_partitions)]
-                values = [r.value for r in results]
-                m.tasks += stage.num_partitions
-                m.records_in += sum(r.records_in for r in results)
-                m.records_out += sum(r.records_out for r in results)
+                values: list = []
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
-                    if out.keep_id is not None:
-                        self.kept[out.keep_id] = [[compress(serialize(b)) for b in buckets] for buckets in values]
                 elif isinstance(out, Materialize):
-                    target = self.cache if out.scope == "context" else blocks.job_data
-                    target[out.cache_id] = values
+                    if out.scope == "context":
+                        values = blocks.new_caches[out.cache_id] = []
+                    else:
+                        values = blocks.job_data[out.cache_id] = []
+                for p in range(stage.num_partitions):
+                    before = rss()
+                    r = run_task(stage, p, blocks, memory=TaskMemory(self.task_memory, blocks.spill_dir))
+                    values.append(r.value)
+                    m.records_in += r.records_in
+                    m.records_out += r.records_out
+                    m.spill_bytes += r.spill_bytes
+                    blocks.grew(rss() - before, self.cache_dir)
+                m.tasks += stage.num_partitions
+                if isinstance(out, Materialize) and out.scope == "context":
+                    # a cache outlives the job: its spilled partitions move to the executor's directory
+                    self.cache[out.cache_id] = relocate(values, self.cache_dir)
+                elif isinstance(out, ShuffleWrite) and out.keep_id is not None:
+                    self._keep(out.keep_id, values)
                 m.seconds += time.perf_counter() - t0
                 m.add_phase("compute", time.perf_counter() - t0)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
             for p in partitions:
                 t0 = time.perf_counter()
-                r = run_task(stage, p, blocks, action)
+                r = run_task(stage, p, blocks, action, TaskMemory(self.task_memory, blocks.spill_dir))
                 m.tasks += 1
                 m.records_in += r.records_in
                 m.records_out += r.records_out
+                m.spill_bytes += r.spill_bytes
                 m.seconds += time.perf_counter() - t0
                 yield p, r.value
             m.add_phase("compute", m.seconds)
@@ -175,7 +223,48 @@ class LocalExecutor:
         return cache_id in self.cache
 
     def drop_cached(self, cache_id: str) -> None:
-        self.cache.pop(cache_id, None)
+        parts = self.cache.pop(cache_id, None)
+        for path in {r.path for p in parts or () for r in getattr(p, "runs", ())}:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _keep(self, keep_id: str, outputs: list[list]) -> None:
+        """Keep a finished shuffle's buckets for later jobs, pickled and compressed before the reduce
+        side reads them (every read then gets fresh objects: a reduce may merge into its combiners in
+        place). They count against the task memory budget: an output larger than the budget is not
+        kept, and the least recently used ones are dropped to make room (a later job then computes
+        them again). Records pickle refuses are not kept either."""
+        try:
+            kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return
+        size = sum(len(b) for buckets in kept for b in buckets)
+        with self._kept_lock:
+            if size > self.task_memory:
+                return
+            self.kept[keep_id] = (size, kept)
+            total = sum(n for n, _ in self.kept.values())
+            for old in list(self.kept):
+                if total <= self.task_memory:
+                    break
+                total -= self.kept.pop(old)[0]
+
+    def _kept_output(self, keep_id: str) -> list[list[bytes]] | None:
+        with self._kept_lock:
+            found = self.kept.pop(keep_id, None)
+            if found is None:
+                return None
+            self.kept[keep_id] = found  # most recently used now
+            return found[1]
+
+    def has_kept_shuffle(self, keep_id: str) -> bool:
+        return keep_id in self.kept
+
+    def drop_kept_shuffle(self, keep_id: str) -> None:
+        with self._kept_lock:
+            self.kept.pop(keep_id, None)
 
     def save_named(self, label: str, partitions: list[list]) -> None:
         self.named[label] = [list(p) for p in partitions]
@@ -189,12 +278,8 @@ class LocalExecutor:
     def drop_named(self, label: str) -> bool:
         return self.named.pop(label, None) is not None
 
-    def has_kept_shuffle(self, keep_id: str) -> bool:
-        return keep_id in self.kept
-
-    def drop_kept_shuffle(self, keep_id: str) -> None:
-        self.kept.pop(keep_id, None)
-
     def stop(self) -> None:
         self.cache.clear()
-        self.kept.clear()
+        with self._kept_lock:
+            self.kept.clear()
+        self.cache_dir.remove()
