@@ -216,8 +216,10 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
         n = len(records)
         step = n
         if n > _SAMPLE:
-            # bytes per record from a sample, so a big partition is never encoded whole first
-            per = max(1.0, len(encode(records[:_SAMPLE])) / _SAMPLE)
+            # bytes per record from a sample, so a big partition is never encoded whole first; pickled
+            # bytes count: a chunk is decoded whole, and lz4 shrinks repetitive records a hundredfold
+            sample = records[:_SAMPLE]
+            per = max(1.0, len(encode(sample)) / _SAMPLE, len(serialize(sample)) / _SAMPLE)
             step = max(1, min(max_records, int(limit // 2 / per)))
         if step >= n:
             blob = encode(records)
@@ -232,15 +234,19 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
     it = iter(records)
     step = min(_SAMPLE, max_records)
     produced = False
+    raw_per = 0.0
     while True:
         part = list(islice(it, step))
         if not part:
             break
+        if not produced:
+            raw_per = len(serialize(part[:16])) / min(16, len(part))
         blob = encode(part)
         produced = True
         yield blob
-        # size the next slice from this one's bytes per record
-        step = max(1, min(max_records, int(limit // 2 * len(part) / max(1, len(blob)))))
+        # size the next slice from this one's bytes per record (and the pickled size, as for lists)
+        per = max(1.0, len(blob) / len(part), raw_per)
+        step = max(1, min(max_records, int(limit // 2 / per)))
     if not produced:
         yield encode([])
 
