@@ -24,14 +24,18 @@ from .logical.narrow import not_a_pair, raised_here
 from .statcounter import StatCounter
 
 class PartitionAction:
-    """A per-partition action function, named for plans and error notes."""
+    """A per-partition action function, named for plans and error notes. ``counts``, when given, tells
+    from a partition's value how many records the action consumed (``collect``: ``len``), so the task
+    runner need not count them one by one for the metrics."""
 
-    __slots__ = ("fn", "name", "user_func")
+    __slots__ = ("fn", "name", "user_func", "counts")
 
-    def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None):
+    def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
+                 counts: Callable[[Any], int] | None = None):
         self.fn = fn
         self.name = name
         self.user_func = user_func
+        self.counts = counts
 
     def __call__(self, it: Iterator) -> Any:
         return self.fn(it)
@@ -54,8 +58,9 @@ class ActionsMixin:
     _node: L.Node
 
     def _run(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-             partitions: list[int] | None = None) -> list:
-        return self.context._run_job(self._node, PartitionAction(fn, name, user_func), partitions)  # type: ignore
+             partitions: list[int] | None = None, counts: Callable[[Any], int] | None = None) -> list:
+        return self.context._run_job(self._node, PartitionAction(fn, name, user_func, counts),  # type: ignore
+                                     partitions)
 
     # -- collecting ------------------------------------------------------------------------------------
     def collect(self) -> list:
@@ -65,7 +70,7 @@ class ActionsMixin:
         [1, 2, 3]
         """
         out: list = []
-        for part in self._run(_to_list, "collect"):
+        for part in self._run(_to_list, "collect", counts=len):
             out.extend(part)
         return out
 
@@ -83,7 +88,7 @@ class ActionsMixin:
         >>> ctx.parallelize(range(10)).count()          # doctest: +SKIP
         10
         """
-        return sum(self._run(_count, "count"))
+        return sum(self._run(_count, "count", counts=int))
 
     def countByValue(self) -> dict:
         """``{record: how often it occurs}``.
@@ -123,7 +128,7 @@ class ActionsMixin:
             return []
         items: list = []
         results = self.context._run_job_iter(  # type: ignore[attr-defined]
-            self._node, PartitionAction(lambda it: list(islice(it, num)), "take"), None)
+            self._node, PartitionAction(lambda it: list(islice(it, num)), "take", counts=len), None)
         try:
             for part in results:
                 items.extend(part)

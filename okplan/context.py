@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
+from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
 from ._tracebacks import trim
-from .actions import PartitionAction
+from .actions import PartitionAction, _count
 from .broadcast import Broadcast
 from .dataset import DataSet, union_node
 from .exec.accumulators import Accumulator
@@ -19,8 +21,10 @@ from .logical import nodes as L
 from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
+from .log import ensure_configured
 from .logical.shortcuts import known_count
 from .sort_bounds import resolve_sort_bounds
+from .physical.dot import render_dot
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
 from .physical.stage import PhysicalPlan
@@ -29,6 +33,8 @@ from .physical.stage import PhysicalPlan
 SEED_BUFFER_SIZE = 10240
 #: PySpark's largest batch when it ships a list to ``parallelize`` (its partitions hold whole batches)
 PYSPARK_BATCH_SIZE = 1024
+#: jobs whose plan and metrics ``explain(analyze=True)`` can still show without running them again
+_ANALYZED_JOBS = 32
 
 
 class Context:
@@ -36,22 +42,33 @@ class Context:
 
     ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default
     parallelism), ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
-    ``"tcp://host:port"`` (a running master). ``optimize=False`` runs plans as written.
+    ``"tcp://host:port"`` (a running master); the default is ``OKPLAN_MASTER``, else ``"local"``.
+    ``optimize=False`` runs plans as written. ``profile=True`` (or ``OKPLAN_PROFILE=1``) times each
+    operator inside fused stages, sampled, for ``explain(analyze=True)`` and ``getProfile()``.
 
     >>> with Context() as ctx:
     ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()
     285
     """
 
-    def __init__(self, master: str = "local", appName: str | None = None, optimize: bool = True,
-                 **options: Any):
+    def __init__(self, master: str | None = None, appName: str | None = None, optimize: bool = True,
+                 profile: bool | None = None, **options: Any):
+        if master is None:
+            master = os.environ.get("OKPLAN_MASTER") or "local"
         if not isinstance(master, str):
             raise TypeError(f"Context() expects a master string like 'local' or 'tcp://host:port', got {master!r}")
+        ensure_configured()
         self.master = master
         self.appName = appName or "okplan"
         self._optimize = bool(optimize)
         self._executor = make_executor(master, **options)
+        if profile is not None:
+            self._executor.profile = bool(profile)
+        if hasattr(self._executor, "app_name"):
+            self._executor.app_name = self.appName
         self._persisted: dict[int, str] = {}
+        #: node id -> (physical plan, metrics) of its latest jobs, for explain(analyze=True)
+        self._analyzed: OrderedDict[int, tuple[PhysicalPlan, JobMetrics]] = OrderedDict()
         self._lock = threading.RLock()
         self._stopped = False
 
@@ -76,6 +93,15 @@ class Context:
     @property
     def executor(self) -> Any:
         return self._executor
+
+    @property
+    def uiWebUrl(self) -> str | None:
+        """The URL of the cluster master's web dashboard (PySpark's ``sc.uiWebUrl``); None in-process.
+
+        >>> Context("local-cluster[2]").uiWebUrl                    # doctest: +SKIP
+        'http://127.0.0.1:40233/'
+        """
+        return getattr(self._executor, "ui_web_url", None)
 
     # -- creating datasets -----------------------------------------------------------------------------
     def parallelize(self, c: Iterable, numSlices: int | None = None) -> DataSet:
@@ -274,14 +300,15 @@ class Context:
         optimized, _ = self._optimized(logical)
         optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
         physical = plan_physical(optimized)
-        return self._results(self._executor.run(physical, action, parts), temporary)
+        return self._results(self._executor.run(physical, action, parts), temporary, node.nid, physical)
 
     def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
         """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
         results = self._executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
         return [value for _, value in results]
 
-    def _results(self, results: Iterator[tuple[int, Any]], temporary: list[str]) -> Iterator[Any]:
+    def _results(self, results: Iterator[tuple[int, Any]], temporary: list[str], nid: int,
+                 physical: PhysicalPlan) -> Iterator[Any]:
         try:
             for _, value in results:
                 yield value
@@ -289,6 +316,12 @@ class Context:
             close = getattr(results, "close", None)
             if close is not None:
                 close()
+            metrics = self._executor.last_metrics
+            if metrics is not None:
+                self._analyzed[nid] = (physical, metrics)
+                self._analyzed.move_to_end(nid)
+                while len(self._analyzed) > _ANALYZED_JOBS:
+                    self._analyzed.popitem(last=False)
             for cache_id in temporary:
                 self._executor.drop_cached(cache_id)
 
@@ -324,14 +357,34 @@ class Context:
         """Stage-level numbers of the last job: tasks, records in/out, seconds, bytes."""
         return self._executor.last_metrics
 
-    def _explain(self, node: L.Node, mode: str = "full") -> str:
+    def _analyze(self, node: L.Node) -> tuple[PhysicalPlan, JobMetrics]:
+        """The plan and figures of ``node``'s latest job, running one (every partition, records
+        discarded) if it has not run on this Context."""
+        found = self._analyzed.get(node.nid)
+        if found is None:
+            self._run_job(node, PartitionAction(_count, "explain(analyze=True)", counts=int), None)
+            found = self._analyzed.get(node.nid)
+            if found is None:  # nothing ran: no partitions
+                found = (self._plan(node)[3], JobMetrics(self._executor.name))
+        return found
+
+    def _explain(self, node: L.Node, mode: str = "full", analyze: bool = False, format: str = "text") -> str:
+        if format == "dot":
+            if analyze or node.nid in self._analyzed:
+                physical, metrics = self._analyze(node)
+                return render_dot(physical, metrics, f"job {metrics.job_id or ''}: {metrics.seconds * 1000:,.1f} ms")
+            return render_dot(self._plan(node)[3])
+        if format != "text":
+            raise ValueError(f"explain() format must be 'text' or 'dot', got {format!r}")
+        if analyze or mode == "metrics":
+            physical, metrics = self._analyze(node)
+            return "\n".join([f"== Physical plan ({self._executor.name}), analyzed ==", _job_line(metrics),
+                              render_physical(physical, metrics)])
         logical, optimized, fired, physical = self._plan(node)
         if mode == "compact":
             return render_compact(physical)
         if mode == "physical":
             return render_physical(physical)
-        if mode == "metrics":
-            return render_physical(physical, self._executor.last_metrics)
         if mode == "logical":
             return render_tree(logical.root)
         if mode != "full":
@@ -346,3 +399,18 @@ class Context:
         parts += [render_tree(optimized.root), "", f"== Physical plan ({self._executor.name}) ==",
                   render_physical(physical)]
         return "\n".join(parts)
+
+
+def _job_line(m: JobMetrics) -> str:
+    """The job's totals above its analyzed plan."""
+    tasks = sum(s.tasks for s in m.stages.values())
+    line = f"job {m.job_id or '-'}: {m.seconds * 1000:,.2f} ms, {tasks} tasks"
+    if m.records_shuffled:
+        line += f", {m.records_shuffled:,} records shuffled"
+    if m.bytes_written or m.bytes_read:
+        line += f", {m.bytes_written:,} B written / {m.bytes_read:,} B read in Redis"
+    if m.retries:
+        line += f", {m.retries} retries"
+    if len(m.tasks_per_worker) > 1:
+        line += ", tasks per worker: " + ", ".join(f"{w} {n}" for w, n in sorted(m.tasks_per_worker.items()))
+    return line

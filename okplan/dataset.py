@@ -279,19 +279,43 @@ class DataSet(WideMixin, ActionsMixin):
         return self.context._is_persisted(self)
 
     # -- plans -----------------------------------------------------------------------------------------
-    def toDebugString(self, mode: str = "full") -> str:
-        """The plans as text (see ``explain``)."""
-        return self.context._explain(self._node, mode)
+    def toDebugString(self, mode: str = "full", analyze: bool = False, format: str = "text") -> str:
+        """The plans as text (see ``explain``), or DOT with ``format="dot"``."""
+        return self.context._explain(self._node, mode, analyze, format)
 
-    def explain(self, mode: str = "full", file: Any = None) -> None:
+    def explain(self, mode: str = "full", file: Any = None, analyze: bool = False,
+                format: str = "text") -> str | None:
         """Print the logical plan, the optimized plan with the rules that fired, and the physical plan
         (stages, tasks, shuffles). ``mode``: ``"full"`` (default), ``"physical"``, ``"logical"``,
-        ``"compact"`` (one line per stage) or ``"metrics"`` (the physical plan with what the last job
-        measured).
+        ``"compact"`` (one line per stage) or ``"metrics"`` (same as ``analyze=True``).
+
+        ``analyze=True`` runs the job if it has not run on this Context and prints the physical plan
+        with what each stage measured (tasks, records in/out, bytes, spill, seconds, task skew, top
+        operators with ``Context(profile=True)``), like SQL's ``EXPLAIN ANALYZE``.
+        ``format="dot"`` returns the physical plan as Graphviz DOT (with figures after a run) instead of
+        printing.
 
         >>> ctx.parallelize(["a b a"]).flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(add).explain()  # doctest: +SKIP
+        >>> ds.explain(analyze=True)                         # doctest: +SKIP
+        >>> dot = ds.explain(format="dot")                   # doctest: +SKIP
         """
-        print(self.toDebugString(mode), file=file if file is not None else sys.stdout)
+        text = self.toDebugString(mode, analyze, format)
+        if format == "dot":
+            return text
+        print(text, file=file if file is not None else sys.stdout)
+        return None
+
+    def visualize(self, filename: str = "plan.svg", format: str | None = None) -> str:
+        """Render the physical plan to ``filename`` (``.svg``, ``.png``, ``.pdf``...), as Dask's
+        ``visualize``; with figures after a run. Needs the ``graphviz`` package
+        (``pip install 'okplan[viz]'``) and Graphviz's ``dot`` program. Returns ``filename``.
+
+        >>> counts.visualize("wordcount.svg")                # doctest: +SKIP
+        'wordcount.svg'
+        """
+        from .visualize import render_file  # noqa: PLC0415 - graphviz is optional
+
+        return render_file(self.toDebugString(format="dot"), filename, format)
 
     # -- seed API --------------------------------------------------------------------------------------
     def compute(self) -> "DataSet":

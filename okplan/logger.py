@@ -1,20 +1,19 @@
-"""``Logger``: one JSON object per line, the seed's logger with a threshold from ``LOG_LEVEL``."""
+"""``Logger``: the seed's structured logger, a face over the standard ``logging`` module and okplan's
+one JSON formatter (``okplan.log``), with its threshold from ``LOG_LEVEL``."""
 
 from __future__ import annotations
 
-import datetime
-import json
+import logging
 import os
-import socket
-import sys
 from typing import Any, TextIO
 
-LEVELS = {"trace": 5, "debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40, "fatal": 50}
+from .log.formatter import LEVELS, JsonFormatter, level_number
+from .log.setup import _StderrHandler
 
 
 class Logger:
-    """Structured logging: ``time`` (ISO 8601 with time zone), ``level``, ``name``, ``logger``,
-    ``hostname``, ``pid``, ``msg``/``message`` and any fields you pass.
+    """Structured logging: one JSON object per line with ``time`` (ISO 8601 with time zone), ``level``,
+    ``name``, ``hostname``, ``pid``, ``msg`` and any fields you pass.
 
     >>> log = Logger("wordcount")                           # doctest: +SKIP
     >>> log.info("Building list")                           # doctest: +SKIP
@@ -25,15 +24,31 @@ class Logger:
         self.name = name
         self.level = (level or os.environ.get("LOG_LEVEL") or "info").lower()
         if self.level not in LEVELS:
-            raise ValueError(f"unknown log level {self.level!r}; use one of {', '.join(LEVELS)}")
+            raise ValueError(f"unknown log level {self.level!r}; use one of trace, debug, info, warn, error, fatal")
         self.stream = stream
-        self._host = socket.gethostname()
+        # a logger of its own, outside logging's registry: the seed's Logger has a threshold and a
+        # stream per instance, and two Loggers of the same name must not share them
+        self._logger = logging.Logger(name, level_number(self.level))
+        self._logger.propagate = False
+        handler = _StderrHandler(stream)
+        handler.setFormatter(JsonFormatter())
+        self._logger.addHandler(handler)
 
     def enabled(self, level: str) -> bool:
-        return LEVELS[level] >= LEVELS[self.level]
+        """True when a record at ``level`` would be written.
+
+        >>> Logger("t", level="warn").enabled("info")
+        False
+        """
+        return level_number(level) >= level_number(self.level)
 
     def log(self, level: str, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
-        if not self.enabled(level):
+        """Write one record at ``level``: a message, or a dict of fields and a message.
+
+        >>> Logger("t").log("info", {"rows": 3}, "loaded")  # doctest: +SKIP
+        """
+        levelno = level_number(level)
+        if not self._logger.isEnabledFor(levelno):
             return
         fields: dict[str, Any] = {}
         if isinstance(fields_or_msg, dict):
@@ -41,38 +56,30 @@ class Logger:
         elif fields_or_msg is not None:
             msg = str(fields_or_msg) if msg is None else f"{fields_or_msg} {msg}"
         fields.update(extra)
-        record = {
-            "time": datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="milliseconds"),
-            "level": "warn" if level == "warning" else level,
-            "name": self.name,
-            "logger": self.name,
-            "hostname": self._host,
-            "pid": os.getpid(),
-            "msg": msg or "",
-            "message": msg or "",
-        }
-        for k, v in fields.items():
-            record.setdefault(k, v)
-        stream = self.stream or sys.stderr
-        stream.write(json.dumps(record, default=repr) + "\n")
-        stream.flush()
+        self._logger.log(levelno, "%s", msg or "", extra={"fields": fields})
 
     def trace(self, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
+        """Log at trace (below debug)."""
         self.log("trace", fields_or_msg, msg, **extra)
 
     def debug(self, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
+        """Log at debug."""
         self.log("debug", fields_or_msg, msg, **extra)
 
     def info(self, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
+        """Log at info: ``log.info("Building list")``."""
         self.log("info", fields_or_msg, msg, **extra)
 
     def warn(self, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
+        """Log at warn."""
         self.log("warn", fields_or_msg, msg, **extra)
 
     warning = warn
 
     def error(self, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
+        """Log at error."""
         self.log("error", fields_or_msg, msg, **extra)
 
     def fatal(self, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
+        """Log at fatal."""
         self.log("fatal", fields_or_msg, msg, **extra)

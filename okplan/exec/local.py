@@ -7,10 +7,13 @@ import gc
 import os
 import threading
 import time
+import uuid
 from typing import Any, Callable, Iterator
 
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
-from .metrics import JobMetrics
+from .metrics import JobMetrics, StageMetrics, TaskMetrics
+from .profile import profile_wanted, profiled
+from .progress import job_progress
 from .task import run_task
 
 
@@ -96,51 +99,67 @@ class LocalExecutor:
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
         self.last_metrics: JobMetrics | None = None
+        #: time each operator inside fused stages (sampled): ``Context(profile=True)``
+        self.profile = profile_wanted()
+        self.ui_web_url: str | None = None
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
         blocks = _MemoryBlocks(self.cache)
-        metrics = JobMetrics(self.name)
+        metrics = JobMetrics(self.name, job_id=uuid.uuid4().hex[:16])
         self.last_metrics = metrics
         start = time.perf_counter()
         with _fewer_collections():
             yield from self._run(plan, action, partitions, blocks, metrics, start)
 
+    def _task(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
+              action: Callable[[Iterator], Any] | None = None) -> Any:
+        """Run one task and fold its figures into ``m``; the task's value."""
+        t0 = time.perf_counter()
+        c0 = time.thread_time()
+        if self.profile:
+            with profiled(stage, action) as operators:
+                r = run_task(stage, p, blocks, action)
+        else:
+            operators = None
+            r = run_task(stage, p, blocks, action)
+        t1 = time.perf_counter()
+        m.add_task(TaskMetrics(r.records_in, r.records_out, t1 - t0, time.thread_time() - c0, {"compute": t1 - t0},
+                               operators=operators or {}), t0, t1)
+        return r.value
+
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
              blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
+        progress = job_progress(metrics.job_id or "")
         try:
             for stage in plan.stages[:-1]:
                 out = stage.output
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
-                t0 = time.perf_counter()
-                results = [run_task(stage, p, blocks) for p in range(stage.num_partitions)]
-                values = [r.value for r in results]
-                m.tasks += stage.num_partitions
-                m.records_in += sum(r.records_in for r in results)
-                m.records_out += sum(r.records_out for r in results)
+                values = []
+                for p in range(stage.num_partitions):
+                    values.append(self._task(stage, p, blocks, m))
+                    if progress is not None:
+                        progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
                 elif isinstance(out, Materialize):
                     target = self.cache if out.scope == "context" else blocks.job_data
                     target[out.cache_id] = values
-                m.seconds += time.perf_counter() - t0
-                m.add_phase("compute", time.perf_counter() - t0)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
             for p in partitions:
-                t0 = time.perf_counter()
-                r = run_task(stage, p, blocks, action)
-                m.tasks += 1
-                m.records_in += r.records_in
-                m.records_out += r.records_out
-                m.seconds += time.perf_counter() - t0
-                yield p, r.value
-            m.add_phase("compute", m.seconds)
+                value = self._task(stage, p, blocks, m, action)
+                if progress is not None:
+                    progress.update(stage.id, m.tasks, len(partitions), m.records_out)
+                yield p, value
         finally:
+            if progress is not None:
+                progress.close()
             metrics.seconds = time.perf_counter() - start
             metrics.tasks_per_worker["local"] = sum(s.tasks for s in metrics.stages.values())
+            metrics.finish()
 
     def has_cached(self, cache_id: str) -> bool:
         return cache_id in self.cache

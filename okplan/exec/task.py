@@ -4,7 +4,8 @@ only in the ``BlockSource`` that hands it inputs and in where they put what it r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, count
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import OkplanError
@@ -41,6 +42,9 @@ class TaskResult:
     records_out: int
 
 
+_FIRST = itemgetter(0)
+
+
 class _Counter:
     __slots__ = ("records_in",)
 
@@ -67,8 +71,15 @@ def run_task(stage: Stage, partition: int, blocks: BlockSource,
             return TaskResult(data, counter.records_in, len(data))
         if action is None:
             raise OkplanError(f"{stage.name} is a result stage but no action was given")
-        value = action(it)
-        return TaskResult(value, counter.records_in, counter.records_in)
+        # records out of a result stage are the records the action consumed: an action that says how to
+        # count them from its value (collect: len) costs nothing, others count through C-level zip
+        counts = getattr(action, "counts", None)
+        if counts is not None:
+            value = action(it)
+            return TaskResult(value, counter.records_in, counts(value))
+        consumed = count()
+        value = action(map(_FIRST, zip(it, consumed)))
+        return TaskResult(value, counter.records_in, next(consumed))
     except BaseException as exc:
         if not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             annotate(exc, stage, partition, action)

@@ -21,6 +21,7 @@ from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
 from ..metrics import JobMetrics
+from ..profile import profile_wanted
 from ..serialization import decode_block, dumps_function, encode_block
 from . import protocol as P
 from .remote_errors import unpack_exception
@@ -61,6 +62,10 @@ class ClusterExecutor:
         self.cache_ttl = cache_ttl
         self.inline_max = inline_max
         self.last_metrics: JobMetrics | None = None
+        #: time each operator inside fused stages (sampled): ``Context(profile=True)``
+        self.profile = profile_wanted()
+        #: the Context's appName, shown by the master's dashboard
+        self.app_name: str | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
         self._inbox: dict[str, deque] = {}
@@ -160,7 +165,7 @@ class ClusterExecutor:
         metrics = JobMetrics(self.name)
         self.last_metrics = metrics
         started = time.perf_counter()
-        job_id = self._submit(plan, action, want, metrics)
+        job_id = metrics.job_id = self._submit(plan, action, want, metrics)
         unique = len(set(want)) == len(want)
         got: dict[int, Any] = {}
         i = 0
@@ -183,14 +188,14 @@ class ClusterExecutor:
                 elif msg.kind == P.JOB_DONE:
                     ended = True
                     self._slots = body.get("slots") or self._slots
-                    _fill_metrics(metrics, body["metrics"])
+                    metrics.fill_from_wire(body["metrics"])
                 elif msg.kind == P.JOB_FAILED:
-                    _fill_metrics(metrics, body.get("metrics") or {})
+                    metrics.fill_from_wire(body.get("metrics") or {})
                     if body["reason"] == "source_lost" and resubmits > 0:
                         # Redis lost the data this client uploaded: upload it again and start over
                         resubmits -= 1
                         self._inbox.pop(job_id, None)
-                        job_id = self._submit(plan, action, want, metrics)
+                        job_id = metrics.job_id = self._submit(plan, action, want, metrics)
                         got.clear()
                         want = want[i:]
                         i = 0
@@ -206,7 +211,7 @@ class ClusterExecutor:
     def _submit(self, plan: PhysicalPlan, action: Callable, want: list[int], metrics: JobMetrics) -> str:
         job_id = uuid.uuid4().hex[:16]
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
-                          inline_max=self.inline_max)
+                          inline_max=self.inline_max, profile=self.profile, app=self.app_name)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
         keys = Keys(job_id, self.client_id)
         uploads = [(keys.source(sid, i), encode_block(part))
@@ -311,15 +316,3 @@ class ClusterExecutor:
 def _merge(acc_blobs: list | None) -> None:
     for blob in acc_blobs or ():
         merge_updates(pickle.loads(blob))
-
-
-def _fill_metrics(metrics: JobMetrics, d: dict[str, Any]) -> None:
-    for sid, sm in d.get("stages", {}).items():
-        m = metrics.stage(sid, sm["kind"])
-        m.tasks, m.records_in, m.records_out = sm["tasks"], sm["rin"], sm["rout"]
-        m.seconds, m.phases = sm["seconds"], dict(sm["phases"])
-        m.bytes_raw, m.bytes_compressed, m.retries = sm["raw"], sm["comp"], sm["retries"]
-    metrics.tasks_per_worker = dict(d.get("tasks_per_worker", {}))
-    metrics.retries = d.get("retries", 0)
-    metrics.bytes_written += d.get("bytes_written", 0)
-    metrics.bytes_read += d.get("bytes_read", 0)

@@ -7,6 +7,7 @@ import time
 from collections import deque
 from typing import Any
 
+from ..metrics import JobMetrics, StageMetrics, TaskMetrics
 from .spec import JobSpec
 from .store import Keys
 
@@ -27,8 +28,7 @@ class StageRun:
         self.running: dict[int, tuple[bytes, int, float]] = {}   # partition -> (worker, attempt, started)
         self.attempts: dict[int, int] = {}
         self.recomputes = 0
-        self.metrics: dict[str, Any] = {"kind": _KIND_NAMES[info["kind"]], "tasks": 0, "rin": 0, "rout": 0,
-                                        "seconds": 0.0, "phases": {}, "raw": 0, "comp": 0, "retries": 0}
+        self.metrics = StageMetrics(self.id, _KIND_NAMES[info["kind"]])
 
     @property
     def complete(self) -> bool:
@@ -90,31 +90,25 @@ class JobRun:
                 return s, s.pending.popleft()
         return None
 
-    def record(self, stage: StageRun, worker: str, m: dict[str, Any], roundtrip: float) -> None:
-        """Fold one successful task's metrics in."""
-        sm = stage.metrics
-        sm["tasks"] += 1
-        sm["rin"] += m["rin"]
-        sm["rout"] += m["rout"]
-        sm["seconds"] += m["wall"]
-        phases = sm["phases"]
-        for ph in ("compute", "serialize", "compress", "store"):
-            phases[ph] = phases.get(ph, 0.0) + m[ph]
-        phases["schedule"] = phases.get("schedule", 0.0) + max(0.0, roundtrip - m["wall"])
-        sm["raw"] += m["raw"]
-        sm["comp"] += m["comp"]
-        self.bytes_written += m["written"]
-        self.bytes_read += m["read"]
+    def record(self, stage: StageRun, worker: str, t: TaskMetrics, started: float, ended: float) -> None:
+        """Fold one successful task's metrics in; ``started``/``ended``: when the master sent it and
+        heard back (the time around the task is its ``schedule`` phase)."""
+        t.phases["schedule"] = max(0.0, ended - started - t.seconds)
+        stage.metrics.add_task(t, started, ended)
+        self.bytes_written += t.bytes_written
+        self.bytes_read += t.bytes_read
         self.tasks_per_worker[worker] = self.tasks_per_worker.get(worker, 0) + 1
 
     def retried(self, stage: StageRun) -> None:
-        stage.metrics["retries"] += 1
+        stage.metrics.retries += 1
         self.retries += 1
 
-    def metrics(self) -> dict[str, Any]:
-        return {"stages": {s.id: s.metrics for s in self.order}, "tasks_per_worker": self.tasks_per_worker,
-                "retries": self.retries, "bytes_written": self.bytes_written, "bytes_read": self.bytes_read,
-                "seconds": time.monotonic() - self.started}
+    def metrics(self) -> JobMetrics:
+        """The job's figures so far, in the one metrics model (``to_wire()`` for a message)."""
+        m = JobMetrics("cluster", {s.id: s.metrics for s in self.order}, time.monotonic() - self.started,
+                       self.tasks_per_worker, self.retries, self.bytes_written, self.bytes_read, self.id)
+        m.finish()
+        return m
 
     def keys_to_delete(self, success: bool) -> list[str]:
         """Every key this job may have written that must not outlive it. Results are read (and

@@ -19,6 +19,7 @@ from typing import Any
 import zmq
 
 from . import protocol as P
+from ..metrics import TaskMetrics
 from .jobstate import JobRun, StageRun
 from .store import BlockStore, Keys, StoreUnavailableError, redacted
 
@@ -246,8 +247,9 @@ class Master:
         p = b["partition"]
         stage.done.add(p)
         w = self.workers.get(ident)
-        job.record(stage, w.name if w else ident.decode(errors="replace"), b["metrics"],
-                   time.monotonic() - started if started else b["metrics"]["wall"])
+        t = TaskMetrics.from_wire(b["metrics"])
+        now = time.monotonic()
+        job.record(stage, w.name if w else ident.decode(errors="replace"), t, started or now - t.seconds, now)
         if b.get("acc"):
             job.acc.append(b["acc"])
         if stage is job.result_stage:
@@ -320,7 +322,7 @@ class Master:
     def _finish(self, job: JobRun) -> None:
         job.state = "done"
         self._maybe_forget(job)  # first, so the client never sees a finished job's keys
-        self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": job.metrics(), "acc": job.acc,
+        self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": job.metrics().to_wire(), "acc": job.acc,
                                             "slots": sum(w.slots for w in self.workers.values())})
         job.acc = []
 
@@ -330,7 +332,7 @@ class Master:
             return
         job.state = "failed"
         body = {"job_id": job.id, "reason": reason, "message": message, "stage": stage, "partition": partition,
-                "acc": job.acc, "metrics": job.metrics()}
+                "acc": job.acc, "metrics": job.metrics().to_wire()}
         if extra:
             body.update({k: v for k, v in extra.items() if k not in ("job_id", "stage", "partition")})
             body["error_stage"] = extra.get("stage")

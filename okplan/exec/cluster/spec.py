@@ -43,7 +43,8 @@ def sources_to_upload(plan: PhysicalPlan) -> dict[str, ReadSource]:
 
 def _stage_info(stage: Stage) -> dict[str, Any]:
     out = stage.output
-    info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents)}
+    info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents),
+                            "labels": list(stage.labels)}
     if isinstance(out, ShuffleWrite):
         info.update(kind="shuffle", shuffle_id=out.shuffle_id, buckets=out.partitioner.num_partitions)
     elif isinstance(out, Materialize):
@@ -54,8 +55,10 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
 
 
 def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[int], *,
-               ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16) -> JobSpec:
-    """The spec of one job of client ``client`` running ``plan`` on result ``partitions``."""
+               ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16, profile: bool = False,
+               app: str | None = None) -> JobSpec:
+    """The spec of one job of client ``client`` running ``plan`` on result ``partitions``; ``profile``
+    asks workers to time operators, ``app`` names the application on the master's dashboard."""
     cache_scopes: dict[str, str] = {}
     for stage in plan.stages:
         if isinstance(stage.output, Materialize):
@@ -75,6 +78,8 @@ def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[in
         "ttl": ttl,
         "cache_ttl": cache_ttl,
         "inline_max": inline_max,
+        "profile": profile,
+        "app": app,
         # so that workers on this machine can import the modules this client's functions come from
         "sys_path": [p for p in sys.path if p],
     }

@@ -22,6 +22,8 @@ from typing import Any
 import zmq
 
 from .. import accumulators
+from ..metrics import TaskMetrics
+from ..profile import profiled
 from ..serialization import deserialize, loads_function, serialize
 from ..task import run_task
 from . import protocol as P
@@ -178,9 +180,15 @@ class Worker:
         meter = TaskMeter()
         blocks = RedisBlocks(self.store, job.spec, meter)
         accumulators.begin_task(job.acc_registry)
+        operators: dict[str, float] = {}
         try:
             t0 = time.perf_counter()
-            result = run_task(stage, b["partition"], blocks, job.action)
+            c0 = time.thread_time()
+            if job.spec.get("profile"):
+                with profiled(stage, job.action) as operators:
+                    result = run_task(stage, b["partition"], blocks, job.action)
+            else:
+                result = run_task(stage, b["partition"], blocks, job.action)
             t_task = time.perf_counter() - t0
             io_in = meter.io_seconds()
             stored, inline = write_output(self.store, job.spec, stage, b["partition"], result.value, meter)
@@ -197,13 +205,12 @@ class Worker:
             accumulators.task_updates()
             body, blob = pack_exception(e, self.name)
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
-        metrics = {
-            "rin": result.records_in, "rout": result.records_out,
-            "compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
-            "store": meter.store, "raw": meter.bytes_raw, "comp": meter.bytes_compressed,
-            "read": meter.bytes_read, "written": meter.bytes_written,
-            "wall": time.perf_counter() - t_start,
-        }
+        metrics = TaskMetrics(
+            result.records_in, result.records_out, time.perf_counter() - t_start, time.thread_time() - c0,
+            {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
+             "store": meter.store},
+            meter.bytes_raw, meter.bytes_compressed, meter.bytes_read, meter.bytes_written, operators=operators,
+        ).to_wire()
         return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()
 
 
