@@ -34,6 +34,13 @@ def _op_lines(op: PhysOp, prefix: str, branch: str, child_prefix: str, out: list
         _op_lines(child, prefix + child_prefix, "└─ " if last else "├─ ", "   " if last else "│  ", out)
 
 
+def operator_lines(stage: Stage) -> list[str]:
+    """The stage's operator tree, one line per operator (as ``explain()`` prints it)."""
+    out: list[str] = []
+    _op_lines(stage.root, "", "", "", out)
+    return out
+
+
 def render_physical(plan: PhysicalPlan, metrics: Any = None) -> str:
     """Every stage, result stage first, operators below their consumers (as Spark prints plans); with
     ``metrics`` (a ``JobMetrics``), each stage's measured figures under its header."""
@@ -110,4 +117,4 @@ def _flat_text(op: PhysOp) -> str:
     return " -> ".join(parts)
 
 
-__all__ = ["render_physical", "render_compact", "stage_header", "measured_lines"]
+__all__ = ["render_physical", "render_compact", "stage_header", "measured_lines", "operator_lines"]

@@ -20,13 +20,17 @@ from ...errors import ClusterUnavailableError, ConfigurationError, JobFailedErro
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
+from ...log import get_logger
 from ..metrics import JobMetrics
 from ..profile import profile_wanted
+from ..progress import job_progress
 from ..serialization import decode_block, dumps_function, encode_block
 from . import protocol as P
 from .remote_errors import unpack_exception
 from .spec import build_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
+
+log = get_logger(__name__)
 
 _POLL_MS = 50
 
@@ -66,6 +70,8 @@ class ClusterExecutor:
         self.profile = profile_wanted()
         #: the Context's appName, shown by the master's dashboard
         self.app_name: str | None = None
+        #: the master's web dashboard (``ctx.uiWebUrl``), from its welcome
+        self.ui_web_url: str | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
         self._inbox: dict[str, deque] = {}
@@ -105,23 +111,16 @@ class ClusterExecutor:
         return P.unpack(frames, self.secret)
 
     def hello(self, timeout: float = 3.0) -> dict[str, Any]:
-        """Ask the master for its Redis URL and workers; ``ClusterUnavailableError`` after ``timeout``.
+        """Ask the master for its Redis URL, workers and dashboard; ``ClusterUnavailableError`` after
+        ``timeout``.
 
         >>> executor.hello()["workers"]                     # doctest: +SKIP
         2
         """
-        self._send(P.CLIENT_HELLO)
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ClusterUnavailableError(
-                    f"no okplan master answers at {self.url} (waited {timeout:g}s); start one with "
-                    f"`okplan master --bind {self.url}` or check the address and the shared secret")
-            msg = self._recv_one(int(left * 1000) + 1)
-            if msg is not None and msg.kind == P.WELCOME:
-                self._slots = msg.body.get("slots", 0)
-                return msg.body
+        welcome = _await_welcome(self._send, self._recv_one, self.url, timeout)
+        self._slots = welcome.get("slots", 0)
+        self.ui_web_url = welcome.get("dashboard")
+        return welcome
 
     def _next(self, job_id: str) -> P.Message:
         """The next message about ``job_id`` (others go to their jobs' inboxes)."""
@@ -166,6 +165,7 @@ class ClusterExecutor:
         self.last_metrics = metrics
         started = time.perf_counter()
         job_id = metrics.job_id = self._submit(plan, action, want, metrics)
+        progress = job_progress(job_id)
         unique = len(set(want)) == len(want)
         got: dict[int, Any] = {}
         i = 0
@@ -185,14 +185,22 @@ class ClusterExecutor:
                 _merge(body.get("acc"))
                 if msg.kind == P.RESULT:
                     got[body["partition"]] = self._result_value(job_id, body, msg.blobs, metrics)
+                elif msg.kind == P.JOB_ALIVE:
+                    if progress is not None:
+                        for stage_id, done, total, records in body.get("progress") or ():
+                            progress.update(stage_id, done, total, records)
                 elif msg.kind == P.JOB_DONE:
                     ended = True
                     self._slots = body.get("slots") or self._slots
                     metrics.fill_from_wire(body["metrics"])
+                    log.info("job finished", extra={"job": job_id, "seconds": round(time.perf_counter() - started, 6),
+                                                    "tasks": sum(m.tasks for m in metrics.stages.values())})
                 elif msg.kind == P.JOB_FAILED:
                     metrics.fill_from_wire(body.get("metrics") or {})
                     if body["reason"] == "source_lost" and resubmits > 0:
                         # Redis lost the data this client uploaded: upload it again and start over
+                        log.warning("job's uploaded data is gone from Redis: uploading it again",
+                                    extra={"job": job_id})
                         resubmits -= 1
                         self._inbox.pop(job_id, None)
                         job_id = metrics.job_id = self._submit(plan, action, want, metrics)
@@ -201,8 +209,13 @@ class ClusterExecutor:
                         i = 0
                         continue
                     ended = True
+                    log.info("job failed", extra={"job": job_id, "reason": body["reason"],
+                                                  "why": body.get("message"), "stage": body.get("stage"),
+                                                  "task": body.get("partition")})
                     raise self._job_error(body, msg.blobs)
         finally:
+            if progress is not None:
+                progress.close()
             metrics.seconds = time.perf_counter() - started
             self._inbox.pop(job_id, None)
             if not ended:
@@ -225,6 +238,7 @@ class ClusterExecutor:
                 self._caches[out.cache_id] = stage.num_partitions
         self._inbox[job_id] = deque()
         self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
+        log.debug("job submitted", extra={"job": job_id, "stages": len(plan.stages), "master": self.url})
         return job_id
 
     def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
@@ -316,3 +330,54 @@ class ClusterExecutor:
 def _merge(acc_blobs: list | None) -> None:
     for blob in acc_blobs or ():
         merge_updates(pickle.loads(blob))
+
+
+def _await_welcome(send: Callable, recv_one: Callable[[int], P.Message | None], url: str,
+                   timeout: float) -> dict[str, Any]:
+    """Say hello and wait for the master's WELCOME (its Redis URL, workers, slots, dashboard)."""
+    send(P.CLIENT_HELLO)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ClusterUnavailableError(
+                f"no okplan master answers at {url} (waited {timeout:g}s); start one with "
+                f"`okplan master --bind {url}` or check the address and the shared secret")
+        msg = recv_one(int(left * 1000) + 1)
+        if msg is not None and msg.kind == P.WELCOME:
+            return msg.body
+
+
+def ask_master(url: str, secret: str | bytes | None = None, timeout: float = 3.0) -> dict[str, Any]:
+    """The master's welcome (Redis URL, workers, slots, dashboard URL) without connecting to Redis, as
+    ``okplan status`` asks.
+
+    >>> ask_master("tcp://127.0.0.1:7077")["dashboard"]    # doctest: +SKIP
+    'http://127.0.0.1:7078/'
+    """
+    key = P.secret_bytes(secret)
+    zctx = zmq.Context()
+    sock = zctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        try:
+            sock.connect(url)
+        except zmq.ZMQError as e:
+            raise ConfigurationError(f"bad master address {url!r}: {e}; use tcp://host:port") from None
+
+        def send(kind: str) -> None:
+            sock.send_multipart(P.pack(kind, None, (), key))
+
+        def recv_one(timeout_ms: int) -> P.Message | None:
+            if not sock.poll(timeout_ms):
+                return None
+            frames = sock.recv_multipart()
+            reason = P.refusal_reason(frames)
+            if reason is not None:
+                raise ClusterUnavailableError(f"the master at {url} refused this client: {reason}")
+            return P.unpack(frames, key)
+
+        return _await_welcome(send, recv_one, url, timeout)
+    finally:
+        sock.close(0)
+        zctx.term()

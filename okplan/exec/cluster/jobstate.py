@@ -17,7 +17,8 @@ _KIND_NAMES = {"shuffle": "shuffle map", "mat": "materialize", "result": "result
 class StageRun:
     """One stage of a running job."""
 
-    __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "recomputes", "metrics")
+    __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "recomputes", "metrics",
+                 "announced")
 
     def __init__(self, info: dict[str, Any], partitions: list[int] | None):
         self.info = info
@@ -29,6 +30,7 @@ class StageRun:
         self.attempts: dict[int, int] = {}
         self.recomputes = 0
         self.metrics = StageMetrics(self.id, _KIND_NAMES[info["kind"]])
+        self.announced = False  # "stage started" was logged
 
     @property
     def complete(self) -> bool:
@@ -53,6 +55,9 @@ class JobRun:
         self.blobs = (spec_blob, job_blob)
         self.state = "running"          # running | done | failed | cancelled
         self.started = time.monotonic()
+        self.submitted_at = time.time()
+        self.ended: float | None = None
+        self.error: str | None = None
         self.last_alive = self.started
         self.acc: list[bytes] = []      # accumulator updates not yet sent to the client
         self.order: list[StageRun] = []
@@ -98,6 +103,10 @@ class JobRun:
         self.bytes_written += t.bytes_written
         self.bytes_read += t.bytes_read
         self.tasks_per_worker[worker] = self.tasks_per_worker.get(worker, 0) + 1
+
+    def progress(self) -> list[list[int]]:
+        """``[stage, tasks done, tasks, records out]`` per stage, for the client's progress bars."""
+        return [[s.id, len(s.done), len(s.needed), s.metrics.records_out] for s in self.order]
 
     def retried(self, stage: StageRun) -> None:
         stage.metrics.retries += 1

@@ -8,6 +8,7 @@ also takes Redis down with it).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -20,9 +21,13 @@ import weakref
 from typing import Any
 
 from ...errors import ClusterUnavailableError
+from ...log import get_logger
+from ...log.formatter import level_name
 from .client import ClusterExecutor
 from .parent import die_with_parent, pdeathsig_is_safe
 from .store import BlockStore
+
+log = get_logger(__name__)
 
 _START_TIMEOUT = 30.0
 
@@ -93,9 +98,13 @@ class LocalCluster(ClusterExecutor):
     """
 
     def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
-                 heartbeat_timeout: float = 5.0, **options: Any):
+                 heartbeat_timeout: float = 5.0, log_level: str | None = None, dashboard: bool = True,
+                 **options: Any):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
+        # the servers write to this process's stderr: they log what this process's engine logger would
+        self.log_level = log_level or level_name(logging.getLogger("okplan").getEffectiveLevel())
+        self.dashboard = dashboard
         self.n = n
         self.name = f"local-cluster[{n}]"
         self.children = _Children()
@@ -112,6 +121,9 @@ class LocalCluster(ClusterExecutor):
                 self.add_worker(slots)
             super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
             self._wait_for_workers(n * slots)
+            log.info("local cluster started", extra={"master": self.master_url, "redis": self.redis_url,
+                                                     "workers": n, "slots": n * slots,
+                                                     "dashboard": self.ui_web_url})
         except BaseException:
             self._finalizer()
             raise
@@ -150,7 +162,9 @@ class LocalCluster(ClusterExecutor):
 
     def _start_master(self, heartbeat_timeout: float) -> str:
         cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0", "--redis", self.redis_url,
-               "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout)]
+               "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout),
+               "--log-level", self.log_level]
+        cmd += ["--dashboard", "127.0.0.1:0"] if self.dashboard else ["--no-dashboard"]
         if self.children.redis is not None:
             cmd += ["--also-kill", str(self.children.redis.pid)]
         proc = self.children.master = self._popen(cmd, stdout=subprocess.PIPE)
@@ -162,7 +176,8 @@ class LocalCluster(ClusterExecutor):
     def add_worker(self, slots: int = 1) -> subprocess.Popen:
         """Start one more ``okplan worker`` (also how a test replaces a killed one)."""
         proc = self._popen([sys.executable, "-m", "okplan", "worker", "--master", self.master_url,
-                            "--redis", self.redis_url, "--slots", str(slots), "--parent-pid", str(os.getpid())])
+                            "--redis", self.redis_url, "--slots", str(slots), "--parent-pid", str(os.getpid()),
+                            "--log-level", self.log_level])
         self.children.workers.append(proc)
         return proc
 

@@ -17,6 +17,7 @@ import sys
 from typing import Any, Iterator
 
 from ...physical.operators import PhysOp, ReadMaterialized, ReadSource
+from ...physical.render import operator_lines
 from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 
 JobSpec = dict[str, Any]
@@ -44,7 +45,7 @@ def sources_to_upload(plan: PhysicalPlan) -> dict[str, ReadSource]:
 def _stage_info(stage: Stage) -> dict[str, Any]:
     out = stage.output
     info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents),
-                            "labels": list(stage.labels)}
+                            "labels": list(stage.labels), "ops": operator_lines(stage)}
     if isinstance(out, ShuffleWrite):
         info.update(kind="shuffle", shuffle_id=out.shuffle_id, buckets=out.partitioner.num_partitions)
     elif isinstance(out, Materialize):

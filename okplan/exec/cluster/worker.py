@@ -8,6 +8,7 @@ thread with a socket of its own heartbeats, so the master notices a worker that 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 
 import zmq
 
+from ...log import get_logger
 from .. import accumulators
 from ..metrics import TaskMetrics
 from ..profile import profiled
@@ -32,6 +34,8 @@ from .parent import watch_parent
 from .remote_errors import pack_exception
 from .spec import JobSpec
 from .store import BlockStore, MissingBlockError, StoreUnavailableError
+
+log = get_logger(__name__)
 
 #: jobs whose functions a worker keeps (the master also says when a job ended)
 _KEEP_JOBS = 8
@@ -106,26 +110,29 @@ class Worker:
                 try:
                     msg = P.unpack(self.sock.recv_multipart(copy=False), self.secret)
                 except P.ProtocolError as e:
-                    print(f"okplan worker {self.name}: dropped a message: {e}", file=sys.stderr)
+                    log.warning("dropped a message", extra={"worker": self.name, "why": str(e)})
                     continue
                 if msg.kind == P.TASK:
                     self._send(*self.handle_task(msg))
                 elif msg.kind == P.JOB_END:
-                    self.jobs.pop(msg.body["job_id"], None)
+                    if self.jobs.pop(msg.body["job_id"], None) is not None:
+                        log.debug("job ended", extra={"job": msg.body["job_id"], "worker": self.name})
                 elif msg.kind == P.RESET:
                     self._hello()
                 elif msg.kind == P.WELCOME:
+                    log.info("worker joined", extra={"worker": self.name, "master": self.master})
                     if self.store is None:
                         self.redis_url = msg.body["redis"]
                         self.store = BlockStore(self.redis_url)
                 elif msg.kind == P.ERROR:
-                    print(f"okplan worker {self.name}: the master refused us: {msg.body.get('message')}",
-                          file=sys.stderr)
+                    log.error("the master refused this worker", extra={"worker": self.name,
+                                                                         "why": msg.body.get("message")})
                     break
         except KeyboardInterrupt:
             pass
         finally:
             self.stop()
+            log.info("worker stopped", extra={"worker": self.name})
 
     def stop(self) -> None:
         if self._stop.is_set():
@@ -161,7 +168,23 @@ class Worker:
         return job
 
     def handle_task(self, msg: P.Message) -> tuple[str, dict, tuple]:
-        """Run the task of a TASK message; the reply's kind, body and blobs."""
+        """Run the task of a TASK message; the reply's kind, body and blobs (logged)."""
+        kind, body, blobs = self._task(msg)
+        b = msg.body
+        fields = {"job": b["job_id"], "stage": b["stage"], "task": b["partition"], "worker": self.name,
+                  "attempt": b["attempt"]}
+        if kind == P.DONE:
+            if log.isEnabledFor(logging.DEBUG):
+                m = body["metrics"]
+                log.debug("task done", extra={**fields, "seconds": round(m["seconds"], 6),
+                                              "records_in": m["records_in"], "records_out": m["records_out"]})
+        elif body.get("reason") == "user":
+            log.info("task failed in user code", extra={**fields, "why": body.get("message")})
+        else:
+            log.warning("task failed", extra={**fields, "reason": body.get("reason"), "why": body.get("message")})
+        return kind, body, blobs
+
+    def _task(self, msg: P.Message) -> tuple[str, dict, tuple]:
         b = msg.body
         ident = {"job_id": b["job_id"], "stage": b["stage"], "partition": b["partition"], "attempt": b["attempt"]}
         t_start = time.perf_counter()
