@@ -9,6 +9,7 @@ nothing per task.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -32,12 +33,14 @@ def progress_wanted() -> bool:
     if env in _ON:
         return True
     stream = sys.stderr
+    return _isatty(stream) or type(stream).__module__.startswith("ipykernel")
+
+
+def _isatty(stream: Any) -> bool:
     try:
-        if stream is not None and stream.isatty():
-            return True
+        return stream is not None and stream.isatty()
     except (AttributeError, ValueError):
-        pass
-    return type(stream).__module__.startswith("ipykernel")
+        return False
 
 
 class JobProgress:
@@ -52,6 +55,8 @@ class JobProgress:
         self.started = time.monotonic()
         self.bars: dict[int, Any] = {}
         self.closed: set[int] = set()
+        # a terminal that reports no size (0 x 0) would get no bars from tqdm: fall back to 80 x 24
+        self.size = tuple(shutil.get_terminal_size()) if _isatty(sys.stderr) else (None, None)
 
     def update(self, stage_id: int, done: int, total: int, records: int) -> None:
         """Stage ``stage_id`` has ``done`` of ``total`` tasks finished and produced ``records``."""
@@ -62,7 +67,11 @@ class JobProgress:
             if time.monotonic() - self.started < self.delay:
                 return
             bar = self.bars[stage_id] = self._tqdm(total=total, desc=f"Stage {stage_id}", unit="task",
-                                                   leave=False, file=sys.stderr, dynamic_ncols=True)
+                                                   leave=False, file=sys.stderr, ncols=self.size[0],
+                                                   nrows=self.size[1])
+            bar.set_postfix_str(f"{records:,} records", refresh=False)
+            bar.update(done)
+            bar.refresh()
         if bar.total != total:
             bar.total = total
         bar.set_postfix_str(f"{records:,} records", refresh=False)

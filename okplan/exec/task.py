@@ -4,7 +4,8 @@ only in the ``BlockSource`` that hands it inputs and in where they put what it r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain, count
+from itertools import chain
+from itertools import count as numbering
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -77,7 +78,7 @@ def run_task(stage: Stage, partition: int, blocks: BlockSource,
         if counts is not None:
             value = action(it)
             return TaskResult(value, counter.records_in, counts(value))
-        consumed = count()
+        consumed = numbering()
         value = action(map(_FIRST, zip(it, consumed)))
         return TaskResult(value, counter.records_in, next(consumed))
     except BaseException as exc:
