@@ -24,6 +24,11 @@ def _get(url: str) -> dict:
         return json.load(r)
 
 
+def _shows_done(url: str, job_id: str) -> bool:
+    """The dashboard's view (published every tick) has caught up with the job's end."""
+    return any(j["id"] == job_id and j["state"] == "done" for j in _get(url + "api/status")["jobs"])
+
+
 @pytest.fixture(scope="module")
 def dashboard_job():
     """A local cluster that ran one labelled job; (context, job id, its result)."""
@@ -45,9 +50,8 @@ def test_api_shows_workers_and_the_finished_job(dashboard_job):
     # the local cluster's servers log at this process's engine level (warn unless LOG_LEVEL says more)
     master_cmd = " ".join(ctx.executor.children.master.args)
     assert f"--log-level {ctx.executor.log_level}" in master_cmd and "--dashboard 127.0.0.1:0" in master_cmd
-    api = url + "api/status"
-    assert wait_until(lambda: any(j["id"] == job_id for j in _get(api)["jobs"]), 10)
-    view = _get(api)
+    assert wait_until(lambda: _shows_done(url, job_id), 10)
+    view = _get(url + "api/status")
     assert len(view["workers"]) == 2 and view["slots"] == 2
     assert sum(w["tasks_done"] for w in view["workers"]) == 7
     job = _get(f"{url}api/jobs/{job_id}")
@@ -65,7 +69,7 @@ def test_api_shows_workers_and_the_finished_job(dashboard_job):
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the dashboard in (apt-get install chromium)")
 def test_the_page_in_a_real_browser_shows_workers_and_the_finished_job(dashboard_job, tmp_path):
     ctx, job_id, _ = dashboard_job
-    assert wait_until(lambda: any(j["id"] == job_id for j in _get(ctx.uiWebUrl + "api/status")["jobs"]), 10)
+    assert wait_until(lambda: _shows_done(ctx.uiWebUrl, job_id), 10)
     workers = [w["name"] for w in _get(ctx.uiWebUrl + "api/status")["workers"]]
     r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                         f"--user-data-dir={tmp_path}", "--virtual-time-budget=5000", "--dump-dom", ctx.uiWebUrl],
