@@ -48,7 +48,7 @@ def test_master_and_worker_log_json_lines_that_carry_the_job_and_status_shows_it
                 assert main(["status", *args]) == 0
                 return capsys.readouterr().out
 
-            assert wait_until(lambda: job in status(), 10)
+            assert wait_until(lambda: f"{job}  done" in status(), 10)  # the view published after the job
             out = status()
             assert "1 workers, 1 slots" in out and f"{job}  done" in out and "logged" in out
             assert len(json.loads(status("--master", url, "--json"))["workers"]) == 1
