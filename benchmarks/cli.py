@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from . import report
+from .files import FULL_MB, files_table, run_files
 from .engines import DEFAULT_ENGINES, ENGINE_NAMES, Engine, make_engine
 from .machine import machine_info, versions
 from .memory import engine_peaks, reset_peak
@@ -47,6 +48,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--cores", type=int, default=2, help="PySpark local[N], Dask workers, local-cluster[N]")
     p.add_argument("--micro", default=",".join(MICRO), help=f"micro-benchmarks, from {', '.join(MICRO)}")
     p.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    p.add_argument("--files-mb", type=float, default=None,
+                   help=f"size of the files section's text file in MB (default: {FULL_MB:g} MB times --size)")
+    p.add_argument("--no-files", action="store_true", help="skip the files section (textFile, saveAsTextFile)")
     p.add_argument("--out", default=RESULTS_DIR, help="directory for the JSON (and PNG) of this run")
     p.add_argument("--no-chart", action="store_true", help="do not write the PNG chart")
     p.add_argument("--quiet", action="store_true", help="print only the tables")
@@ -122,6 +126,11 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         _log(args, "micro-benchmarks ...")
         micro_rows = run_micro(_csv(args.micro))
 
+    files_rows: list[dict[str, Any]] = []
+    if not args.no_files:
+        megabytes = args.files_mb if args.files_mb is not None else FULL_MB * args.scale
+        files_rows = run_files(engine_names, megabytes, args.cores, args.repeat, args.warmup, lambda m: _log(args, m))
+
     return {
         "schema": 1,
         "started": started.isoformat(timespec="seconds"),
@@ -136,6 +145,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "results": [r.as_dict() for r in results],
         "optimizer": report.optimizer_rows(results, workloads),
         "micro": micro_rows,
+        "files": files_rows,
         "_results": results,   # dropped before writing: the objects the tables are printed from
     }
 
@@ -157,6 +167,8 @@ def render(payload: dict[str, Any]) -> str:
         parts += ["## okplan per stage (median run)", stages, ""]
     if payload["optimizer"]:
         parts += ["## Optimizer on / off (okplan local)", report.optimizer_table(payload["optimizer"]), ""]
+    if payload.get("files"):
+        parts += ["## Files (textFile + word count, saveAsTextFile)", files_table(payload["files"]), ""]
     if payload["micro"]:
         parts += ["## Components against their limits", report.micro_table(payload["micro"]), ""]
     if any(info.get("peak_rss") for info in payload["engines"].values()):
@@ -177,5 +189,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         chart = report.write_chart(base + ".png", results, payload["args"]["workloads"],
                                    payload["args"]["engines"])
         print(f"wrote {chart}" if chart else "no chart (matplotlib is not installed)")
-    bad = [r for r in results if r.status in ("wrong", "error")]
+    bad = [r for r in results if r.status in ("wrong", "error")] + [r for r in payload["files"] if r["status"] != "ok"]
     return 1 if bad else 0

@@ -10,9 +10,12 @@ from .broadcast import Broadcast
 from .chainable import ChainableList
 from .context import Context
 from .dataset import DataSet
-from .errors import ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
+from .errors import BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
 from .exec.accumulators import Accumulator
 from .exec.task import NotHashableKeyError
+from .io.commit import FileAlreadyExistsError
+from .io.listing import InputPathError
+from .files import SparkFiles
 from .logger import Logger
 from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
@@ -21,7 +24,8 @@ from .statcounter import StatCounter
 __version__ = "0.1.0"
 
 __all__ = [
-    "Accumulator", "Broadcast", "ChainableList", "ClusterUnavailableError", "ConfigurationError", "Context",
-    "DataSet", "JobFailedError", "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "StatCounter",
+    "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
+    "ConfigurationError", "Context", "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError",
+    "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
     "portable_hash",
 ]

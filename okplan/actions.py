@@ -13,6 +13,7 @@ import operator
 from bisect import bisect_right
 from collections import defaultdict
 from itertools import islice
+import math
 from math import isinf, isnan
 from typing import Any, Callable, Iterable, Iterator
 
@@ -106,6 +107,35 @@ class ActionsMixin:
         """
         return _merge_counts(self._run(_count_keys, "countByKey"))
 
+    def reduceByKeyLocally(self, func: Callable[[Any, Any], Any]) -> dict:
+        """``reduceByKey`` merged into a dict here instead of a dataset (no shuffle).
+
+        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).reduceByKeyLocally(add)   # doctest: +SKIP
+        {'a': 4, 'b': 2}
+        """
+        chk.check_callable(func, "reduceByKeyLocally", "func")
+
+        def reduce_partition(it):
+            out: dict = {}
+            k = None
+            try:
+                for k, v in it:
+                    out[k] = func(out[k], v) if k in out else v
+            except (TypeError, ValueError) as e:
+                if raised_here(e, reduce_partition):
+                    if "unhashable" in str(e):
+                        raise NotHashableKeyError(f"reduceByKeyLocally needs hashable keys, but a key is of "
+                                                  f"type {type(k).__name__} ({e})") from None
+                    raise not_a_pair("reduceByKeyLocally", e) from None
+                raise
+            return out
+
+        merged: dict = {}
+        for part in self._run(reduce_partition, "reduceByKeyLocally", func):
+            for k, v in part.items():
+                merged[k] = func(merged[k], v) if k in merged else v
+        return merged
+
     def first(self) -> Any:
         """The first record; ``ValueError`` on an empty dataset.
 
@@ -142,6 +172,18 @@ class ActionsMixin:
             if close is not None:
                 close()
         return items[:num]
+
+    def toLocalIterator(self, prefetchPartitions: bool = False) -> Iterator:
+        """An iterator over all records that holds one partition in this process at a time (one job
+        per partition, as PySpark). ``prefetchPartitions`` computes the next partition while the
+        current one is consumed.
+
+        >>> [x for x in ctx.parallelize(range(10), 3).toLocalIterator()]   # doctest: +SKIP
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        """
+        from .local_iterator import local_iterator
+
+        return local_iterator(self.context, self._node, bool(prefetchPartitions))  # type: ignore[attr-defined]
 
     def isEmpty(self) -> bool:
         """True when the dataset has no records (stops at the first non-empty partition).
@@ -225,6 +267,62 @@ class ActionsMixin:
             return acc
 
         return functools.reduce(combOp, self._run(agg_partition, "aggregate", seqOp), copy.deepcopy(zeroValue))
+
+    def treeAggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any],
+                      depth: int = 2) -> Any:
+        """``aggregate`` whose partition results are merged in a tree of about ``depth`` levels (extra
+        shuffles of a few records) instead of all at once here. Unlike ``aggregate``, ``zeroValue`` is
+        not folded into the final merge (as PySpark).
+
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeAggregate(0, add, add)   # doctest: +SKIP
+        -5
+        """
+        chk.check_callable(seqOp, "treeAggregate", "seqOp")
+        chk.check_callable(combOp, "treeAggregate", "combOp")
+        chk.check_int(depth, "treeAggregate", "depth")
+        if depth < 1:
+            raise ValueError("Depth cannot be smaller than 1 but got %d." % depth)
+        if self.getNumPartitions() == 0:  # type: ignore[attr-defined]
+            return zeroValue
+
+        def aggregate_partition(it):
+            acc = copy.deepcopy(zeroValue)
+            for x in it:
+                acc = seqOp(acc, x)
+            yield acc
+
+        partial = self.mapPartitions(aggregate_partition)  # type: ignore[attr-defined]
+        n: float = partial.getNumPartitions()
+        scale = max(int(math.ceil(n ** (1.0 / depth))), 2)
+        # PySpark's rule: add a level only while it cuts the records the last merge sees
+        while n > scale + n / scale:
+            n /= scale
+            partial = partial.mapPartitionsWithIndex(_tree_key(int(n))).reduceByKey(combOp, int(n)).values()
+        return partial.reduce(combOp)
+
+    def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
+        """``reduce`` whose partition results are merged in a tree of about ``depth`` levels.
+
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeReduce(add)   # doctest: +SKIP
+        -5
+        """
+        chk.check_callable(f, "treeReduce")
+        chk.check_int(depth, "treeReduce", "depth")
+        if depth < 1:
+            raise ValueError("Depth cannot be smaller than 1 but got %d." % depth)
+
+        def op(x, y):
+            # (value, is_dummy): the zero is a marker, so f never sees it
+            if x[1]:
+                return y
+            if y[1]:
+                return x
+            return f(x[0], y[0]), False
+
+        reduced = self.map(_not_dummy).treeAggregate((None, True), op, op, depth)  # type: ignore[attr-defined]
+        if reduced[1]:
+            raise ValueError("Cannot reduce empty RDD.")
+        return reduced[0]
 
     def sum(self) -> Any:
         """The sum of the records (0 when empty).
@@ -385,7 +483,8 @@ class ActionsMixin:
 
         values = self.filter(has_key).values()  # type: ignore[attr-defined]
         partitioner = self._node.partitioner
-        if partitioner is not None:
+        # a sort's range bounds are only sampled when a job runs: then every partition is read
+        if partitioner is not None and getattr(partitioner, "bounds", ()) is not None:
             parts = values._run(_to_list, "lookup", partitions=[partitioner.partition(key)])
             return [x for p in parts for x in p]
         return values.collect()
@@ -414,6 +513,17 @@ class ActionsMixin:
 
 
 _MISSING = object()
+
+
+def _not_dummy(x):
+    return (x, False)
+
+
+def _tree_key(n: int) -> Callable:
+    """Key partition ``i``'s partial results by ``i % n``: the next tree level has ``n`` partitions."""
+    def key(i, it):
+        return ((i % n, x) for x in it)
+    return key
 
 
 def _count_values(it: Iterable) -> dict:

@@ -3,15 +3,17 @@
     okplan master  [--bind tcp://127.0.0.1:7077] [--redis URL] [--secret S] [--dashboard HOST:PORT | --no-dashboard]
     okplan worker  --master tcp://HOST:7077 [--redis URL] [--slots N] [--secret S]
     okplan local-cluster N            Redis + master + N workers in the foreground, until Ctrl-C
-    okplan status  [--master URL]     workers and jobs, from the master's dashboard API
+    okplan status  [--master URL] [--host NAME] [--json]   workers and jobs; exit 0 when the master
+                                      (and its Redis) answer: a healthcheck
     okplan datasets list|drop LABEL   [--master URL | --redis URL]
     okplan run [--master URL] script.py [args...]
     okplan --version
 
 Server commands log JSON lines to stderr (``--log-level``, ``--log-format text``; ``LOG_LEVEL``). The
 master address defaults to ``OKPLAN_MASTER``; the Redis URL to ``OKPLAN_REDIS``, else the seed's
-``REDIS_HOST``/``REDIS_PORT``, else ``redis://127.0.0.1:6379/0``; the secret to ``OKPLAN_SECRET``.
-Bad arguments and unreachable servers give a one-line error and exit code 2 or 1, never a traceback.
+``REDIS_HOST``/``REDIS_PORT``, else ``redis://127.0.0.1:6379/0``, with ``OKPLAN_REDIS_PASSWORD`` as its
+password when it names none; the secret to ``OKPLAN_SECRET``. Bad arguments and unreachable servers give
+a one-line error and exit code 2 or 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import urllib.error
 import urllib.request
 from typing import Any, NoReturn
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 DEFAULT_BIND = "tcp://127.0.0.1:7077"
 #: the dashboard of ``okplan master`` (the next free port is taken when it is busy)
@@ -47,11 +49,16 @@ def default_redis_url() -> str:
     'redis://127.0.0.1:6379/0'
     """
     url = os.environ.get("OKPLAN_REDIS")
-    if url:
-        return url
-    host = os.environ.get("REDIS_HOST", "127.0.0.1")
-    port = os.environ.get("REDIS_PORT", "6379")
-    return f"redis://{host}:{port}/0"
+    if not url:
+        host = os.environ.get("REDIS_HOST", "127.0.0.1")
+        port = os.environ.get("REDIS_PORT", "6379")
+        url = f"redis://{host}:{port}/0"
+    password = os.environ.get("OKPLAN_REDIS_PASSWORD")
+    if password and "@" not in url:
+        # an environment variable rather than the URL on a command line, which `ps` would show
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme}://:{quote(password, safe='')}@{rest}"
+    return url
 
 
 def _is_loopback(bind: str) -> bool:
@@ -86,7 +93,7 @@ def _master(args: argparse.Namespace) -> int:
             if secret:
                 token = dashboard_token(secret.encode())
     serve(args.bind, args.redis or default_redis_url(), secret, args.parent_pid, args.heartbeat_timeout,
-          args.also_kill, dashboard, token, 1 if args.dashboard else _DASHBOARD_TRIES)
+          args.also_kill, args.client_timeout, dashboard, token, 1 if args.dashboard else _DASHBOARD_TRIES)
     return 0
 
 
@@ -100,9 +107,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _local_cluster(args: argparse.Namespace) -> int:
     from .exec.cluster.launcher import LocalCluster
+    from .exec.cluster.store import redacted
 
     cluster = LocalCluster(args.n, slots=args.slots, log_level=args.log_level or os.environ.get("LOG_LEVEL") or "info")
-    print(f"okplan local-cluster: master {cluster.master_url}, redis {cluster.redis_url}, "
+    print(f"okplan local-cluster: master {cluster.master_url}, redis {redacted(cluster.redis_url)}, "
           f"{args.n} workers, dashboard {cluster.ui_web_url}. Connect with Context({cluster.master_url!r}). "
           f"Ctrl-C stops it.", flush=True)
     for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: a shell ignores it for background jobs
@@ -146,34 +154,48 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Workers and jobs, read from the master's dashboard API; exit 0 when the master answers (and its
+    Redis): a healthcheck. With ``--host``, a worker of that host must be connected too."""
     from .errors import OkplanError
+    from .exec.cluster.client import ClusterExecutor
+    from .exec.cluster.store import redacted
 
-    url = args.dashboard
-    if not url:
-        from .exec.cluster.client import ask_master
-
-        try:
-            url = ask_master(args.master or default_master(), args.secret, args.timeout).get("dashboard")
-        except OkplanError as e:
-            print(f"okplan status: {e}", file=sys.stderr)
-            return 1
-        if not url:
-            print(f"okplan status: the master at {args.master or default_master()} serves no dashboard "
-                  f"(started with --no-dashboard)", file=sys.stderr)
-            return 1
-    base, _, query = url.partition("?")
-    api = base.rstrip("/") + "/api/status" + (f"?{query}" if query else "")
+    master = args.master or default_master()
     try:
-        with urllib.request.urlopen(api, timeout=args.timeout) as r:
-            view = json.load(r)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        print(f"okplan status: cannot read {base}: {getattr(e, 'reason', e)}", file=sys.stderr)
+        ex = ClusterExecutor(master, secret=args.secret, redis=args.redis, connect_timeout=args.timeout)
+        try:
+            info = ex.hello(args.timeout)
+        finally:
+            ex.stop()
+    except OkplanError as e:
+        print(f"okplan status: {e}", file=sys.stderr)
         return 1
+    view = _dashboard_view(info.get("dashboard"), args.timeout)
     if args.json:
-        print(json.dumps(view, indent=2))
-        return 0
-    print(_status_text(view, base))
+        print(json.dumps(view if view is not None else info, indent=2))
+    elif view is not None:
+        print(_status_text(view, info["dashboard"].partition("?")[0]))
+    else:
+        print(f"master {master}: {info.get('workers', 0)} workers, {info.get('slots', 0)} slots on "
+              f"{', '.join(info.get('hosts') or []) or 'no host'}; redis {redacted(info.get('redis', '?'))}")
+    if args.host and args.host not in (info.get("hosts") or []):
+        print(f"okplan status: no worker of host {args.host!r} is connected to {master}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _dashboard_view(url: str | None, timeout: float) -> dict[str, Any] | None:
+    """The dashboard's ``/api/status``, or None (no dashboard, or it does not answer: said on stderr)."""
+    if not url:
+        return None
+    base, _, query = url.partition("?")
+    try:
+        with urllib.request.urlopen(base.rstrip("/") + "/api/status" + (f"?{query}" if query else ""),
+                                    timeout=timeout) as r:
+            return json.load(r)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        print(f"okplan status: the dashboard at {base} does not answer ({getattr(e, 'reason', e)})", file=sys.stderr)
+        return None
 
 
 def _status_text(view: dict[str, Any], url: str) -> str:
@@ -228,6 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--secret", help="shared secret clients and workers must have (or OKPLAN_SECRET)")
     m.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a secret")
     m.add_argument("--heartbeat-timeout", type=float, default=5.0, help="seconds before a silent worker is dead")
+    m.add_argument("--client-timeout", type=float, default=10.0,
+                   help="seconds before the jobs of a silent client are cancelled (clients beat every second)")
     m.add_argument("--dashboard", metavar="HOST:PORT",
                    help=f"serve the web dashboard here (default {DEFAULT_DASHBOARD}, or the next free port; "
                         f"port 0 = any)")
@@ -251,20 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
     lc.add_argument("--slots", type=int, default=1)
     lc.set_defaults(func=_local_cluster)
 
-    st = sub.add_parser("status", help="workers and running jobs of a cluster")
-    st.add_argument("--master", help="the master's endpoint (default OKPLAN_MASTER)")
-    st.add_argument("--dashboard", help="the dashboard URL instead (as the master logged it)")
-    st.add_argument("--secret", help="the cluster's shared secret (or OKPLAN_SECRET)")
-    st.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the master")
-    st.add_argument("--json", action="store_true", help="print the JSON the dashboard serves")
-    st.set_defaults(func=_status)
-
     d = sub.add_parser("datasets", help="list or drop named datasets")
     d.add_argument("action", choices=["list", "drop"])
     d.add_argument("label", nargs="?")
     d.add_argument("--master", help="ask this master for the Redis URL")
     d.add_argument("--redis", help="Redis URL (default OKPLAN_REDIS or REDIS_HOST/REDIS_PORT)")
     d.set_defaults(func=_datasets)
+
+    st = sub.add_parser("status", help="workers and jobs of a cluster; exit 0 when its master (and Redis) "
+                                       "answer, for healthchecks")
+    st.add_argument("--master", help="the master's endpoint (default OKPLAN_MASTER, else tcp://127.0.0.1:7077)")
+    st.add_argument("--redis", help="Redis URL as seen from here (default: the master's)")
+    st.add_argument("--host", help="also require a connected worker of this host name")
+    st.add_argument("--secret", help="the cluster's shared secret (or OKPLAN_SECRET)")
+    st.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the master")
+    st.add_argument("--json", action="store_true", help="print the dashboard's JSON (or the master's welcome)")
+    st.set_defaults(func=_status)
 
     r = sub.add_parser("run", help="run a Python script (python script.py, with okplan importable)")
     r.add_argument("--master", help="the default master of the script's Context() (sets OKPLAN_MASTER)")

@@ -13,7 +13,9 @@ from . import _checks as chk
 from ._tracebacks import trim
 from .actions import PartitionAction, _count
 from .broadcast import Broadcast
+from .context_files import FileReadersMixin
 from .dataset import DataSet, union_node
+from .errors import CacheLostError
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
 from .exec.metrics import JobMetrics
@@ -35,9 +37,11 @@ SEED_BUFFER_SIZE = 10240
 PYSPARK_BATCH_SIZE = 1024
 #: jobs whose plan and metrics ``explain(analyze=True)`` can still show without running them again
 _ANALYZED_JOBS = 32
+#: times a job is planned again because a cached dataset it reads vanished while it ran
+_CACHE_LOST_RETRIES = 2
 
 
-class Context:
+class Context(FileReadersMixin):
     """Where datasets come from and jobs run.
 
     ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default
@@ -66,10 +70,13 @@ class Context:
             self._executor.profile = bool(profile)
         if hasattr(self._executor, "app_name"):
             self._executor.app_name = self.appName
-        self._persisted: dict[int, str] = {}
+        self._persisted: dict[int, str] = {}   # read and changed with single dict operations: thread-safe
         #: node id -> (physical plan, metrics) of its latest jobs, for explain(analyze=True)
         self._analyzed: OrderedDict[int, tuple[PhysicalPlan, JobMetrics]] = OrderedDict()
-        self._lock = threading.RLock()
+        self._analyzed_lock = threading.Lock()
+        self._checkpoints: dict[int, str] = {}       # dataset id -> "reliable" | "local"
+        self._checkpoint_dir: str | None = None
+        self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
         self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -77,6 +84,7 @@ class Context:
         """Stop the executor (and any servers ``local-cluster`` started) and drop cached data."""
         if not self._stopped:
             self._stopped = True
+            self._forget_side_files()
             self._executor.stop()
 
     def __enter__(self) -> "Context":
@@ -225,6 +233,101 @@ class Context:
             return Accumulator(value, accum_param.addInPlace, accum_param.zero(value))
         return Accumulator(value)
 
+    # -- side files, checkpoints, logging --------------------------------------------------------------
+    def addFile(self, path: str, recursive: bool = False) -> None:
+        """Ship a file to every task: read it anywhere with ``SparkFiles.get(name)`` (``from okplan
+        import SparkFiles``). Local paths only; a directory is refused. On a cluster the bytes go to
+        Redis under this client's namespace and each worker copies them once into its own directory.
+
+        >>> ctx.addFile("lookup.csv")                                    # doctest: +SKIP
+        >>> ctx.parallelize([1]).map(lambda _: open(SparkFiles.get("lookup.csv")).read()).first()  # doctest: +SKIP
+        """
+        self._add_side_file(path, False, "addFile")
+
+    def addPyFile(self, path: str) -> None:
+        """Ship a ``.py`` file (or a ``.zip``/``.egg``/``.whl`` of modules) to every task and make it
+        importable there, as PySpark: tasks can ``import`` it, and functions that come from it unpickle.
+
+        >>> ctx.addPyFile("helpers.py")                                  # doctest: +SKIP
+        >>> ctx.parallelize([1]).map(lambda x: __import__("helpers").double(x)).collect()  # doctest: +SKIP
+        [2]
+        """
+        self._add_side_file(path, True, "addPyFile")
+
+    def _add_side_file(self, path: str, python: bool, method: str) -> None:
+        import os
+
+        from .exec import sidefiles
+
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{method}() expects a path, got {type(path).__name__}")
+        path = os.path.abspath(os.fspath(path))
+        if os.path.isdir(path):
+            raise ValueError(f"{method}() takes a file, and {path} is a directory; zip it first")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{method}(): File {path} does not exist")
+        with open(path, "rb") as f:
+            data = f.read()
+        name = os.path.basename(path)
+        entry = {"sha": sidefiles.digest(data), "py": python}
+        sidefiles.place(name, data, python, entry["sha"])  # the client sees them too, as PySpark's driver
+        self._side_files[name] = entry
+        store = getattr(self._executor, "store", None)
+        if store is not None:
+            from .exec.cluster.sidefiles import publish
+
+            publish(store, self._executor.client_id, self._side_files, name, data,
+                    getattr(self._executor, "cache_ttl", None), self._executor.block_key)
+
+    def _forget_side_files(self) -> None:
+        store = getattr(self._executor, "store", None)
+        if store is None or not self._side_files:
+            return
+        from .exec.cluster.sidefiles import forget
+
+        try:
+            forget(store, self._executor.client_id, self._side_files)
+        except Exception:  # noqa: BLE001 - Redis gone: the keys expire anyway
+            pass
+
+    def setCheckpointDir(self, dirName: str) -> None:
+        """Where PySpark writes checkpoints; ``checkpoint()`` needs it set. okplan keeps checkpoints
+        where it keeps caches, so nothing is written there (the directory is created, as Spark does).
+
+        >>> ctx.setCheckpointDir("/tmp/checkpoints")                     # doctest: +SKIP
+        """
+        import os
+        import uuid
+
+        if not isinstance(dirName, (str, os.PathLike)):
+            raise TypeError(f"setCheckpointDir() expects a path, got {type(dirName).__name__}")
+        path = os.path.join(os.path.abspath(os.fspath(dirName)), str(uuid.uuid4()))
+        os.makedirs(path, exist_ok=True)
+        self._checkpoint_dir = path
+
+    def getCheckpointDir(self) -> str | None:
+        """The directory ``setCheckpointDir`` set (with its per-Context subdirectory), or None.
+
+        >>> ctx.setCheckpointDir("/tmp/ckpt"); ctx.getCheckpointDir()      # doctest: +SKIP
+        '/tmp/ckpt/0b5c...'
+        """
+        return self._checkpoint_dir
+
+    def _checkpoint(self, ds: DataSet, kind: str) -> None:
+        self._checkpoints[ds._node.nid] = kind
+        self._persisted.setdefault(ds._node.nid, f"checkpoint-{ds._node.nid}")
+
+    def setLogLevel(self, logLevel: str) -> None:
+        """okplan's log threshold in this process, by PySpark's names: ALL, DEBUG, ERROR, FATAL, INFO,
+        OFF, TRACE, WARN (any case). Applies to ``Logger``s made without a level and to the stdlib
+        ``okplan`` logger.
+
+        >>> ctx.setLogLevel("WARN")                                      # doctest: +SKIP
+        """
+        from .logger import set_threshold
+
+        set_threshold(logLevel)
+
     # -- optimizer switch ------------------------------------------------------------------------------
     def setOptimize(self, enabled: bool) -> None:
         """Turn the optimizer on or off for the jobs that follow."""
@@ -292,46 +395,73 @@ class Context:
         if not parts:
             # nothing to compute: no partitions means no tasks, so no executor is involved
             return iter(())
-        logical = self._with_caches(node)
         if self._optimize and action.name == "count" and partitions is None:
-            known = known_count(logical.root)
+            known = known_count(self._with_caches(node).root)
             if known is not None:
                 return iter((known,))
-        optimized, _ = self._optimized(logical)
-        optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
-        physical = plan_physical(optimized)
-        return self._results(self._executor.run(physical, action, parts), temporary, node.nid, physical)
+        results = self._run_from_lineage(node, action, parts)
+        next(results)  # plan now, so that planning errors and sort bounds' jobs happen at the call
+        return results
+
+    def _run_from_lineage(self, node: L.Node, action: PartitionAction, parts: list[int]) -> Iterator[Any]:
+        """Plan and run; when a cached dataset the plan reads turns out to be gone (evicted, expired,
+        unpersisted by another thread), plan again, which recomputes it from its lineage, and go on
+        with the partitions not yet delivered. Yields None once planned, then the results."""
+        delivered = 0
+        planned = False
+        lost: set[str] = set()
+        for attempt in range(_CACHE_LOST_RETRIES + 1):
+            logical = self._with_caches(node)
+            if lost:  # reads of a lost cache planned elsewhere (sorts, toLocalIterator) compute it again
+                logical = logical.transform(lambda n: _recompute_lost(n, lost))
+            optimized, _ = self._optimized(logical)
+            optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
+            physical = plan_physical(optimized)
+            results = self._executor.run(physical, action, parts[delivered:])
+            try:
+                if not planned:
+                    planned = True
+                    yield None
+                for _, value in results:
+                    delivered += 1
+                    yield value
+                return
+            except CacheLostError as e:
+                if attempt == _CACHE_LOST_RETRIES:
+                    raise
+                if e.cache_id:
+                    lost.add(e.cache_id)
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
+                self._remember(node.nid, physical)
+                for cache_id in temporary:
+                    self._executor.drop_cached(cache_id)
+
+    def _remember(self, nid: int, physical: PhysicalPlan) -> None:
+        """Keep the plan and figures of the job this thread just ran, for ``explain(analyze=True)``."""
+        metrics = self._executor.last_metrics
+        if metrics is None:
+            return
+        with self._analyzed_lock:
+            self._analyzed[nid] = (physical, metrics)
+            self._analyzed.move_to_end(nid)
+            while len(self._analyzed) > _ANALYZED_JOBS:
+                self._analyzed.popitem(last=False)
 
     def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
         """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
         results = self._executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
         return [value for _, value in results]
 
-    def _results(self, results: Iterator[tuple[int, Any]], temporary: list[str], nid: int,
-                 physical: PhysicalPlan) -> Iterator[Any]:
-        try:
-            for _, value in results:
-                yield value
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
-            metrics = self._executor.last_metrics
-            if metrics is not None:
-                self._analyzed[nid] = (physical, metrics)
-                self._analyzed.move_to_end(nid)
-                while len(self._analyzed) > _ANALYZED_JOBS:
-                    self._analyzed.popitem(last=False)
-            for cache_id in temporary:
-                self._executor.drop_cached(cache_id)
-
     def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
-        with self._lock:
-            try:
-                return list(self._run_job_iter(node, action, partitions))
-            except Exception as exc:
-                trim(exc)
-                raise
+        # no lock: executors are thread-safe, so threads of one Context run their jobs at once
+        try:
+            return list(self._run_job_iter(node, action, partitions))
+        except Exception as exc:
+            trim(exc)
+            raise
 
     def runJob(self, rdd: DataSet, partitionFunc: Callable[[Iterator], Iterable],
                partitions: list[int] | None = None) -> list:
@@ -360,10 +490,12 @@ class Context:
     def _analyze(self, node: L.Node) -> tuple[PhysicalPlan, JobMetrics]:
         """The plan and figures of ``node``'s latest job, running one (every partition, records
         discarded) if it has not run on this Context."""
-        found = self._analyzed.get(node.nid)
+        with self._analyzed_lock:
+            found = self._analyzed.get(node.nid)
         if found is None:
             self._run_job(node, PartitionAction(_count, "explain(analyze=True)", counts=int), None)
-            found = self._analyzed.get(node.nid)
+            with self._analyzed_lock:
+                found = self._analyzed.get(node.nid)
             if found is None:  # nothing ran: no partitions
                 found = (self._plan(node)[3], JobMetrics(self._executor.name))
         return found
@@ -414,3 +546,11 @@ def _job_line(m: JobMetrics) -> str:
     if len(m.tasks_per_worker) > 1:
         line += ", tasks per worker: " + ", ".join(f"{w} {n}" for w, n in sorted(m.tasks_per_worker.items()))
     return line
+
+
+def _recompute_lost(n: L.Node, lost: set[str]) -> L.Node | None:
+    """A read of a lost cache becomes the ``Persist`` of its lineage (which fills the cache again)."""
+    if isinstance(n, L.CachedRead) and n.cache_id in lost and n.lineage is not None:
+        return L.Persist(inputs=(n.lineage,), cache_id=n.cache_id, scope="context", label=n.label,
+                         callsite=n.callsite)
+    return None

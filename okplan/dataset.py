@@ -9,8 +9,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
 from .actions import ActionsMixin
+from .dataset_files import FileWritersMixin
+from .approx import ApproxMixin
+from .checkpoint import CheckpointMixin
 from .logical import narrow
 from .logical import nodes as L
+from .sampling import SamplingMixin
 from .wide import WideMixin
 
 if TYPE_CHECKING:
@@ -27,7 +31,7 @@ def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
     return union
 
 
-class DataSet(WideMixin, ActionsMixin):
+class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMixin, FileWritersMixin):
     """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
 
     >>> ctx = Context()                                               # doctest: +SKIP
@@ -230,6 +234,46 @@ class DataSet(WideMixin, ActionsMixin):
         [('a', 0), ('b', 1), ('c', 3)]
         """
         return self._narrow("zipWithUniqueId", None, narrow.zip_with_unique_id_fn(self.getNumPartitions()))
+
+    def zip(self, other: "DataSet") -> "DataSet":
+        """``(x, y)`` pairs of the records of both datasets in order. As PySpark, both need the same
+        number of partitions (else ``ValueError`` now) and of records in each partition (else
+        ``ValueError`` when the job runs), e.g. one is a ``map`` of the other.
+
+        >>> ctx.parallelize(range(3)).zip(ctx.parallelize("abc")).collect()   # doctest: +SKIP
+        [(0, 'a'), (1, 'b'), (2, 'c')]
+        """
+        chk.check_dataset(other, "zip", DataSet, self.context)
+        if self.getNumPartitions() != other.getNumPartitions():
+            raise ValueError("Can only zip with RDD which has the same number of partitions")
+        return self._derive(L.Zip(inputs=(self._node, other._node), callsite=chk.user_callsite()))
+
+    def mapPartitionsWithSplit(self, f: Callable[[int, Iterator], Iterable],
+                               preservesPartitioning: bool = False) -> "DataSet":
+        """PySpark's deprecated name of ``mapPartitionsWithIndex``.
+
+        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitionsWithSplit(lambda i, it: [i]).collect()  # doctest: +SKIP
+        [0, 1]
+        """
+        return self.mapPartitionsWithIndex(f, preservesPartitioning)
+
+    def pipe(self, command: str, env: dict[str, str] | None = None, checkCode: bool = False) -> "DataSet":
+        """Each partition piped through an external command: records go to its standard input as
+        ``str(x)`` lines, its output lines (without the newline) are the new records. With
+        ``checkCode=True`` a non-zero exit fails the task (its last lines of stderr in the message).
+        ``env`` is added to the worker's environment.
+
+        >>> ctx.parallelize(["1", "2", "", "3"]).pipe("cat").collect()      # doctest: +SKIP
+        ['1', '2', '', '3']
+        """
+        from .pipe import pipe_fn
+
+        if not isinstance(command, str) or not command.strip():
+            raise TypeError(f"pipe() expects a command string such as 'grep x', got {command!r:.40}")
+        if env is not None and not isinstance(env, dict):
+            raise TypeError(f"pipe() expects a dict of environment variables for env, got {type(env).__name__}")
+        return self._narrow("pipe", None, pipe_fn(command, dict(env or {}), bool(checkCode)), False,
+                            (command,))
 
     def union(self, other: "DataSet") -> "DataSet":
         """All records of both datasets (duplicates kept), partitions of ``self`` first.

@@ -12,6 +12,24 @@ class JobFailedError(OkplanError):
     (e.g. a task failed more often than the retry bound allows)."""
 
 
+class CacheLostError(JobFailedError):
+    """A ``cache()``d dataset a job read is gone (evicted, expired, dropped by another thread). The
+    Context catches it and runs the job again from the dataset's lineage; users see it only if the
+    recomputed cache is lost again."""
+
+    def __init__(self, message: str, cache_id: str | None = None):
+        super().__init__(message)
+        self.cache_id = cache_id
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.cache_id))
+
+
+class BlockIntegrityError(OkplanError):
+    """A block in Redis failed its MAC check: written without this cluster's secret, or altered. It
+    was not unpickled."""
+
+
 class ClusterUnavailableError(OkplanError):
     """The master or Redis could not be reached."""
 

@@ -10,6 +10,25 @@ from typing import Any, TextIO
 from .log.formatter import LEVELS, JsonFormatter, level_number
 from .log.setup import _StderrHandler
 
+#: PySpark's ``setLogLevel`` names -> okplan thresholds (ALL lets everything through, OFF nothing)
+SPARK_LEVELS = {"ALL": 0, "TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40, "FATAL": 50, "OFF": 100}
+
+#: a process-wide threshold set by ``Context.setLogLevel``; wins over ``LOG_LEVEL`` for loggers
+#: created without an explicit level
+_threshold: int | None = None
+
+
+def set_threshold(level: str) -> None:
+    """Set the process-wide threshold from one of PySpark's level names (case-insensitive); also the
+    stdlib ``okplan`` logger's level, for code that logs through ``logging``."""
+    global _threshold
+    name = level.upper() if isinstance(level, str) else level
+    if name not in SPARK_LEVELS:
+        raise ValueError(f"Supplied level {level} did not match one of: {','.join(SPARK_LEVELS)}")
+    _threshold = SPARK_LEVELS[name]
+    stdlib = {"ALL": 1, "TRACE": 5, "WARN": logging.WARNING, "FATAL": logging.CRITICAL, "OFF": logging.CRITICAL + 10}
+    logging.getLogger("okplan").setLevel(stdlib.get(name, getattr(logging, name, logging.INFO)))
+
 
 class Logger:
     """Structured logging: one JSON object per line with ``time`` (ISO 8601 with time zone), ``level``,
@@ -22,24 +41,29 @@ class Logger:
 
     def __init__(self, name: str, level: str | None = None, stream: TextIO | None = None):
         self.name = name
+        self._explicit = level is not None
         self.level = (level or os.environ.get("LOG_LEVEL") or "info").lower()
         if self.level not in LEVELS:
             raise ValueError(f"unknown log level {self.level!r}; use one of trace, debug, info, warn, error, fatal")
         self.stream = stream
         # a logger of its own, outside logging's registry: the seed's Logger has a threshold and a
         # stream per instance, and two Loggers of the same name must not share them
-        self._logger = logging.Logger(name, level_number(self.level))
+        # (its own level lets everything through: ``enabled`` decides, as setLogLevel may change it)
+        self._logger = logging.Logger(name, 1)
         self._logger.propagate = False
         handler = _StderrHandler(stream)
         handler.setFormatter(JsonFormatter())
         self._logger.addHandler(handler)
 
     def enabled(self, level: str) -> bool:
-        """True when a record at ``level`` would be written.
+        """True when a record at ``level`` would be written (``Context.setLogLevel`` wins over
+        ``LOG_LEVEL`` for a Logger made without a level).
 
         >>> Logger("t", level="warn").enabled("info")
         False
         """
+        if _threshold is not None and not self._explicit:
+            return level_number(level) >= _threshold
         return level_number(level) >= level_number(self.level)
 
     def log(self, level: str, fields_or_msg: Any = None, msg: str | None = None, **extra: Any) -> None:
@@ -47,9 +71,9 @@ class Logger:
 
         >>> Logger("t").log("info", {"rows": 3}, "loaded")  # doctest: +SKIP
         """
-        levelno = level_number(level)
-        if not self._logger.isEnabledFor(levelno):
+        if not self.enabled(level):
             return
+        levelno = level_number(level)
         fields: dict[str, Any] = {}
         if isinstance(fields_or_msg, dict):
             fields.update(fields_or_msg)

@@ -177,6 +177,32 @@ class WideMixin:
         chk.check_callable(keyfunc, "sortBy", "keyfunc")
         return self.keyBy(keyfunc).sortByKey(ascending, numPartitions).values()  # type: ignore[attr-defined]
 
+    def repartitionAndSortWithinPartitions(self, numPartitions: int | None = None,
+                                           partitionFunc: Callable[[Any], int] = portable_hash,
+                                           ascending: bool = True,
+                                           keyfunc: Callable[[Any], Any] = lambda x: x) -> "DataSet":
+        """``partitionBy(numPartitions, partitionFunc)``, then each partition sorted by ``keyfunc(key)``
+        (one shuffle; no global order).
+
+        >>> ctx.parallelize([(0, 5), (3, 8), (2, 6), (0, 8), (3, 8), (1, 3)]).repartitionAndSortWithinPartitions(
+        ...     2, lambda x: x % 2).glom().collect()                        # doctest: +SKIP
+        [[(0, 5), (0, 8), (2, 6)], [(1, 3), (3, 8), (3, 8)]]
+        """
+        method = "repartitionAndSortWithinPartitions"
+        chk.check_callable(partitionFunc, method, "partitionFunc")
+        chk.check_callable(keyfunc, method, "keyfunc")
+        n = self._reduce_partitions(numPartitions, method)
+        shuffled = self._shuffle(method, HashPartitioner(n, partitionFunc))
+        sort_key = _pair_sort_key(keyfunc)
+        reverse = not ascending
+
+        def sort_partition(it):
+            return iter(sorted(it, key=sort_key, reverse=reverse))
+
+        # keyfunc as the node's function: two sorts by different keys are never taken for one
+        return shuffled._narrow("sortPartition", keyfunc, narrow.map_partitions_fn(sort_partition), True,
+                                ("asc" if ascending else "desc",))
+
     # -- repartitioning --------------------------------------------------------------------------------
     def repartition(self, numPartitions: int) -> "DataSet":
         """Exactly ``numPartitions`` partitions of about equal size, by a shuffle.
@@ -226,7 +252,22 @@ class WideMixin:
                          callsite=chk.user_callsite())
         return self._derive(node)  # type: ignore[attr-defined]
 
-    groupWith = cogroup
+    def groupWith(self, other: "DataSet", *others: "DataSet") -> "DataSet":
+        """``cogroup`` of any number of datasets: ``(k, (values in self, in other, in each of others))``.
+
+        >>> a, b, c = ctx.parallelize([("a", 5)]), ctx.parallelize([("a", 1)]), ctx.parallelize([("b", 2)])  # doctest: +SKIP
+        >>> sorted(a.groupWith(b, c).collect())                            # doctest: +SKIP
+        [('a', ([5], [1], [])), ('b', ([], [], [2]))]
+        """
+        from .dataset import DataSet
+
+        rest = (other, *others)
+        for d in rest:
+            chk.check_dataset(d, "groupWith", DataSet, self.context)  # type: ignore[attr-defined]
+        partitioner = self._join_partitioner(list(rest), None, "groupWith")
+        node = L.CoGroup(inputs=(self._node, *(d._node for d in rest)), partitioner_=partitioner,
+                         callsite=chk.user_callsite())
+        return self._derive(node)  # type: ignore[attr-defined]
 
     def _joined(self, other: "DataSet", numPartitions: int | None, method: str, pad_left: bool,
                 pad_right: bool) -> "DataSet":

@@ -85,3 +85,12 @@ def test_a_wrong_engine_is_caught(monkeypatch):
                        "--repeat", "1", "--warmup", "0", "--no-micro", "--quiet"])
     result = {r["engine"]: r for r in run_suite(args)["results"]}
     assert result["okplan-local"]["status"] == "wrong"
+
+
+def test_files_section_reads_and_writes(payload):
+    rows = payload["files"]
+    jobs = {(r["engine"], r["job"]) for r in rows}
+    assert ("python", "wordcount text") in jobs and ("okplan-local", "wordcount gzip-4") in jobs
+    assert ("okplan-local", "textFile -> saveAsTextFile (copy)") in jobs
+    assert all(r["status"] == "ok" for r in rows), rows
+    assert "## Files" in render(payload)

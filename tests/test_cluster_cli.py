@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import time
 
 import pytest
-from cluster_helpers import child_env, hand_made_cluster, okplan_cmd, redis_server, wait_until
+from cluster_helpers import child_env, free_port, hand_made_cluster, okplan_cmd, redis_server, wait_until
+
+from okplan.exec.cluster.launcher import redis_server_binary
 
 from okplan import ClusterUnavailableError, Context
 
@@ -77,35 +81,110 @@ def test_okplan_run_runs_a_script(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "10", done.stderr
 
 
-def test_the_compose_services_commands_run_by_hand():
-    """docker/compose.yaml's commands and environment (seed REDIS_HOST/REDIS_PORT, OKPLAN_SECRET, a
-    worker with two slots), on 127.0.0.1 instead of the compose network."""
+def _compose_value(text: str, env: dict[str, str]) -> str:
+    """What docker compose makes of a value: ``${VAR:?msg}``, ``${VAR:-default}``, ``$$`` -> ``$``."""
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group(1), m.group(2), m.group(3)
+        value = env.get(name, "")
+        if op == ":?" and not value:
+            raise AssertionError(f"compose would refuse to start: {arg}")
+        return value or (arg if op == ":-" else "")
+    return re.sub(r"\$\$|\$\{(\w+)(?:(:[?-])([^}]*))?\}", sub, text)
+
+
+def test_the_compose_services_commands_run_by_hand(tmp_path):
+    """docker/compose.yaml's three services and their healthchecks, run as processes on 127.0.0.1 with
+    the compose environment (OKPLAN_SECRET, OKPLAN_REDIS_PASSWORD, seed REDIS_HOST/REDIS_PORT): Redis
+    from its stdin configuration, with a password, noeviction and an append-only file that keeps a named
+    dataset across a restart."""
     import yaml
 
     with open("docker/compose.yaml") as f:
-        services = yaml.safe_load(f)["services"]
-    assert {"redis", "master", "worker"} <= set(services)
-    with redis_server() as redis_url:
-        env = child_env()
-        env.update(OKPLAN_SECRET="compose-secret", REDIS_HOST="127.0.0.1", REDIS_PORT=redis_url.split(":")[-1][:-2])
-        master_cmd = [a.replace("0.0.0.0:7077", "127.0.0.1:0") for a in services["master"]["command"]]
-        master = subprocess.Popen(okplan_cmd(*master_cmd), stdout=subprocess.PIPE, env=env)
-        procs = [master]
+        compose = yaml.safe_load(f)
+    services = compose["services"]
+    assert set(services) == {"redis", "master", "worker"}
+    assert all("healthcheck" in svc for svc in services.values())
+    user_env = dict(child_env(), OKPLAN_SECRET="compose-secret", OKPLAN_REDIS_PASSWORD="compose-redis-pw")
+    port = free_port()
+    # the compose network's names and the container's paths, as this machine has them
+    local = {"port 6379": f"port {port}\nbind 127.0.0.1", "-p 6379": f"-p {port}", "dir /data": f"dir {tmp_path}"}
+    redis_bin = os.path.dirname(redis_server_binary())
+
+    def service_env(name: str, **extra: str) -> dict[str, str]:
+        env = dict(user_env, PATH=os.pathsep.join([redis_bin, os.environ["PATH"]]), **extra)
+        env.update({k: _compose_value(str(v), user_env) for k, v in services[name].get("environment", {}).items()})
+        if env.get("REDIS_HOST") == "redis":
+            env.update(REDIS_HOST="127.0.0.1", REDIS_PORT=str(port))
+        return env
+
+    def localize(arg: str, master_url: str = "") -> str:
+        arg = _compose_value(arg, user_env)
+        for compose_text, here in {**local, "tcp://0.0.0.0:7077": "tcp://127.0.0.1:0",
+                                   "tcp://master:7077": master_url, "tcp://127.0.0.1:7077": master_url}.items():
+            arg = arg.replace(compose_text, here)
+        return arg
+
+    def healthy(name: str, master_url: str = "") -> bool:
+        test = services[name]["healthcheck"]["test"]
+        argv = ["sh", "-c", localize(test[1], master_url)] if test[0] == "CMD-SHELL" else \
+            [localize(a, master_url) for a in test[1:]]
+        if argv[0] == "okplan":
+            argv = okplan_cmd(*argv[1:])
+        return subprocess.run(argv, env=service_env(name), capture_output=True, timeout=30).returncode == 0
+
+    def start_redis() -> subprocess.Popen:
+        proc = subprocess.Popen([localize(a) for a in services["redis"]["command"]], env=service_env("redis"),
+                                stdout=subprocess.DEVNULL, cwd=tmp_path)
+        assert wait_until(lambda: healthy("redis"), 15)
+        return proc
+
+    procs = [start_redis()]
+    try:
+        import redis
+
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=port).ping()
+        r = redis.Redis(port=port, password="compose-redis-pw")
+        assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert r.config_get("appendonly") == {"appendonly": "yes"} and int(r.config_get("maxmemory")["maxmemory"]) > 0
+        master = subprocess.Popen(okplan_cmd(*[localize(a) for a in services["master"]["command"]]),
+                                  stdout=subprocess.PIPE, env=service_env("master"))
+        procs.append(master)
+        url = master.stdout.readline().decode().split("listening on ")[1].split()[0]
+        assert healthy("master", url)
+        for _ in range(services["worker"]["deploy"]["replicas"]):
+            procs.append(subprocess.Popen(okplan_cmd(*[localize(a, url) for a in services["worker"]["command"]]),
+                                          env=service_env("worker")))
+        ctx = _connect(url, secret="compose-secret")
         try:
-            url = master.stdout.readline().decode().split("listening on ")[1].split()[0]
-            worker_cmd = [url if a == "tcp://master:7077" else "2" if a == "1" else a
-                          for a in services["worker"]["command"]]
-            procs.append(subprocess.Popen(okplan_cmd(*worker_cmd), env=env))
-            ctx = _connect(url, secret="compose-secret")
-            try:
-                assert wait_until(lambda: ctx.executor.hello()["slots"] == 2, 15)
-                assert ctx.parallelize(range(100), 4).map(lambda x: (x % 3, 1)).reduceByKey(lambda a, b: a + b) \
-                    .collectAsMap() == {0: 34, 1: 33, 2: 33}
-                assert len(ctx.lastJobMetrics().tasks_per_worker) == 2
-            finally:
-                ctx.stop()
+            assert wait_until(lambda: ctx.executor.hello()["slots"] == 2, 15)
+            assert healthy("worker", url)
+            assert ctx.parallelize(range(100), 4).map(lambda x: (x % 3, 1)).reduceByKey(lambda a, b: a + b) \
+                .collectAsMap() == {0: 34, 1: 33, 2: 33}
+            assert len(ctx.lastJobMetrics().tasks_per_worker) == 2
+            ctx.dataSet(["kept", "across", "restarts"], label="durable", bufferSize=2)
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(10)
+            ctx.stop()
+        procs[0].terminate()  # a clean stop flushes the append-only file, as `docker compose restart` does
+        procs[0].wait(10)
+        procs[0] = start_redis()
+        ctx = _connect(url, secret="compose-secret")
+        try:
+            assert ctx.dataSet(label="durable", fromExisting=True).collect() == ["kept", "across", "restarts"]
+        finally:
+            ctx.stop()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+
+
+def test_the_docker_build_context_sends_only_what_the_image_copies():
+    ignored = [line.strip() for line in open(".dockerignore") if line.strip() and not line.startswith("#")]
+    assert ignored[0] == "*"  # everything is excluded unless listed
+    copied = [a.rstrip("/") for line in open("docker/Dockerfile") if line.startswith("COPY ")
+              for a in line.split()[1:-1]]
+    assert copied and all(f"!{c}" in ignored or f"!{c}/" in ignored for c in copied)

@@ -25,7 +25,7 @@ pyspark = pytest.importorskip("pyspark")
 pytestmark = pytest.mark.pyspark
 
 MODULES = ["test_api_narrow", "test_api_bykey", "test_api_sort", "test_api_joins", "test_api_actions",
-           "test_api_stats", "test_api_context", "test_api_errors"]
+           "test_api_stats", "test_api_context", "test_api_errors", "test_api_more"]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ class Accumulator:
     def __init__(self, value: Any, add: Callable[[Any, Any], Any] = _add, zero: Any = None,
                  aid: int | None = None):
         self.aid = next(_ids) if aid is None else aid
+        # tasks of several threads (local executor) and merges of several jobs add at once
+        self._lock = threading.Lock()
         self._value = value
         self._add = add
         self._zero = zero if zero is not None else _zero_like(value)
@@ -47,7 +49,8 @@ class Accumulator:
         self._value = v
 
     def add(self, term: Any) -> None:
-        self._value = self._add(self._value, term)
+        with self._lock:
+            self._value = self._add(self._value, term)
 
     def __iadd__(self, term: Any) -> "Accumulator":
         self.add(term)

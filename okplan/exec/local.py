@@ -10,8 +10,9 @@ import time
 import uuid
 from typing import Any, Callable, Iterator
 
+from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
-from .metrics import JobMetrics, StageMetrics, TaskMetrics
+from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
 from .profile import profile_wanted, profiled
 from .progress import job_progress
 from .task import run_task
@@ -38,7 +39,8 @@ class _MemoryBlocks:
         if parts is None:
             parts = self.cache.get(cache_id)
         if parts is None:
-            raise KeyError(f"materialised data {cache_id} is gone")
+            # another thread unpersisted it after this job was planned: the Context plans again
+            raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
         return parts[index]
 
 
@@ -90,7 +92,11 @@ def _stage_kind(stage: Stage) -> str:
 
 
 class LocalExecutor:
-    """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``."""
+    """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``.
+
+    Thread-safe: each job keeps its own blocks; the shared cache and named datasets change only by
+    whole-entry dict operations, atomic in CPython.
+    """
 
     name = "local"
 
@@ -98,16 +104,21 @@ class LocalExecutor:
         self.default_parallelism = parallelism or os.cpu_count() or 1
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
-        self.last_metrics: JobMetrics | None = None
+        self._metrics = LastMetrics()
         #: time each operator inside fused stages (sampled): ``Context(profile=True)``
         self.profile = profile_wanted()
         self.ui_web_url: str | None = None
+
+    @property
+    def last_metrics(self) -> JobMetrics | None:
+        """The metrics of the calling thread's last job (else of the last job of any thread)."""
+        return self._metrics.get()
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
         blocks = _MemoryBlocks(self.cache)
         metrics = JobMetrics(self.name, job_id=uuid.uuid4().hex[:16])
-        self.last_metrics = metrics
+        self._metrics.set(metrics)
         start = time.perf_counter()
         with _fewer_collections():
             yield from self._run(plan, action, partitions, blocks, metrics, start)

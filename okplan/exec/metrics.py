@@ -5,6 +5,7 @@ into ``StageMetrics`` and sends the ``JobMetrics`` to the client, all as plain J
 from __future__ import annotations
 
 import statistics
+import threading
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -184,5 +185,26 @@ class JobMetrics:
         self.bytes_read += d.get("bytes_read", 0)
 
 
+class LastMetrics:
+    """An executor's "last job": per thread, so that threads running actions on one Context at once
+    each read their own job's metrics; a thread that ran none reads the last job of any thread.
+
+    >>> last = LastMetrics(); last.set(JobMetrics("local")); last.get().executor
+    'local'
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._any: JobMetrics | None = None
+
+    def set(self, metrics: JobMetrics) -> None:
+        self._local.metrics = metrics
+        self._any = metrics
+
+    def get(self) -> JobMetrics | None:
+        return getattr(self._local, "metrics", None) or self._any
+
+
 _TASK_FIELDS = tuple(f.name for f in fields(TaskMetrics))
 _STAGE_FIELDS = tuple(f.name for f in fields(StageMetrics))
+

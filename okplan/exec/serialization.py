@@ -5,12 +5,19 @@ A *block* (one partition, one shuffle bucket, one result) is pickled whole with 
 classes defined in ``__main__``), because it is many times slower on large collections. A *job* (the
 stages' functions) is always cloudpickled, once per job.
 
->>> decode_block(encode_block([1, 2, 3]))
+Every block starts with a 16-byte MAC (keyed BLAKE2b over the rest) under a key derived from the
+cluster's secret, checked before anything is decompressed or unpickled: whoever can write to Redis but
+does not hold the secret cannot make a worker or client unpickle what they wrote.
+
+>>> key = block_key(b"s3cret")
+>>> decode_block(encode_block([1, 2, 3], key), key)
 [1, 2, 3]
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import inspect
 import os
 import pickle
@@ -20,7 +27,7 @@ import cloudpickle
 import lz4.block
 import lz4.frame
 
-from ..errors import OkplanError
+from ..errors import BlockIntegrityError, OkplanError
 
 PROTOCOL = 5
 
@@ -32,10 +39,44 @@ _LZ4_FRAME = b"\x02"
 _BLOCK_LIMIT = 1 << 30
 #: below this many bytes compression cannot pay for itself
 _MIN_COMPRESS = 64
+#: bytes of the MAC in front of every block (128 bits: forging one is out of reach)
+TAG_SIZE = 16
 
 
 class TaskPicklingError(OkplanError, pickle.PicklingError):
     """A function or record of a job cannot be sent to the workers."""
+
+
+def block_key(secret: bytes | None) -> bytes:
+    """The key that signs blocks, derived from the cluster's shared secret (a key of its own, so that a
+    block's tag reveals nothing usable against the message MACs). Without a secret the key is public:
+    blocks are then checked for integrity, not origin.
+
+    >>> len(block_key(b"s3cret")), block_key(None) == block_key(b"")
+    (32, True)
+    """
+    return hmac.new(secret or b"", b"okplan block key v1", hashlib.sha256).digest()
+
+
+#: the key of a cluster without a secret
+UNKEYED = block_key(None)
+
+
+def _tag(key: bytes, *parts: bytes | memoryview) -> bytes:
+    h = hashlib.blake2b(key=key, digest_size=TAG_SIZE)
+    for part in parts:
+        h.update(part)
+    return h.digest()
+
+
+def open_block(data: bytes | memoryview, key: bytes = UNKEYED, what: str = "a block") -> memoryview:
+    """The compressed body of a block after checking its MAC; ``BlockIntegrityError`` if it fails."""
+    view = memoryview(data)
+    if len(view) < TAG_SIZE + 1 or not hmac.compare_digest(view[:TAG_SIZE], _tag(key, view[TAG_SIZE:])):
+        raise BlockIntegrityError(
+            f"{what} failed its integrity check (written without this cluster's secret, or altered in "
+            f"Redis); it was not unpickled. Check that every client and worker has the same OKPLAN_SECRET")
+    return view[TAG_SIZE:]
 
 
 # -- data ------------------------------------------------------------------------------------------------
@@ -66,19 +107,29 @@ def deserialize(data: bytes | memoryview) -> Any:
     return pickle.loads(data)
 
 
-def compress(raw: bytes) -> bytes:
-    """lz4 with a one-byte header; kept raw when it would not shrink."""
+def _compress_parts(raw: bytes) -> tuple[bytes, bytes]:
     n = len(raw)
     if n < _MIN_COMPRESS:
-        return _RAW + raw
+        return _RAW, raw
     if n < _BLOCK_LIMIT:
         z = lz4.block.compress(raw, store_size=True)
-        return _LZ4_BLOCK + z if len(z) < n else _RAW + raw
-    return _LZ4_FRAME + lz4.frame.compress(raw)
+        return (_LZ4_BLOCK, z) if len(z) < n else (_RAW, raw)
+    return _LZ4_FRAME, lz4.frame.compress(raw)
 
 
-def decompress(data: bytes) -> bytes | memoryview:
-    head = data[:1]
+def compress(raw: bytes) -> bytes:
+    """lz4 with a one-byte header; kept raw when it would not shrink."""
+    return b"".join(_compress_parts(raw))
+
+
+def seal(raw: bytes, key: bytes = UNKEYED) -> bytes:
+    """Compress pickled bytes and put the MAC in front: a whole block, in one copy."""
+    head, body = _compress_parts(raw)
+    return b"".join((_tag(key, head, body), head, body))
+
+
+def decompress(data: bytes | memoryview) -> bytes | memoryview:
+    head = bytes(data[:1])
     if head == _LZ4_BLOCK:
         return lz4.block.decompress(memoryview(data)[1:])
     if head == _RAW:
@@ -88,18 +139,18 @@ def decompress(data: bytes) -> bytes | memoryview:
     raise OkplanError(f"not an okplan block (header byte {head!r})")
 
 
-def encode_block(obj: Any) -> bytes:
-    """``obj`` (a whole partition or bucket) as compressed bytes.
+def encode_block(obj: Any, key: bytes = UNKEYED) -> bytes:
+    """``obj`` (a whole partition or bucket) as a signed, compressed block; ``key`` from ``block_key``.
 
     >>> decode_block(encode_block({"a": 1}))
     {'a': 1}
     """
-    return compress(serialize(obj))
+    return seal(serialize(obj), key)
 
 
-def decode_block(data: bytes) -> Any:
-    """The object ``encode_block`` encoded."""
-    return deserialize(decompress(data))
+def decode_block(data: bytes, key: bytes = UNKEYED, what: str = "a block") -> Any:
+    """The object ``encode_block`` encoded, after checking the MAC (``BlockIntegrityError``)."""
+    return deserialize(decompress(open_block(data, key, what)))
 
 
 # -- jobs --------------------------------------------------------------------------------------------------
@@ -204,5 +255,6 @@ def _short(e: BaseException) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
-__all__ = ["serialize", "deserialize", "compress", "decompress", "encode_block", "decode_block",
-           "dumps_function", "loads_function", "TaskPicklingError"]
+__all__ = ["serialize", "deserialize", "compress", "decompress", "seal", "open_block", "block_key", "UNKEYED",
+           "encode_block", "decode_block", "dumps_function", "loads_function", "TaskPicklingError",
+           "BlockIntegrityError"]

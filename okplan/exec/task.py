@@ -10,13 +10,14 @@ from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import OkplanError
+from ..io.formats import read_blocks
 from ..logical.aggregators import Aggregator, _append, _identity, _new_list, grouping
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
 from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
-                                  Pipe, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp,
-                                  user_functions)
+                                  Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
+                                  UnionOp, ZipOp, user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
 
 
@@ -147,6 +148,17 @@ def _read_range(op: ReadRange, i, blocks, counter):
     return iter(r)
 
 
+def _read_files(op: ReadFiles, i, blocks, counter):
+    try:
+        for block in read_blocks(op.fmt, op.parts[i], op.use_unicode):
+            counter.records_in += len(block)
+            yield from block
+    except FileNotFoundError as e:
+        e.add_note("okplan: tasks read their own splits, so every input file must be visible at the same path "
+                   "wherever tasks run (a shared file system or an object store)")
+        raise
+
+
 def _pipe(op: Pipe, i, blocks, counter):
     it = compute(op.child, i, blocks, counter)
     for fn in op.fns:
@@ -253,11 +265,25 @@ def _cartesian(op: CartesianOp, i, blocks, counter):
     return ((x, y) for x in compute(op.left, li, blocks, counter) for y in right)
 
 
+def _zip(op: ZipOp, i, blocks, counter):
+    left = compute(op.left, i, blocks, counter)
+    right = compute(op.right, i, blocks, counter)
+    try:
+        yield from zip(left, right, strict=True)
+    except ValueError as e:
+        if "zip()" not in str(e) or not raised_here(e, _zip):
+            raise
+        # Spark's words for the same mistake (it fails the task as well)
+        raise ValueError("Can only zip RDDs with same number of elements in each partition") from None
+
+
 _HANDLERS: dict[type, Callable] = {
+    ZipOp: _zip,
     HashJoinOp: _hash_join,
     CartesianOp: _cartesian,
     ReadSource: _read_source,
     ReadRange: _read_range,
+    ReadFiles: _read_files,
     Pipe: _pipe,
     UnionOp: _union,
     CoalesceOp: _coalesce,

@@ -9,6 +9,7 @@ from operator import itemgetter
 from typing import Callable, Iterable, Iterator
 
 from ..errors import OkplanError
+from .nodes import func_name
 
 _first = itemgetter(0)
 _second = itemgetter(1)
@@ -49,16 +50,25 @@ def flat_map_fn(f: Callable) -> Callable:
 
 def map_partitions_fn(f: Callable) -> Callable:
     def run(_i, it):
-        out = f(it)
-        return iter(()) if out is None else out
+        return _iterable(f(it), "mapPartitions", f)
     return run
 
 
 def map_partitions_with_index_fn(f: Callable) -> Callable:
     def run(i, it):
-        out = f(i, it)
-        return iter(()) if out is None else out
+        return _iterable(f(i, it), "mapPartitionsWithIndex", f)
     return run
+
+
+def _iterable(out, op: str, f: Callable):
+    """``iter(out)``: a function that returned None (or a number) fails here as in PySpark, with
+    PySpark's message plus a note naming the function."""
+    try:
+        return iter(out)
+    except TypeError as e:
+        e.add_note(f"okplan: {op}({func_name(f)}) returned {type(out).__name__}; it must return an iterable "
+                   f"(a list, or use yield)")
+        raise
 
 
 def map_values_fn(f: Callable) -> Callable:

@@ -404,3 +404,60 @@ class HashJoin(Regrouped):
 
     def key(self) -> tuple:
         return (type(self), self.how, self.partitioner_, self.elided)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class FileSource(Node):
+    """Files read where the tasks run (``textFile``, ``jsonFile``, ``wholeTextFiles``, ``pickleFile``).
+    ``parts`` holds each partition's planned splits (file, start, length: ``okplan.io.splits.Split``),
+    never data; ``fmt`` says how a split becomes records (``text``, ``json``, ``whole``, ``pickle``)."""
+
+    fmt: str
+    #: the path spec as the user gave it, resolved (``file:/abs/logs/*.gz``), for plans
+    paths: tuple[str, ...]
+    parts: tuple[tuple[Any, ...], ...]
+    num_files: int
+    total_bytes: int
+    use_unicode: bool = True
+
+    OP_NAMES: ClassVar[dict[str, str]] = {"text": "TextFile", "json": "JsonFile", "whole": "WholeTextFiles",
+                                          "pickle": "PickleFile"}
+
+    @property
+    def op_name(self) -> str:  # type: ignore[override]
+        return self.OP_NAMES[self.fmt]
+
+    @property
+    def num_partitions(self) -> int:
+        return len(self.parts)
+
+    def details(self) -> str:
+        shown = ", ".join(self.paths[:3]) + (f", ... (+{len(self.paths) - 3})" if len(self.paths) > 3 else "")
+        splits = sum(map(len, self.parts))
+        return (f"{shown}: {self.num_files} file{'s' if self.num_files != 1 else ''}, {splits} "
+                f"split{'s' if splits != 1 else ''}, {human_bytes(self.total_bytes)}")
+
+    def key(self) -> tuple:
+        return (type(self), self.fmt, self.parts, self.use_unicode)
+
+
+def human_bytes(n: int) -> str:
+    """``1.5 MB`` style sizes for plans.
+
+    >>> human_bytes(1536), human_bytes(12)
+    ('1.5 KB', '12 B')
+    """
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Zip(Node):
+    """``(x, y)`` for the i-th records of the same partition of both inputs (``zip``): a narrow
+    dependency on each, so both must have as many partitions and as many records per partition."""
+
+    op_name: ClassVar[str] = "Zip"

@@ -43,6 +43,21 @@ class ReadSource(PhysOp):
 
 
 @dataclass(frozen=True, eq=False)
+class ReadFiles(PhysOp):
+    """Partition ``i`` reads its planned splits ``parts[i]`` in the task (``okplan.io.formats``); the
+    client never holds the data, so a cluster ships only the splits."""
+
+    fmt: str
+    parts: tuple[tuple[Any, ...], ...]
+    use_unicode: bool
+    op_name: str
+    details: str
+
+    def describe(self) -> str:
+        return f"{self.op_name} [{self.details}]"
+
+
+@dataclass(frozen=True, eq=False)
 class ReadRange(PhysOp):
     """A slice of ``range(start, stop, step)``: generated in the task, never shipped."""
 
@@ -202,6 +217,20 @@ class HashJoinOp(PhysOp):
 
     def describe(self) -> str:
         return f"HashJoin [{self.how}, build right]"
+
+
+@dataclass(frozen=True, eq=False)
+class ZipOp(PhysOp):
+    """Partition ``i`` of both children, paired record by record (they must be equally long)."""
+
+    left: PhysOp
+    right: PhysOp
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.left, self.right)
+
+    def describe(self) -> str:
+        return "Zip"
 
 
 def user_functions(root: PhysOp) -> Iterator[tuple[str, Any]]:

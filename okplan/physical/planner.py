@@ -12,7 +12,7 @@ from ..logical import nodes as L
 from ..logical.plan import LogicalPlan
 from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
                         ReadMaterialized,
-                        ReadRange, ReadSource, ShuffleRead, UnionOp)
+                        ReadFiles, ReadRange, ReadSource, ShuffleRead, UnionOp, ZipOp)
 from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
 
 
@@ -64,6 +64,8 @@ class _Builder:
             return ReadSource(f"src{node.nid}", node.num_partitions, node.slices, node.label, node.num_records)
         if isinstance(node, L.RangeSource):
             return ReadRange(node.start, node.stop, node.step, node.slices)
+        if isinstance(node, L.FileSource):
+            return ReadFiles(node.fmt, node.parts, node.use_unicode, node.op_name, node.details())
         if isinstance(node, L.Narrow):
             child = self.op(node.input)
             name = f"{node.op_name}({node.details()})" if node.details() else node.op_name
@@ -97,6 +99,8 @@ class _Builder:
         if isinstance(node, L.Cartesian):
             left, right = node.inputs
             return CartesianOp(self.op(left), self.op(right), right.num_partitions)
+        if isinstance(node, L.Zip):
+            return ZipOp(self.op(node.inputs[0]), self.op(node.inputs[1]))
         if isinstance(node, L.Persist):
             if node.cache_id not in self.materialized and node.cache_id not in self.persist_of:
                 self.persist_of[node.cache_id] = node.scope

@@ -1,5 +1,6 @@
 """A worker's view of Redis for one task: the ``BlockSource`` the task runner reads inputs from, and
-the writer of the task's output. Both count bytes and time per phase for the job's metrics."""
+the writer of the task's output. Both count bytes and time per phase for the job's metrics, and both
+sign and check blocks with the cluster's block key (``serialization.block_key``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from typing import Any
 
 from ...physical.stage import Materialize, ShuffleWrite, Stage
-from ..serialization import compress, decompress, deserialize, serialize
+from ..serialization import UNKEYED, decompress, deserialize, open_block, seal, serialize
 from .spec import JobSpec
 from .store import BlockStore, Keys, MissingBlockError
 
@@ -15,16 +16,18 @@ from .store import BlockStore, Keys, MissingBlockError
 class TaskMeter:
     """Seconds per phase and bytes of one task."""
 
-    __slots__ = ("store", "serialize", "compress", "bytes_raw", "bytes_compressed", "bytes_read",
+    __slots__ = ("key", "store", "serialize", "compress", "bytes_raw", "bytes_compressed", "bytes_read",
                  "bytes_written")
 
-    def __init__(self) -> None:
+    def __init__(self, key: bytes = UNKEYED) -> None:
+        self.key = key
         self.store = self.serialize = self.compress = 0.0
         self.bytes_raw = self.bytes_compressed = self.bytes_read = self.bytes_written = 0
 
-    def decode(self, blob: bytes) -> Any:
+    def decode(self, blob: bytes, what: str = "a block") -> Any:
+        """A block's object; ``BlockIntegrityError`` (nothing unpickled) when its MAC does not match."""
         t0 = time.perf_counter()
-        raw = decompress(blob)
+        raw = decompress(open_block(blob, self.key, what))
         t1 = time.perf_counter()
         obj = deserialize(raw)
         self.compress += t1 - t0
@@ -36,7 +39,7 @@ class TaskMeter:
         t0 = time.perf_counter()
         raw = serialize(obj)
         t1 = time.perf_counter()
-        blob = compress(raw)
+        blob = seal(raw, self.key)
         self.serialize += t1 - t0
         self.compress += time.perf_counter() - t1
         self.bytes_raw += len(raw)
@@ -62,7 +65,7 @@ class RedisBlocks:
         self.meter.store += time.perf_counter() - t0
         if blob is None:
             raise MissingBlockError([what])
-        return self.meter.decode(blob)
+        return self.meter.decode(blob, f"block {key}")
 
     def source(self, source_id: str, index: int) -> list:
         return self._get(self.keys.source(source_id, index), ("source", source_id, index))
@@ -76,7 +79,8 @@ class RedisBlocks:
         if missing:
             raise MissingBlockError(missing)
         decode = self.meter.decode
-        return [decode(row) for row in rows if row]
+        return [decode(row, f"bucket {reduce_index} of block {self.keys.shuffle(shuffle_id, m)}")
+                for m, row in enumerate(rows) if row]
 
     def materialized(self, cache_id: str, index: int) -> list:
         scope = self.spec["cache_scopes"].get(cache_id, "context")

@@ -7,32 +7,35 @@ the message, large ones are read from Redis). Closing the iterator early cancels
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import threading
 import time
 import uuid
-from collections import deque
 from typing import Any, Callable, Iterator
 
 import zmq
 
-from ...errors import ClusterUnavailableError, ConfigurationError, JobFailedError
+from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationError, JobFailedError
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
 from ...log import get_logger
-from ..metrics import JobMetrics
+from ..metrics import JobMetrics, LastMetrics
 from ..profile import profile_wanted
 from ..progress import job_progress
-from ..serialization import decode_block, dumps_function, encode_block
+from ..serialization import BlockIntegrityError, block_key, decode_block, dumps_function, encode_block
 from . import protocol as P
+from . import sidefiles
+from .link import ClientLink
 from .remote_errors import unpack_exception
 from .spec import build_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
 
 log = get_logger(__name__)
 
-_POLL_MS = 50
+#: seconds a cache() partition outlives the last refresh by its client (refreshed every third of it)
+CACHE_TTL = 15 * 60
 
 
 def _strip_source(o: Any) -> Any:
@@ -47,7 +50,9 @@ class ClusterExecutor:
 
     ``secret``: the cluster's shared secret (default ``OKPLAN_SECRET``). ``redis``: the Redis URL as
     seen from this host, when it differs from the one the master uses. ``connect_timeout``: seconds
-    to wait for the master before ``ClusterUnavailableError``.
+    to wait for the master before ``ClusterUnavailableError``. ``cache_ttl``: seconds a ``cache()``
+    partition outlives this client (refreshed while it lives; None: until ``unpersist``/``stop``).
+    Thread-safe: any number of threads may run jobs at once (see ``link.ClientLink``).
 
     >>> ctx = Context("tcp://127.0.0.1:7077")              # doctest: +SKIP
     >>> ctx.parallelize(range(10)).sum()                     # doctest: +SKIP
@@ -58,14 +63,15 @@ class ClusterExecutor:
 
     def __init__(self, url: str, secret: str | bytes | None = None, redis: str | None = None,
                  connect_timeout: float = 3.0, alive_timeout: float = 15.0, job_ttl: int = 3600,
-                 cache_ttl: int | None = 7 * 86400, inline_max: int = 1 << 16):
+                 cache_ttl: int | None = CACHE_TTL, inline_max: int = 1 << 16):
         self.url = url
         self.secret = P.secret_bytes(secret)
+        self.block_key = block_key(self.secret)
         self.alive_timeout = alive_timeout
         self.job_ttl = job_ttl
         self.cache_ttl = cache_ttl
         self.inline_max = inline_max
-        self.last_metrics: JobMetrics | None = None
+        self._metrics = LastMetrics()
         #: time each operator inside fused stages (sampled): ``Context(profile=True)``
         self.profile = profile_wanted()
         #: the Context's appName, shown by the master's dashboard
@@ -74,41 +80,40 @@ class ClusterExecutor:
         self.ui_web_url: str | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
-        self._inbox: dict[str, deque] = {}
-        self._lock = threading.Lock()
         self._stopped = False
         self._slots = 0
-        self.zctx = zmq.Context()
-        self.sock = self.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, f"c-{self.client_id}".encode())
-        self.sock.setsockopt(zmq.LINGER, 0)
+        self._refresher: threading.Thread | None = None
+        self._refresh_stop = threading.Event()
         try:
-            self.sock.connect(url)
+            self.link = ClientLink(url, f"c-{self.client_id}".encode(), self._encode, self._decode)
         except zmq.ZMQError as e:
-            self._close_sockets()
             raise ConfigurationError(f"bad master address {url!r}: {e}; use tcp://host:port") from None
         try:
             welcome = self.hello(connect_timeout)
             self.store = BlockStore(redis or welcome["redis"])
             self.store.ping()
         except BaseException:
-            self._close_sockets()
+            self.link.stop()
             raise
+        self._start_refresher()
 
-    # -- talking to the master ---------------------------------------------------------------------------
-    def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
-        with self._lock:
-            self.sock.send_multipart(P.pack(kind, body, blobs, self.secret), copy=False)
+    @property
+    def last_metrics(self) -> JobMetrics | None:
+        """The metrics of the calling thread's last job (else of the last job of any thread)."""
+        return self._metrics.get()
 
-    def _recv_one(self, timeout_ms: int) -> P.Message | None:
-        with self._lock:
-            if not self.sock.poll(timeout_ms):
-                return None
-            frames = self.sock.recv_multipart()
+    # -- talking to the master (the link's thread calls these two) ---------------------------------------
+    def _encode(self, kind: str, body: dict, blobs: Any) -> list:
+        return P.pack(kind, body, blobs, self.secret)
+
+    def _decode(self, frames: list) -> P.Message:
         reason = P.refusal_reason(frames)
         if reason is not None:
             raise ClusterUnavailableError(f"the master at {self.url} refused this client: {reason}")
         return P.unpack(frames, self.secret)
+
+    def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
+        self.link.send(kind, body, blobs)
 
     def hello(self, timeout: float = 3.0) -> dict[str, Any]:
         """Ask the master for its Redis URL, workers and dashboard; ``ClusterUnavailableError`` after
@@ -117,32 +122,28 @@ class ClusterExecutor:
         >>> executor.hello()["workers"]                     # doctest: +SKIP
         2
         """
-        welcome = _await_welcome(self._send, self._recv_one, self.url, timeout)
-        self._slots = welcome.get("slots", 0)
-        self.ui_web_url = welcome.get("dashboard")
-        return welcome
+        self._send(P.CLIENT_HELLO)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ClusterUnavailableError(
+                    f"no okplan master answers at {self.url} (waited {timeout:g}s); start one with "
+                    f"`okplan master --bind {self.url}` or check the address and the shared secret")
+            msg = self.link.control(left)
+            if msg is not None and msg.kind == P.WELCOME:
+                self._slots = msg.body.get("slots", 0)
+                self.ui_web_url = msg.body.get("dashboard")
+                return msg.body
 
     def _next(self, job_id: str) -> P.Message:
-        """The next message about ``job_id`` (others go to their jobs' inboxes)."""
-        inbox = self._inbox[job_id]
-        last = time.monotonic()
-        while True:
-            if inbox:
-                return inbox.popleft()
-            msg = self._recv_one(_POLL_MS)
-            if msg is None:
-                if time.monotonic() - last > self.alive_timeout:
-                    raise ClusterUnavailableError(
-                        f"lost contact with the okplan master at {self.url}: no word for "
-                        f"{self.alive_timeout:g}s during job {job_id}")
-                continue
-            last = time.monotonic()
-            jid = msg.body.get("job_id")
-            if jid == job_id:
-                return msg
-            other = self._inbox.get(jid)
-            if other is not None:
-                other.append(msg)
+        """The next message about ``job_id`` (the link routes each job's messages to its own queue)."""
+        msg = self.link.get(job_id, self.alive_timeout)
+        if msg is None:
+            raise ClusterUnavailableError(
+                f"lost contact with the okplan master at {self.url}: no word for "
+                f"{self.alive_timeout:g}s during job {job_id}")
+        return msg
 
     # -- the Executor interface --------------------------------------------------------------------------
     @property
@@ -162,7 +163,7 @@ class ClusterExecutor:
 
     def _run(self, plan: PhysicalPlan, action: Callable, want: list[int]) -> Iterator[tuple[int, Any]]:
         metrics = JobMetrics(self.name)
-        self.last_metrics = metrics
+        self._metrics.set(metrics)
         started = time.perf_counter()
         job_id = metrics.job_id = self._submit(plan, action, want, metrics)
         progress = job_progress(job_id)
@@ -202,7 +203,7 @@ class ClusterExecutor:
                         log.warning("job's uploaded data is gone from Redis: uploading it again",
                                     extra={"job": job_id})
                         resubmits -= 1
-                        self._inbox.pop(job_id, None)
+                        self.link.close(job_id)
                         job_id = metrics.job_id = self._submit(plan, action, want, metrics)
                         got.clear()
                         want = want[i:]
@@ -217,7 +218,7 @@ class ClusterExecutor:
             if progress is not None:
                 progress.close()
             metrics.seconds = time.perf_counter() - started
-            self._inbox.pop(job_id, None)
+            self.link.close(job_id)
             if not ended:
                 self._abandon(job_id, want)
 
@@ -227,18 +228,25 @@ class ClusterExecutor:
                           inline_max=self.inline_max, profile=self.profile, app=self.app_name)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
         keys = Keys(job_id, self.client_id)
-        uploads = [(keys.source(sid, i), encode_block(part))
+        uploads = [(keys.source(sid, i), encode_block(part, self.block_key))
                    for sid, op in sources_to_upload(plan).items() for i, part in enumerate(op.slices or ())]
-        if uploads:
-            self.store.put_many(uploads, self.job_ttl)
-            metrics.bytes_written += sum(len(b) for _, b in uploads)
         for stage in plan.stages:
             out = stage.output
             if isinstance(out, Materialize) and out.scope == "context":
                 self._caches[out.cache_id] = stage.num_partitions
-        self._inbox[job_id] = deque()
-        self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
-        log.debug("job submitted", extra={"job": job_id, "stages": len(plan.stages), "master": self.url})
+        try:
+            if uploads:
+                self.store.put_many(uploads, self.job_ttl)
+                metrics.bytes_written += sum(len(b) for _, b in uploads)
+            self.link.open(job_id)
+            self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
+            log.debug("job submitted", extra={"job": job_id, "stages": len(plan.stages), "master": self.url})
+        except BaseException:
+            # an upload that failed half way (or a submit that never left) leaves no keys behind
+            self.link.close(job_id)
+            with contextlib.suppress(StoreUnavailableError):
+                self.store.delete([k for k, _ in uploads])
+            raise
         return job_id
 
     def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
@@ -250,7 +258,7 @@ class ClusterExecutor:
         else:
             blob = blobs[0]
         metrics.bytes_read += len(blob)
-        return decode_block(blob)
+        return decode_block(blob, self.block_key, f"the result of partition {body['partition']} of job {job_id}")
 
     def _job_error(self, body: dict, blobs: list) -> BaseException:
         reason = body["reason"]
@@ -258,6 +266,9 @@ class ClusterExecutor:
             return unpack_exception(body, blobs[0] if blobs else b"")
         if reason == "cache_lost":
             self._caches.pop(body.get("cache_id"), None)
+            return CacheLostError(body.get("message") or "a cached dataset is gone", body.get("cache_id"))
+        if reason == "integrity":
+            return BlockIntegrityError(body.get("message") or "a block failed its integrity check")
         return JobFailedError(body.get("message") or f"job failed ({reason})")
 
     def _abandon(self, job_id: str, want: list[int]) -> None:
@@ -267,8 +278,8 @@ class ClusterExecutor:
             self._send(P.CANCEL, {"job_id": job_id})
             keys = Keys(job_id)
             self.store.delete([keys.result(p) for p in set(want)])
-        except (zmq.ZMQError, StoreUnavailableError):
-            pass  # the master cleans up after cancelled jobs; job keys expire anyway
+        except (ClusterUnavailableError, StoreUnavailableError):
+            pass  # the master cleans up after cancelled jobs (and after silent clients); keys expire anyway
 
     # -- caches ------------------------------------------------------------------------------------------
     def _cache_keys(self, cache_id: str, n: int) -> list[str]:
@@ -293,11 +304,14 @@ class ClusterExecutor:
     # -- named datasets ----------------------------------------------------------------------------------
     def save_named(self, label: str, partitions: list[list]) -> None:
         """Keep ``partitions`` under ``label`` for any client of this cluster."""
-        self.store.save_named(label, [encode_block(list(p)) for p in partitions])
+        self.store.save_named(label, [encode_block(list(p), self.block_key) for p in partitions])
 
     def load_named(self, label: str) -> list[list] | None:
         blobs = self.store.load_named(label)
-        return None if blobs is None else [decode_block(b) for b in blobs]
+        if blobs is None:
+            return None
+        return [decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
+                for i, b in enumerate(blobs)]
 
     def list_named(self) -> list[str]:
         return self.store.list_named()
@@ -305,23 +319,38 @@ class ClusterExecutor:
     def drop_named(self, label: str) -> bool:
         return self.store.drop_named(label)
 
+    # -- keeping caches alive ----------------------------------------------------------------------------
+    def _start_refresher(self) -> None:
+        """Cache and side-file keys expire ``cache_ttl`` after they were last refreshed; while this
+        client lives, a thread refreshes them every third of that, so a dead client's go away."""
+        if self.cache_ttl is None or self._refresher is not None:
+            return
+        self._refresher = threading.Thread(target=self._refresh_caches, name="okplan-cache-ttl", daemon=True)
+        self._refresher.start()
+
+    def _refresh_caches(self) -> None:
+        every = max(1.0, self.cache_ttl / 3) if self.cache_ttl else 0.0
+        while not self._refresh_stop.wait(every):
+            keys = [k for cache_id, n in list(self._caches.items()) for k in self._cache_keys(cache_id, n)]
+            with contextlib.suppress(StoreUnavailableError, BlockIntegrityError):
+                keys += sidefiles.alive_keys(self.store, self.client_id, self.block_key)
+            with contextlib.suppress(StoreUnavailableError):
+                self.store.expire(keys, self.cache_ttl)
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Drop this client's cached datasets and close the connection (a cluster keeps running)."""
         if self._stopped:
             return
         self._stopped = True
+        self._refresh_stop.set()
         for cache_id in list(self._caches):
             try:
                 self.drop_cached(cache_id)
             except StoreUnavailableError:
                 break
         self.store.close()
-        self._close_sockets()
-
-    def _close_sockets(self) -> None:
-        self.sock.close(0)
-        self.zctx.term()
+        self.link.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} redis={redacted(getattr(getattr(self, 'store', None), 'url', '?'))}>"
@@ -331,53 +360,3 @@ def _merge(acc_blobs: list | None) -> None:
     for blob in acc_blobs or ():
         merge_updates(pickle.loads(blob))
 
-
-def _await_welcome(send: Callable, recv_one: Callable[[int], P.Message | None], url: str,
-                   timeout: float) -> dict[str, Any]:
-    """Say hello and wait for the master's WELCOME (its Redis URL, workers, slots, dashboard)."""
-    send(P.CLIENT_HELLO)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ClusterUnavailableError(
-                f"no okplan master answers at {url} (waited {timeout:g}s); start one with "
-                f"`okplan master --bind {url}` or check the address and the shared secret")
-        msg = recv_one(int(left * 1000) + 1)
-        if msg is not None and msg.kind == P.WELCOME:
-            return msg.body
-
-
-def ask_master(url: str, secret: str | bytes | None = None, timeout: float = 3.0) -> dict[str, Any]:
-    """The master's welcome (Redis URL, workers, slots, dashboard URL) without connecting to Redis, as
-    ``okplan status`` asks.
-
-    >>> ask_master("tcp://127.0.0.1:7077")["dashboard"]    # doctest: +SKIP
-    'http://127.0.0.1:7078/'
-    """
-    key = P.secret_bytes(secret)
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        try:
-            sock.connect(url)
-        except zmq.ZMQError as e:
-            raise ConfigurationError(f"bad master address {url!r}: {e}; use tcp://host:port") from None
-
-        def send(kind: str) -> None:
-            sock.send_multipart(P.pack(kind, None, (), key))
-
-        def recv_one(timeout_ms: int) -> P.Message | None:
-            if not sock.poll(timeout_ms):
-                return None
-            frames = sock.recv_multipart()
-            reason = P.refusal_reason(frames)
-            if reason is not None:
-                raise ClusterUnavailableError(f"the master at {url} refused this client: {reason}")
-            return P.unpack(frames, key)
-
-        return _await_welcome(send, recv_one, url, timeout)
-    finally:
-        sock.close(0)
-        zctx.term()

@@ -59,6 +59,7 @@ class JobRun:
         self.ended: float | None = None
         self.error: str | None = None
         self.last_alive = self.started
+        self.client_seen = self.started   # the client's last heartbeat naming this job
         self.acc: list[bytes] = []      # accumulator updates not yet sent to the client
         self.order: list[StageRun] = []
         self.stages: dict[int, StageRun] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -98,8 +99,8 @@ class LocalCluster(ClusterExecutor):
     """
 
     def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
-                 heartbeat_timeout: float = 5.0, log_level: str | None = None, dashboard: bool = True,
-                 **options: Any):
+                 heartbeat_timeout: float = 5.0, client_timeout: float | None = None, log_level: str | None = None,
+                 dashboard: bool = True, **options: Any):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
         # the servers write to this process's stderr: they log what this process's engine logger would
@@ -111,12 +112,15 @@ class LocalCluster(ClusterExecutor):
         # at exit, or when this object is collected without stop(): no orphans
         self._finalizer = weakref.finalize(self, self.children.stop)
         self._redis_port = 0
+        # Redis gets a password of its own; it reaches the master by environment (never argv, which
+        # `ps` shows) and the workers through the master's welcome
+        self._redis_password = secrets.token_urlsafe(24)
         self._env = _child_env()
         if secret:
             self._env["OKPLAN_SECRET"] = secret
         try:
             self.redis_url = redis or self._start_redis()
-            self.master_url = self._start_master(heartbeat_timeout)
+            self.master_url = self._start_master(heartbeat_timeout, client_timeout)
             for _ in range(n):
                 self.add_worker(slots)
             super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
@@ -129,8 +133,9 @@ class LocalCluster(ClusterExecutor):
             raise
 
     # -- processes ---------------------------------------------------------------------------------------
-    def _popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen:
-        return subprocess.Popen(cmd, env=self._env, start_new_session=True, stdin=subprocess.DEVNULL,
+    def _popen(self, cmd: list[str], env: dict[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
+               **kw: Any) -> subprocess.Popen:
+        return subprocess.Popen(cmd, env=env or self._env, start_new_session=True, stdin=stdin,
                                 preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
 
     def _start_redis(self, port: int | None = None) -> str:
@@ -138,10 +143,13 @@ class LocalCluster(ClusterExecutor):
         last = ""
         for _ in range(5):
             self._redis_port = port or free_port()
-            proc = self._popen([binary, "--port", str(self._redis_port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", self.children.tmpdir, "--loglevel", "warning",
-                                "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            url = f"redis://127.0.0.1:{self._redis_port}/0"
+            # the configuration comes on stdin (`redis-server -`), so the password is not in argv
+            proc = self._popen([binary, "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            assert proc.stdin is not None
+            with proc.stdin:
+                proc.stdin.write(_redis_config(self._redis_port, self.children.tmpdir, self._redis_password))
+            url = f"redis://:{self._redis_password}@127.0.0.1:{self._redis_port}/0"
             store = BlockStore(url, connect_timeout=0.5)
             deadline = time.monotonic() + 10
             try:
@@ -160,14 +168,17 @@ class LocalCluster(ClusterExecutor):
                 break
         raise ClusterUnavailableError(f"could not start redis-server ({binary}): {last.strip()[-300:]}")
 
-    def _start_master(self, heartbeat_timeout: float) -> str:
-        cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0", "--redis", self.redis_url,
+    def _start_master(self, heartbeat_timeout: float, client_timeout: float | None) -> str:
+        cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0",
                "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout),
                "--log-level", self.log_level]
         cmd += ["--dashboard", "127.0.0.1:0"] if self.dashboard else ["--no-dashboard"]
+        if client_timeout is not None:
+            cmd += ["--client-timeout", str(client_timeout)]
         if self.children.redis is not None:
             cmd += ["--also-kill", str(self.children.redis.pid)]
-        proc = self.children.master = self._popen(cmd, stdout=subprocess.PIPE)
+        env = dict(self._env, OKPLAN_REDIS=self.redis_url)
+        proc = self.children.master = self._popen(cmd, env=env, stdout=subprocess.PIPE)
         line = proc.stdout.readline().decode()
         if "listening on " not in line:
             raise ClusterUnavailableError(f"the okplan master did not start (exit code {proc.poll()})")
@@ -175,9 +186,9 @@ class LocalCluster(ClusterExecutor):
 
     def add_worker(self, slots: int = 1) -> subprocess.Popen:
         """Start one more ``okplan worker`` (also how a test replaces a killed one)."""
+        # no --redis: the worker learns the URL (with Redis's password) from the master's welcome
         proc = self._popen([sys.executable, "-m", "okplan", "worker", "--master", self.master_url,
-                            "--redis", self.redis_url, "--slots", str(slots), "--parent-pid", str(os.getpid()),
-                            "--log-level", self.log_level])
+                            "--slots", str(slots), "--parent-pid", str(os.getpid()), "--log-level", self.log_level])
         self.children.workers.append(proc)
         return proc
 
@@ -222,6 +233,14 @@ class LocalCluster(ClusterExecutor):
         except Exception:
             pass
         self._finalizer()
+
+
+def _redis_config(port: int, directory: str, password: str) -> bytes:
+    """A scratch Redis: loopback only, a password, nothing on disk, never evicting a block silently."""
+    return "\n".join([
+        f"port {port}", "bind 127.0.0.1", f"dir {directory}", 'save ""', "appendonly no",
+        "maxmemory-policy noeviction", f"requirepass {password}", "loglevel warning", "daemonize no", "",
+    ]).encode()
 
 
 def _wait_or_kill(p: subprocess.Popen, timeout: float = 3.0) -> None:

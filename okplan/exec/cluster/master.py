@@ -33,6 +33,9 @@ _TICK = 0.25
 _ALIVE_EVERY = 0.5  # also carries the job's progress to the client
 #: ended jobs the dashboard still shows
 _RECENT_JOBS = 50
+#: seconds without a client heartbeat (sent every second) before its job is cancelled: generous, since
+#: a client busy unpickling a large result holds the GIL and its heartbeat thread waits
+CLIENT_TIMEOUT = 10.0
 
 
 class _Worker:
@@ -61,11 +64,13 @@ class Master:
     """
 
     def __init__(self, bind: str, redis_url: str, secret: str | bytes | None = None,
-                 heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0):
+                 heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0,
+                 client_timeout: float = CLIENT_TIMEOUT):
         self.secret = P.secret_bytes(secret)
         self.redis_url = redis_url
         self.store = BlockStore(redis_url)
         self.heartbeat_timeout = heartbeat_timeout
+        self.client_timeout = client_timeout
         self.max_attempts = max_attempts
         self.no_worker_timeout = no_worker_timeout
         self.zctx = zmq.Context()
@@ -212,6 +217,7 @@ class Master:
     def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
                                       "slots": sum(w.slots for w in self.workers.values()),
+                                      "hosts": sorted({str(w.host) for w in self.workers.values()}),
                                       "dashboard": self.dashboard.url if self.dashboard is not None else None})
 
     def _on_submit(self, ident: bytes, msg: P.Message) -> None:
@@ -224,10 +230,22 @@ class Master:
         if job.complete:
             self._finish(job)
 
+    def _on_client_heartbeat(self, ident: bytes, msg: P.Message) -> None:
+        jobs = msg.body.get("jobs")
+        if not isinstance(jobs, list):
+            return
+        now = time.monotonic()
+        for job_id in jobs:
+            job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+            if job is not None and job.client == ident:
+                job.client_seen = now
+
     def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
         job = self.jobs.get(msg.body["job_id"])
         if job is not None and job.state == "running":
             job.state = "cancelled"
+            log.info("job cancelled", extra={"job": job.id, "why": "the client stopped reading (e.g. take)"})
+            self._ended(job)
             self._maybe_forget(job)
 
     # -- task results ------------------------------------------------------------------------------------
@@ -306,6 +324,10 @@ class Master:
         reason = b["reason"]
         if reason == "user":
             self._fail(job, "user", b.get("message", ""), stage.id, p, b, msg.blobs[:1])
+            return
+        if reason == "integrity":
+            # a forged or altered block: running the task again would read the same bytes
+            self._fail(job, "integrity", f"{_stage_name(stage)} partition {p}: {b.get('message')}", stage.id, p)
             return
         if b.get("resend_job"):
             # the worker dropped this job's functions (it keeps a few jobs'): not a failure, so no
@@ -468,6 +490,14 @@ class Master:
         for job in list(self.jobs.values()):
             if job.state != "running":
                 continue
+            if now - job.client_seen > self.client_timeout:
+                # the client died (kill -9, host gone) or hangs: nobody will read the results
+                why = f"its client sent no heartbeat for {now - job.client_seen:.1f}s"
+                log.warning("job cancelled", extra={"job": job.id, "why": why})
+                job.state = "cancelled"
+                self._ended(job, why)
+                self._maybe_forget(job)
+                continue
             if now - job.last_alive >= _ALIVE_EVERY:
                 job.last_alive = now
                 self._send(job.client, P.JOB_ALIVE, {"job_id": job.id, "progress": job.progress()})
@@ -498,18 +528,19 @@ _HANDLERS = {
     P.CLIENT_HELLO: Master._on_client_hello,
     P.SUBMIT: Master._on_submit,
     P.CANCEL: Master._on_cancel,
+    P.CLIENT_HEARTBEAT: Master._on_client_heartbeat,
 }
 
 
 def serve(bind: str, redis_url: str, secret: str | None = None, parent_pid: int | None = None,
           heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None,
-          dashboard: tuple[str, int] | None = None, dashboard_token: str | None = None,
-          dashboard_tries: int = 1) -> None:
+          client_timeout: float = CLIENT_TIMEOUT, dashboard: tuple[str, int] | None = None,
+          dashboard_token: str | None = None, dashboard_tries: int = 1) -> None:
     """``okplan master``: bind, start the dashboard at ``dashboard`` (host, port; the next ports up to
     ``dashboard_tries`` when taken), say where on stdout (the launcher reads that line), serve."""
     from .parent import watch_parent
 
-    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout)
+    m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout, client_timeout=client_timeout)
     if dashboard is not None:
         m.dashboard = _start_dashboard(dashboard, dashboard_token, dashboard_tries)
     watch_parent(parent_pid, also_kill)

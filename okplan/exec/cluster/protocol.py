@@ -31,6 +31,7 @@ VERSION = 1
 CLIENT_HELLO = "client_hello"     # {} -> WELCOME
 SUBMIT = "submit"                 # {job_id, ...meta}, blobs [job]
 CANCEL = "cancel"                 # {job_id}
+CLIENT_HEARTBEAT = "client_heartbeat"  # {jobs: [job_id, ...]}: the client is alive and still wants these
 # master -> client
 WELCOME = "welcome"               # {redis, workers, slots}
 RESULT = "result"                 # {job_id, partition, stored, acc}, blobs [value] unless stored

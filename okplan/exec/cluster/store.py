@@ -104,6 +104,10 @@ class BlockStore:
             raise StoreUnavailableError(f"bad Redis URL {url!r}: {e}") from None
 
     def _fail(self, e: Exception) -> StoreUnavailableError:
+        if str(e).startswith("OOM"):
+            # maxmemory with noeviction: Redis refuses writes rather than dropping blocks silently
+            return StoreUnavailableError(f"Redis at {redacted(self.url)} is full (maxmemory reached; it evicts "
+                                         f"nothing): {e}. Give it more memory or drop cached and named data")
         return StoreUnavailableError(f"Redis at {redacted(self.url)} is unavailable: {e}")
 
     def reachable(self, timeout: float = 0.5) -> bool:
@@ -156,6 +160,16 @@ class BlockStore:
             return True
         try:
             return self.r.exists(*keys) == len(keys)
+        except redis.RedisError as e:
+            raise self._fail(e) from None
+
+    def expire(self, keys: Sequence[str], ttl: int) -> None:
+        """Set the expiry of existing ``keys`` to ``ttl`` seconds (missing ones are skipped)."""
+        try:
+            with self.r.pipeline(transaction=False) as p:
+                for key in keys:
+                    p.expire(key, ttl)
+                p.execute()
         except redis.RedisError as e:
             raise self._fail(e) from None
 

@@ -26,9 +26,10 @@ from ...log import get_logger
 from .. import accumulators
 from ..metrics import TaskMetrics
 from ..profile import profiled
-from ..serialization import deserialize, loads_function, serialize
+from ..serialization import BlockIntegrityError, block_key, deserialize, loads_function, serialize
 from ..task import run_task
 from . import protocol as P
+from . import sidefiles
 from .blocks import RedisBlocks, TaskMeter, write_output
 from .parent import watch_parent
 from .remote_errors import pack_exception
@@ -65,6 +66,7 @@ class Worker:
                  name: str | None = None, heartbeat: float = 0.5):
         self.master = master
         self.secret = P.secret_bytes(secret)
+        self.block_key = block_key(self.secret)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.heartbeat = heartbeat
         self.zctx = zmq.Context()
@@ -157,6 +159,8 @@ class Worker:
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
+        if self.store is not None:  # addFile/addPyFile: before the functions, which may import them
+            sidefiles.install(self.store, spec["client"], self.block_key)
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
         registry = accumulators.begin_task()
@@ -192,6 +196,8 @@ class Worker:
             job = self._load(b["job_id"], msg.blobs)
         except _JobUnknown as e:
             return P.FAILED, {**ident, "reason": "infra", "message": str(e), "resend_job": True}, ()
+        except BlockIntegrityError as e:  # a forged side-file manifest
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
         except Exception as e:
             e.add_note(f"okplan: while unpickling the job's functions on worker {self.name}: the modules "
                        f"they come from must be importable on the workers")
@@ -200,7 +206,7 @@ class Worker:
         if self.store is None:
             return P.FAILED, {**ident, "reason": "infra", "message": "worker has no Redis URL yet"}, ()
         stage = job.stages[b["stage"]]
-        meter = TaskMeter()
+        meter = TaskMeter(self.block_key)
         blocks = RedisBlocks(self.store, job.spec, meter)
         accumulators.begin_task(job.acc_registry)
         operators: dict[str, float] = {}
@@ -224,6 +230,9 @@ class Worker:
         except StoreUnavailableError as e:
             accumulators.task_updates()
             return P.FAILED, {**ident, "reason": "infra", "message": str(e)}, ()
+        except BlockIntegrityError as e:
+            accumulators.task_updates()
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
         except (Exception, SystemExit) as e:
             accumulators.task_updates()
             body, blob = pack_exception(e, self.name)

@@ -17,7 +17,7 @@ After::
     └─ #5 MapValues
        └─ #9 Persist (shared)
 
-Leaves that cost nothing to read again (sources, ranges, cached data) and nodes already
+Leaves that cost nothing to read again (sources, ranges, files, cached data) and nodes already
 materialised are left alone. The job-scoped blocks are dropped when the job ends.
 """
 
@@ -25,13 +25,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..nodes import CachedRead, Node, Persist, RangeSource, Source, fresh_id
+from ..nodes import CachedRead, FileSource, Node, Persist, RangeSource, Source, fresh_id
 from ..plan import LogicalPlan
 
 if TYPE_CHECKING:
     from ..optimizer import RuleLog
 
-_CHEAP = (Source, RangeSource, CachedRead, Persist)
+#: a file source is read again rather than kept: re-reading costs what keeping it would (Spark re-reads too)
+_CHEAP = (Source, RangeSource, FileSource, CachedRead, Persist)
 
 
 def materialize_shared(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
