@@ -40,6 +40,16 @@ def level_name(levelno: int) -> str:
     return _NAMES.get(levelno) or logging.getLevelName(levelno).lower()
 
 
+def threshold_name(levelno: int) -> str:
+    """The seed's name of the highest level at or below ``levelno`` (a threshold of 1 lets trace through).
+
+    >>> threshold_name(1), threshold_name(30), threshold_name(100)
+    ('trace', 'warn', 'fatal')
+    """
+    named = [n for n in sorted(_NAMES) if n <= levelno]
+    return _NAMES[named[-1]] if named else "trace"
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The fields a record carries: ``extra`` attributes, and the seed Logger's ``fields`` dict."""
     out: dict[str, Any] = {}

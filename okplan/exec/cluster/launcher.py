@@ -23,7 +23,7 @@ from typing import Any
 
 from ...errors import ClusterUnavailableError
 from ...log import get_logger
-from ...log.formatter import level_name
+from ...log.formatter import threshold_name
 from .client import ClusterExecutor
 from .parent import die_with_parent, pdeathsig_is_safe
 from .store import BlockStore
@@ -104,7 +104,7 @@ class LocalCluster(ClusterExecutor):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
         # the servers write to this process's stderr: they log what this process's engine logger would
-        self.log_level = log_level or level_name(logging.getLogger("okplan").getEffectiveLevel())
+        self.log_level = log_level or threshold_name(logging.getLogger("okplan").getEffectiveLevel())
         self.dashboard = dashboard
         self.n = n
         self.name = f"local-cluster[{n}]"
