@@ -100,7 +100,21 @@ def serialization(records: int = 200_000) -> list[dict[str, Any]]:
                      "pickle+lz4 by hand", limit_enc))
     rows.append(_row("serialization", f"okplan decode ({where})", _rate(n, lambda: decode(blob)), "MB/s",
                      "pickle+lz4 by hand", limit_dec))
+    rows += _block_mac(data, n)
     return rows
+
+
+def _block_mac(data: Any, n: int) -> list[dict[str, Any]]:
+    """The MAC every block carries, in MB/s of pickled data: what signing/checking adds to encode/decode."""
+    from okplan.exec import serialization as S
+
+    if not hasattr(S, "open_block"):
+        return [_skip("serialization", "okplan block MAC", "blocks carry no MAC yet")]
+    key = S.block_key(b"bench")
+    raw = S.serialize(data)
+    blob = S.seal(raw, key)
+    return [_row("serialization", "okplan block MAC check (BLAKE2b)", _rate(n, lambda: S.open_block(blob, key)), "MB/s",
+                 note=f"over the {len(blob) / MB:.1f} MB compressed block; encode/decode above include it")]
 
 
 # -- Redis -------------------------------------------------------------------------------------------

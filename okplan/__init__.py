@@ -10,14 +10,13 @@ from .broadcast import Broadcast
 from .chainable import ChainableList
 from .context import Context
 from .dataset import DataSet
-from .errors import BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError, OkplanError
+from .errors import (BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError,
+                     NotAPairError, NotHashableKeyError, OkplanError)
 from .exec.accumulators import Accumulator
-from .exec.task import NotHashableKeyError
 from .io.commit import FileAlreadyExistsError
 from .io.listing import InputPathError
 from .files import SparkFiles
 from .logger import Logger
-from .logical.narrow import NotAPairError
 from .logical.partitioners import portable_hash
 from .statcounter import StatCounter
 

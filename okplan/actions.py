@@ -67,7 +67,7 @@ class ActionsMixin:
     def collect(self) -> list:
         """All records as a list, partitions in order.
 
-        >>> ctx.parallelize([1, 2, 3]).collect()       # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).collect()
         [1, 2, 3]
         """
         out: list = []
@@ -78,7 +78,7 @@ class ActionsMixin:
     def collectAsMap(self) -> dict:
         """The ``(k, v)`` pairs as a dict (a later pair wins for a repeated key).
 
-        >>> ctx.parallelize([("a", 1), ("b", 2)]).collectAsMap()   # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).collectAsMap()
         {'a': 1, 'b': 2}
         """
         return dict(self.collect())
@@ -86,7 +86,7 @@ class ActionsMixin:
     def count(self) -> int:
         """The number of records.
 
-        >>> ctx.parallelize(range(10)).count()          # doctest: +SKIP
+        >>> ctx.parallelize(range(10)).count()
         10
         """
         return sum(self._run(_count, "count", counts=int))
@@ -94,7 +94,7 @@ class ActionsMixin:
     def countByValue(self) -> dict:
         """``{record: how often it occurs}``.
 
-        >>> dict(ctx.parallelize([1, 1, 2]).countByValue())    # doctest: +SKIP
+        >>> dict(ctx.parallelize([1, 1, 2]).countByValue())
         {1: 2, 2: 1}
         """
         return _merge_counts(self._run(_count_values, "countByValue"))
@@ -102,7 +102,7 @@ class ActionsMixin:
     def countByKey(self) -> dict:
         """``{key: number of pairs with that key}``.
 
-        >>> dict(ctx.parallelize([("a", 1), ("a", 2)]).countByKey())   # doctest: +SKIP
+        >>> dict(ctx.parallelize([("a", 1), ("a", 2)]).countByKey())
         {'a': 2}
         """
         return _merge_counts(self._run(_count_keys, "countByKey"))
@@ -139,7 +139,7 @@ class ActionsMixin:
     def first(self) -> Any:
         """The first record; ``ValueError`` on an empty dataset.
 
-        >>> ctx.parallelize([5, 6]).first()             # doctest: +SKIP
+        >>> ctx.parallelize([5, 6]).first()
         5
         """
         rs = self.take(1)
@@ -150,7 +150,7 @@ class ActionsMixin:
     def take(self, num: int) -> list:
         """The first ``num`` records. Runs partitions in order and stops once it has enough.
 
-        >>> ctx.parallelize(range(100), 10).take(3)     # doctest: +SKIP
+        >>> ctx.parallelize(range(100), 10).take(3)
         [0, 1, 2]
         """
         chk.check_int(num, "take", "num")
@@ -188,7 +188,7 @@ class ActionsMixin:
     def isEmpty(self) -> bool:
         """True when the dataset has no records (stops at the first non-empty partition).
 
-        >>> ctx.parallelize([]).isEmpty()               # doctest: +SKIP
+        >>> ctx.parallelize([]).isEmpty()
         True
         """
         return self.getNumPartitions() == 0 or len(self.take(1)) == 0  # type: ignore[attr-defined]
@@ -196,7 +196,7 @@ class ActionsMixin:
     def takeOrdered(self, num: int, key: Callable[[Any], Any] | None = None) -> list:
         """The ``num`` smallest records (by ``key``), ascending.
 
-        >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)   # doctest: +SKIP
+        >>> ctx.parallelize([5, 1, 4, 2]).takeOrdered(2)
         [1, 2]
         """
         chk.check_int(num, "takeOrdered", "num")
@@ -208,7 +208,7 @@ class ActionsMixin:
     def top(self, num: int, key: Callable[[Any], Any] | None = None) -> list:
         """The ``num`` largest records (by ``key``), descending.
 
-        >>> ctx.parallelize([5, 1, 4, 2]).top(2)        # doctest: +SKIP
+        >>> ctx.parallelize([5, 1, 4, 2]).top(2)
         [5, 4]
         """
         chk.check_int(num, "top", "num")
@@ -221,7 +221,7 @@ class ActionsMixin:
     def reduce(self, f: Callable[[Any, Any], Any]) -> Any:
         """Merge all records with an associative, commutative ``f``; ``ValueError`` when empty.
 
-        >>> ctx.parallelize(range(1, 5)).reduce(lambda a, b: a + b)    # doctest: +SKIP
+        >>> ctx.parallelize(range(1, 5)).reduce(lambda a, b: a + b)
         10
         """
         chk.check_callable(f, "reduce")
@@ -240,7 +240,7 @@ class ActionsMixin:
     def fold(self, zeroValue: Any, op: Callable[[Any, Any], Any]) -> Any:
         """Fold each partition from ``zeroValue`` with ``op``, then fold the results from ``zeroValue``.
 
-        >>> ctx.parallelize([1, 2, 3]).fold(0, add)     # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).fold(0, add)
         6
         """
         chk.check_callable(op, "fold", "op")
@@ -254,7 +254,7 @@ class ActionsMixin:
         """Fold each partition with ``seqOp`` from ``zeroValue``, merge partition results with ``combOp``.
 
         >>> ctx.parallelize([1, 2, 3]).aggregate((0, 0), lambda a, x: (a[0] + x, a[1] + 1),
-        ...     lambda a, b: (a[0] + b[0], a[1] + b[1]))           # doctest: +SKIP
+        ...     lambda a, b: (a[0] + b[0], a[1] + b[1]))
         (6, 3)
         """
         chk.check_callable(seqOp, "aggregate", "seqOp")
@@ -327,7 +327,7 @@ class ActionsMixin:
     def sum(self) -> Any:
         """The sum of the records (0 when empty).
 
-        >>> ctx.parallelize([1, 2, 3]).sum()            # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).sum()
         6
         """
         return functools.reduce(operator.add, self._run(sum, "sum"), 0)
@@ -335,7 +335,7 @@ class ActionsMixin:
     def max(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The largest record (by ``key``); ``ValueError`` when empty.
 
-        >>> ctx.parallelize([1, 5, 3]).max()            # doctest: +SKIP
+        >>> ctx.parallelize([1, 5, 3]).max()
         5
         """
         return self._extreme(max, key, "max")
@@ -343,7 +343,7 @@ class ActionsMixin:
     def min(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The smallest record (by ``key``); ``ValueError`` when empty.
 
-        >>> ctx.parallelize([4, 1, 3]).min()            # doctest: +SKIP
+        >>> ctx.parallelize([4, 1, 3]).min()
         1
         """
         return self._extreme(min, key, "min")
@@ -365,7 +365,7 @@ class ActionsMixin:
     def stats(self) -> StatCounter:
         """Count, mean, stdev, max and min in one pass.
 
-        >>> ctx.parallelize([1.0, 2.0, 3.0]).stats().mean()    # doctest: +SKIP
+        >>> ctx.parallelize([1.0, 2.0, 3.0]).stats().mean()
         2.0
         """
         parts = self._run(StatCounter, "stats")
@@ -376,7 +376,7 @@ class ActionsMixin:
     def mean(self) -> float:
         """The mean of the records.
 
-        >>> ctx.parallelize([1, 2, 3]).mean()           # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).mean()
         2.0
         """
         return self.stats().mean()
@@ -388,7 +388,7 @@ class ActionsMixin:
     def stdev(self) -> float:
         """The population standard deviation.
 
-        >>> ctx.parallelize([1, 2, 3]).stdev()          # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).stdev()
         0.816496580927726
         """
         return self.stats().stdev()
@@ -405,7 +405,7 @@ class ActionsMixin:
         """Counts of records per bucket. ``buckets`` is a count of even buckets between min and max,
         or sorted bucket boundaries (the last bucket includes its upper bound).
 
-        >>> ctx.parallelize(range(51)).histogram(2)     # doctest: +SKIP
+        >>> ctx.parallelize(range(51)).histogram(2)
         ([0, 25, 50], [25, 26])
         """
         if isinstance(buckets, int) and not isinstance(buckets, bool):
@@ -469,7 +469,7 @@ class ActionsMixin:
     def lookup(self, key: Any) -> list:
         """The values of ``key``. Reads only the key's partition when the partitioner is known.
 
-        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).lookup("a")   # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).lookup("a")
         [1, 3]
         """
         def has_key(kv):
@@ -492,7 +492,10 @@ class ActionsMixin:
     def foreach(self, f: Callable[[Any], Any]) -> None:
         """Call ``f`` on every record (in the task; use an accumulator to get values back).
 
-        >>> ctx.parallelize([1, 2]).foreach(print)       # doctest: +SKIP
+        >>> seen = ctx.accumulator(0)
+        >>> ctx.parallelize([1, 2]).foreach(lambda x: seen.add(x))
+        >>> seen.value
+        3
         """
         chk.check_callable(f, "foreach")
 

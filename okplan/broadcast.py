@@ -11,7 +11,7 @@ _ids = itertools.count(1)
 class Broadcast:
     """A value shipped to tasks with the job's functions (once per job, not once per record).
 
-    >>> b = ctx.broadcast([1, 2, 3])     # doctest: +SKIP
+    >>> b = ctx.broadcast([1, 2, 3])
     >>> b.value
     [1, 2, 3]
     """

@@ -28,7 +28,7 @@ import sys
 import urllib.error
 import urllib.request
 from typing import Any, NoReturn
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 DEFAULT_BIND = "tcp://127.0.0.1:7077"
 #: the dashboard of ``okplan master`` (the next free port is taken when it is busy)
@@ -53,12 +53,9 @@ def default_redis_url() -> str:
         host = os.environ.get("REDIS_HOST", "127.0.0.1")
         port = os.environ.get("REDIS_PORT", "6379")
         url = f"redis://{host}:{port}/0"
-    password = os.environ.get("OKPLAN_REDIS_PASSWORD")
-    if password and "@" not in url:
-        # an environment variable rather than the URL on a command line, which `ps` would show
-        scheme, _, rest = url.partition("://")
-        url = f"{scheme}://:{quote(password, safe='')}@{rest}"
-    return url
+    from .exec.cluster.store import with_env_password
+
+    return with_env_password(url)
 
 
 def _is_loopback(bind: str) -> bool:

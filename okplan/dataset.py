@@ -24,18 +24,17 @@ if TYPE_CHECKING:
 def union_node(inputs: tuple[L.Node, ...], callsite: str | None) -> L.Node:
     """A plain union, or — when every input has the same partitioner — a union that keeps it, as
     Spark does (so a later reduceByKey or join of the union needs no shuffle)."""
-    union = L.Union(inputs=inputs, callsite=callsite)
     first = inputs[0].partitioner
     if first is not None and all(i.partitioner == first for i in inputs[1:]):
-        return L.PartitionerAwareUnion(inputs=(union,), target=first.num_partitions, callsite=callsite)
-    return union
+        return L.PartitionerAwareUnion(inputs=inputs, callsite=callsite)
+    return L.Union(inputs=inputs, callsite=callsite)
 
 
 class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMixin, FileWritersMixin):
     """A partitioned collection, computed lazily. PySpark's ``RDD`` API.
 
-    >>> ctx = Context()                                               # doctest: +SKIP
-    >>> ctx.parallelize([1, 2, 3, 4]).map(lambda x: x * 2).filter(lambda x: x > 2).collect()  # doctest: +SKIP
+    >>> with Context() as ctx:
+    ...     ctx.parallelize([1, 2, 3, 4]).map(lambda x: x * 2).filter(lambda x: x > 2).collect()
     [4, 6, 8]
     """
 
@@ -62,8 +61,9 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def id(self) -> int:
         """A unique id of this dataset within the process.
 
-        >>> ctx.parallelize([1]).id()        # doctest: +SKIP
-        7
+        >>> ds = ctx.parallelize([1])
+        >>> ds.id() == ds.id() != ctx.parallelize([1]).id()
+        True
         """
         return self._node.nid
 
@@ -74,7 +74,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def setName(self, name: str) -> "DataSet":
         """Name the dataset in plans, logs and error notes; returns this dataset.
 
-        >>> ctx.parallelize([1, 2]).setName("numbers").name()     # doctest: +SKIP
+        >>> ctx.parallelize([1, 2]).setName("numbers").name()
         'numbers'
         """
         if not isinstance(name, str):
@@ -85,7 +85,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def getNumPartitions(self) -> int:
         """How many partitions the dataset has.
 
-        >>> ctx.parallelize(range(10), 3).getNumPartitions()      # doctest: +SKIP
+        >>> ctx.parallelize(range(10), 3).getNumPartitions()
         3
         """
         return self._node.num_partitions
@@ -99,7 +99,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def map(self, f: Callable[[Any], Any], preservesPartitioning: bool = False) -> "DataSet":
         """Apply ``f`` to every record.
 
-        >>> ctx.parallelize([1, 2, 3]).map(lambda x: x * 10).collect()   # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3]).map(lambda x: x * 10).collect()
         [10, 20, 30]
         """
         chk.check_callable(f, "map")
@@ -108,7 +108,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def flatMap(self, f: Callable[[Any], Iterable], preservesPartitioning: bool = False) -> "DataSet":
         """Apply ``f`` to every record and flatten the iterables it returns.
 
-        >>> ctx.parallelize(["a b", "c"]).flatMap(str.split).collect()   # doctest: +SKIP
+        >>> ctx.parallelize(["a b", "c"]).flatMap(str.split).collect()
         ['a', 'b', 'c']
         """
         chk.check_callable(f, "flatMap")
@@ -117,7 +117,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def filter(self, f: Callable[[Any], bool]) -> "DataSet":
         """Keep the records for which ``f`` is true. Keeps the partitioner.
 
-        >>> ctx.parallelize(range(6)).filter(lambda x: x % 2).collect()  # doctest: +SKIP
+        >>> ctx.parallelize(range(6)).filter(lambda x: x % 2).collect()
         [1, 3, 5]
         """
         chk.check_callable(f, "filter")
@@ -126,7 +126,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def mapPartitions(self, f: Callable[[Iterator], Iterable], preservesPartitioning: bool = False) -> "DataSet":
         """Apply ``f`` to each partition's iterator.
 
-        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitions(lambda it: [sum(it)]).collect()  # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitions(lambda it: [sum(it)]).collect()
         [3, 7]
         """
         chk.check_callable(f, "mapPartitions")
@@ -136,7 +136,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
                                preservesPartitioning: bool = False) -> "DataSet":
         """Apply ``f(partition_index, iterator)`` to each partition.
 
-        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitionsWithIndex(lambda i, it: [i]).collect()  # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitionsWithIndex(lambda i, it: [i]).collect()
         [0, 1]
         """
         chk.check_callable(f, "mapPartitionsWithIndex")
@@ -146,7 +146,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def mapValues(self, f: Callable[[Any], Any]) -> "DataSet":
         """Apply ``f`` to the value of every ``(k, v)`` pair; keeps keys and the partitioner.
 
-        >>> ctx.parallelize([("a", 1)]).mapValues(lambda v: v + 1).collect()   # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1)]).mapValues(lambda v: v + 1).collect()
         [('a', 2)]
         """
         chk.check_callable(f, "mapValues")
@@ -155,7 +155,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def flatMapValues(self, f: Callable[[Any], Iterable]) -> "DataSet":
         """``(k, x)`` for every ``x`` in ``f(v)``; keeps keys and the partitioner.
 
-        >>> ctx.parallelize([("a", [1, 2])]).flatMapValues(lambda v: v).collect()  # doctest: +SKIP
+        >>> ctx.parallelize([("a", [1, 2])]).flatMapValues(lambda v: v).collect()
         [('a', 1), ('a', 2)]
         """
         chk.check_callable(f, "flatMapValues")
@@ -164,7 +164,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def keyBy(self, f: Callable[[Any], Any]) -> "DataSet":
         """``(f(x), x)`` for every record.
 
-        >>> ctx.parallelize([1, 2]).keyBy(lambda x: x % 2).collect()    # doctest: +SKIP
+        >>> ctx.parallelize([1, 2]).keyBy(lambda x: x % 2).collect()
         [(1, 1), (0, 2)]
         """
         chk.check_callable(f, "keyBy")
@@ -173,7 +173,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def keys(self) -> "DataSet":
         """The keys of ``(k, v)`` pairs.
 
-        >>> ctx.parallelize([("a", 1), ("b", 2)]).keys().collect()      # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).keys().collect()
         ['a', 'b']
         """
         return self._narrow("keys", None, narrow.keys_fn())
@@ -181,7 +181,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def values(self) -> "DataSet":
         """The values of ``(k, v)`` pairs.
 
-        >>> ctx.parallelize([("a", 1), ("b", 2)]).values().collect()    # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).values().collect()
         [1, 2]
         """
         return self._narrow("values", None, narrow.values_fn())
@@ -189,7 +189,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def glom(self) -> "DataSet":
         """Each partition as one list.
 
-        >>> ctx.parallelize([1, 2, 3, 4], 2).glom().collect()          # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3, 4], 2).glom().collect()
         [[1, 2], [3, 4]]
         """
         return self._narrow("glom", None, narrow.glom_fn())
@@ -198,8 +198,8 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
         """A random sample: each record kept with probability ``fraction`` (without replacement) or
         repeated a Poisson(``fraction``) number of times (with replacement). Same seed, same sample.
 
-        >>> ctx.parallelize(range(100)).sample(False, 0.1, seed=1).count()   # doctest: +SKIP
-        9
+        >>> ctx.parallelize(range(100), 2).sample(False, 0.1, seed=1).count()
+        15
         """
         if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
             raise TypeError(f"sample() expects a number for fraction, got {type(fraction).__name__}")
@@ -216,7 +216,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
         """``(x, i)`` with ``i`` the record's position in the whole dataset. Like PySpark, counts the
         records of each partition first (a job) when there is more than one partition.
 
-        >>> ctx.parallelize(["a", "b", "c"], 2).zipWithIndex().collect()    # doctest: +SKIP
+        >>> ctx.parallelize(["a", "b", "c"], 2).zipWithIndex().collect()
         [('a', 0), ('b', 1), ('c', 2)]
         """
         n = self.getNumPartitions()
@@ -230,7 +230,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def zipWithUniqueId(self) -> "DataSet":
         """``(x, id)`` with ids ``k * n + i`` for the ``k``-th record of partition ``i`` (no job).
 
-        >>> ctx.parallelize(["a", "b", "c"], 2).zipWithUniqueId().collect()   # doctest: +SKIP
+        >>> ctx.parallelize(["a", "b", "c"], 2).zipWithUniqueId().collect()
         [('a', 0), ('b', 1), ('c', 3)]
         """
         return self._narrow("zipWithUniqueId", None, narrow.zip_with_unique_id_fn(self.getNumPartitions()))
@@ -278,7 +278,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def union(self, other: "DataSet") -> "DataSet":
         """All records of both datasets (duplicates kept), partitions of ``self`` first.
 
-        >>> ctx.parallelize([1, 2]).union(ctx.parallelize([2, 3])).collect()   # doctest: +SKIP
+        >>> ctx.parallelize([1, 2]).union(ctx.parallelize([2, 3])).collect()
         [1, 2, 2, 3]
         """
         chk.check_dataset(other, "union", DataSet, self.context)
@@ -290,7 +290,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def coalesce(self, numPartitions: int, shuffle: bool = False) -> "DataSet":
         """Fewer partitions; without ``shuffle`` neighbouring partitions are concatenated (order kept).
 
-        >>> ctx.parallelize(range(6), 3).coalesce(1).glom().collect()     # doctest: +SKIP
+        >>> ctx.parallelize(range(6), 3).coalesce(1).glom().collect()
         [[0, 1, 2, 3, 4, 5]]
         """
         chk.check_partitions(numPartitions, "coalesce", allow_none=False)
@@ -302,8 +302,11 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def cache(self) -> "DataSet":
         """Keep the partitions once computed, for later jobs of this Context (until ``unpersist``).
 
-        >>> big = ctx.parallelize(range(10)).map(slow).cache()    # doctest: +SKIP
-        >>> big.count(); big.sum()                                 # the second job reads the cache
+        >>> big = ctx.parallelize(range(10)).map(lambda x: x * x).cache()
+        >>> big.count(), big.sum()                                 # the second job reads the cache
+        (10, 285)
+        >>> big.unpersist().is_cached
+        False
         """
         return self.persist()
 
@@ -339,9 +342,16 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
         ``format="dot"`` returns the physical plan as Graphviz DOT (with figures after a run) instead of
         printing.
 
-        >>> ctx.parallelize(["a b a"]).flatMap(str.split).map(lambda w: (w, 1)).reduceByKey(add).explain()  # doctest: +SKIP
-        >>> ds.explain(analyze=True)                         # doctest: +SKIP
-        >>> dot = ds.explain(format="dot")                   # doctest: +SKIP
+        >>> ds = ctx.parallelize(["a b a"], 2).flatMap(str.split).map(len).map(lambda n: (n, 1)).reduceByKey(add)
+        >>> ds.explain("compact")
+        stage 0 [2 tasks]: Parallelize [2 partitions, 1 records] -> FlatMap(str.split) -> Map(len) -> Map(<lambda> at ...) -> PartialAggregate [add] => shuffle 0 hash(2)
+        stage 1 [2 tasks]: ShuffleRead [shuffle 0, merge add] => result
+        >>> ds.explain(analyze=True)                        # doctest: +ELLIPSIS
+        == Physical plan (local), analyzed ==
+        job ...: ... ms, 4 tasks, 1 records shuffled
+        ...
+        >>> ds.explain(format="dot").startswith("digraph okplan {")
+        True
         """
         text = self.toDebugString(mode, analyze, format)
         if format == "dot":
@@ -372,8 +382,12 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def getProfile(self) -> dict:
         """Where the last job run on this Context spent its time, per stage and phase.
 
-        >>> ds.count(); ds.getProfile()["stages"][0]["phases"]     # doctest: +SKIP
-        {'compute': 0.0012}
+        >>> ds = ctx.parallelize(range(4), 2).map(str)
+        >>> ds.count()
+        4
+        >>> profile = ds.getProfile()
+        >>> profile["stages"][0]["tasks"], sorted(profile["stages"][0]["phases"])
+        (2, ['compute'])
         """
         metrics = self.context.lastJobMetrics()
         return metrics.as_dict() if metrics is not None else {}

@@ -1,4 +1,5 @@
-"""Error types every layer may raise. This module imports nothing of okplan."""
+"""Error types every layer may raise: the ones users catch (``okplan.NotAPairError``, ...) and the
+planner's own. This module imports nothing of okplan."""
 
 from __future__ import annotations
 
@@ -36,3 +37,21 @@ class ClusterUnavailableError(OkplanError):
 
 class ConfigurationError(OkplanError, ValueError):
     """An argument or setting is invalid."""
+
+
+class NotAPairError(OkplanError, TypeError):
+    """A by-key operation met a record that is not a ``(key, value)`` pair."""
+
+
+class NotHashableKeyError(OkplanError, TypeError):
+    """A by-key operation met a key that cannot be hashed (a list, a dict, ...)."""
+
+
+class InvalidPlanError(OkplanError, AssertionError):
+    """A plan breaks an invariant every plan keeps: a bug in okplan (an optimizer rule), never in
+    the user's program. ``LogicalPlan.check()`` raises it."""
+
+
+class PlannerWarning(UserWarning):
+    """The planner did something the user may want to know about (e.g. the optimizer stopped at its
+    pass limit before reaching a fixpoint; the plan is still correct)."""

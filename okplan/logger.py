@@ -34,9 +34,9 @@ class Logger:
     """Structured logging: one JSON object per line with ``time`` (ISO 8601 with time zone), ``level``,
     ``name``, ``hostname``, ``pid``, ``msg`` and any fields you pass.
 
-    >>> log = Logger("wordcount")                           # doctest: +SKIP
-    >>> log.info("Building list")                           # doctest: +SKIP
-    >>> log.info({"records": 29}, "built")                  # doctest: +SKIP
+    >>> log = Logger("wordcount")
+    >>> log.info("Building list")
+    >>> log.info({"records": 29}, "built")
     """
 
     def __init__(self, name: str, level: str | None = None, stream: TextIO | None = None):

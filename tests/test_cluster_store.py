@@ -211,3 +211,12 @@ def test_a_side_file_manifest_written_without_the_secret_is_refused(ctx, tmp_pat
     with pytest.raises(BlockIntegrityError, match="side-file manifest"):
         sidefiles.install(store, "intruder", ctx.executor.block_key)
     assert sidefiles.alive_keys(store, "nobody", ctx.executor.block_key) == []
+
+
+def test_a_redis_password_from_the_environment_joins_urls_that_have_none(monkeypatch):
+    from okplan.exec.cluster.store import redacted, with_env_password
+
+    monkeypatch.setenv("OKPLAN_REDIS_PASSWORD", "p@ss word")
+    assert with_env_password("redis://h:6379/0") == "redis://:p%40ss%20word@h:6379/0"
+    assert with_env_password("redis://:own@h:6379/0") == "redis://:own@h:6379/0"
+    assert redacted(with_env_password("redis://h:6379/0")) == "redis://***@h:6379/0"

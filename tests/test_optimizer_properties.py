@@ -25,12 +25,16 @@ INT_OPS = [
 PAIR_OPS = [
     ("mapValues", "kv", lambda d, a: d.mapValues(lambda v: v - a)),
     ("filterPair", "kv", lambda d, a: d.filter(lambda kv: kv[1] % 3 != a % 3)),
+    # reads only the key: moves below joins, cogroups and distinct
+    ("filterKey", "kv", lambda d, a: d.filter(lambda kv: kv[0] % 3 != a % 3)),
     ("reduceByKey", "kv", lambda d, a: d.reduceByKey(add, a % 4 + 1)),
     ("groupByKey", "kv", lambda d, a: d.groupByKey(a % 4 + 1).mapValues(sum)),
     ("partitionBy", "kv", lambda d, a: d.partitionBy(a % 4 + 1)),
     ("joinSelf", "kv", lambda d, a: d.join(d.mapValues(lambda v: v * 2)).mapValues(lambda vw: vw[0] + vw[1])),
     ("leftJoin", "kv", lambda d, a: d.leftOuterJoin(d.filter(lambda kv: kv[0] % 2), a % 3 + 1)
         .mapValues(lambda vw: vw[0] if vw[1] is None else vw[0] * vw[1])),
+    ("joinFilterKey", "kv", lambda d, a: d.leftOuterJoin(d.filter(lambda kv: kv[1] % 2), a % 3 + 1)
+        .filter(lambda kv: kv[0] % 3 != a % 3).mapValues(lambda vw: vw[0] if vw[1] is None else vw[0] - vw[1])),
     ("sortByKey", "kv", lambda d, a: d.sortByKey(a % 2 == 0)),
     ("subtractByKey", "kv", lambda d, a: d.subtractByKey(d.filter(lambda kv: kv[0] == a % 3))),
     ("cachePair", "kv", lambda d, a: d.cache()),
@@ -38,6 +42,7 @@ PAIR_OPS = [
     ("keys", "x", lambda d, a: d.keys()),
 ]
 ORDER_DEFINED = {"map", "filter", "flatMap", "unionSelf", "coalesce", "cache", "keyBy", "mapValues", "filterPair",
+                 "filterKey",
                  "cachePair", "values", "keys", "sortBy", "sortByKey"}
 
 

@@ -198,6 +198,33 @@ def test_filters_move_below_what_they_commute_with(local_ctx, make, ordered):
     assert (got if ordered else sorted(got)) == (expected if ordered else sorted(expected))
 
 
+@pytest.mark.parametrize("how", ["join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin"])
+def test_key_only_filters_move_below_joins(local_ctx, how):
+    a = local_ctx.parallelize([(i % 12, i) for i in range(60)], 3)
+    b = local_ctx.parallelize([(i % 10, -i) for i in range(40)], 2)
+    ds = getattr(a, how)(b).filter(lambda kv: kv[0] < 8)
+    optimized, fired = optimize(LogicalPlan(ds._node))
+    join = next(n for n in optimized.nodes() if isinstance(n, L.HashJoin))
+    assert all(isinstance(i, L.Narrow) and i.kind == "filter" for i in join.inputs)
+    assert optimized.root is join
+    with local_ctx.optimizing(False):
+        expected = sorted(ds.collect(), key=repr)
+    assert sorted(ds.collect(), key=repr) == expected
+
+
+def test_filters_never_skip_calls_of_user_functions(local_ctx):
+    calls = local_ctx.accumulator(0)
+
+    def validate(v):
+        calls.add(1)
+        return v
+
+    ds = local_ctx.parallelize([(i % 10, i) for i in range(50)], 2).mapValues(validate).filter(lambda kv: kv[0] < 3)
+    _, fired = run_rule(push_filters, ds)
+    assert fired == []
+    assert len(ds.collect()) == 15 and calls.value == 50
+
+
 def test_sorted_output_keeps_its_order_after_pushdown(local_ctx):
     ds = local_ctx.parallelize(range(50), 4).sortBy(lambda x: -x).filter(lambda x: x % 3 == 0)
     assert ds.collect() == sorted((x for x in range(50) if x % 3 == 0), reverse=True)
@@ -242,11 +269,32 @@ def test_a_plan_with_nothing_to_compute_runs_no_job(local_ctx):
 def test_count_of_sources_runs_no_tasks(local_ctx):
     local_ctx.parallelize([1]).collect()
     before = local_ctx.lastJobMetrics()
-    ds = local_ctx.parallelize(range(100), 4).map(lambda x: x / 0).union(local_ctx.range(10))
-    assert ds.count() == 110                    # answered from sizes: the division never runs
+    ds = local_ctx.parallelize(range(100), 4).union(local_ctx.range(10)).coalesce(3).repartition(5)
+    assert ds.count() == 110 and ds.zipWithUniqueId().count() == 110    # answered from sizes
     assert local_ctx.lastJobMetrics() is before
     assert local_ctx.parallelize(range(100), 4).filter(lambda x: x % 2).count() == 50   # filter: runs
     assert local_ctx.lastJobMetrics() is not before
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: c.parallelize(range(100), 4).map(lambda x: x / 0).union(c.range(10)),
+    lambda c: c.parallelize([(1, 2)], 2).mapValues(lambda v: v / 0).repartition(3),
+    lambda c: c.parallelize([(1, 2)], 2).partitionBy(2, lambda k: k // 0),
+    lambda c: c.parallelize([(1, 2)], 2).sortByKey(keyfunc=lambda k: k // 0),
+], ids=["map", "mapValues", "partitionFunc", "sortByKey-keyfunc"])
+def test_count_runs_user_functions(local_ctx, make):
+    with pytest.raises(ZeroDivisionError):
+        make(local_ctx).count()
+
+
+@pytest.mark.parametrize("make", [
+    lambda c: c.parallelize([1, 2, 3], 2).keys(),                 # records that are not pairs
+    lambda c: c.parallelize([1, 2, 3], 2).partitionBy(2),
+    lambda c: c.parallelize([([1], 2)], 2).partitionBy(2),        # an unhashable key
+], ids=["keys", "partitionBy", "unhashable"])
+def test_count_runs_what_can_fail_on_a_record(local_ctx, make):
+    with pytest.raises(TypeError):
+        make(local_ctx).count()
 
 
 def test_take_runs_partitions_incrementally(local_ctx):

@@ -23,9 +23,9 @@ def _add(a, b):
 class Accumulator:
     """A shared counter or sum. ``+=`` / ``add`` in tasks, ``.value`` in the caller.
 
-    >>> acc = ctx.accumulator(0)                        # doctest: +SKIP
-    >>> ctx.parallelize([1, 2, 3]).foreach(lambda x: acc.add(x))   # doctest: +SKIP
-    >>> acc.value                                       # doctest: +SKIP
+    >>> acc = ctx.accumulator(0)
+    >>> ctx.parallelize([1, 2, 3]).foreach(lambda x: acc.add(x))
+    >>> acc.value
     6
     """
 

@@ -30,8 +30,10 @@ _IO_FILES = ("serialization.py", "blocks.py", "store.py")
 def profile_wanted() -> bool:
     """``OKPLAN_PROFILE`` set to something other than 0/false/no/off.
 
-    >>> import os; os.environ.pop("OKPLAN_PROFILE", None); profile_wanted()
-    False
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"OKPLAN_PROFILE": "1"}):
+    ...     profile_wanted()
+    True
     """
     return (os.environ.get("OKPLAN_PROFILE") or "").strip().lower() not in ("", "0", "false", "no", "off")
 

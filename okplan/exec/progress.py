@@ -24,7 +24,9 @@ _OFF = ("0", "false", "no", "off")
 def progress_wanted() -> bool:
     """``OKPLAN_PROGRESS`` if set, else whether stderr is a terminal or a Jupyter kernel's stream.
 
-    >>> import os; os.environ["OKPLAN_PROGRESS"] = "0"; progress_wanted()
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"OKPLAN_PROGRESS": "0"}):
+    ...     progress_wanted()
     False
     """
     env = (os.environ.get("OKPLAN_PROGRESS") or "").strip().lower()

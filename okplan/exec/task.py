@@ -9,7 +9,7 @@ from itertools import count as numbering
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from ..errors import OkplanError
+from ..errors import NotHashableKeyError, OkplanError
 from ..io.formats import read_blocks
 from ..logical.aggregators import Aggregator, _append, _identity, _new_list, grouping
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
@@ -19,10 +19,6 @@ from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp,
                                   Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
                                   UnionOp, ZipOp, user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
-
-
-class NotHashableKeyError(OkplanError, TypeError):
-    """A by-key operation met a key that cannot be hashed (a list, a dict, ...)."""
 
 
 class BlockSource(Protocol):

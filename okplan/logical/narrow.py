@@ -8,15 +8,11 @@ from itertools import chain
 from operator import itemgetter
 from typing import Callable, Iterable, Iterator
 
-from ..errors import OkplanError
+from ..errors import NotAPairError
 from .nodes import func_name
 
 _first = itemgetter(0)
 _second = itemgetter(1)
-
-
-class NotAPairError(OkplanError, TypeError):
-    """A by-key operation met a record that is not a ``(key, value)`` pair."""
 
 
 def raised_here(exc: BaseException, fn: Callable) -> bool:

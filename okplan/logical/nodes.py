@@ -196,27 +196,24 @@ class Coalesce(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class PartitionerAwareUnion(Coalesce):
+class PartitionerAwareUnion(Node):
     """The union of inputs partitioned by one partitioner (Spark's ``PartitionerAwareUnionRDD``):
     partition ``i`` holds partition ``i`` of every input, so the result keeps the partitioner and its
-    partition count. Its input is the plain ``Union`` of those inputs."""
+    partition count."""
 
     op_name: ClassVar[str] = "PartitionerAwareUnion"
 
     @property
-    def num_partitions(self) -> int:
-        return self.target
-
-    @property
     def partitioner(self) -> Partitioner | None:
-        return self.input.inputs[0].partitioner
+        return self.inputs[0].partitioner
 
     def groups(self) -> tuple[tuple[int, ...], ...]:
-        n, k = self.target, len(self.input.inputs)
+        """Output partition ``i``: partition ``i`` of each input, as positions in their plain union."""
+        n, k = self.num_partitions, len(self.inputs)
         return tuple(tuple(j * n + i for j in range(k)) for i in range(n))
 
     def details(self) -> str:
-        return f"{len(self.input.inputs)} inputs partitioned alike, {self.target} partitions"
+        return f"{len(self.inputs)} inputs partitioned alike"
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

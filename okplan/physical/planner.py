@@ -77,6 +77,10 @@ class _Builder:
             return UnionOp(tuple(self.op(i) for i in node.inputs), tuple(i.num_partitions for i in node.inputs))
         if isinstance(node, L.Coalesce):
             return CoalesceOp(self.op(node.input), node.groups())
+        if isinstance(node, L.PartitionerAwareUnion):
+            # partition i of each input, read through their plain union
+            union = UnionOp(tuple(self.op(i) for i in node.inputs), tuple(i.num_partitions for i in node.inputs))
+            return CoalesceOp(union, node.groups())
         if isinstance(node, L.PartialAggregate):
             return CombineOp(self.op(node.input), node.aggregator, node.for_kind)
         if isinstance(node, L.Shuffle):

@@ -30,7 +30,7 @@ from . import sidefiles
 from .link import ClientLink
 from .remote_errors import unpack_exception
 from .spec import build_spec, sources_to_upload
-from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted
+from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted, with_env_password
 
 log = get_logger(__name__)
 
@@ -90,7 +90,7 @@ class ClusterExecutor:
             raise ConfigurationError(f"bad master address {url!r}: {e}; use tcp://host:port") from None
         try:
             welcome = self.hello(connect_timeout)
-            self.store = BlockStore(redis or welcome["redis"])
+            self.store = BlockStore(with_env_password(redis) if redis else welcome["redis"])
             self.store.ping()
         except BaseException:
             self.link.stop()

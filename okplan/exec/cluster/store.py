@@ -18,7 +18,9 @@ Every method does one round trip (pipelines, HMGET, EXISTS of many keys) whateve
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Sequence
+from urllib.parse import quote
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -268,6 +270,20 @@ class BlockStore:
             self.r.close()
         except Exception:
             pass
+
+
+def with_env_password(url: str) -> str:
+    """``url`` with ``OKPLAN_REDIS_PASSWORD`` as its password when it names none (a password in the
+    environment stays out of command lines, which ``ps`` shows).
+
+    >>> with_env_password("redis://h:6379/0")                # doctest: +SKIP
+    'redis://:pw@h:6379/0'
+    """
+    password = os.environ.get("OKPLAN_REDIS_PASSWORD")
+    if not password or "@" in url or "://" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 def redacted(url: str) -> str:

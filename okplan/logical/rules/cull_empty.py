@@ -18,16 +18,12 @@ After::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..nodes import Node, Union
 from ..plan import LogicalPlan
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
+from ..rule import RuleLog
 
 
-def cull_empty(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def cull_empty(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     def rewrite(node: Node) -> Node | None:
         if not isinstance(node, Union):
             return None

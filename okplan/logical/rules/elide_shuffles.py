@@ -26,16 +26,12 @@ like the output is read in place, the others are shuffled.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..nodes import CoGroup, HashJoin, Node, Shuffle
 from ..plan import LogicalPlan
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
+from ..rule import RuleLog
 
 
-def elide_shuffles(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def elide_shuffles(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     def rewrite(node: Node) -> Node | None:
         if isinstance(node, Shuffle) and not node.elided and node.input.partitioner == node.partitioner_:
             log.fired(node, f"input #{node.input.nid} is already {node.partitioner_.describe()}: no shuffle")

@@ -21,22 +21,17 @@ Runs after ``elide_shuffles`` has looked at the cogroup.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..nodes import CoGroup, HashJoin, Narrow, Node
 from ..plan import LogicalPlan
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
-
-JOIN_KINDS = frozenset({"join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin"})
+from ..rule import RuleLog
+from ..traits import traits_of
 
 
-def hash_join(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def hash_join(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     reads = plan.read_counts()
 
     def rewrite(node: Node, original: Node) -> Node | None:
-        if not (isinstance(node, Narrow) and node.kind in JOIN_KINDS):
+        if not (isinstance(node, Narrow) and traits_of(node).join):
             return None
         cogroup = node.input
         if not isinstance(cogroup, CoGroup) or len(cogroup.inputs) != 2 or cogroup.presence_only:

@@ -24,17 +24,13 @@ The inputs of a ``CoGroup`` whose values do not matter (``presence_only``: the r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..aggregators import keep_first
 from ..nodes import CoGroup, Node, PartialAggregate, Shuffle
 from ..plan import LogicalPlan
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
+from ..rule import RuleLog
 
 
-def lift_combiners(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def lift_combiners(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     def rewrite(node: Node) -> Node | None:
         if isinstance(node, Shuffle):
             agg = node.aggregator

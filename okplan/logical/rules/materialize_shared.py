@@ -23,19 +23,15 @@ materialised are left alone. The job-scoped blocks are dropped when the job ends
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..nodes import CachedRead, FileSource, Node, Persist, RangeSource, Source, fresh_id
 from ..plan import LogicalPlan
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
+from ..rule import RuleLog
 
 #: a file source is read again rather than kept: re-reading costs what keeping it would (Spark re-reads too)
 _CHEAP = (Source, RangeSource, FileSource, CachedRead, Persist)
 
 
-def materialize_shared(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def materialize_shared(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     reads = plan.read_counts()
 
     def rewrite(node: Node, original: Node) -> Node | None:

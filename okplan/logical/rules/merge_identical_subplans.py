@@ -23,16 +23,14 @@ different values), so only truly identical work merges.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..nodes import Node
 from ..plan import LogicalPlan
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
+from ..rule import RuleLog
 
 
-def merge_identical_subplans(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def merge_identical_subplans(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     canonical: dict[Any, Node] = {}
 
     def rewrite(node: Node) -> Node | None:

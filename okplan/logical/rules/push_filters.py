@@ -1,14 +1,21 @@
 """Filter pushdown: move a ``filter`` below operators it commutes with, so fewer records are
-shuffled, sorted or de-duplicated.
+shuffled, sorted, de-duplicated or joined. What an operator does to records comes from its declared
+traits (``okplan/logical/traits.py``):
 
-Always valid, and applied: below ``union`` (into each branch), ``coalesce``, a shuffle that does not
-aggregate (``partitionBy``, ``repartition``, ``sortBy``/``sortByKey`` and the per-partition sort),
-``keys``/``values`` (the predicate then reads ``record[0]``/``record[1]``), ``keyBy`` (a value
-predicate is a predicate on the original record), and — for predicates on the key only — below
-``distinct``'s aggregation, ``mapValues``, ``flatMapValues``, joins and cogroups.
+- below an operator that only moves or reorders records (``union``, ``coalesce``, a shuffle that does
+  not aggregate: ``partitionBy``, ``repartition``, ``sortBy``/``sortByKey`` and the per-partition sort),
+  into each of its inputs;
+- below ``keys``/``values``, the predicate then reading ``record[0]``/``record[1]``;
+- for a predicate that reads only the key (``lambda kv: kv[0] < 8``, proven from its bytecode, or one
+  derived from ``keys()``): below what works key by key — joins, cogroup, ``subtractByKey``,
+  ``distinct``'s aggregation — into each input;
+- for a predicate that reads only the item a ``keyBy`` or ``distinct`` wraps: below the wrapping.
 
-Never moved below ``cache()``: the filter reads the cached data instead of recomputing it. Never
-moved below a node another branch also reads (that would compute it twice).
+Never moved below an operator that calls a user function (``map``, ``mapValues``, ``keyBy(f)``,
+``reduceByKey(f)``, ``partitionBy(n, myhash)``...): that would skip calls PySpark makes. Never moved
+below ``cache()`` (the filter reads the cached data instead of recomputing it), below
+``zipWithIndex`` (the index depends on the records before), nor below a node another branch also
+reads (that would compute it twice).
 
 Before (``ds.sortBy(f).filter(p)``)::
 
@@ -19,37 +26,26 @@ Before (``ds.sortBy(f).filter(p)``)::
              └─ KeyBy [f]
                 └─ Parallelize
 
-After::
+After (``p`` now reads the value of the pairs ``keyBy`` made)::
 
     Values
     └─ SortPartition
        └─ Shuffle [sortByKey, range(4)]
-          └─ KeyBy [f]
-             └─ Filter [p]
+          └─ Filter [value: p]
+             └─ KeyBy [f]
                 └─ Parallelize
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from .. import narrow
-from ..nodes import CoGroup, Coalesce, Narrow, Node, PartialAggregate, Shuffle, Union
+from ..nodes import Narrow, Node
 from ..plan import LogicalPlan
-from ..predicates import OnKey, OnValue
-
-if TYPE_CHECKING:
-    from ..optimizer import RuleLog
-
-#: narrow kinds that keep each record as it is (only reorder or pass it)
-_KEEP_RECORDS = {"sortPartition"}
-#: narrow kinds that keep each pair's key (a key predicate commutes with them)
-_KEEP_KEYS = {"mapValues", "flatMapValues", "join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin",
-              "subtractByKey"}
-#: narrow kinds that make ``(something, x)`` from a record ``x``
-_WRAP_AS_VALUE = {"keyBy", "spread"}
-#: narrow kinds that make ``(x, something)`` from a record ``x``
-_WRAP_AS_KEY = {"pairWithNone", "pairWithTrue"}
+from ..predicates import ON_ITEM, item_predicate, reads_item
+from ..rule import RuleLog
+from ..traits import traits_of, user_functions
 
 
 def _filter(child: Node, p: Callable[[Any], bool], like: Narrow, keep_id: bool = True) -> Narrow:
@@ -59,19 +55,18 @@ def _filter(child: Node, p: Callable[[Any], bool], like: Narrow, keep_id: bool =
                   label=like.label, callsite=like.callsite, **extra)
 
 
-def push_filters(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
+def push_filters(plan: LogicalPlan, log: RuleLog) -> LogicalPlan:
     reads = plan.read_counts()
 
     def rewrite(node: Node, original: Node) -> Node | None:
         if not (isinstance(node, Narrow) and node.kind == "filter"):
             return None
-        child, p = node.input, node.func
+        child = node.input
         # the child as it was in this plan: moving a filter below a node others read too would
         # compute that node twice, once filtered and once not
-        if reads.get(id(original.input), 0) > 1:
+        if reads.get(id(original.input), 0) > 1 or user_functions(child):
             return None
-        on_key = isinstance(p, OnKey)
-        moved = _push(node, child, p, on_key)
+        moved = _push(node, child, node.func)
         if moved is not None:
             log.fired(node, f"filter moved below {child.op_name} #{child.nid}")
         return moved
@@ -79,28 +74,16 @@ def push_filters(plan: LogicalPlan, log: "RuleLog") -> LogicalPlan:
     return plan.transform(rewrite, with_original=True)
 
 
-def _push(f: Narrow, child: Node, p: Any, on_key: bool) -> Node | None:
-    if isinstance(child, Union):
-        return child.replace(inputs=tuple(_filter(i, p, f, False) for i in child.inputs))
-    if isinstance(child, Coalesce):
-        return child.replace(inputs=(_filter(child.input, p, f),))
-    if isinstance(child, Shuffle) and (child.aggregator is None or on_key):
-        return child.replace(inputs=(_filter(child.input, p, f),))
-    if isinstance(child, PartialAggregate) and on_key:
-        return child.replace(inputs=(_filter(child.input, p, f),))
-    if isinstance(child, CoGroup) and on_key:
-        return child.replace(inputs=tuple(_filter(i, p, f, False) for i in child.inputs))
-    if not isinstance(child, Narrow):
+def _push(f: Narrow, child: Node, p: Any) -> Node | None:
+    """``child`` with the filter ``f`` (predicate ``p``) moved below it, or None where it must stay."""
+    traits = traits_of(child)
+    if not child.inputs:
         return None
-    kind = child.kind
-    if kind in _KEEP_RECORDS or (on_key and kind in _KEEP_KEYS):
-        return child.replace(inputs=(_filter(child.input, p, f),))
-    if kind == "values":
-        return child.replace(inputs=(_filter(child.input, OnValue(p), f),))
-    if kind == "keys":
-        return child.replace(inputs=(_filter(child.input, OnKey(p), f),))
-    if kind in _WRAP_AS_VALUE and isinstance(p, OnValue):
-        return child.replace(inputs=(_filter(child.input, p.p, f),))
-    if kind in _WRAP_AS_KEY and on_key:
-        return child.replace(inputs=(_filter(child.input, p.p, f),))
+    if traits.permutes or traits.per_key and reads_item(p) == 0:
+        keep_id = len(child.inputs) == 1
+        return child.replace(inputs=tuple(_filter(i, p, f, keep_id) for i in child.inputs))
+    if traits.item is not None:
+        return child.replace(inputs=(_filter(child.input, ON_ITEM[traits.item](p), f),))
+    if traits.wraps_at is not None and reads_item(p) == traits.wraps_at:
+        return child.replace(inputs=(_filter(child.input, item_predicate(p, traits.wraps_at), f),))
     return None
