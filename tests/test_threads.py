@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from operator import add
+
+import pytest
+
+from okplan import ClusterUnavailableError, Context
 
 THREADS = 8
 ACTIONS = 50
@@ -89,3 +94,24 @@ def test_a_cache_unpersisted_by_another_thread_is_recomputed_from_lineage(ctx):
     finally:
         stop.set()
         flapper.join()
+
+
+def test_stopping_a_cluster_context_ends_the_jobs_other_threads_wait_for():
+    ctx = Context("local-cluster[1]")
+    errors: list[BaseException] = []
+
+    def wait_for_a_slow_job() -> None:
+        try:
+            ctx.parallelize(range(4), 4).map(lambda x: time.sleep(1) or x).collect()
+        except BaseException as e:  # noqa: BLE001 - the test looks at it
+            errors.append(e)
+
+    t = threading.Thread(target=wait_for_a_slow_job)
+    t.start()
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    ctx.stop()
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 8
+    with pytest.raises(ClusterUnavailableError, match="stopped"):
+        raise errors[0]

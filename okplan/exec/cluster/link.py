@@ -103,6 +103,9 @@ class ClientLink:
         self._wake()
         if threading.current_thread() is not self._thread:
             self._thread.join(5)
+        if self._broken is None:  # threads still waiting for a job hear of it now, not after a timeout
+            self._break(ClusterUnavailableError(f"the connection to the okplan master at {self.url} was "
+                                                f"closed (the Context was stopped)"))
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)
