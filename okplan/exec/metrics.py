@@ -37,11 +37,14 @@ class TaskMetrics:
         >>> TaskMetrics(3, 1).to_wire()["records_out"]
         1
         """
-        return asdict(self)
+        return dict(self.__dict__)  # a flat copy: asdict's deep copy cost more than the task's bookkeeping
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> "TaskMetrics":
-        return cls(**{k: d[k] for k in _TASK_FIELDS if k in d})
+        try:
+            return cls(**d)
+        except TypeError:  # a field this version does not know: keep the ones it does
+            return cls(**{k: d[k] for k in _TASK_FIELDS if k in d})
 
 
 @dataclass
