@@ -110,7 +110,7 @@ class ActionsMixin:
     def reduceByKeyLocally(self, func: Callable[[Any, Any], Any]) -> dict:
         """``reduceByKey`` merged into a dict here instead of a dataset (no shuffle).
 
-        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).reduceByKeyLocally(add)   # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2), ("a", 3)]).reduceByKeyLocally(add)
         {'a': 4, 'b': 2}
         """
         chk.check_callable(func, "reduceByKeyLocally", "func")
@@ -178,7 +178,7 @@ class ActionsMixin:
         per partition, as PySpark). ``prefetchPartitions`` computes the next partition while the
         current one is consumed.
 
-        >>> [x for x in ctx.parallelize(range(10), 3).toLocalIterator()]   # doctest: +SKIP
+        >>> [x for x in ctx.parallelize(range(10), 3).toLocalIterator()]
         [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
         """
         from .local_iterator import local_iterator
@@ -274,7 +274,7 @@ class ActionsMixin:
         shuffles of a few records) instead of all at once here. Unlike ``aggregate``, ``zeroValue`` is
         not folded into the final merge (as PySpark).
 
-        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeAggregate(0, add, add)   # doctest: +SKIP
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeAggregate(0, add, add)
         -5
         """
         chk.check_callable(seqOp, "treeAggregate", "seqOp")
@@ -303,7 +303,7 @@ class ActionsMixin:
     def treeReduce(self, f: Callable[[Any, Any], Any], depth: int = 2) -> Any:
         """``reduce`` whose partition results are merged in a tree of about ``depth`` levels.
 
-        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeReduce(add)   # doctest: +SKIP
+        >>> ctx.parallelize([-5, -4, -3, -2, -1, 1, 2, 3, 4], 10).treeReduce(add)
         -5
         """
         chk.check_callable(f, "treeReduce")

@@ -79,7 +79,7 @@ class ApproxMixin:
         """About how many distinct records there are, within ``relativeSD`` relative error (one
         standard deviation), from a HyperLogLog sketch per partition: no shuffle, little memory.
 
-        >>> 900 < ctx.parallelize(range(1000)).map(str).countApproxDistinct() < 1100   # doctest: +SKIP
+        >>> 900 < ctx.parallelize(range(1000)).map(str).countApproxDistinct() < 1100
         True
         """
         if not isinstance(relativeSD, (int, float)) or isinstance(relativeSD, bool):
@@ -93,7 +93,7 @@ class ApproxMixin:
     def countApprox(self, timeout: int, confidence: float = 0.95) -> int:
         """PySpark's count within a timeout; okplan counts exactly (``timeout`` is not used).
 
-        >>> ctx.parallelize(range(1000), 10).countApprox(1000, 1.0)     # doctest: +SKIP
+        >>> ctx.parallelize(range(1000), 10).countApprox(1000, 1.0)
         1000
         """
         _check_confidence(confidence, "countApprox")
@@ -102,7 +102,7 @@ class ApproxMixin:
     def sumApprox(self, timeout: int, confidence: float = 0.95) -> BoundedFloat:
         """PySpark's sum within a timeout; okplan sums exactly (``timeout`` is not used).
 
-        >>> ctx.parallelize(range(1000), 10).sumApprox(1000)            # doctest: +SKIP
+        >>> ctx.parallelize(range(1000), 10).sumApprox(1000)
         499500.0
         """
         _check_confidence(confidence, "sumApprox")
@@ -112,7 +112,7 @@ class ApproxMixin:
     def meanApprox(self, timeout: int, confidence: float = 0.95) -> BoundedFloat:
         """PySpark's mean within a timeout; okplan computes it exactly (``timeout`` is not used).
 
-        >>> ctx.parallelize(range(1000), 10).meanApprox(1000)           # doctest: +SKIP
+        >>> ctx.parallelize(range(1000), 10).meanApprox(1000)
         499.5
         """
         _check_confidence(confidence, "meanApprox")

@@ -240,7 +240,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
         number of partitions (else ``ValueError`` now) and of records in each partition (else
         ``ValueError`` when the job runs), e.g. one is a ``map`` of the other.
 
-        >>> ctx.parallelize(range(3)).zip(ctx.parallelize("abc")).collect()   # doctest: +SKIP
+        >>> ctx.parallelize(range(3)).zip(ctx.parallelize(list("abc"))).collect()
         [(0, 'a'), (1, 'b'), (2, 'c')]
         """
         chk.check_dataset(other, "zip", DataSet, self.context)
@@ -252,7 +252,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
                                preservesPartitioning: bool = False) -> "DataSet":
         """PySpark's deprecated name of ``mapPartitionsWithIndex``.
 
-        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitionsWithSplit(lambda i, it: [i]).collect()  # doctest: +SKIP
+        >>> ctx.parallelize([1, 2, 3, 4], 2).mapPartitionsWithSplit(lambda i, it: [i]).collect()
         [0, 1]
         """
         return self.mapPartitionsWithIndex(f, preservesPartitioning)
@@ -263,7 +263,7 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
         ``checkCode=True`` a non-zero exit fails the task (its last lines of stderr in the message).
         ``env`` is added to the worker's environment.
 
-        >>> ctx.parallelize(["1", "2", "", "3"]).pipe("cat").collect()      # doctest: +SKIP
+        >>> ctx.parallelize(["1", "2", "", "3"]).pipe("cat").collect()
         ['1', '2', '', '3']
         """
         from .pipe import pipe_fn

@@ -111,7 +111,7 @@ class SamplingMixin:
         in random order. As PySpark: counts, samples at a rate that is big enough 99.99% of the time,
         and samples again in the rare case it was not.
 
-        >>> len(ctx.parallelize(range(10)).takeSample(True, 20, 1))     # doctest: +SKIP
+        >>> len(ctx.parallelize(range(10)).takeSample(True, 20, 1))
         20
         """
         chk.check_int(num, "takeSample", "num")
@@ -144,8 +144,8 @@ class SamplingMixin:
         one of them as long as the input's partitions hold the same records in the same order each
         time they are computed (``cache()`` it otherwise).
 
-        >>> a, b = ctx.parallelize(range(500), 1).randomSplit([2, 3], 17)   # doctest: +SKIP
-        >>> a.count() + b.count()                                            # doctest: +SKIP
+        >>> a, b = ctx.parallelize(range(500), 1).randomSplit([2, 3], 17)
+        >>> a.count() + b.count()
         500
         """
         weights = list(weights)
@@ -165,7 +165,7 @@ class SamplingMixin:
     def sampleByKey(self, withReplacement: bool, fractions: dict, seed: int | None = None) -> "DataSet":
         """A sample of ``(k, v)`` pairs with a rate per key (``fractions[k]``; every key must have one).
 
-        >>> ctx.parallelize([("a", 1), ("b", 2)]).sampleByKey(False, {"a": 1.0, "b": 0.0}).collect()  # doctest: +SKIP
+        >>> ctx.parallelize([("a", 1), ("b", 2)]).sampleByKey(False, {"a": 1.0, "b": 0.0}).collect()
         [('a', 1)]
         """
         if not isinstance(fractions, dict):

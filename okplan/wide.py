@@ -185,7 +185,7 @@ class WideMixin:
         (one shuffle; no global order).
 
         >>> ctx.parallelize([(0, 5), (3, 8), (2, 6), (0, 8), (3, 8), (1, 3)]).repartitionAndSortWithinPartitions(
-        ...     2, lambda x: x % 2).glom().collect()                        # doctest: +SKIP
+        ...     2, lambda x: x % 2).glom().collect()
         [[(0, 5), (0, 8), (2, 6)], [(1, 3), (3, 8), (3, 8)]]
         """
         method = "repartitionAndSortWithinPartitions"
@@ -255,8 +255,8 @@ class WideMixin:
     def groupWith(self, other: "DataSet", *others: "DataSet") -> "DataSet":
         """``cogroup`` of any number of datasets: ``(k, (values in self, in other, in each of others))``.
 
-        >>> a, b, c = ctx.parallelize([("a", 5)]), ctx.parallelize([("a", 1)]), ctx.parallelize([("b", 2)])  # doctest: +SKIP
-        >>> sorted(a.groupWith(b, c).collect())                            # doctest: +SKIP
+        >>> a, b, c = ctx.parallelize([("a", 5)]), ctx.parallelize([("a", 1)]), ctx.parallelize([("b", 2)])
+        >>> sorted(a.groupWith(b, c).collect())
         [('a', ([5], [1], [])), ('b', ([], [], [2]))]
         """
         from .dataset import DataSet
