@@ -4,6 +4,7 @@
   chained by hand (the limit okplan's path can reach);
 - Redis: okplan's block put/get against raw SET/GET of the same blocks on the same server;
 - ZeroMQ: okplan's task round trip against a bare REQ/REP ping;
+- task pool: a no-op task through the supervised pool of task processes against a bare pipe ping;
 - scheduling: the master's no-op task throughput, when the cluster exposes a way to measure it.
 
 A row whose okplan component does not exist yet says so instead of failing. Every function returns a
@@ -304,6 +305,56 @@ def zmq_ping(round_trips: int = 5_000) -> list[dict[str, Any]]:
     return rows
 
 
+# -- task pool ---------------------------------------------------------------------------------------
+
+
+def _pipe_echo(conn: Any) -> None:
+    while True:
+        try:
+            conn.send_bytes(conn.recv_bytes())
+        except EOFError:
+            return
+
+
+def task_pool(round_trips: int = 5_000) -> list[dict[str, Any]]:
+    """What the supervised pool adds per task: a no-op request through ``TaskPool`` (pickled header,
+    one child, death checks) against a bare ``multiprocessing`` pipe ping to a forked process."""
+    import multiprocessing
+
+    mp = multiprocessing.get_context("fork")
+    mine, theirs = mp.Pipe()
+    proc = mp.Process(target=_pipe_echo, args=(theirs,), daemon=True)
+    proc.start()
+    theirs.close()
+    mine.send_bytes(b"x")
+    mine.recv_bytes()
+    t0 = time.perf_counter()
+    for _ in range(round_trips):
+        mine.send_bytes(b"ping")
+        mine.recv_bytes()
+    bare = (time.perf_counter() - t0) / round_trips * 1e6
+    mine.close()
+    proc.join(5)
+    rows = [_row("task pool", "bare pipe ping (2 processes)", bare, "µs/round trip",
+                 note=f"{round_trips:,} round trips")]
+    try:
+        from okplan.exec.pool import Echo, TaskPool
+    except ImportError:
+        rows.append(_skip("task pool", "okplan TaskPool no-op task", "no okplan.exec.pool yet"))
+        return rows
+    header = {"job_id": "j1", "stage": 0, "partition": 0, "attempt": 0, "redis": "redis://127.0.0.1:6379/0",
+              "drop": []}
+    with TaskPool(1, Echo) as pool:
+        pool.run(header)
+        t0 = time.perf_counter()
+        for _ in range(round_trips):
+            pool.run(header)
+        ours = (time.perf_counter() - t0) / round_trips * 1e6
+    rows.append(_row("task pool", "okplan TaskPool.run no-op task (1 slot)", ours, "µs/round trip",
+                     "bare pipe ping", bare, f"{1e6 / ours:,.0f} tasks/s through one child"))
+    return rows
+
+
 # -- scheduling -------------------------------------------------------------------------------------
 
 
@@ -320,6 +371,7 @@ MICRO: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "serialization": serialization,
     "redis": redis_io,
     "zmq": zmq_ping,
+    "pool": task_pool,
     "scheduling": scheduling,
 }
 

@@ -11,7 +11,7 @@ from .chainable import ChainableList
 from .context import Context
 from .dataset import DataSet
 from .errors import (BlockIntegrityError, ClusterUnavailableError, ConfigurationError, JobFailedError,
-                     NotAPairError, NotHashableKeyError, OkplanError)
+                     NotAPairError, NotHashableKeyError, OkplanError, TaskProcessDiedError)
 from .exec.accumulators import Accumulator
 from .io.commit import FileAlreadyExistsError
 from .io.listing import InputPathError
@@ -26,5 +26,6 @@ __all__ = [
     "Accumulator", "BlockIntegrityError", "Broadcast", "ChainableList", "ClusterUnavailableError",
     "ConfigurationError", "Context", "DataSet", "FileAlreadyExistsError", "InputPathError", "JobFailedError",
     "Logger", "NotAPairError", "NotHashableKeyError", "OkplanError", "SparkFiles", "StatCounter",
+    "TaskProcessDiedError",
     "portable_hash",
 ]

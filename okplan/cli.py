@@ -1,7 +1,7 @@
 """The ``okplan`` command: run cluster processes, manage named datasets, run scripts.
 
     okplan master  [--bind tcp://127.0.0.1:7077] [--redis URL] [--secret S] [--dashboard HOST:PORT | --no-dashboard]
-    okplan worker  --master tcp://HOST:7077 [--redis URL] [--slots N] [--secret S]
+    okplan worker  --master tcp://HOST:7077 [--redis URL] [--slots N] [--secret S] [--no-restart]
     okplan local-cluster N            Redis + master + N workers in the foreground, until Ctrl-C
     okplan status  [--master URL] [--host NAME] [--json]   workers and jobs; exit 0 when the master
                                       (and its Redis) answer: a healthcheck
@@ -97,9 +97,8 @@ def _master(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from .exec.cluster.worker import serve
 
-    serve(args.master, args.redis, args.slots, args.secret or os.environ.get("OKPLAN_SECRET"), args.parent_pid,
-          args.name)
-    return 0
+    return serve(args.master, args.redis, args.slots, args.secret or os.environ.get("OKPLAN_SECRET"),
+                 args.parent_pid, args.name, restart=not args.no_restart)
 
 
 def _local_cluster(args: argparse.Namespace) -> int:
@@ -261,9 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--master", default=default_master(), help="the master's endpoint, tcp://host:port "
                                                               "(default OKPLAN_MASTER)")
     w.add_argument("--redis", help="Redis URL (default: the one the master uses)")
-    w.add_argument("--slots", type=int, default=1, help="tasks at a time (one process each)")
+    w.add_argument("--slots", type=int, default=1, help="tasks at a time (one task process each)")
     w.add_argument("--secret", help="the cluster's shared secret (or OKPLAN_SECRET)")
     w.add_argument("--name", help="worker name in metrics (default host-pid)")
+    w.add_argument("--no-restart", action="store_true",
+                   help="run the supervisor in this process; by default a dead one is restarted (with backoff)")
     w.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
     w.set_defaults(func=_worker)
 

@@ -13,6 +13,11 @@ class JobFailedError(OkplanError):
     (e.g. a task failed more often than the retry bound allows)."""
 
 
+class TaskProcessDiedError(JobFailedError):
+    """A task killed the process that ran it (``os._exit``, a signal, a segfault, out of memory) on
+    every attempt; the message names the stage, partition, dataset and how the process ended."""
+
+
 class CacheLostError(JobFailedError):
     """A ``cache()``d dataset a job read is gone (evicted, expired, dropped by another thread). The
     Context catches it and runs the job again from the dataset's lineage; users see it only if the

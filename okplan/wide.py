@@ -14,6 +14,7 @@ from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
 from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash
 from .logical.shortcuts import known_count
+from .logical.traits import is_okplan_function
 
 if TYPE_CHECKING:
     from .dataset import DataSet
@@ -164,7 +165,10 @@ class WideMixin:
         def sort_partition(it):
             return iter(sorted(it, key=sort_key, reverse=reverse))
 
-        return shuffled._narrow("sortPartition", None, narrow.map_partitions_fn(sort_partition), True,
+        # a user's keyfunc is called here too: as the node's function, error notes name it and no filter
+        # moves below the sort past its calls
+        func = None if is_okplan_function(keyfunc) else keyfunc
+        return shuffled._narrow("sortPartition", func, narrow.map_partitions_fn(sort_partition), True,
                                 ("asc" if ascending else "desc",))
 
     def sortBy(self, keyfunc: Callable[[Any], Any], ascending: bool = True,

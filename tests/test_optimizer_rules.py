@@ -212,6 +212,18 @@ def test_key_only_filters_move_below_joins(local_ctx, how):
     assert sorted(ds.collect(), key=repr) == expected
 
 
+def test_filters_stay_above_a_sort_by_a_user_keyfunc(local_ctx):
+    calls = local_ctx.accumulator(0)
+
+    def key(k):
+        calls.add(1)
+        return -k
+
+    ds = local_ctx.parallelize([(i, i) for i in range(20)], 2).sortByKey(keyfunc=key).filter(lambda kv: kv[0] % 2)
+    assert run_rule(push_filters, ds)[1] == []
+    assert ds.collect() == [(i, i) for i in range(19, -1, -1) if i % 2]
+
+
 def test_filters_never_skip_calls_of_user_functions(local_ctx):
     calls = local_ctx.accumulator(0)
 

@@ -88,9 +88,7 @@ def annotate(exc: BaseException, stage: Stage, partition: int, action: Callable 
     """Add a note that says where in the job ``exc`` was raised (once, however often it is re-raised)."""
     if getattr(exc, "_okplan_noted", False):
         return
-    where = f"{stage.name}, partition {partition}"
-    if stage.labels:
-        where += f", dataset {', '.join(repr(x) for x in stage.labels)}"
+    where = task_place(stage.name, partition, stage.labels)
     op = _raising_operator(exc, stage, action)
     if op:
         where += f", in {op}"
@@ -101,6 +99,19 @@ def annotate(exc: BaseException, stage: Stage, partition: int, action: Callable 
         exc._okplan_partition = partition  # type: ignore[attr-defined]
     except Exception:
         pass
+
+
+def task_place(stage_name: str, partition: int, labels: Iterable[str] = ()) -> str:
+    """Where a task is, as error messages say it.
+
+    >>> task_place("stage 0", 1, ["raw"])
+    "stage 0, partition 1, dataset 'raw'"
+    """
+    where = f"{stage_name}, partition {partition}"
+    labels = list(labels)
+    if labels:
+        where += f", dataset {', '.join(repr(x) for x in labels)}"
+    return where
 
 
 def _raising_operator(exc: BaseException, stage: Stage, action: Callable | None) -> str | None:

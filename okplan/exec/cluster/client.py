@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import zmq
 
-from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationError, JobFailedError
+from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationError, JobFailedError, TaskProcessDiedError
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
@@ -269,6 +269,8 @@ class ClusterExecutor:
             return CacheLostError(body.get("message") or "a cached dataset is gone", body.get("cache_id"))
         if reason == "integrity":
             return BlockIntegrityError(body.get("message") or "a block failed its integrity check")
+        if reason == "crashed":
+            return TaskProcessDiedError(body.get("message") or "a task killed its process too often")
         return JobFailedError(body.get("message") or f"job failed ({reason})")
 
     def _abandon(self, job_id: str, want: list[int]) -> None:

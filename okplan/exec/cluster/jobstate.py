@@ -17,8 +17,8 @@ _KIND_NAMES = {"shuffle": "shuffle map", "mat": "materialize", "result": "result
 class StageRun:
     """One stage of a running job."""
 
-    __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "recomputes", "metrics",
-                 "announced")
+    __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "crashes", "recomputes",
+                 "metrics", "announced")
 
     def __init__(self, info: dict[str, Any], partitions: list[int] | None):
         self.info = info
@@ -28,6 +28,7 @@ class StageRun:
         self.pending: deque[int] = deque(self.needed)
         self.running: dict[int, tuple[bytes, int, float]] = {}   # partition -> (worker, attempt, started)
         self.attempts: dict[int, int] = {}
+        self.crashes: dict[int, int] = {}     # partition -> attempts whose process died
         self.recomputes = 0
         self.metrics = StageMetrics(self.id, _KIND_NAMES[info["kind"]])
         self.announced = False  # "stage started" was logged

@@ -1,13 +1,15 @@
 """``local-cluster[N]``: Redis, a master and N workers on this machine, owned by this client.
 
 The workers are the ``okplan worker`` program a user would start by hand (``ps`` shows
-``python -m okplan worker ...``). All of them stop on ``stop()``, at interpreter exit, and when this
-process dies (PDEATHSIG on Linux, plus a ``--parent-pid`` watch in every okplan process; the master
-also takes Redis down with it).
+``python -m okplan worker ...``), each a supervisor of its task processes. A worker that dies is
+started again by a thread of this client, with backoff (``keeper.py``), and the restart is logged.
+All of them stop on ``stop()``, at interpreter exit, and when this process dies (PDEATHSIG on Linux,
+plus a ``--parent-pid`` watch in every okplan process; the master also takes Redis down with it).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from typing import Any
@@ -25,12 +28,15 @@ from ...errors import ClusterUnavailableError
 from ...log import get_logger
 from ...log.formatter import threshold_name
 from .client import ClusterExecutor
+from .keeper import KeptProcess
 from .parent import die_with_parent, pdeathsig_is_safe
-from .store import BlockStore
+from .store import BlockStore, redacted
 
 log = get_logger(__name__)
 
 _START_TIMEOUT = 30.0
+#: how often the keeper thread looks for dead workers
+_KEEP_EVERY = 0.1
 
 
 def redis_server_binary() -> str:
@@ -69,11 +75,33 @@ class _Children:
     def __init__(self) -> None:
         self.redis: subprocess.Popen | None = None
         self.master: subprocess.Popen | None = None
-        self.workers: list[subprocess.Popen] = []
+        self.workers: list[KeptProcess] = []
+        self.lock = threading.Lock()       # the keeper thread replaces workers' Popen objects
+        self.stopping = threading.Event()
+        self.keeper: threading.Thread | None = None
         self.tmpdir = tempfile.mkdtemp(prefix="okplan-redis-")
 
+    def keep_workers(self) -> None:
+        """Start the thread that restarts dead workers (once)."""
+        if self.keeper is None:
+            self.keeper = threading.Thread(target=self._keep, name="okplan-local-cluster-keeper", daemon=True)
+            self.keeper.start()
+
+    def _keep(self) -> None:
+        while not self.stopping.wait(_KEEP_EVERY):
+            with self.lock:
+                for w in self.workers:
+                    if not self.stopping.is_set():
+                        w.check()
+
     def stop(self) -> None:
-        procs = self.workers + ([self.master] if self.master else [])
+        self.stopping.set()
+        if self.keeper is not None and self.keeper is not threading.current_thread():
+            self.keeper.join(5)
+        with self.lock:
+            for w in self.workers:
+                w.gave_up = True
+            procs = [w.proc for w in self.workers] + ([self.master] if self.master else [])
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -125,7 +153,8 @@ class LocalCluster(ClusterExecutor):
                 self.add_worker(slots)
             super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
             self._wait_for_workers(n * slots)
-            log.info("local cluster started", extra={"master": self.master_url, "redis": self.redis_url,
+            self.children.keep_workers()
+            log.info("local cluster started", extra={"master": self.master_url, "redis": redacted(self.redis_url),
                                                      "workers": n, "slots": n * slots,
                                                      "dashboard": self.ui_web_url})
         except BaseException:
@@ -135,8 +164,7 @@ class LocalCluster(ClusterExecutor):
     # -- processes ---------------------------------------------------------------------------------------
     def _popen(self, cmd: list[str], env: dict[str, str] | None = None, stdin: Any = subprocess.DEVNULL,
                **kw: Any) -> subprocess.Popen:
-        return subprocess.Popen(cmd, env=env or self._env, start_new_session=True, stdin=stdin,
-                                preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
+        return _popen(cmd, env or self._env, stdin=stdin, **kw)
 
     def _start_redis(self, port: int | None = None) -> str:
         binary = redis_server_binary()
@@ -185,12 +213,19 @@ class LocalCluster(ClusterExecutor):
         return line.split("listening on ", 1)[1].split()[0]
 
     def add_worker(self, slots: int = 1) -> subprocess.Popen:
-        """Start one more ``okplan worker`` (also how a test replaces a killed one)."""
+        """Start one more ``okplan worker``, kept running until ``stop()``.
+
+        >>> cluster.add_worker(slots=2).pid                  # doctest: +SKIP
+        4244
+        """
         # no --redis: the worker learns the URL (with Redis's password) from the master's welcome
-        proc = self._popen([sys.executable, "-m", "okplan", "worker", "--master", self.master_url,
-                            "--slots", str(slots), "--parent-pid", str(os.getpid()), "--log-level", self.log_level])
-        self.children.workers.append(proc)
-        return proc
+        cmd = [sys.executable, "-m", "okplan", "worker", "--master", self.master_url, "--slots", str(slots),
+               "--no-restart", "--parent-pid", str(os.getpid()), "--log-level", self.log_level]
+        # a partial, not a lambda over self: the workers must not keep this object from being collected
+        kept = KeptProcess(functools.partial(_popen, cmd, self._env), f"{self.name} worker", log)
+        with self.children.lock:
+            self.children.workers.append(kept)
+        return kept.proc
 
     def _wait_for_workers(self, slots: int) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
@@ -198,7 +233,7 @@ class LocalCluster(ClusterExecutor):
             info = self.hello()
             if info["slots"] >= slots:
                 return
-            dead = [w for w in self.children.workers if w.poll() is not None]
+            dead = [w.proc for w in self.children.workers if w.proc.poll() is not None]
             if dead or time.monotonic() > deadline:
                 raise ClusterUnavailableError(
                     f"local-cluster: only {info['slots']} of {slots} worker slots came up "
@@ -206,8 +241,18 @@ class LocalCluster(ClusterExecutor):
             time.sleep(0.02)
 
     def worker_pids(self) -> list[int]:
-        """Pids of the worker processes still running."""
-        return [w.pid for w in self.children.workers if w.poll() is None]
+        """Pids of the worker processes (supervisors) still running.
+
+        >>> cluster.worker_pids()                            # doctest: +SKIP
+        [4242, 4243]
+        """
+        with self.children.lock:
+            return [w.pid for w in self.children.workers if w.alive()]
+
+    def worker_restarts(self) -> int:
+        """How many times a dead worker was started again."""
+        with self.children.lock:
+            return sum(w.restarts for w in self.children.workers)
 
     @property
     def master_pid(self) -> int:
@@ -233,6 +278,11 @@ class LocalCluster(ClusterExecutor):
         except Exception:
             pass
         self._finalizer()
+
+
+def _popen(cmd: list[str], env: dict[str, str], stdin: Any = subprocess.DEVNULL, **kw: Any) -> subprocess.Popen:
+    return subprocess.Popen(cmd, env=env, start_new_session=True, stdin=stdin,
+                            preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
 
 
 def _redis_config(port: int, directory: str, password: str) -> bytes:

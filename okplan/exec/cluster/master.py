@@ -19,6 +19,7 @@ from typing import Any
 
 import zmq
 
+from ..task import task_place
 from . import protocol as P
 from ...log import get_logger
 from ..metrics import TaskMetrics
@@ -65,13 +66,15 @@ class Master:
 
     def __init__(self, bind: str, redis_url: str, secret: str | bytes | None = None,
                  heartbeat_timeout: float = 5.0, max_attempts: int = 4, no_worker_timeout: float = 60.0,
-                 client_timeout: float = CLIENT_TIMEOUT):
+                 client_timeout: float = CLIENT_TIMEOUT, max_crashes: int = 3):
         self.secret = P.secret_bytes(secret)
         self.redis_url = redis_url
         self.store = BlockStore(redis_url)
         self.heartbeat_timeout = heartbeat_timeout
         self.client_timeout = client_timeout
         self.max_attempts = max_attempts
+        #: attempts of one task that may kill their process before the job fails
+        self.max_crashes = max_crashes
         self.no_worker_timeout = no_worker_timeout
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.ROUTER)
@@ -182,8 +185,11 @@ class Master:
     def _lose_worker(self, w: _Worker, why: str) -> None:
         """Forget ``w`` and put the tasks it was running back in the queue (bounded)."""
         self.workers.pop(w.ident, None)
-        log.info("worker left", extra={"worker": w.name, "why": why, "running": len(w.running),
-                                       "workers": len(self.workers)})
+        fields = {"worker": w.name, "why": why, "running": len(w.running), "workers": len(self.workers)}
+        if why == "stopped":
+            log.info("worker left", extra=fields)
+        else:
+            log.warning("worker lost", extra=fields)
         if w.ident in self.idle:
             self.idle = deque(i for i in self.idle if i != w.ident)
         if not self.workers and self.no_workers_since is None:
@@ -338,6 +344,9 @@ class Master:
             stage.pending.appendleft(p)
             return
         job.retried(stage)
+        if reason == "crashed":
+            self._crashed(job, stage, p, ident, b.get("message", "died"))
+            return
         log.info("task retried", extra={"job": job.id, "stage": stage.id, "task": p, "reason": reason,
                                         "why": b.get("message")})
         if reason == "missing":
@@ -351,6 +360,19 @@ class Master:
                                     f"the last: {b.get('message')}", stage.id, p)
         else:
             stage.pending.append(p)  # at the back: give the failing resource a moment
+
+    def _crashed(self, job: JobRun, stage: StageRun, p: int, ident: bytes, cause: str) -> None:
+        """The task's process died (the worker has replaced it): retry, bounded, then fail the job."""
+        n = stage.crashes[p] = stage.crashes.get(p, 0) + 1
+        w = self.workers.get(ident)
+        where = task_place(_stage_name(stage), p, stage.info.get("labels", ()))
+        log.warning(f"{where}: the task's process {cause}", extra={
+            "job": job.id, "stage": stage.id, "task": p, "worker": w.name if w else None, "attempt": n,
+            "max_attempts": self.max_crashes})
+        if n >= self.max_crashes:
+            self._fail(job, "crashed", f"{where}: the task's process {cause} {n} times", stage.id, p)
+        else:
+            stage.pending.appendleft(p)
 
     def _recompute(self, job: JobRun, stage: StageRun, p: int, missing: list) -> None:
         """Re-run the tasks that wrote the missing blocks, then ``p`` again."""
@@ -485,7 +507,8 @@ class Master:
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
-            elif w.running and not self._send(w.ident, P.HEARTBEAT):
+            elif not self._send(w.ident, P.HEARTBEAT):
+                # idle ones too: a killed worker is forgotten within a tick, before a task is sent to it
                 self._lose_worker(w, "disconnected")
         for job in list(self.jobs.values()):
             if job.state != "running":

@@ -31,7 +31,7 @@ def pack_exception(exc: BaseException, worker: str) -> tuple[dict[str, Any], byt
         blob = data
     except Exception:
         pass
-    bases = [c.__name__ for c in type(exc).__mro__ if c.__module__ == "builtins" and issubclass(c, Exception)]
+    bases = [c.__name__ for c in type(exc).__mro__ if c.__module__ == "builtins" and c is not object]
     body = {
         "type": type(exc).__qualname__,
         "module": type(exc).__module__,
@@ -72,7 +72,7 @@ def _substitute(body: dict[str, Any]) -> type:
     cls = _substitutes.get(key)
     if cls is None:
         base = getattr(builtins, base_name, Exception)
-        if not (isinstance(base, type) and issubclass(base, Exception)):
+        if not (isinstance(base, type) and issubclass(base, BaseException)):
             base = Exception
         cls = type(name.rsplit(".", 1)[-1], (base,), {"__module__": module or __name__,
                                                       "__doc__": f"Stands in for {module}.{name}, "

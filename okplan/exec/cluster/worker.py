@@ -1,283 +1,273 @@
-"""``okplan worker``: a long-lived process that takes tasks from the master, one at a time.
+"""``okplan worker``: a supervisor that takes tasks from the master and runs each in one of its task
+processes (one per slot, reused task after task: ``okplan/exec/pool.py``).
 
-It says hello (and so asks for its first task), then for every TASK reads the inputs from Redis, runs
-the shared task runner, writes the output to Redis and answers DONE or FAILED, which also asks for the
-next task. A job's functions arrive with its first task on this worker and are unpickled once. A
-thread with a socket of its own heartbeats, so the master notices a worker that died or hangs.
+The supervisor holds the ZeroMQ socket: it says hello (one credit per slot), heartbeats, and forwards.
+A TASK goes to an idle task process, with the job's functions (as the bytes the master sent) the first
+time that process sees the job; the process reads its inputs from Redis, runs the task, writes the
+output to Redis and answers DONE or FAILED, which the supervisor sends on. The supervisor never runs
+user code, so a task that holds the GIL for minutes is alive as long as its supervisor heartbeats, and
+a task that kills its process (``os._exit``, a signal, a segfault, the OOM killer) cannot take the
+worker with it: the process is replaced at once and the task fails with reason ``crashed`` and the
+real cause, which the master retries a bounded number of times.
+
+``okplan worker`` itself is a keeper that restarts the supervisor if it dies (``keeper.py``);
+``--no-restart`` runs the supervisor directly (``local-cluster`` keeps its workers itself).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 import zmq
 
 from ...log import get_logger
-from .. import accumulators
-from ..metrics import TaskMetrics
-from ..profile import profiled
-from ..serialization import BlockIntegrityError, block_key, deserialize, loads_function, serialize
-from ..task import run_task
+from ..pool import Outcome, TaskPool
+from ..serialization import block_key
 from . import protocol as P
-from . import sidefiles
-from .blocks import RedisBlocks, TaskMeter, write_output
-from .parent import watch_parent
-from .remote_errors import pack_exception
-from .spec import JobSpec
-from .store import BlockStore, MissingBlockError, StoreUnavailableError
+from .keeper import EXIT_NO_RESTART, KeptProcess
+from .parent import die_with_parent, watch_parent
+from .slot import SlotRunner
 
 log = get_logger(__name__)
 
-#: jobs whose functions a worker keeps (the master also says when a job ended)
+#: jobs whose functions the supervisor and each task process keep (the master also says when a job ended)
 _KEEP_JOBS = 8
 
 
-class _JobUnknown(Exception):
-    """A task of a job whose functions this worker no longer has: the master sends them again."""
-
-
-class _LoadedJob:
-    __slots__ = ("spec", "stages", "action", "acc_registry")
-
-    def __init__(self, spec: JobSpec, stages: dict, action: Any, acc_registry: dict):
-        self.spec = spec
-        self.stages = stages
-        self.action = action
-        self.acc_registry = acc_registry
-
-
 class Worker:
-    """One task slot. ``run()`` serves until the master says stop, SIGTERM, or the parent dies.
+    """A supervisor of ``slots`` task processes. ``run()`` serves until SIGTERM, the master refuses it,
+    or the parent dies.
 
-    >>> Worker("tcp://127.0.0.1:7077", "redis://127.0.0.1:6379/0").run()   # doctest: +SKIP
+    >>> Worker("tcp://127.0.0.1:7077", "redis://127.0.0.1:6379/0", slots=2).run()   # doctest: +SKIP
     """
 
     def __init__(self, master: str, redis_url: str | None = None, secret: str | bytes | None = None,
-                 name: str | None = None, heartbeat: float = 0.5):
+                 name: str | None = None, heartbeat: float = 0.5, slots: int = 1, start_method: str | None = None):
         self.master = master
         self.secret = P.secret_bytes(secret)
         self.block_key = block_key(self.secret)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.heartbeat = heartbeat
+        self.slots = max(1, slots)
+        self.redis_url = redis_url
+        self.pool = TaskPool(self.slots, functools.partial(SlotRunner, self.name, self.block_key),
+                             start_method=start_method,
+                             name=f"okplan worker {self.name}")
+        self.queue: deque[dict] = deque()                         # TASK bodies waiting for a free slot
+        self.job_blobs: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()
+        #: per slot: the jobs its process has loaded, jobs it should forget, and which process that was
+        self.loaded: list[OrderedDict[str, None]] = [OrderedDict() for _ in range(self.slots)]
+        self.drops: list[list[str]] = [[] for _ in range(self.slots)]
+        self.generations = [0] * self.slots
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.IDENTITY, self.name.encode())
+        # a restarted worker with the same --name must not collide with its predecessor's identity
+        ident = self.name if name is None else f"{self.name}-{uuid.uuid4().hex[:4]}"
+        self.sock.setsockopt(zmq.IDENTITY, ident.encode())
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.connect(master)
-        self.redis_url = redis_url
-        self.store: BlockStore | None = BlockStore(redis_url) if redis_url else None
-        self.jobs: OrderedDict[str, _LoadedJob] = OrderedDict()
-        self._stop = threading.Event()
+        self._stopped = False
 
     # -- messages -----------------------------------------------------------------------------------
-    def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
-        self.sock.send_multipart(P.pack(kind, body, blobs, self.secret), copy=False)
+    def _send(self, kind: str, body: dict | None = None, blobs: tuple | list = (), flags: int = 0) -> None:
+        self.sock.send_multipart(P.pack(kind, body, blobs, self.secret), flags, copy=False)
 
     def _hello(self) -> None:
         self._send(P.WORKER_HELLO, {"name": self.name, "host": socket.gethostname(), "pid": os.getpid(),
-                                    "slots": 1})
+                                    "slots": self.slots})
 
-    def _heartbeats(self) -> None:
-        hb = self.zctx.socket(zmq.DEALER)
-        hb.setsockopt(zmq.IDENTITY, self.name.encode() + b"!hb")
-        hb.setsockopt(zmq.LINGER, 0)
-        hb.connect(self.master)
-        frames = P.pack(P.HEARTBEAT, {}, (), self.secret)
-        try:
-            while not self._stop.wait(self.heartbeat):
-                hb.send_multipart(frames)
-                while hb.poll(0):
-                    hb.recv_multipart()  # the master only answers unknown heartbeats (with RESET)
-        finally:
-            hb.close(0)
+    def _heartbeat(self) -> None:
+        try:  # never block the loop on a master that is away: a heartbeat that cannot go is just skipped
+            self._send(P.HEARTBEAT, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     # -- serving ------------------------------------------------------------------------------------
-    def run(self) -> None:
-        threading.Thread(target=self._heartbeats, name="okplan-heartbeat", daemon=True).start()
+    def run(self) -> int:
+        """Serve; the exit code: 0, or ``EXIT_NO_RESTART`` when the master refused this worker."""
+        code = 0
+        self.pool.start()
         self._hello()
+        next_beat = time.monotonic()
         try:
-            while not self._stop.is_set():
-                if not self.sock.poll(1000):
-                    continue
-                try:
-                    msg = P.unpack(self.sock.recv_multipart(copy=False), self.secret)
-                except P.ProtocolError as e:
-                    log.warning("dropped a message", extra={"worker": self.name, "why": str(e)})
-                    continue
-                if msg.kind == P.TASK:
-                    self._send(*self.handle_task(msg))
-                elif msg.kind == P.JOB_END:
-                    if self.jobs.pop(msg.body["job_id"], None) is not None:
-                        log.debug("job ended", extra={"job": msg.body["job_id"], "worker": self.name})
-                elif msg.kind == P.RESET:
-                    self._hello()
-                elif msg.kind == P.WELCOME:
-                    log.info("worker joined", extra={"worker": self.name, "master": self.master})
-                    if self.store is None:
-                        self.redis_url = msg.body["redis"]
-                        self.store = BlockStore(self.redis_url)
-                elif msg.kind == P.ERROR:
-                    log.error("the master refused this worker", extra={"worker": self.name,
-                                                                         "why": msg.body.get("message")})
+            while not self._stopped:
+                now = time.monotonic()
+                if now >= next_beat:
+                    self._heartbeat()
+                    next_beat = now + self.heartbeat
+                wait = next_beat - now
+                restart = self.pool.next_restart()
+                if restart is not None:
+                    wait = min(wait, restart)
+                events = zmq.zmq_poll([(self.sock, zmq.POLLIN)] + [(fd, zmq.POLLIN) for fd in self.pool.fds()],
+                                      max(1, int(wait * 1000)))
+                if not self._drain():
+                    code = EXIT_NO_RESTART
                     break
+                ready = {fd for fd, _ in events if isinstance(fd, int)}
+                for outcome in self.pool.collect(ready) if ready else ():
+                    self._report(outcome)
+                if restart is not None:
+                    self.pool.restart_due()
+                self._dispatch()
         except KeyboardInterrupt:
             pass
         finally:
             self.stop()
-            log.info("worker stopped", extra={"worker": self.name})
+        return code
+
+    def _drain(self) -> bool:
+        """Handle every message waiting on the socket; False when the master refused this worker."""
+        while True:
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return True
+            try:
+                msg = P.unpack(frames, self.secret)
+            except P.ProtocolError as e:
+                log.warning("dropped a message", extra={"worker": self.name, "why": str(e)})
+                continue
+            if msg.kind == P.TASK:
+                b = msg.body
+                if len(msg.blobs) >= 2:
+                    self.job_blobs[b["job_id"]] = (msg.blobs[0], msg.blobs[1])
+                    while len(self.job_blobs) > _KEEP_JOBS:
+                        self.job_blobs.popitem(last=False)
+                self.queue.append(b)
+            elif msg.kind == P.JOB_END:
+                self._forget(msg.body["job_id"])
+            elif msg.kind == P.RESET:
+                self._hello()
+            elif msg.kind == P.WELCOME:
+                log.info("worker joined", extra={"worker": self.name, "master": self.master,
+                                                 "slots": self.slots})
+                if self.redis_url is None:
+                    self.redis_url = msg.body["redis"]
+            elif msg.kind == P.ERROR:
+                log.error("the master refused this worker", extra={"worker": self.name,
+                                                                     "why": msg.body.get("message")})
+                return False
+
+    def _forget(self, job_id: str) -> None:
+        self.job_blobs.pop(job_id, None)
+        for slot, loaded in enumerate(self.loaded):
+            if job_id in loaded:
+                del loaded[job_id]
+                self.drops[slot].append(job_id)
+
+    def _dispatch(self) -> None:
+        """Give queued tasks to idle task processes."""
+        for slot in self.pool.idle_slots():
+            if not self.queue:
+                return
+            b = self.queue.popleft()
+            ident = {k: b[k] for k in ("job_id", "stage", "partition", "attempt")}
+            if self.redis_url is None:
+                self._send(P.FAILED, {**ident, "reason": "infra", "message": "worker has no Redis URL yet"})
+                continue
+            if self.generations[slot] != self.pool.generation(slot):  # a new process: it knows no job
+                self.generations[slot] = self.pool.generation(slot)
+                self.loaded[slot].clear()
+                self.drops[slot].clear()
+            loaded, job_id = self.loaded[slot], b["job_id"]
+            blobs: tuple = ()
+            if job_id in loaded:
+                loaded.move_to_end(job_id)
+            else:
+                blobs = self.job_blobs.get(job_id, ())
+                if not blobs:
+                    # not a failure: the master sends the functions again without counting an attempt
+                    self._send(P.FAILED, {**ident, "reason": "infra", "resend_job": True,
+                                          "message": f"job {job_id} arrived without its functions"})
+                    continue
+                loaded[job_id] = None
+                while len(loaded) > _KEEP_JOBS:
+                    self.drops[slot].append(loaded.popitem(last=False)[0])
+            header = {**ident, "redis": self.redis_url, "drop": self.drops[slot]}
+            self.drops[slot] = []
+            self.pool.submit(slot, header, blobs, tag=ident)
+
+    def _report(self, o: Outcome) -> None:
+        """Send the master what became of a task: the process's own reply, or how the process died."""
+        if o.reply is not None:
+            (kind, body), blobs = o.reply
+            self._send(kind, body, blobs)
+        elif o.died is not None:
+            kind, body = P.FAILED, {**o.tag, "reason": "crashed", "message": o.died.describe(),
+                                    "exitcode": o.died.exitcode, "signal": o.died.signal}
+            self._send(kind, body)
+        else:
+            kind, body = P.FAILED, {**o.tag, "reason": "infra", "message": f"the task process failed: {o.error}"}
+            self._send(kind, body)
+        _log_outcome(self.name, kind, body)
 
     def stop(self) -> None:
-        if self._stop.is_set():
+        if self._stopped:
             return
-        self._stop.set()
+        self._stopped = True
         try:
-            self._send(P.BYE)
+            self._send(P.BYE, flags=zmq.NOBLOCK)
         except zmq.ZMQError:
             pass
+        self.pool.stop()
         self.sock.close(200)
         self.zctx.term()
 
-    # -- one task -----------------------------------------------------------------------------------
-    def _load(self, job_id: str, blobs: list) -> _LoadedJob:
-        job = self.jobs.get(job_id)
-        if job is not None:
-            self.jobs.move_to_end(job_id)
-            return job
-        if len(blobs) < 2:
-            raise _JobUnknown(f"job {job_id} arrived without its functions (this worker forgot them)")
-        spec = deserialize(blobs[0])
-        for p in spec.get("sys_path", ()):
-            if p not in sys.path and os.path.isdir(p):
-                sys.path.append(p)
-        if self.store is not None:  # addFile/addPyFile: before the functions, which may import them
-            sidefiles.install(self.store, spec["client"], self.block_key)
-        # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
-        # each of its tasks reports the updates of the copies its functions hold.
-        registry = accumulators.begin_task()
-        stages, action = loads_function(blobs[1])
-        job = _LoadedJob(spec, stages, action, registry)
-        self.jobs[job_id] = job
-        while len(self.jobs) > _KEEP_JOBS:
-            self.jobs.popitem(last=False)
-        return job
 
-    def handle_task(self, msg: P.Message) -> tuple[str, dict, tuple]:
-        """Run the task of a TASK message; the reply's kind, body and blobs (logged)."""
-        kind, body, blobs = self._task(msg)
-        b = msg.body
-        fields = {"job": b["job_id"], "stage": b["stage"], "task": b["partition"], "worker": self.name,
-                  "attempt": b["attempt"]}
-        if kind == P.DONE:
-            if log.isEnabledFor(logging.DEBUG):
-                m = body["metrics"]
-                log.debug("task done", extra={**fields, "seconds": round(m["seconds"], 6),
-                                              "records_in": m["records_in"], "records_out": m["records_out"]})
-        elif body.get("reason") == "user":
-            log.info("task failed in user code", extra={**fields, "why": body.get("message")})
-        else:
-            log.warning("task failed", extra={**fields, "reason": body.get("reason"), "why": body.get("message")})
-        return kind, body, blobs
-
-    def _task(self, msg: P.Message) -> tuple[str, dict, tuple]:
-        b = msg.body
-        ident = {"job_id": b["job_id"], "stage": b["stage"], "partition": b["partition"], "attempt": b["attempt"]}
-        t_start = time.perf_counter()
-        try:
-            job = self._load(b["job_id"], msg.blobs)
-        except _JobUnknown as e:
-            return P.FAILED, {**ident, "reason": "infra", "message": str(e), "resend_job": True}, ()
-        except BlockIntegrityError as e:  # a forged side-file manifest
-            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
-        except Exception as e:
-            e.add_note(f"okplan: while unpickling the job's functions on worker {self.name}: the modules "
-                       f"they come from must be importable on the workers")
-            body, blob = pack_exception(e, self.name)
-            return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
-        if self.store is None:
-            return P.FAILED, {**ident, "reason": "infra", "message": "worker has no Redis URL yet"}, ()
-        stage = job.stages[b["stage"]]
-        meter = TaskMeter(self.block_key)
-        blocks = RedisBlocks(self.store, job.spec, meter)
-        accumulators.begin_task(job.acc_registry)
-        operators: dict[str, float] = {}
-        try:
-            t0 = time.perf_counter()
-            c0 = time.thread_time()
-            if job.spec.get("profile"):
-                with profiled(stage, job.action) as operators:
-                    result = run_task(stage, b["partition"], blocks, job.action)
-            else:
-                result = run_task(stage, b["partition"], blocks, job.action)
-            t_task = time.perf_counter() - t0
-            io_in = meter.io_seconds()
-            stored, inline = write_output(self.store, job.spec, stage, b["partition"], result.value, meter)
-            updates = accumulators.task_updates()
-            # plain data, pickled in the try: a value that cannot be pickled is the user's error
-            acc = serialize(updates) if updates else b""
-        except MissingBlockError as e:
-            accumulators.task_updates()
-            return P.FAILED, {**ident, "reason": "missing", "missing": e.missing, "message": str(e)}, ()
-        except StoreUnavailableError as e:
-            accumulators.task_updates()
-            return P.FAILED, {**ident, "reason": "infra", "message": str(e)}, ()
-        except BlockIntegrityError as e:
-            accumulators.task_updates()
-            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
-        except (Exception, SystemExit) as e:
-            accumulators.task_updates()
-            body, blob = pack_exception(e, self.name)
-            return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
-        metrics = TaskMetrics(
-            result.records_in, result.records_out, time.perf_counter() - t_start, time.thread_time() - c0,
-            {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
-             "store": meter.store},
-            meter.bytes_raw, meter.bytes_compressed, meter.bytes_read, meter.bytes_written, operators=operators,
-        ).to_wire()
-        return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()
+def _log_outcome(worker: str, kind: str, body: dict) -> None:
+    """A task's end in the worker's log: every task at debug, failures at info (user code) or warn."""
+    if kind == P.DONE and not log.isEnabledFor(logging.DEBUG):
+        return
+    fields = {"job": body.get("job_id"), "stage": body.get("stage"), "task": body.get("partition"),
+              "worker": worker, "attempt": body.get("attempt")}
+    if kind == P.DONE:
+        m = body.get("metrics") or {}
+        log.debug("task done", extra={**fields, "seconds": round(m.get("seconds", 0.0), 6),
+                                      "records_in": m.get("records_in"), "records_out": m.get("records_out")})
+    elif body.get("reason") == "user":
+        log.info("task failed in user code", extra={**fields, "why": body.get("message")})
+    elif not body.get("resend_job"):
+        log.warning("task failed", extra={**fields, "reason": body.get("reason"), "why": body.get("message")})
 
 
 def serve(master: str, redis_url: str | None, slots: int = 1, secret: str | None = None,
-          parent_pid: int | None = None, name: str | None = None) -> None:
-    """``okplan worker``: one slot serves in this process; N slots start N single-slot workers."""
-    if slots <= 1:
-        watch_parent(parent_pid)
-        Worker(master, redis_url, secret, name).run()
-        return
+          parent_pid: int | None = None, name: str | None = None, restart: bool = True) -> int:
+    """``okplan worker``: a supervisor of ``slots`` task processes, itself restarted if it dies (unless
+    ``restart`` is false). Returns the exit code."""
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # so that the finally blocks stop the children
     watch_parent(parent_pid)
-    cmd = [sys.executable, "-m", "okplan", "worker", "--master", master, "--slots", "1",
+    if not restart:
+        return Worker(master, redis_url, secret, name, slots=slots).run()
+    cmd = [sys.executable, "-m", "okplan", "worker", "--master", master, "--slots", str(slots), "--no-restart",
            "--parent-pid", str(os.getpid())]
     if redis_url:
         cmd += ["--redis", redis_url]
+    if name:
+        cmd += ["--name", name]
     env = dict(os.environ, PYTHONHASHSEED="0")
     if secret:
         env["OKPLAN_SECRET"] = secret
-    children = [subprocess.Popen(cmd + (["--name", f"{name}-{i}"] if name else []), env=env)
-                for i in range(slots)]
-    signal.signal(signal.SIGTERM, _exit_on_signal)  # so that the finally below stops the slots
+    kept = KeptProcess(lambda: subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent), "okplan worker", log)
     try:
-        for c in children:
-            c.wait()
+        while not kept.gave_up:
+            kept.check()
+            time.sleep(0.2)
+        return kept.proc.returncode or 0
     except (KeyboardInterrupt, SystemExit):
-        pass
+        return 0
     finally:
-        for c in children:
-            if c.poll() is None:
-                c.terminate()
-        for c in children:
-            try:
-                c.wait(5)
-            except subprocess.TimeoutExpired:
-                c.kill()
+        kept.stop()
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:

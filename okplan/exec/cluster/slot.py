@@ -1,0 +1,142 @@
+"""What runs in a worker's task process (one per slot): the cluster's handler for ``TaskPool``.
+
+For each task the supervisor forwards, it loads the job's functions (they arrive as the bytes the
+master sent, once per job and process, and stay cached until the supervisor says the job ended),
+reads the inputs from Redis, runs the shared task runner, writes the output back to Redis and returns
+the DONE or FAILED message for the supervisor to forward. Data never passes through the supervisor:
+worker -> Redis -> worker. Every exception of user code, ``BaseException`` included, is caught here
+and becomes a ``user`` failure; only the death of this process is left to the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from .. import accumulators
+from ..serialization import UNKEYED, BlockIntegrityError, deserialize, loads_function, serialize
+from ..metrics import TaskMetrics
+from ..profile import profiled
+from ..task import annotate, run_task
+from . import protocol as P
+from . import sidefiles
+from .blocks import RedisBlocks, TaskMeter, write_output
+from .remote_errors import pack_exception
+from .spec import JobSpec
+from .store import BlockStore, MissingBlockError, StoreUnavailableError
+
+
+class _LoadedJob:
+    __slots__ = ("spec", "stages", "action", "acc_registry")
+
+    def __init__(self, spec: JobSpec, stages: dict, action: Any, acc_registry: dict):
+        self.spec = spec
+        self.stages = stages
+        self.action = action
+        self.acc_registry = acc_registry
+
+
+class SlotRunner:
+    """The handler of one task process. A request is ``(header, blobs)`` with ``header`` = the TASK
+    body plus ``redis`` (the URL) and ``drop`` (jobs to forget), and ``blobs`` = ``[spec, job]`` the
+    first time this process sees the job; the reply is ``((kind, body), blobs)`` of a DONE or FAILED.
+
+    >>> runner = SlotRunner("host-1-ab")                                          # doctest: +SKIP
+    >>> runner({"job_id": "j", "stage": 0, "partition": 0, "attempt": 0, "redis": url}, [spec, job])  # doctest: +SKIP
+    (('done', {...}), [b'...'])
+    """
+
+    def __init__(self, worker: str, block_key: bytes = UNKEYED):
+        self.worker = worker
+        self.block_key = block_key  # blocks are signed and checked with the cluster's key
+        self.jobs: dict[str, _LoadedJob] = {}
+        self.stores: dict[str, BlockStore] = {}
+
+    def __call__(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[tuple[str, dict], list[bytes]]:
+        for job_id in header.get("drop", ()):
+            self.jobs.pop(job_id, None)
+        kind, body, out = self.run(header, blobs)
+        return (kind, body), list(out)
+
+    def _store(self, url: str) -> BlockStore:
+        store = self.stores.get(url)
+        if store is None:
+            store = self.stores[url] = BlockStore(url)
+        return store
+
+    def _load(self, job_id: str, blobs: list[bytes], store: BlockStore) -> _LoadedJob | None:
+        job = self.jobs.get(job_id)
+        if job is not None or len(blobs) < 2:
+            return job
+        spec = deserialize(blobs[0])
+        for p in spec.get("sys_path", ()):
+            if p not in sys.path and os.path.isdir(p):
+                sys.path.append(p)
+        sidefiles.install(store, spec["client"], self.block_key)  # addFile/addPyFile: before the functions, which may import them
+        # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
+        # each of its tasks reports the updates of the copies its functions hold.
+        registry = accumulators.begin_task()
+        stages, action = loads_function(blobs[1])
+        job = self.jobs[job_id] = _LoadedJob(spec, stages, action, registry)
+        return job
+
+    def run(self, b: dict[str, Any], blobs: list[bytes]) -> tuple[str, dict, tuple]:
+        """Run the task of a TASK body; the reply's kind, body and blobs."""
+        ident = {"job_id": b["job_id"], "stage": b["stage"], "partition": b["partition"], "attempt": b["attempt"]}
+        t_start = time.perf_counter()
+        store = self._store(b["redis"])
+        try:
+            job = self._load(b["job_id"], blobs, store)
+        except BlockIntegrityError as e:  # a forged side-file manifest
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
+        except BaseException as e:  # noqa: BLE001 - user code ran while unpickling: it is the user's error
+            e.add_note(f"okplan: while unpickling the job's functions on worker {self.worker}: the modules "
+                       f"they come from must be importable on the workers")
+            body, blob = pack_exception(e, self.worker)
+            return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
+        if job is None:
+            return P.FAILED, {**ident, "reason": "infra", "resend_job": True,
+                              "message": f"job {b['job_id']} arrived without its functions (this worker forgot them)"}, ()
+        stage = job.stages[b["stage"]]
+        meter = TaskMeter(self.block_key)
+        blocks = RedisBlocks(store, job.spec, meter)
+        accumulators.begin_task(job.acc_registry)
+        operators: dict[str, float] = {}
+        try:
+            t0 = time.perf_counter()
+            c0 = time.thread_time()
+            if job.spec.get("profile"):
+                with profiled(stage, job.action) as operators:
+                    result = run_task(stage, b["partition"], blocks, job.action)
+            else:
+                result = run_task(stage, b["partition"], blocks, job.action)
+            t_task = time.perf_counter() - t0
+            io_in = meter.io_seconds()
+            stored, inline = write_output(store, job.spec, stage, b["partition"], result.value, meter)
+            updates = accumulators.task_updates()
+            # plain data, pickled in the try: a value that cannot be pickled is the user's error
+            acc = serialize(updates) if updates else b""
+        except MissingBlockError as e:
+            accumulators.task_updates()
+            return P.FAILED, {**ident, "reason": "missing", "missing": e.missing, "message": str(e)}, ()
+        except StoreUnavailableError as e:
+            accumulators.task_updates()
+            return P.FAILED, {**ident, "reason": "infra", "message": str(e)}, ()
+        except BlockIntegrityError as e:
+            accumulators.task_updates()
+            return P.FAILED, {**ident, "reason": "integrity", "message": str(e)}, ()
+        except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt, CancelledError, SystemExit...: the user's
+            accumulators.task_updates()
+            # run_task leaves Ctrl-C alone for the local executor; here nobody presses it (SIGINT is ignored)
+            annotate(e, stage, b["partition"], job.action)
+            body, blob = pack_exception(e, self.worker)
+            return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
+        metrics = TaskMetrics(
+            result.records_in, result.records_out, time.perf_counter() - t_start, time.thread_time() - c0,
+            {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
+             "store": meter.store},
+            meter.bytes_raw, meter.bytes_compressed, meter.bytes_read, meter.bytes_written, operators=operators,
+        ).to_wire()
+        return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()
