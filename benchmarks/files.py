@@ -48,11 +48,17 @@ def make_inputs(folder: str, megabytes: float, seed: int = 7) -> dict[str, str]:
         shutil.copyfileobj(src, dst, 1 << 20)
     parts = os.path.join(folder, "parts")
     os.makedirs(parts)
+    size = os.path.getsize(text)
     with open(text, "rb") as src:
-        lines = src.readlines()
-    for i in range(4):
-        with gzip.open(os.path.join(parts, f"part-{i}.txt.gz"), "wb", compresslevel=1) as dst:
-            dst.writelines(lines[i * len(lines) // 4:(i + 1) * len(lines) // 4])
+        done = 0
+        for i in range(4):
+            # streamed: the same lines, cut into four parts of about a quarter of the bytes each
+            with gzip.open(os.path.join(parts, f"part-{i}.txt.gz"), "wb", compresslevel=1) as dst:
+                for line in src:
+                    dst.write(line)
+                    done += len(line)
+                    if i < 3 and done >= (i + 1) * size // 4:
+                        break
     paths["gzip-4"] = os.path.join(parts, "*.gz")
     return paths
 

@@ -321,3 +321,27 @@ def test_two_reads_of_the_same_files_are_computed_once(local_ctx, tmp_path):
     b = local_ctx.textFile(str(tmp_path / "a.txt"))
     assert a.union(b).collect() == ["k 1", "k 1"]
     assert "merge_identical_subplans" in a.union(b).toDebugString()
+
+
+def test_a_missing_backend_names_the_package(local_ctx):
+    import importlib.util
+
+    from okplan.io.filesystems import MissingBackendError
+
+    if importlib.util.find_spec("gcsfs") is not None:
+        pytest.skip("gcsfs is installed")
+    with pytest.raises(MissingBackendError, match="pip install 'gcsfs'"):
+        local_ctx.textFile("gs://bucket/logs/*.gz")
+
+
+def test_a_missing_codec_names_the_extra(local_ctx, tmp_path, monkeypatch):
+    import fsspec.compression
+
+    from okplan.io.filesystems import MissingBackendError
+
+    (tmp_path / "a.zst").write_bytes(b"\x28\xb5\x2f\xfd")
+    monkeypatch.delitem(fsspec.compression.compr, "zstd", raising=False)
+    with pytest.raises(MissingBackendError, match=r"okplan\[zstd\]"):
+        local_ctx.textFile(str(tmp_path / "a.zst"))
+    with pytest.raises(MissingBackendError, match=r"okplan\[zstd\]"):
+        local_ctx.parallelize([1]).saveAsTextFile(str(tmp_path / "out"), "zstd")
