@@ -49,6 +49,8 @@ class Context(FileReadersMixin):
     ``"tcp://host:port"`` (a running master); the default is ``OKPLAN_MASTER``, else ``"local"``.
     ``optimize=False`` runs plans as written. ``profile=True`` (or ``OKPLAN_PROFILE=1``) times each
     operator inside fused stages, sampled, for ``explain(analyze=True)`` and ``getProfile()``.
+    ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
+    before it spills to disk under ``OKPLAN_LOCAL_DIR``.
 
     >>> with Context() as ctx:
     ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()

@@ -20,7 +20,7 @@ def make_executor(master: str, **options: Any):
         parallelism = None if n in (None, "*") else int(n)
         if parallelism == 0:
             raise ConfigurationError("local[N] needs N >= 1")
-        return LocalExecutor(parallelism)
+        return LocalExecutor(parallelism, task_memory=options.get("task_memory"))
     m = _LOCAL_CLUSTER.match(master)
     if m:
         from .cluster.launcher import LocalCluster  # noqa: PLC0415 - only cluster users pay the import

@@ -1,4 +1,5 @@
-"""The embedded default: runs every task in this process, stage after stage, blocks in memory."""
+"""The embedded default: runs every task in this process, stage after stage, blocks in memory until
+they exceed the task memory budget, then on disk (lz4 spill files of the job, removed when it ends)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
+from .memory import TaskMemory, rss
+from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
 from .profile import profile_wanted, profiled
 from .progress import job_progress
+from .spill import SpillDir, relocate, to_disk
 from .task import run_task
 
 
@@ -24,14 +28,34 @@ _job_numbers = itertools.count(1)
 
 
 class _MemoryBlocks:
-    """Inputs of the running job: shuffle buckets and materialised partitions, all in memory."""
+    """Inputs of the running job: shuffle buckets and materialised partitions, in memory while they
+    fit the budget (``held`` estimates their bytes from the tasks' resident growth), else on disk."""
 
-    __slots__ = ("shuffles", "job_data", "cache")
+    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches")
 
-    def __init__(self, cache: dict[str, list[list]]):
+    def __init__(self, cache: dict[str, list[list]], spill_dir: SpillDir | None = None, budget: int = 0):
         self.shuffles: dict[int, list[list[list]]] = {}
         self.job_data: dict[str, list[list]] = {}   # subplans shared within this job
         self.cache = cache
+        self.spill_dir = spill_dir
+        self.budget = budget
+        self.held = 0
+        #: partitions of caches this job fills (they join the executor's cache once their stage is done)
+        self.new_caches: dict[str, list] = {}
+
+    def grew(self, nbytes: int, cache_dir: SpillDir) -> None:
+        """A task kept ``nbytes`` more; past the budget, every block this job holds in memory goes to disk."""
+        self.held += max(0, nbytes)
+        if self.spill_dir is None or self.held <= self.budget:
+            return
+        # in place: the running stage is still appending to these lists
+        for outputs in self.shuffles.values():
+            outputs[:] = [to_disk(buckets, self.spill_dir, "shuffle") for buckets in outputs]
+        for parts in self.job_data.values():
+            parts[:] = to_disk(parts, self.spill_dir, "shared")
+        for parts in self.new_caches.values():
+            parts[:] = to_disk(parts, cache_dir, "cached")
+        self.held = 0
 
     def source(self, source_id: str, index: int) -> list:
         raise KeyError(f"source {source_id} has no data in the local executor")
@@ -105,8 +129,11 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, parallelism: int | None = None):
+    def __init__(self, parallelism: int | None = None, task_memory: str | int | None = None):
         self.default_parallelism = parallelism or os.cpu_count() or 1
+        self.task_memory = task_memory_of(task_memory)
+        #: cached partitions that went to disk (memory-and-disk) live here until unpersist or stop
+        self.cache_dir = SpillDir("cache")
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
         self._metrics = LastMetrics()
@@ -121,27 +148,34 @@ class LocalExecutor:
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
-        blocks = _MemoryBlocks(self.cache)
+        spill_dir = SpillDir("job")
+        blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory)
         metrics = JobMetrics(self.name, job_id=f"{_JOB_PREFIX}{next(_job_numbers):06x}")
         self._metrics.set(metrics)
         start = time.perf_counter()
-        with _fewer_collections():
-            yield from self._run(plan, action, partitions, blocks, metrics, start)
+        try:
+            with _fewer_collections():
+                yield from self._run(plan, action, partitions, blocks, metrics, start)
+        finally:
+            blocks.shuffles.clear()
+            blocks.job_data.clear()
+            spill_dir.remove()
 
     def _task(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
               action: Callable[[Iterator], Any] | None = None) -> Any:
         """Run one task and fold its figures into ``m``; the task's value. (CPU time is taken per stage:
         reading the thread's CPU clock costs microseconds, as much as a tiny task.)"""
+        memory = TaskMemory(self.task_memory, blocks.spill_dir)
         t0 = time.perf_counter()
         if self.profile:
             with profiled(stage, action) as operators:
-                r = run_task(stage, p, blocks, action)
+                r = run_task(stage, p, blocks, action, memory)
         else:
             operators = None
-            r = run_task(stage, p, blocks, action)
+            r = run_task(stage, p, blocks, action, memory)
         t1 = time.perf_counter()
         m.add_task(TaskMetrics(r.records_in, r.records_out, t1 - t0, 0.0, {"compute": t1 - t0},
-                               operators=operators or {}), t0, t1)
+                               spill_bytes=r.spill_bytes, operators=operators or {}), t0, t1)
         return r.value
 
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
@@ -153,18 +187,25 @@ class LocalExecutor:
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
-                values = []
-                c0 = time.thread_time()
-                for p in range(stage.num_partitions):
-                    values.append(self._task(stage, p, blocks, m))
-                    if progress is not None:
-                        progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
-                m.cpu_seconds += time.thread_time() - c0
+                values: list = []
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
                 elif isinstance(out, Materialize):
-                    target = self.cache if out.scope == "context" else blocks.job_data
-                    target[out.cache_id] = values
+                    if out.scope == "context":
+                        values = blocks.new_caches[out.cache_id] = []
+                    else:
+                        values = blocks.job_data[out.cache_id] = []
+                c0 = time.thread_time()
+                for p in range(stage.num_partitions):
+                    before = rss()
+                    values.append(self._task(stage, p, blocks, m))
+                    blocks.grew(rss() - before, self.cache_dir)
+                    if progress is not None:
+                        progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
+                m.cpu_seconds += time.thread_time() - c0
+                if isinstance(out, Materialize) and out.scope == "context":
+                    # a cache outlives the job: its spilled partitions move to the executor's directory
+                    self.cache[out.cache_id] = relocate(values, self.cache_dir)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
             # (includes what the caller does with each result before asking for the next: little, for
@@ -187,7 +228,12 @@ class LocalExecutor:
         return cache_id in self.cache
 
     def drop_cached(self, cache_id: str) -> None:
-        self.cache.pop(cache_id, None)
+        parts = self.cache.pop(cache_id, None)
+        for path in {r.path for p in parts or () for r in getattr(p, "runs", ())}:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def save_named(self, label: str, partitions: list[list]) -> None:
         self.named[label] = [list(p) for p in partitions]
@@ -203,3 +249,4 @@ class LocalExecutor:
 
     def stop(self) -> None:
         self.cache.clear()
+        self.cache_dir.remove()

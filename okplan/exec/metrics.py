@@ -72,6 +72,7 @@ class StageMetrics:
     phases: dict[str, float] = field(default_factory=dict)
     bytes_raw: int = 0
     bytes_compressed: int = 0
+    #: bytes the stage's tasks wrote to spill files (memory budget exceeded)
     spill_bytes: int = 0
     retries: int = 0
     #: seconds per operator summed over tasks, sampled (``Context(profile=True)``)

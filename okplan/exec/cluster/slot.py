@@ -22,7 +22,7 @@ from ..profile import profiled
 from ..task import annotate, run_task
 from . import protocol as P
 from . import sidefiles
-from .blocks import RedisBlocks, TaskMeter, write_output
+from .blocks import RedisBlocks, TaskMeter, task_memory, write_output
 from .remote_errors import pack_exception
 from .spec import JobSpec
 from .store import BlockStore, MissingBlockError, StoreUnavailableError
@@ -102,6 +102,7 @@ class SlotRunner:
         stage = job.stages[b["stage"]]
         meter = TaskMeter(self.block_key)
         blocks = RedisBlocks(store, job.spec, meter)
+        memory = task_memory(job.spec)
         accumulators.begin_task(job.acc_registry)
         operators: dict[str, float] = {}
         try:
@@ -109,9 +110,9 @@ class SlotRunner:
             c0 = time.thread_time()
             if job.spec.get("profile"):
                 with profiled(stage, job.action) as operators:
-                    result = run_task(stage, b["partition"], blocks, job.action)
+                    result = run_task(stage, b["partition"], blocks, job.action, memory)
             else:
-                result = run_task(stage, b["partition"], blocks, job.action)
+                result = run_task(stage, b["partition"], blocks, job.action, memory)
             t_task = time.perf_counter() - t0
             io_in = meter.io_seconds()
             stored, inline = write_output(store, job.spec, stage, b["partition"], result.value, meter)
@@ -133,10 +134,13 @@ class SlotRunner:
             annotate(e, stage, b["partition"], job.action)
             body, blob = pack_exception(e, self.worker)
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
+        finally:
+            memory.spill_dir.remove()  # a task's spill files end with it: its output is in Redis now
         metrics = TaskMetrics(
             result.records_in, result.records_out, time.perf_counter() - t_start, time.thread_time() - c0,
             {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
              "store": meter.store},
-            meter.bytes_raw, meter.bytes_compressed, meter.bytes_read, meter.bytes_written, operators=operators,
+            meter.bytes_raw, meter.bytes_compressed, meter.bytes_read, meter.bytes_written, result.spill_bytes,
+            operators,
         ).to_wire()
         return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()

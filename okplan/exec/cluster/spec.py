@@ -56,8 +56,8 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
 
 
 def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[int], *,
-               ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16, profile: bool = False,
-               app: str | None = None) -> JobSpec:
+               ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16,
+               task_memory: int | None = None, profile: bool = False, app: str | None = None) -> JobSpec:
     """The spec of one job of client ``client`` running ``plan`` on result ``partitions``; ``profile``
     asks workers to time operators, ``app`` names the application on the master's dashboard."""
     cache_scopes: dict[str, str] = {}
@@ -81,6 +81,8 @@ def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[in
         "inline_max": inline_max,
         "profile": profile,
         "app": app,
+        #: bytes a task may hold before it spills (None: the worker's OKPLAN_TASK_MEMORY or 512m)
+        "task_memory": task_memory,
         # so that workers on this machine can import the modules this client's functions come from
         "sys_path": [p for p in sys.path if p],
     }
