@@ -22,20 +22,24 @@ from ._tracebacks import trim
 from .exec.task import NotHashableKeyError
 from .logical import nodes as L
 from .logical.narrow import not_a_pair, raised_here
+from .logical.shortcuts import count_without_running
 from .statcounter import StatCounter
 
 class PartitionAction:
-    """A per-partition action function, named for plans and error notes. ``counts``, when given, tells
-    from a partition's value how many records the action consumed (``collect``: ``len``), so the task
-    runner need not count them one by one for the metrics."""
+    """A per-partition action function, named for plans and error notes. ``answer``, when given, may
+    answer the whole job from the plan alone (the plan's root in, the job's one value or None out): the
+    session then runs no task (``count()`` of a chain that calls no user function). ``counts``, when
+    given, tells from a partition's value how many records the action consumed (``collect``: ``len``),
+    so the task runner need not count them one by one for the metrics."""
 
-    __slots__ = ("fn", "name", "user_func", "counts")
+    __slots__ = ("fn", "name", "user_func", "answer", "counts")
 
     def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-                 counts: Callable[[Any], int] | None = None):
+                 answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None):
         self.fn = fn
         self.name = name
         self.user_func = user_func
+        self.answer = answer
         self.counts = counts
 
     def __call__(self, it: Iterator) -> Any:
@@ -59,9 +63,10 @@ class ActionsMixin:
     _node: L.Node
 
     def _run(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-             partitions: list[int] | None = None, counts: Callable[[Any], int] | None = None) -> list:
-        return self.context._run_job(self._node, PartitionAction(fn, name, user_func, counts),  # type: ignore
-                                     partitions)
+             partitions: list[int] | None = None, answer: Callable[[L.Node], Any] | None = None,
+             counts: Callable[[Any], int] | None = None) -> list:
+        return self.context.session.run_job(self._node, PartitionAction(fn, name, user_func, answer, counts),  # type: ignore
+                                            partitions)
 
     # -- collecting ------------------------------------------------------------------------------------
     def collect(self) -> list:
@@ -89,7 +94,7 @@ class ActionsMixin:
         >>> ctx.parallelize(range(10)).count()
         10
         """
-        return sum(self._run(_count, "count", counts=int))
+        return sum(self._run(_count, "count", answer=count_without_running, counts=int))
 
     def countByValue(self) -> dict:
         """``{record: how often it occurs}``.
@@ -157,7 +162,7 @@ class ActionsMixin:
         if num <= 0:
             return []
         items: list = []
-        results = self.context._run_job_iter(  # type: ignore[attr-defined]
+        results = self.context.session.run_job_iter(  # type: ignore[attr-defined]
             self._node, PartitionAction(lambda it: list(islice(it, num)), "take", counts=len), None)
         try:
             for part in results:
@@ -183,7 +188,7 @@ class ActionsMixin:
         """
         from .local_iterator import local_iterator
 
-        return local_iterator(self.context, self._node, bool(prefetchPartitions))  # type: ignore[attr-defined]
+        return local_iterator(self.context.session, self._node, bool(prefetchPartitions))  # type: ignore[attr-defined]
 
     def isEmpty(self) -> bool:
         """True when the dataset has no records (stops at the first non-empty partition).
