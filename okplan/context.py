@@ -53,13 +53,14 @@ class Context(FileReadersMixin):
         ensure_configured()
         self.master = master
         self.appName = appName or "okplan"
+        reuse_shuffles = options.pop("reuse_shuffles", None)
         self._executor = make_executor(master, **options)
         if profile is not None:
             self._executor.profile = bool(profile)
         if hasattr(self._executor, "app_name"):
             self._executor.app_name = self.appName
         #: owns this Context's jobs, caches and checkpoints (what DataSet and its actions call)
-        self.session = Session(self._executor, optimize)
+        self.session = Session(self._executor, optimize, reuse_shuffles)
         self._checkpoint_dir: str | None = None
         self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
 
