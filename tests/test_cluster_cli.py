@@ -7,42 +7,16 @@ import os
 import re
 import subprocess
 import time
-from contextlib import contextmanager
 
 import pytest
-from cluster_helpers import child_env, free_port, okplan_cmd, pids_gone, redis_server, wait_until
+from cluster_helpers import child_env, free_port, hand_made_cluster, okplan_cmd, redis_server, wait_until
 
 from okplan.exec.cluster.launcher import redis_server_binary
 
 from okplan import ClusterUnavailableError, Context
 
 
-@contextmanager
-def hand_made_cluster(redis_url: str, workers: int = 1, secret: str = "hand-made-secret"):
-    """``okplan master`` + ``okplan worker`` as compose would run them (the worker learns Redis from the
-    master), with the secret in the environment as a user would set it."""
-    env = child_env()
-    env["OKPLAN_SECRET"] = secret
-    master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis", redis_url),
-                              stdout=subprocess.PIPE, env=env)
-    procs = [master]
-    try:
-        line = master.stdout.readline().decode()
-        assert "listening on tcp://127.0.0.1:" in line, line
-        url = line.split("listening on ")[1].split()[0]
-        for _ in range(workers):
-            procs.append(subprocess.Popen(okplan_cmd("worker", "--master", url, "--slots", "1"), env=env))
-        yield url
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
-        assert pids_gone([p.pid for p in procs])
-
-
 def _connect(url: str, **options) -> Context:
-    options.setdefault("secret", "hand-made-secret")
     ctx = Context(url, **options)
     assert wait_until(lambda: ctx.executor.hello()["workers"] >= 1, 15)
     return ctx
@@ -51,7 +25,7 @@ def _connect(url: str, **options) -> Context:
 def test_master_and_worker_started_by_hand_serve_two_clients_and_named_datasets():
     with redis_server() as redis_url, hand_made_cluster(redis_url, workers=2) as url:
         a = _connect(url)
-        b = Context(url, secret="hand-made-secret")
+        b = Context(url)
         try:
             words = a.dataSet(["x y", "y z", "z z"], label="words", bufferSize=2)
             assert words.flatMap(str.split).countByValue() == {"x": 1, "y": 2, "z": 3}
@@ -60,7 +34,7 @@ def test_master_and_worker_started_by_hand_serve_two_clients_and_named_datasets(
             assert again.getNumPartitions() == 2 and again.collect() == ["x y", "y z", "z z"]
             a.parallelize([1, 2, 3], 2).map(lambda x: x * 10).setName("tens").save()
             listed = subprocess.run(okplan_cmd("datasets", "list", "--master", url), capture_output=True,
-                                    text=True, env={**child_env(), "OKPLAN_SECRET": "hand-made-secret"},
+                                    text=True, env=child_env(),
                                     timeout=30)
             assert listed.returncode == 0 and listed.stdout.split() == ["tens", "words"]
             dropped = subprocess.run(okplan_cmd("datasets", "drop", "tens", "--redis", redis_url),
