@@ -183,8 +183,8 @@ def test_a_killed_slot_is_replaced_and_every_slot_serves_the_next_job(ctx):
 def test_okplan_worker_restarts_its_supervisor():
     env = child_env()
     with redis_server() as redis_url:
-        master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis", redis_url,
-                                             "--heartbeat-timeout", "1"), stdout=subprocess.PIPE, env=env)
+        master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--insecure", "--redis",
+                                             redis_url, "--heartbeat-timeout", "1"), stdout=subprocess.PIPE, env=env)
         worker = None
         try:
             url = master.stdout.readline().decode().split("listening on ")[1].split()[0]

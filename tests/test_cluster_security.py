@@ -4,7 +4,6 @@ of ``ps``. Every test runs real processes on loopback."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import pickle
 import random
@@ -19,7 +18,7 @@ from typing import Iterator
 import psutil
 import pytest
 import zmq
-from cluster_helpers import child_env, cluster_context, free_port, okplan_cmd, redis_server, wait_until
+from cluster_helpers import child_env, cluster_context, okplan_cmd, redis_server, wait_until
 
 from okplan import ClusterUnavailableError, Context, JobFailedError
 from okplan.exec.cluster import protocol as P

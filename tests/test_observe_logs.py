@@ -107,7 +107,8 @@ def test_master_warns_at_start_when_redis_is_unreachable():
     port = free_port()
     proc = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis",
                                        f"redis://127.0.0.1:{port}/0", "--no-dashboard"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(child_env(), OKPLAN_SECRET="observe-secret"))
     try:
         assert "listening on" in proc.stdout.readline().decode()
         lines = []

@@ -78,11 +78,11 @@ class _DropLog:
         now = time.monotonic()
         if now - self.started >= self.window:
             if self.hidden:
-                print(f"okplan master: ... and {self.hidden} more dropped messages", file=sys.stderr, flush=True)
+                log.warning(f"... and {self.hidden} more dropped messages")
             self.started, self.shown, self.hidden = now, 0, 0
         if self.shown < self.lines:
             self.shown += 1
-            print(f"okplan master: {text}", file=sys.stderr, flush=True)
+            log.warning(text)
         else:
             self.hidden += 1
 
@@ -100,7 +100,7 @@ class Master:
         self.secret = P.secret_bytes(secret)
         warning = bind_policy(bind, self.secret, insecure)  # raises ConfigurationError when refused
         if warning:
-            print(f"okplan master: {warning}", file=sys.stderr, flush=True)
+            log.warning(warning)
         self.max_message_bytes = max_message_bytes
         self.log_drop = _DropLog()
         self.redis_url = redis_url

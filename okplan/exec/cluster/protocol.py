@@ -176,22 +176,8 @@ class _Task(TypedDict):
     attempt: int
 
 
-class _Metrics(TypedDict):
-    rin: int
-    rout: int
-    compute: float
-    serialize: float
-    compress: float
-    store: float
-    raw: int
-    comp: int
-    read: int
-    written: int
-    wall: float
-
-
 class _Done(_Task):
-    metrics: _Metrics
+    metrics: dict[str, Any]  # the task's metrics (``metrics.TaskMetrics``), read by the guarded handler
     acc: bytes
     stored: bool
 
