@@ -33,7 +33,9 @@ class Context(FileReadersMixin):
     parallelism), ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
     ``"tcp://host:port"`` (a running master). ``optimize=False`` runs plans as written.
     ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
-    before it spills to disk under ``OKPLAN_LOCAL_DIR``.
+    before it spills to disk under ``OKPLAN_LOCAL_DIR``. ``reuse_shuffles=False`` (or
+    ``OKPLAN_REUSE_SHUFFLES=0``) makes later jobs run a finished shuffle's map side again instead of
+    reusing its output (see ``okplan/shuffle_reuse.py``).
 
     >>> with Context() as ctx:
     ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()
