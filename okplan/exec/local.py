@@ -17,7 +17,7 @@ from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics
 from .serialization import compress, decompress, deserialize, serialize
-from .spill import SpillDir, relocate, to_disk
+from .spill import SpillDir, SpilledRecords, relocate, to_disk
 from .task import run_task
 
 
@@ -236,6 +236,8 @@ class LocalExecutor:
         place). They count against the task memory budget: an output larger than the budget is not
         kept, and the least recently used ones are dropped to make room (a later job then computes
         them again). Records pickle refuses are not kept either."""
+        if any(type(b) is SpilledRecords for buckets in outputs for b in buckets):
+            return  # it went to disk, so it is bigger than the budget (pickling it would load it whole)
         try:
             kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
