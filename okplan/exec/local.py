@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import pickle
 import threading
@@ -15,10 +16,17 @@ from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
-from .metrics import JobMetrics, LastMetrics
+from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
+from .profile import profile_wanted, profiled
+from .progress import job_progress
 from .serialization import compress, decompress, deserialize, serialize
 from .spill import SpillDir, SpilledRecords, relocate, to_disk
 from .task import run_task
+
+
+#: local job ids: unique in this process and unlikely to collide with another's (no syscall per job)
+_JOB_PREFIX = f"{os.getpid() & 0xffff:04x}"
+_job_numbers = itertools.count(1)
 
 
 class _MemoryBlocks:
@@ -142,6 +150,9 @@ class LocalExecutor:
         self.kept: dict[str, tuple[int, list[list[bytes]]]] = {}
         self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
         self._metrics = LastMetrics()
+        #: time each operator inside fused stages (sampled): ``Context(profile=True)``
+        self.profile = profile_wanted()
+        self.ui_web_url: str | None = None
 
     @property
     def last_metrics(self) -> JobMetrics | None:
@@ -152,7 +163,7 @@ class LocalExecutor:
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
         spill_dir = SpillDir("job")
         blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory)
-        metrics = JobMetrics(self.name)
+        metrics = JobMetrics(self.name, job_id=f"{_JOB_PREFIX}{next(_job_numbers):06x}")
         self._metrics.set(metrics)
         start = time.perf_counter()
         try:
@@ -163,8 +174,26 @@ class LocalExecutor:
             blocks.job_data.clear()
             spill_dir.remove()
 
+    def _task(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
+              action: Callable[[Iterator], Any] | None = None) -> Any:
+        """Run one task and fold its figures into ``m``; the task's value. (CPU time is taken per stage:
+        reading the thread's CPU clock costs microseconds, as much as a tiny task.)"""
+        memory = TaskMemory(self.task_memory, blocks.spill_dir)
+        t0 = time.perf_counter()
+        if self.profile:
+            with profiled(stage, action) as operators:
+                r = run_task(stage, p, blocks, action, memory)
+        else:
+            operators = None
+            r = run_task(stage, p, blocks, action, memory)
+        t1 = time.perf_counter()
+        m.add_task(TaskMetrics(r.records_in, r.records_out, t1 - t0, 0.0, {"compute": t1 - t0},
+                               spill_bytes=r.spill_bytes, operators=operators or {}), t0, t1)
+        return r.value
+
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
              blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
+        progress = job_progress(metrics.job_id or "")
         try:
             for stage in plan.stages[:-1]:
                 out = stage.output
@@ -178,7 +207,6 @@ class LocalExecutor:
                     blocks.reused[out.shuffle_id] = kept
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
-                t0 = time.perf_counter()
                 values: list = []
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
@@ -187,37 +215,36 @@ class LocalExecutor:
                         values = blocks.new_caches[out.cache_id] = []
                     else:
                         values = blocks.job_data[out.cache_id] = []
+                c0 = time.thread_time()
                 for p in range(stage.num_partitions):
                     before = rss()
-                    r = run_task(stage, p, blocks, memory=TaskMemory(self.task_memory, blocks.spill_dir))
-                    values.append(r.value)
-                    m.records_in += r.records_in
-                    m.records_out += r.records_out
-                    m.spill_bytes += r.spill_bytes
+                    values.append(self._task(stage, p, blocks, m))
                     blocks.grew(rss() - before, self.cache_dir)
-                m.tasks += stage.num_partitions
+                    if progress is not None:
+                        progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
+                m.cpu_seconds += time.thread_time() - c0
                 if isinstance(out, Materialize) and out.scope == "context":
                     # a cache outlives the job: its spilled partitions move to the executor's directory
                     self.cache[out.cache_id] = relocate(values, self.cache_dir)
                 elif isinstance(out, ShuffleWrite) and out.keep_id is not None:
                     self._keep(out.keep_id, values)
-                m.seconds += time.perf_counter() - t0
-                m.add_phase("compute", time.perf_counter() - t0)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
+            # (includes what the caller does with each result before asking for the next: little, for
+            # actions; a toLocalIterator loop's body counts here too)
+            c0 = time.thread_time()
             for p in partitions:
-                t0 = time.perf_counter()
-                r = run_task(stage, p, blocks, action, TaskMemory(self.task_memory, blocks.spill_dir))
-                m.tasks += 1
-                m.records_in += r.records_in
-                m.records_out += r.records_out
-                m.spill_bytes += r.spill_bytes
-                m.seconds += time.perf_counter() - t0
-                yield p, r.value
-            m.add_phase("compute", m.seconds)
+                value = self._task(stage, p, blocks, m, action)
+                if progress is not None:
+                    progress.update(stage.id, m.tasks, len(partitions), m.records_out)
+                yield p, value
+            m.cpu_seconds += time.thread_time() - c0
         finally:
+            if progress is not None:
+                progress.close()
             metrics.seconds = time.perf_counter() - start
             metrics.tasks_per_worker["local"] = sum(s.tasks for s in metrics.stages.values())
+            metrics.finish()
 
     def has_cached(self, cache_id: str) -> bool:
         return cache_id in self.cache
