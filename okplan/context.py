@@ -46,7 +46,7 @@ class Context(FileReadersMixin):
     285
     """
 
-    def __init__(self, master: str = "local", appName: str | None = None, optimize: bool = True,
+    def __init__(self, master: str = "local[*]", appName: str | None = None, optimize: bool = True,
                  **options: Any):
         if not isinstance(master, str):
             raise TypeError(f"Context() expects a master string like 'local' or 'tcp://host:port', got {master!r}")
@@ -467,8 +467,11 @@ class Context(FileReadersMixin):
             parts += [f"  {f.rule}: {f.node}: {f.note}" for f in fired]
         elif self._optimize:
             parts.append("rules fired: none")
-        parts += [render_tree(optimized.root), "", f"== Physical plan ({self._executor.name}) ==",
-                  render_physical(physical)]
+        parts += [render_tree(optimized.root), "", f"== Physical plan ({self._executor.name}) =="]
+        placement = getattr(self._executor, "placement", None)
+        if placement is not None and getattr(self._executor, "processes", 1) > 1:
+            parts.append(f"runs {placement(physical)}")  # local[N]: on the pool, or in-process and why
+        parts.append(render_physical(physical))
         return "\n".join(parts)
 
 

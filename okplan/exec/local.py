@@ -5,25 +5,31 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
+from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
+                         new_job_id, stage_tables, write_blocks)
 from .metrics import JobMetrics, LastMetrics
+from .serialization import block_key, deserialize, dumps_function
 from .task import run_task
 
 
 class _MemoryBlocks:
     """Inputs of the running job: shuffle buckets and materialised partitions, all in memory."""
 
-    __slots__ = ("shuffles", "job_data", "cache")
+    __slots__ = ("shuffles", "job_data", "cache", "key")
 
-    def __init__(self, cache: dict[str, list[list]]):
+    def __init__(self, cache: dict[str, list[list]], key: bytes):
         self.shuffles: dict[int, list[list[list]]] = {}
         self.job_data: dict[str, list[list]] = {}   # subplans shared within this job
         self.cache = cache
+        self.key = key
 
     def source(self, source_id: str, index: int) -> list:
         raise KeyError(f"source {source_id} has no data in the local executor")
@@ -38,7 +44,9 @@ class _MemoryBlocks:
         if parts is None:
             # another thread unpersisted it after this job was planned: the Context plans again
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
-        return parts[index]
+        part = parts[index]
+        # a partition a pool job cached lives in a file of the executor's directory
+        return part.load(self.key) if isinstance(part, FileBlock) else part
 
 
 #: the young-generation GC threshold while a job runs (Python's default is 700)
@@ -89,19 +97,49 @@ def _stage_kind(stage: Stage) -> str:
 
 
 class LocalExecutor:
-    """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``.
+    """In-process executor, plus (``processes`` > 1) a pool of task processes for big jobs (see
+    ``local_pool``). ``cache()`` keeps partitions in this object until ``unpersist()``; a pool job's
+    cached partitions are files of this executor's directory.
 
     Thread-safe: each job keeps its own blocks; the shared cache and named datasets change only by
-    whole-entry dict operations, atomic in CPython.
+    whole-entry dict operations, atomic in CPython. One job at a time uses the pool; a job of another
+    thread meanwhile runs in-process.
     """
 
     name = "local"
 
-    def __init__(self, parallelism: int | None = None):
+    def __init__(self, parallelism: int | None = None, processes: int = 1,
+                 pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES):
         self.default_parallelism = parallelism or os.cpu_count() or 1
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
         self._metrics = LastMetrics()
+        self.processes = processes
+        self.pool_min_records = pool_min_records
+        self.pool_min_bytes = pool_min_bytes
+        # blocks that task processes write are sealed with a key of this executor's own
+        self._key = block_key(os.urandom(32))
+        self._pool = LocalPool(processes, self._key) if processes > 1 else None
+        self._dir: str | None = None
+
+    def placement(self, plan: PhysicalPlan) -> str:
+        """Where ``plan`` would run: ``on N task processes`` or ``in-process: <why>``."""
+        if self._pool is None:
+            return "in-process: one core"
+        tasks = sum(s.num_partitions for s in plan.stages)
+        if tasks < 2:
+            return "in-process: a single task"
+        records, size = estimated_input(plan, self.cache)
+        if records < self.pool_min_records and size < self.pool_min_bytes:
+            why = (f"{size:,} bytes of files < {self.pool_min_bytes:,}" if size
+                   else f"{records:,} records < {self.pool_min_records:,}")
+            return f"in-process: small job ({why})"
+        return f"on {self.processes} task processes"
+
+    def _work_dir(self) -> str:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix=f"okplan-local-{os.getpid()}-", dir=os.environ.get("OKPLAN_LOCAL_DIR"))
+        return self._dir
 
     @property
     def last_metrics(self) -> JobMetrics | None:
@@ -110,12 +148,94 @@ class LocalExecutor:
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
-        blocks = _MemoryBlocks(self.cache)
         metrics = JobMetrics(self.name)
         self._metrics.set(metrics)
         start = time.perf_counter()
+        if self._pool is not None and self.placement(plan).startswith("on ") and self._pool.try_acquire():
+            try:
+                yield from self._run_pool(plan, action, partitions, metrics, start)
+            finally:
+                self._pool.release()
+            return
+        blocks = _MemoryBlocks(self.cache, self._key)
         with _fewer_collections():
             yield from self._run(plan, action, partitions, blocks, metrics, start)
+
+    def _cached_blocks(self, cache_id: str, job_data: dict[str, list]) -> list[FileBlock]:
+        """A materialised dataset's partitions as file blocks, writing those held in memory to files."""
+        parts = job_data.get(cache_id)
+        if parts is None:
+            parts = self.cache.get(cache_id)
+            if parts is None:
+                raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
+            if not all(isinstance(p, FileBlock) for p in parts):
+                path = os.path.join(self._work_dir(), f"cache-{cache_id}-{new_job_id()}")
+                parts = [p if isinstance(p, FileBlock) else write_blocks(f"{path}-{i}", [p], self._key)[0]
+                         for i, p in enumerate(parts)]
+                self.cache[cache_id] = parts
+        return parts
+
+    def _run_pool(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
+                  metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
+        """Every stage on the pool; shuffle buckets and shared subplans in files of a job directory."""
+        assert self._pool is not None
+        # pickled once per job here, where an unpicklable function is named as on the cluster
+        functions = dumps_function(({s.id: s for s in plan.stages}, action))
+        job = new_job_id()
+        job_dir = tempfile.mkdtemp(prefix=f"job-{job}-", dir=self._work_dir())
+        shuffles: dict[int, list[list[FileBlock]]] = {}
+        job_data: dict[str, list[FileBlock]] = {}
+        per_slot: dict[str, int] = {}
+        try:
+            for stage in plan.stages[:-1]:
+                out = stage.output
+                if isinstance(out, Materialize) and out.cache_id in self.cache:
+                    continue
+                m = metrics.stage(stage.id, _stage_kind(stage))
+                t0 = time.perf_counter()
+                tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
+                # a cache outlives the job: its files go to the executor's directory
+                where = self._work_dir() if isinstance(out, Materialize) and out.scope == "context" else job_dir
+                written: dict[int, list[FileBlock]] = {}
+                for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
+                                                        list(range(stage.num_partitions)), tables, per_slot):
+                    written[p] = reply["blocks"]
+                    m.records_in += reply["rin"]
+                    m.records_out += reply["rout"]
+                m.tasks += stage.num_partitions
+                rows = [written[p] for p in range(stage.num_partitions)]
+                if isinstance(out, ShuffleWrite):
+                    shuffles[out.shuffle_id] = rows
+                elif isinstance(out, Materialize):
+                    target = self.cache if out.scope == "context" else job_data
+                    target[out.cache_id] = [row[0] for row in rows]
+                m.seconds += time.perf_counter() - t0
+                m.add_phase("compute", time.perf_counter() - t0)
+            stage = plan.result_stage
+            m = metrics.stage(stage.id, "result")
+            tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
+            t0 = time.perf_counter()
+            done: dict[int, Any] = {}
+            order = iter(partitions)
+            want = next(order, None)
+            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot)
+            try:
+                for p, reply, out_blobs in results:
+                    m.tasks += 1
+                    m.records_in += reply["rin"]
+                    m.records_out += reply["rout"]
+                    done[p] = deserialize(out_blobs[0])
+                    while want is not None and want in done:  # in the order asked for
+                        m.seconds = time.perf_counter() - t0
+                        yield want, done.pop(want)
+                        want = next(order, None)
+            finally:
+                results.close()
+            m.add_phase("compute", m.seconds)
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            metrics.seconds = time.perf_counter() - start
+            metrics.tasks_per_worker.update(per_slot)
 
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
              blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
@@ -157,7 +277,10 @@ class LocalExecutor:
         return cache_id in self.cache
 
     def drop_cached(self, cache_id: str) -> None:
-        self.cache.pop(cache_id, None)
+        for part in self.cache.pop(cache_id, None) or ():
+            if isinstance(part, FileBlock):
+                with contextlib.suppress(OSError):
+                    os.unlink(part.path)
 
     def save_named(self, label: str, partitions: list[list]) -> None:
         self.named[label] = [list(p) for p in partitions]
@@ -173,3 +296,8 @@ class LocalExecutor:
 
     def stop(self) -> None:
         self.cache.clear()
+        if self._pool is not None:
+            self._pool.stop()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
