@@ -45,8 +45,12 @@ class _MemoryBlocks:
             # another thread unpersisted it after this job was planned: the Context plans again
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
         part = parts[index]
-        # a partition a pool job cached lives in a file of the executor's directory
-        return part.load(self.key) if isinstance(part, FileBlock) else part
+        if not isinstance(part, FileBlock):
+            return part
+        try:  # a partition a pool job cached lives in a file of the executor's directory
+            return part.load(self.key)
+        except FileNotFoundError:
+            raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
 
 
 #: the young-generation GC threshold while a job runs (Python's default is 700)
@@ -121,6 +125,7 @@ class LocalExecutor:
         self._key = block_key(os.urandom(32))
         self._pool = LocalPool(processes, self._key) if processes > 1 else None
         self._dir: str | None = None
+        self._trash: list[str] = []   # files of dropped caches, deleted when no pool job reads them
 
     def placement(self, plan: PhysicalPlan) -> str:
         """Where ``plan`` would run: ``on N task processes`` or ``in-process: <why>``."""
@@ -156,6 +161,7 @@ class LocalExecutor:
                 yield from self._run_pool(plan, action, partitions, metrics, start)
             finally:
                 self._pool.release()
+                self._empty_trash()
             return
         blocks = _MemoryBlocks(self.cache, self._key)
         with _fewer_collections():
@@ -277,10 +283,21 @@ class LocalExecutor:
         return cache_id in self.cache
 
     def drop_cached(self, cache_id: str) -> None:
-        for part in self.cache.pop(cache_id, None) or ():
-            if isinstance(part, FileBlock):
+        parts = self.cache.pop(cache_id, None) or ()
+        self._trash.extend(p.path for p in parts if isinstance(p, FileBlock))
+        self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        """Delete the files of dropped caches, unless a pool job runs: it may have planned with them
+        (as an in-process job keeps reading the lists it found), and its end empties the trash."""
+        if not self._trash or self._pool is None or not self._pool.try_acquire():
+            return
+        try:
+            while self._trash:
                 with contextlib.suppress(OSError):
-                    os.unlink(part.path)
+                    os.unlink(self._trash.pop())
+        finally:
+            self._pool.release()
 
     def save_named(self, label: str, partitions: list[list]) -> None:
         self.named[label] = [list(p) for p in partitions]

@@ -21,13 +21,15 @@ Which jobs go to the pool is ``placement``: a job whose sources hold at least ``
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..errors import OkplanError, TaskProcessDiedError
+from ..errors import CacheLostError, OkplanError, TaskProcessDiedError
 from ..physical.operators import PhysOp, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from . import accumulators
@@ -124,7 +126,11 @@ class _FileBlocks:
         return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
-        return self.tables["mat"][cache_id][index].load(self.key)
+        try:
+            return self.tables["mat"][cache_id][index].load(self.key)
+        except FileNotFoundError:
+            # unpersisted by another thread after the job was planned: the Context plans again
+            raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
 
 
 class LocalTaskHandler:
@@ -147,6 +153,7 @@ class LocalTaskHandler:
         try:
             if h["job"] != self.job:
                 self.job = None
+                _follow_client(h["env"])
                 self.registry = accumulators.begin_task()  # the job's accumulators unpickle into it
                 self.stages, self.action = loads_function(blobs[1])
                 self.job = h["job"]
@@ -239,13 +246,16 @@ class LocalPool:
                         blobs.append(functions)
                         self._known[slot] = (gen, job)
                     header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir}
+                    if len(blobs) > 1:
+                        header["env"] = _client_env()
                     pool.submit(slot, header, blobs, tag=(p, attempt))
                     pending += 1
                 if not pending:
                     pool.poll(pool.next_restart() or 0.05)  # every slot waits for a new child
                     continue
-                for o in pool.poll(None):
-                    pending -= 1
+                outcomes = pool.poll(None)
+                pending -= len(outcomes)  # all of them now: an early close must not wait for these again
+                for o in outcomes:
                     p, attempt = o.tag
                     if o.died is not None:
                         if attempt + 1 >= MAX_CRASHES:
@@ -266,6 +276,25 @@ class LocalPool:
         finally:
             while pending:  # an error or an early close: let the running tasks finish, drop their outcomes
                 pending -= len(pool.poll(None))
+
+
+def _client_env() -> dict[str, Any]:
+    """What a forked task process must learn of the client since the fork: addPyFile's sys.path
+    entries and where addFile put its files (the same machine, so the same paths)."""
+    from . import sidefiles  # noqa: PLC0415
+
+    return {"sys_path": list(sys.path), "files": sidefiles._root}
+
+
+def _follow_client(env: dict[str, Any]) -> None:
+    from . import sidefiles  # noqa: PLC0415
+
+    added = [p for p in env["sys_path"] if p not in sys.path]
+    if added:
+        sys.path[:] = env["sys_path"]
+        importlib.invalidate_caches()
+    if env["files"] is not None:
+        sidefiles._root = env["files"]
 
 
 def stage_tables(stage: Stage, shuffles: dict[int, list[list[FileBlock]]],
