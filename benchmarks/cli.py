@@ -3,6 +3,7 @@
     python -m benchmarks                                   # everything at full size
     python -m benchmarks --size small --engines python,okplan-local --repeat 3
     python -m benchmarks --workloads pipeline,tiny --records pipeline=2000000 --no-micro
+    python -m benchmarks --memory-only --memory-records 10000000,20000000 --memory-budget 256m
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from . import report
 from .files import FULL_MB, files_table, run_files
 from .engines import DEFAULT_ENGINES, ENGINE_NAMES, Engine, make_engine
 from .machine import machine_info, versions
+from . import memory
 from .memory import engine_peaks, reset_peak
 from .micro import MICRO, run_micro
 from .runner import RunResult, run_one
@@ -54,6 +56,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=RESULTS_DIR, help="directory for the JSON (and PNG) of this run")
     p.add_argument("--no-chart", action="store_true", help="do not write the PNG chart")
     p.add_argument("--quiet", action="store_true", help="print only the tables")
+    p.add_argument("--memory", action="store_true",
+                   help="also run the memory section: big by-key jobs with a task budget and in memory")
+    p.add_argument("--memory-only", action="store_true", help="run only the memory section")
+    p.add_argument("--memory-records", default="10000000,20000000", help="record counts of the memory section")
+    p.add_argument("--memory-masters", default="local,local-cluster[2]", help="executors of the memory section")
+    p.add_argument("--memory-workloads", default=",".join(memory.WORKLOADS),
+                   help=f"from {', '.join(memory.WORKLOADS)}")
+    p.add_argument("--memory-budget", default="256m", help="OKPLAN_TASK_MEMORY of the spilling runs")
     args = p.parse_args(argv)
     for name in _csv(args.engines):
         if name not in ENGINE_NAMES:
@@ -76,6 +86,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.overrides[wl] = int(float(n))
     if args.repeat < 1:
         p.error("--repeat must be >= 1")
+    for name in _csv(args.memory_workloads):
+        if name not in memory.WORKLOADS:
+            p.error(f"unknown memory workload {name!r}; choose from {', '.join(memory.WORKLOADS)}")
+    if args.memory_only:
+        args.memory = True
+        args.workloads = args.engines = ""
+        args.no_micro = True
     return args
 
 
@@ -130,6 +147,11 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_files:
         megabytes = args.files_mb if args.files_mb is not None else FULL_MB * args.scale
         files_rows = run_files(engine_names, megabytes, args.cores, args.repeat, args.warmup, lambda m: _log(args, m))
+    memory_rows: list[dict[str, Any]] = []
+    if args.memory:
+        memory_rows = memory.run_section(_csv(args.memory_workloads),
+                                         [int(float(n)) for n in _csv(args.memory_records)],
+                                         _csv(args.memory_masters), args.memory_budget, lambda s: _log(args, s))
 
     return {
         "schema": 1,
@@ -146,6 +168,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "optimizer": report.optimizer_rows(results, workloads),
         "micro": micro_rows,
         "files": files_rows,
+        "memory": memory_rows,
         "_results": results,   # dropped before writing: the objects the tables are printed from
     }
 
@@ -173,6 +196,9 @@ def render(payload: dict[str, Any]) -> str:
         parts += ["## Components against their limits", report.micro_table(payload["micro"]), ""]
     if any(info.get("peak_rss") for info in payload["engines"].values()):
         parts += ["## Peak memory per process", report.memory_table(payload["engines"]), ""]
+    if payload.get("memory"):
+        parts += ["## Memory: task budget against in memory (peak RSS per process)",
+                  memory.section_table(payload["memory"]), ""]
     return "\n".join(parts)
 
 

@@ -40,6 +40,8 @@ class Context(FileReadersMixin):
     ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default
     parallelism), ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
     ``"tcp://host:port"`` (a running master). ``optimize=False`` runs plans as written.
+    ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
+    before it spills to disk under ``OKPLAN_LOCAL_DIR``.
 
     >>> with Context() as ctx:
     ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()

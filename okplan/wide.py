@@ -14,6 +14,7 @@ from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
 from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash
 from .logical.shortcuts import known_count
+from .exec.external import external_sorted
 from .logical.traits import is_okplan_function
 
 if TYPE_CHECKING:
@@ -163,7 +164,8 @@ class WideMixin:
         reverse = not ascending
 
         def sort_partition(it):
-            return iter(sorted(it, key=sort_key, reverse=reverse))
+            # merges sorted runs from disk when the partition is over the task's memory budget
+            return external_sorted(it, key=sort_key, reverse=reverse)
 
         # a user's keyfunc is called here too: as the node's function, error notes name it and no filter
         # moves below the sort past its calls
@@ -201,7 +203,7 @@ class WideMixin:
         reverse = not ascending
 
         def sort_partition(it):
-            return iter(sorted(it, key=sort_key, reverse=reverse))
+            return external_sorted(it, key=sort_key, reverse=reverse)
 
         # keyfunc as the node's function: two sorts by different keys are never taken for one
         return shuffled._narrow("sortPartition", keyfunc, narrow.map_partitions_fn(sort_partition), True,
@@ -405,5 +407,6 @@ def _dispatch(pad_left: bool, pad_right: bool) -> Callable:
             vs = [None]
         if pad_right and not ws:
             ws = [None]
-        return [(v, w) for v in vs for w in ws]
+        # lazily: the values of a hot key may be streamed from disk, and their product is bigger still
+        return ((v, w) for v in vs for w in ws)
     return dispatch

@@ -94,3 +94,13 @@ def test_files_section_reads_and_writes(payload):
     assert ("okplan-local", "textFile -> saveAsTextFile (copy)") in jobs
     assert all(r["status"] == "ok" for r in rows), rows
     assert "## Files" in render(payload)
+
+
+def test_the_memory_section_runs_a_case_and_renders():
+    from benchmarks import memory
+
+    rows = [memory.run_case("groupByKey", 20_000, "local", b) for b in (memory.IN_MEMORY, "1k")]
+    assert all(r["ok"] for r in rows)
+    assert rows[0]["spill_bytes"] == 0 and rows[1]["spill_bytes"] > 0
+    text = memory.section_table(rows)
+    assert "groupByKey" in text and "in memory" in text and "1k" in text

@@ -345,3 +345,12 @@ def test_a_missing_codec_names_the_extra(local_ctx, tmp_path, monkeypatch):
         local_ctx.textFile(str(tmp_path / "a.zst"))
     with pytest.raises(MissingBackendError, match=r"okplan\[zstd\]"):
         local_ctx.parallelize([1]).saveAsTextFile(str(tmp_path / "out"), "zstd")
+
+
+@pytest.mark.parametrize("module", ["codecs", "filesystems", "lines", "listing", "sinks", "splits"])
+def test_io_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"okplan.io.{module}"))
+    assert result.failed == 0

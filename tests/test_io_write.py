@@ -192,3 +192,22 @@ def test_explain_of_a_save_names_the_output(local_ctx, tmp_path):
     ds = local_ctx.parallelize([1, 2], 2).map(str)
     ds.saveAsTextFile(str(tmp_path / "o"))
     assert local_ctx.lastJobMetrics().stages
+
+
+def test_a_task_whose_process_dies_mid_save_is_retried_without_a_second_copy(ctx, tmp_path):
+    """On a cluster, a task process killed while its attempt file is open is retried; the retry writes
+    a new attempt, the commit keeps the reported one and the dead attempt goes with _temporary."""
+    if ctx.executor.name == "local":
+        pytest.skip("a task process can only die on a cluster")
+    marker, out = tmp_path / "killed", tmp_path / "out"
+
+    def die_once(x):
+        if x == 7 and not marker.exists():
+            marker.touch()
+            os._exit(3)
+        return x
+
+    ctx.parallelize(range(20), 4).map(die_once).saveAsTextFile(str(out))
+    assert marker.exists() and ctx.lastJobMetrics().retries == 1
+    assert listing(out) == ["_SUCCESS", "part-00000", "part-00001", "part-00002", "part-00003"]
+    assert ctx.textFile(str(out)).map(int).collect() == list(range(20))

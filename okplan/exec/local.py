@@ -1,4 +1,5 @@
-"""The embedded default: runs every task in this process, stage after stage, blocks in memory."""
+"""The embedded default: runs every task in this process, stage after stage, blocks in memory until
+they exceed the task memory budget, then on disk (lz4 spill files of the job, removed when it ends)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,45 @@ from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
                          new_job_id, stage_tables, write_blocks)
+from .memory import TaskMemory, rss
+from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics
 from .serialization import block_key, deserialize, dumps_function
+from .spill import SpillDir, relocate, to_disk
 from .task import run_task
 
 
 class _MemoryBlocks:
-    """Inputs of the running job: shuffle buckets and materialised partitions, all in memory."""
+    """Inputs of the running job: shuffle buckets and materialised partitions, in memory while they
+    fit the budget (``held`` estimates their bytes from the tasks' resident growth), else on disk."""
 
-    __slots__ = ("shuffles", "job_data", "cache", "key")
+    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "key")
 
-    def __init__(self, cache: dict[str, list[list]], key: bytes):
+    def __init__(self, cache: dict[str, list[list]], spill_dir: SpillDir | None = None, budget: int = 0,
+                 key: bytes = b""):
         self.shuffles: dict[int, list[list[list]]] = {}
         self.job_data: dict[str, list[list]] = {}   # subplans shared within this job
         self.cache = cache
-        self.key = key
+        self.spill_dir = spill_dir
+        self.budget = budget
+        self.held = 0
+        #: partitions of caches this job fills (they join the executor's cache once their stage is done)
+        self.new_caches: dict[str, list] = {}
+        self.key = key   # of the files a pool job's cache() wrote
+
+    def grew(self, nbytes: int, cache_dir: SpillDir) -> None:
+        """A task kept ``nbytes`` more; past the budget, every block this job holds in memory goes to disk."""
+        self.held += max(0, nbytes)
+        if self.spill_dir is None or self.held <= self.budget:
+            return
+        # in place: the running stage is still appending to these lists
+        for outputs in self.shuffles.values():
+            outputs[:] = [to_disk(buckets, self.spill_dir, "shuffle") for buckets in outputs]
+        for parts in self.job_data.values():
+            parts[:] = to_disk(parts, self.spill_dir, "shared")
+        for parts in self.new_caches.values():
+            parts[:] = to_disk(parts, cache_dir, "cached")
+        self.held = 0
 
     def source(self, source_id: str, index: int) -> list:
         raise KeyError(f"source {source_id} has no data in the local executor")
@@ -112,9 +137,12 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, parallelism: int | None = None, processes: int = 1,
+    def __init__(self, parallelism: int | None = None, processes: int = 1, task_memory: str | int | None = None,
                  pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES):
         self.default_parallelism = parallelism or os.cpu_count() or 1
+        self.task_memory = task_memory_of(task_memory)
+        #: cached partitions that went to disk (memory-and-disk) live here until unpersist or stop
+        self.cache_dir = SpillDir("cache")
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
         self._metrics = LastMetrics()
@@ -123,7 +151,7 @@ class LocalExecutor:
         self.pool_min_bytes = pool_min_bytes
         # blocks that task processes write are sealed with a key of this executor's own
         self._key = block_key(os.urandom(32))
-        self._pool = LocalPool(processes, self._key) if processes > 1 else None
+        self._pool = LocalPool(processes, self._key, self.task_memory) if processes > 1 else None
         self._dir: str | None = None
         self._trash: list[str] = []   # files of dropped caches, deleted when no pool job reads them
 
@@ -163,9 +191,15 @@ class LocalExecutor:
                 self._pool.release()
                 self._empty_trash()
             return
-        blocks = _MemoryBlocks(self.cache, self._key)
-        with _fewer_collections():
-            yield from self._run(plan, action, partitions, blocks, metrics, start)
+        spill_dir = SpillDir("job")
+        blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory, self._key)
+        try:
+            with _fewer_collections():
+                yield from self._run(plan, action, partitions, blocks, metrics, start)
+        finally:
+            blocks.shuffles.clear()
+            blocks.job_data.clear()
+            spill_dir.remove()
 
     def _cached_blocks(self, cache_id: str, job_data: dict[str, list]) -> list[FileBlock]:
         """A materialised dataset's partitions as file blocks, writing those held in memory to files."""
@@ -185,6 +219,7 @@ class LocalExecutor:
                   metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
         """Every stage on the pool; shuffle buckets and shared subplans in files of a job directory."""
         assert self._pool is not None
+        self._pool.budget = self.task_memory  # read per job, as in-process (the pool is this job's now)
         # pickled once per job here, where an unpicklable function is named as on the cluster
         functions = dumps_function(({s.id: s for s in plan.stages}, action))
         job = new_job_id()
@@ -206,6 +241,7 @@ class LocalExecutor:
                 for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
                                                         list(range(stage.num_partitions)), tables, per_slot):
                     written[p] = reply["blocks"]
+                    m.spill_bytes += reply["spill"]
                     m.records_in += reply["rin"]
                     m.records_out += reply["rout"]
                 m.tasks += stage.num_partitions
@@ -228,6 +264,7 @@ class LocalExecutor:
             try:
                 for p, reply, out_blobs in results:
                     m.tasks += 1
+                    m.spill_bytes += reply["spill"]
                     m.records_in += reply["rin"]
                     m.records_out += reply["rout"]
                     done[p] = deserialize(out_blobs[0])
@@ -252,26 +289,37 @@ class LocalExecutor:
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
                 t0 = time.perf_counter()
-                results = [run_task(stage, p, blocks) for p in range(stage.num_partitions)]
-                values = [r.value for r in results]
-                m.tasks += stage.num_partitions
-                m.records_in += sum(r.records_in for r in results)
-                m.records_out += sum(r.records_out for r in results)
+                values: list = []
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
                 elif isinstance(out, Materialize):
-                    target = self.cache if out.scope == "context" else blocks.job_data
-                    target[out.cache_id] = values
+                    if out.scope == "context":
+                        values = blocks.new_caches[out.cache_id] = []
+                    else:
+                        values = blocks.job_data[out.cache_id] = []
+                for p in range(stage.num_partitions):
+                    before = rss()
+                    r = run_task(stage, p, blocks, memory=TaskMemory(self.task_memory, blocks.spill_dir))
+                    values.append(r.value)
+                    m.records_in += r.records_in
+                    m.records_out += r.records_out
+                    m.spill_bytes += r.spill_bytes
+                    blocks.grew(rss() - before, self.cache_dir)
+                m.tasks += stage.num_partitions
+                if isinstance(out, Materialize) and out.scope == "context":
+                    # a cache outlives the job: its spilled partitions move to the executor's directory
+                    self.cache[out.cache_id] = relocate(values, self.cache_dir)
                 m.seconds += time.perf_counter() - t0
                 m.add_phase("compute", time.perf_counter() - t0)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
             for p in partitions:
                 t0 = time.perf_counter()
-                r = run_task(stage, p, blocks, action)
+                r = run_task(stage, p, blocks, action, TaskMemory(self.task_memory, blocks.spill_dir))
                 m.tasks += 1
                 m.records_in += r.records_in
                 m.records_out += r.records_out
+                m.spill_bytes += r.spill_bytes
                 m.seconds += time.perf_counter() - t0
                 yield p, r.value
             m.add_phase("compute", m.seconds)
@@ -284,6 +332,11 @@ class LocalExecutor:
 
     def drop_cached(self, cache_id: str) -> None:
         parts = self.cache.pop(cache_id, None) or ()
+        for path in {r.path for p in parts for r in getattr(p, "runs", ())}:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
         self._trash.extend(p.path for p in parts if isinstance(p, FileBlock))
         self._empty_trash()
 
@@ -313,6 +366,7 @@ class LocalExecutor:
 
     def stop(self) -> None:
         self.cache.clear()
+        self.cache_dir.remove()
         if self._pool is not None:
             self._pool.stop()
         if self._dir is not None:

@@ -33,8 +33,10 @@ from ..errors import CacheLostError, OkplanError, TaskProcessDiedError
 from ..physical.operators import PhysOp, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from . import accumulators
+from .memory import TaskMemory
 from .pool import TaskPool
 from .serialization import decode_block, deserialize, dumps_function, encode_block, loads_function, serialize
+from .spill import SpillDir
 from .task import annotate, run_task, task_place
 
 #: estimated source records from which a job runs on the pool (the benchmark's smallest real job has 200k)
@@ -160,17 +162,14 @@ class LocalTaskHandler:
             stage = self.stages[h["stage"]]
             accumulators.begin_task(self.registry)
             p = h["partition"]
-            result = run_task(stage, p, _FileBlocks(deserialize(blobs[0]), self.key), self.action)
-            out = stage.output
-            reply: dict[str, Any] = {"rin": result.records_in, "rout": result.records_out}
-            value: list[bytes] = []
-            base = os.path.join(h["dir"], f"{h['job']}-s{stage.id}-p{p}-a{h['attempt']}")
-            if isinstance(out, ShuffleWrite):
-                reply["blocks"] = write_blocks(base + ".shuffle", result.value, self.key)
-            elif isinstance(out, Materialize):
-                reply["blocks"] = write_blocks(base + ".part", [result.value], self.key)
-            else:
-                value = [serialize(result.value)]
+            # the task's own spill directory: what it spills is read back before it replies
+            spill_dir = SpillDir("task")
+            try:
+                result = run_task(stage, p, _FileBlocks(deserialize(blobs[0]), self.key), self.action,
+                                  TaskMemory(h["budget"], spill_dir))
+                reply, value = self._output(h, stage, p, result)
+            finally:
+                spill_dir.remove()
             updates = accumulators.task_updates()
             reply["acc"] = serialize(updates) if updates else b""
             return reply, value
@@ -185,6 +184,20 @@ class LocalTaskHandler:
             body, blob = pack_exception(e, f"local task process {os.getpid()}")
             return {"error": body}, [blob]
 
+    def _output(self, h: dict[str, Any], stage: Stage, p: int, result: Any) -> tuple[dict, list[bytes]]:
+        """Buckets and materialised partitions go to a file of the job; a result's value goes back."""
+        out = stage.output
+        reply: dict[str, Any] = {"rin": result.records_in, "rout": result.records_out,
+                                 "spill": getattr(result, "spill_bytes", 0)}
+        base = os.path.join(h["dir"], f"{h['job']}-s{stage.id}-p{p}-a{h['attempt']}")
+        if isinstance(out, ShuffleWrite):
+            reply["blocks"] = write_blocks(base + ".shuffle", result.value, self.key)
+        elif isinstance(out, Materialize):
+            reply["blocks"] = write_blocks(base + ".part", [result.value], self.key)
+        else:
+            return reply, [serialize(result.value)]
+        return reply, []
+
 
 # -- the client's side ------------------------------------------------------------------------------
 
@@ -193,9 +206,10 @@ class LocalPool:
     runs a job's stages on it. One job at a time uses it (``try_acquire``); a job of another thread
     meanwhile runs in-process."""
 
-    def __init__(self, processes: int, key: bytes):
+    def __init__(self, processes: int, key: bytes, budget: int):
         self.processes = processes
         self.key = key
+        self.budget = budget   # each task's memory budget
         self._pool: TaskPool | None = None
         self._lock = threading.Lock()
         self._known: dict[int, tuple[int, str]] = {}   # slot -> (generation, job) it has the functions of
@@ -245,7 +259,8 @@ class LocalPool:
                     if self._known.get(slot) != (gen, job):
                         blobs.append(functions)
                         self._known[slot] = (gen, job)
-                    header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir}
+                    header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir,
+                              "budget": self.budget}
                     if len(blobs) > 1:
                         header["env"] = _client_env()
                     pool.submit(slot, header, blobs, tag=(p, attempt))

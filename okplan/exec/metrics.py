@@ -20,6 +20,8 @@ class StageMetrics:
     bytes_raw: int = 0
     bytes_compressed: int = 0
     retries: int = 0
+    #: bytes the stage's tasks wrote to spill files (memory budget exceeded)
+    spill_bytes: int = 0
 
     def add_phase(self, phase: str, seconds: float) -> None:
         self.phases[phase] = self.phases.get(phase, 0.0) + seconds

@@ -4,7 +4,8 @@ only in the ``BlockSource`` that hands it inputs and in where they put what it r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
+from functools import partial
+from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import NotHashableKeyError, OkplanError
@@ -17,10 +18,14 @@ from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp,
                                   Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
                                   UnionOp, ZipOp, user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
+from . import external
+from .memory import TaskMemory, running
+from .spill import RunWriter, SpilledRecords, detach
 
 
 class BlockSource(Protocol):
-    """Where a task's inputs come from (memory for ``local``, Redis for the cluster)."""
+    """Where a task's inputs come from (memory for ``local``, Redis for the cluster). A partition or
+    bucket is a list, or any sized iterable (``SpilledRecords`` when it continues on disk)."""
 
     def source(self, source_id: str, index: int) -> list: ...
 
@@ -36,35 +41,58 @@ class TaskResult:
     value: Any
     records_in: int
     records_out: int
+    #: bytes this task wrote to spill files
+    spill_bytes: int = 0
 
 
 class _Counter:
-    __slots__ = ("records_in",)
+    """What a task's operators share: records read, and the memory budget (None: never spill)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("records_in", "memory")
+
+    def __init__(self, memory: TaskMemory | None = None) -> None:
         self.records_in = 0
+        self.memory = memory
 
 
 def run_task(stage: Stage, partition: int, blocks: BlockSource,
-             action: Callable[[Iterator], Any] | None = None) -> TaskResult:
-    """Run ``stage`` over ``partition``.
+             action: Callable[[Iterator], Any] | None = None, memory: TaskMemory | None = None) -> TaskResult:
+    """Run ``stage`` over ``partition``. With ``memory``, structures past its budget spill to its spill
+    directory (buckets and partitions of the output may then be ``SpilledRecords``); without, all
+    stays in memory.
 
     An exception from user code propagates with its own type and traceback, plus a note naming the
     stage, the partition, the datasets and (when it can be told) the operator whose function raised.
     """
-    counter = _Counter()
+    if memory is None:
+        return _run(stage, partition, blocks, action, _Counter())
+    spilled_before = memory.spill_dir.bytes_written
+    with running(memory):
+        result = _run(stage, partition, blocks, action, _Counter(memory))
+    result.spill_bytes = memory.spill_dir.bytes_written - spilled_before
+    return result
+
+
+def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[Iterator], Any] | None,
+         counter: _Counter) -> TaskResult:
+    memory = counter.memory
     try:
         it = compute(stage.root, partition, blocks, counter)
         out = stage.output
         if isinstance(out, ShuffleWrite):
-            buckets = bucketize(it, out.partitioner, out.kind)
+            buckets = bucketize(it, out.partitioner, out.kind, memory)
             return TaskResult(buckets, counter.records_in, sum(map(len, buckets)))
         if isinstance(out, Materialize):
-            data = it if isinstance(it, list) else list(it)
+            if isinstance(it, list):
+                data = it
+            else:
+                data = list(it) if memory is None else external.spool(it, memory)
             return TaskResult(data, counter.records_in, len(data))
         if action is None:
             raise OkplanError(f"{stage.name} is a result stage but no action was given")
         value = action(it)
+        if memory is not None and memory.escaping:
+            value = detach(value)  # groups streamed from disk must not outlive the spill directory
         return TaskResult(value, counter.records_in, counter.records_in)
     except BaseException as exc:
         if not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
@@ -179,51 +207,129 @@ def _coalesce(op: CoalesceOp, i, blocks, counter):
 
 
 def _combine(op: CombineOp, i, blocks, counter):
-    return iter(combine_values(compute(op.child, i, blocks, counter), op.aggregator, op.kind).items())
+    return _aggregate(compute(op.child, i, blocks, counter), op.aggregator, False, op.kind, counter.memory)
 
 
 def _shuffle_read(op: ShuffleRead, i, blocks, counter):
-    buckets = blocks.shuffle_buckets(op.shuffle_id, i)
-    if not isinstance(buckets, list):
-        buckets = list(buckets)
-    counter.records_in += sum(map(len, buckets))
-    return _aggregate(chain.from_iterable(buckets), op.aggregator, op.combined, op.kind)
+    # buckets one after the other (a cluster decodes each only when it is reached), counted as reached
+    records = chain.from_iterable(_counted(blocks.shuffle_buckets(op.shuffle_id, i), counter))
+    return _aggregate(records, op.aggregator, op.combined, op.kind, counter.memory)
+
+
+def _counted(buckets: Iterable, counter: _Counter) -> Iterator:
+    for b in buckets:
+        counter.records_in += len(b)
+        yield b
 
 
 def _local_aggregate(op: LocalAggregate, i, blocks, counter):
-    return _aggregate(compute(op.child, i, blocks, counter), op.aggregator, op.combined, op.kind)
+    return _aggregate(compute(op.child, i, blocks, counter), op.aggregator, op.combined, op.kind,
+                      counter.memory)
 
 
-def _aggregate(it: Iterator, agg: Aggregator | None, combined: bool, kind: str) -> Iterator:
+def _aggregate(it: Iterator, agg: Aggregator | None, combined: bool, kind: str,
+               memory: TaskMemory | None = None) -> Iterator:
     if agg is None:
         return it
-    if combined:
-        return iter(merge_combiners(it, agg, kind).items())
-    return iter(combine_values(it, agg, kind).items())
+    if memory is None:
+        if combined:
+            return iter(merge_combiners(it, agg, kind).items())
+        return iter(combine_values(it, agg, kind).items())
+    fold = partial(_fold_combiners if combined else _fold_values, agg=agg, kind=kind)
+    width = 1 if agg.create_combiner is _new_list and agg.merge_value is _append else 0
+    return external.combine([(it, fold)], agg.merge_combiners, memory, width)
 
 
 def _cogroup(op: CoGroupOp, i, blocks, counter):
     n = len(op.parts)
+    memory = counter.memory
+    if memory is not None:
+        sources = [(compute(part, i, blocks, counter), partial(_fold_cogroup, pos=pos, n=n))
+                   for pos, part in enumerate(op.parts)]
+        return external.combine(sources, _merge_cogroups, memory, n)
     groups: dict[Any, tuple[list, ...]] = {}
-    k = None
     for pos, part in enumerate(op.parts):
-        it = compute(part, i, blocks, counter)
-        try:
-            for k, v in it:
-                g = groups.get(k)
-                if g is None:
-                    # a literal pair for the two-sided join: a generator per new key cost more than the join
-                    g = groups[k] = ([], []) if n == 2 else tuple([] for _ in range(n))
-                g[pos].append(v)
-        except (TypeError, ValueError) as e:
-            _raise_key_error(e, _cogroup, "cogroup/join", k)
-            raise
+        _fold_cogroup(groups, compute(part, i, blocks, counter), pos, n)
     return iter(groups.items())
 
 
+def _fold_cogroup(groups: dict, it: Iterable, pos: int, n: int) -> None:
+    k = None
+    try:
+        for k, v in it:
+            g = groups.get(k)
+            if g is None:
+                # a literal pair for the two-sided join: a generator per new key cost more than the join
+                g = groups[k] = ([], []) if n == 2 else tuple([] for _ in range(n))
+            g[pos].append(v)
+    except (TypeError, ValueError) as e:
+        _raise_key_error(e, _fold_cogroup, "cogroup/join", k)
+        raise
+
+
+def _merge_cogroups(a: tuple, b: tuple) -> tuple:
+    for x, y in zip(a, b):
+        x.extend(y)
+    return a
+
+
 def _hash_join(op: HashJoinOp, i, blocks, counter):
-    table = combine_values(compute(op.parts[1], i, blocks, counter), _GROUPING, op.how)
-    return _probe(compute(op.parts[0], i, blocks, counter), table, op.how)
+    right = compute(op.parts[1], i, blocks, counter)
+    memory = counter.memory
+    if memory is None:
+        table = combine_values(right, _GROUPING, op.how)
+        return _probe(compute(op.parts[0], i, blocks, counter), table, op.how)
+    table, rest = _build_table(right, op.how, memory)
+    if rest is None:
+        return _probe(compute(op.parts[0], i, blocks, counter), table, op.how)
+    # the right side does not fit: group both sides externally and join key by key
+    built = _drain(table)
+    sources = [(compute(op.parts[0], i, blocks, counter), partial(_fold_cogroup, pos=0, n=2)),
+               (chain(built, rest), partial(_fold_cogroup, pos=1, n=2))]
+    return _join_groups(external.combine(sources, _merge_cogroups, memory, 2), op.how)
+
+
+def _build_table(right: Iterable, how: str, memory: TaskMemory) -> tuple[dict, Iterator | None]:
+    """The right side grouped by key, or what was grouped so far and the rest if it is over budget."""
+    table: dict = {}
+    it = iter(right)
+    gauge = memory.gauge()
+    every = memory.every
+    items = 0
+    while True:
+        _fold_values(table, islice(it, every), _GROUPING, how)
+        head = next(it, _END)
+        if head is _END:
+            return table, None
+        _fold_values(table, (head,), _GROUPING, how)
+        items += every + 1
+        if gauge.over(items):
+            return table, it
+
+
+def _drain(table: dict) -> Iterator:
+    """``(k, v)`` of a table of value lists, freeing it as it goes."""
+    while table:
+        k, vs = table.popitem()
+        for v in vs:
+            yield k, v
+
+
+def _join_groups(groups: Iterator, how: str) -> Iterator:
+    pad_left = how in ("rightOuterJoin", "fullOuterJoin")
+    pad_right = how in ("leftOuterJoin", "fullOuterJoin")
+    for k, (vs, ws) in groups:
+        if not vs:
+            if not pad_left:
+                continue
+            vs = (None,)
+        if not ws:
+            if not pad_right:
+                continue
+            ws = (None,)
+        for v in vs:
+            for w in ws:
+                yield k, (v, w)
 
 
 def _probe(left: Iterator, table: dict, how: str) -> Iterator:
@@ -299,11 +405,18 @@ _HANDLERS: dict[type, Callable] = {
 
 #: the right side of a hash join is grouped exactly as groupByKey groups
 _GROUPING = grouping()
+_END = object()
 
 
 def combine_values(it: Iterable, agg: Aggregator, kind: str) -> dict:
     """Fold ``(k, v)`` records into ``{k: combiner}``."""
     d: dict = {}
+    _fold_values(d, it, agg, kind)
+    return d
+
+
+def _fold_values(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
+    """Fold ``(k, v)`` records into the combiners of ``d``."""
     create, merge = agg.create_combiner, agg.merge_value
     k = None
     try:
@@ -330,14 +443,19 @@ def combine_values(it: Iterable, agg: Aggregator, kind: str) -> dict:
                 else:
                     d[k] = create(v)
     except (TypeError, ValueError) as e:
-        _raise_key_error(e, combine_values, kind, k)
+        _raise_key_error(e, _fold_values, kind, k)
         raise
-    return d
 
 
 def merge_combiners(it: Iterable, agg: Aggregator, kind: str) -> dict:
     """Fold ``(k, combiner)`` records into ``{k: combiner}``."""
     d: dict = {}
+    _fold_combiners(d, it, agg, kind)
+    return d
+
+
+def _fold_combiners(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
+    """Fold ``(k, combiner)`` records into the combiners of ``d``."""
     merge = agg.merge_combiners
     k = None
     try:
@@ -347,15 +465,47 @@ def merge_combiners(it: Iterable, agg: Aggregator, kind: str) -> dict:
             else:
                 d[k] = c
     except (TypeError, ValueError) as e:
-        _raise_key_error(e, merge_combiners, kind, k)
+        _raise_key_error(e, _fold_combiners, kind, k)
         raise
-    return d
 
 
-def bucketize(it: Iterable, partitioner: Partitioner, kind: str) -> list[list]:
-    """Split ``(k, v)`` records into one list per reduce partition, keeping their order."""
+def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
+              memory: TaskMemory | None = None) -> list[list]:
+    """Split ``(k, v)`` records into one list per reduce partition, keeping their order. With
+    ``memory``, buckets over its budget move to a spill file; such buckets become ``SpilledRecords``."""
     n = partitioner.num_partitions
     buckets: list[list] = [[] for _ in range(n)]
+    if memory is None:
+        _fill_buckets(buckets, it, partitioner, kind)
+        return buckets
+    gauge = memory.gauge()
+    every = memory.every
+    source = iter(it)
+    runs: list[list] = [[] for _ in range(n)]
+    writer: RunWriter | None = None
+    items = 0
+    while True:
+        _fill_buckets(buckets, islice(source, every), partitioner, kind)
+        head = next(source, _END)  # does the input go on? (a list per slice cost 10%)
+        if head is _END:
+            break
+        _fill_buckets(buckets, (head,), partitioner, kind)
+        items += every + 1
+        if gauge.over(items):
+            if writer is None:
+                writer = RunWriter(memory.spill_dir, "buckets")
+            external.spill_buckets(buckets, writer, runs)
+            memory.spills += 1
+            items = 0
+            gauge.spilled()
+    if writer is None:
+        return buckets
+    writer.close()
+    return [SpilledRecords(rs, b) if rs else b for rs, b in zip(runs, buckets)]  # type: ignore[misc]
+
+
+def _fill_buckets(buckets: list[list], it: Iterable, partitioner: Partitioner, kind: str) -> None:
+    n = len(buckets)
     appends = [b.append for b in buckets]
     k = None
     try:
@@ -377,9 +527,8 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str) -> list[list]:
                 k, v = rec
                 appends[part(k)](rec if type(rec) is tuple else (k, v))
     except (TypeError, ValueError) as e:
-        _raise_key_error(e, bucketize, kind, k)
+        _raise_key_error(e, _fill_buckets, kind, k)
         raise
-    return buckets
 
 
 def _raise_key_error(e: BaseException, fn: Callable, kind: str, key: Any) -> None:

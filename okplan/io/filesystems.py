@@ -77,7 +77,13 @@ def display_url(fs: Any, path: str) -> str:
 
 
 def check_shared(path: str, executor_name: str) -> None:
-    """``memory://`` lives in one process: the cluster's workers could neither read nor write it."""
+    """``memory://`` lives in one process: the cluster's workers could neither read nor write it.
+
+    >>> check_shared("memory://x/out", "cluster")
+    Traceback (most recent call last):
+    ...
+    okplan.errors.ConfigurationError: 'memory://x/out': memory:// exists only in this process, so cluster workers cannot reach it; use a shared file system or an object store (s3://...)
+    """
     if executor_name != "local" and protocol_of(path) == "memory":
         raise ConfigurationError(f"{path!r}: memory:// exists only in this process, so cluster workers cannot "
                                  f"reach it; use a shared file system or an object store (s3://...)")

@@ -86,6 +86,10 @@ class PartWriter:
     ``temp_dir`` and yields ``(i, attempt path)`` for the client to commit.
 
     ``fmt``: ``text``, ``json`` or ``pickle``; ``compression``: an fsspec codec or None.
+
+    >>> writer = PartWriter(fs, "/data/out/_temporary/0", "text", "gzip", ".gz")     # doctest: +SKIP
+    >>> list(writer(3, iter(["a", "b"])))                                           # doctest: +SKIP
+    [(3, '/data/out/_temporary/0/attempt-5f0c.../part-00003.gz')]
     """
 
     fs: Any

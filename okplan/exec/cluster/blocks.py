@@ -1,14 +1,24 @@
 """A worker's view of Redis for one task: the ``BlockSource`` the task runner reads inputs from, and
 the writer of the task's output. Both count bytes and time per phase for the job's metrics, and both
-sign and check blocks with the cluster's block key (``serialization.block_key``)."""
+sign and check blocks with the cluster's block key (``serialization.block_key``).
+
+Blocks are encoded in chunks of at most ``store.chunk_bytes`` (``encode_chunks``) and read back one chunk
+at a time (``ChunkedRecords``, and a shuffle read decodes each bucket only when the task reaches it), so
+neither Redis's 512 MB value limit nor a worker's memory bounds the size of a partition or a bucket.
+Every chunk is a block of its own, signed and checked like any other.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator
 
 from ...physical.stage import Materialize, ShuffleWrite, Stage
+from ..memory import TaskMemory
+from ..memory import task_memory as task_memory_of
 from ..serialization import UNKEYED, decompress, deserialize, open_block, seal, serialize
+from ..spill import SpillDir
 from .spec import JobSpec
 from .store import BlockStore, Keys, MissingBlockError
 
@@ -50,6 +60,12 @@ class TaskMeter:
         return self.store + self.serialize + self.compress
 
 
+def task_memory(spec: JobSpec) -> TaskMemory:
+    """The budget of a task of job ``spec`` (the client's setting, else this worker's), spilling to a
+    directory of its own under this worker's ``OKPLAN_LOCAL_DIR``, which the caller removes."""
+    return TaskMemory(task_memory_of(spec.get("task_memory")), SpillDir(f"{spec['job_id']}"))
+
+
 class RedisBlocks:
     """Inputs of a task of job ``spec``, read from Redis in one round trip per input."""
 
@@ -62,10 +78,25 @@ class RedisBlocks:
     def _get(self, key: str, what: tuple[str, object, int]) -> Any:
         t0 = time.perf_counter()
         blob = self.store.get_many([key])[0]
+        info = self.store.chunk_info(key) if blob is None else None
         self.meter.store += time.perf_counter() - t0
+        if info is not None:
+            n, count = info
+            return ChunkedRecords(count, [self._fetch(self.store.get_field, key, str(i), what) for i in range(n)],
+                                  lambda blob: self.meter.decode(blob, f"a chunk of block {key}"))
         if blob is None:
             raise MissingBlockError([what])
         return self.meter.decode(blob, f"block {key}")
+
+    def _fetch(self, get: Callable, key: str, field: Any, what: tuple) -> Callable[[], bytes]:
+        def fetch() -> bytes:
+            t0 = time.perf_counter()
+            blob = get(key, field)
+            self.meter.store += time.perf_counter() - t0
+            if blob is None:
+                raise MissingBlockError([what])
+            return blob
+        return fetch
 
     def source(self, source_id: str, index: int) -> list:
         return self._get(self.keys.source(source_id, index), ("source", source_id, index))
@@ -78,9 +109,27 @@ class RedisBlocks:
         missing = [("shuffle", shuffle_id, m) for m, row in enumerate(rows) if row is False]
         if missing:
             raise MissingBlockError(missing)
+        return self._decoded(shuffle_id, reduce_index, rows)
+
+    def _decoded(self, shuffle_id: int, reduce_index: int, rows: list) -> Iterator[list]:
+        """Each bucket decoded only when the task reaches it: the compressed blobs are what waits."""
         decode = self.meter.decode
-        return [decode(row, f"bucket {reduce_index} of block {self.keys.shuffle(shuffle_id, m)}")
-                for m, row in enumerate(rows) if row]
+        for m, row in enumerate(rows):
+            key = self.keys.shuffle(shuffle_id, m)
+            if type(row) is int:
+                for i in range(row):
+                    yield decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)),
+                                 f"chunk {i} of bucket {reduce_index} of block {key}")
+            elif row:
+                yield decode(row, f"bucket {reduce_index} of block {key}")
+
+    def _bucket_chunk(self, key: str, reduce_index: int, i: int, what: tuple) -> bytes:
+        t0 = time.perf_counter()
+        blob = self.store.bucket_chunk(key, reduce_index, i)
+        self.meter.store += time.perf_counter() - t0
+        if blob is None:
+            raise MissingBlockError([what])
+        return blob
 
     def materialized(self, cache_id: str, index: int) -> list:
         scope = self.spec["cache_scopes"].get(cache_id, "context")
@@ -95,21 +144,46 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     keys = Keys(spec["job_id"], spec["client"])
     out = stage.output
     ttl = spec["ttl"]
+    limit = store.chunk_bytes
     if isinstance(out, ShuffleWrite):
-        encoded = {r: meter.encode(b) for r, b in enumerate(value) if b}
+        small: dict[int, bytes] = {}
+        big: list[tuple[int, Iterator[bytes]]] = []
+        for r, b in enumerate(value):
+            if not b:
+                continue
+            chunks = encode_chunks(b, meter.encode, limit)
+            first = next(chunks)
+            second = next(chunks, None)
+            if second is None:
+                small[r] = first
+            else:
+                big.append((r, _counting(_chain(first, second, chunks), meter)))
         t0 = time.perf_counter()
-        store.put_buckets(keys.shuffle(out.shuffle_id, partition), encoded, ttl)
+        store.put_buckets(keys.shuffle(out.shuffle_id, partition), small, ttl, big)
         meter.store += time.perf_counter() - t0
-        meter.bytes_written += sum(map(len, encoded.values()))
+        meter.bytes_written += sum(map(len, small.values()))
         return False, b""
     if isinstance(out, Materialize):
-        blob = meter.encode(value)
         t0 = time.perf_counter()
-        store.put_many([(keys.materialized(out.cache_id, out.scope, partition), blob)],
-                       spec["cache_ttl"] if out.scope == "context" else ttl)
+        store.put_chunked(keys.materialized(out.cache_id, out.scope, partition),
+                          _counting(encode_chunks(value, meter.encode, limit), meter), len(value),
+                          spec["cache_ttl"] if out.scope == "context" else ttl)
         meter.store += time.perf_counter() - t0
-        meter.bytes_written += len(blob)
         return False, b""
+    if type(value) is list:
+        chunks = encode_chunks(value, meter.encode, limit)
+        blob = next(chunks)
+        second = next(chunks, None)
+        if second is None and len(blob) <= spec["inline_max"]:
+            return False, blob
+        t0 = time.perf_counter()
+        if second is None:
+            store.put_many([(keys.result(partition), blob)], ttl)
+            meter.bytes_written += len(blob)
+        else:
+            store.put_chunked(keys.result(partition), _counting(_chain(blob, second, chunks), meter), len(value), ttl)
+        meter.store += time.perf_counter() - t0
+        return True, b""
     blob = meter.encode(value)
     if len(blob) <= spec["inline_max"]:
         return False, blob
@@ -118,3 +192,84 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     meter.store += time.perf_counter() - t0
     meter.bytes_written += len(blob)
     return True, b""
+
+
+#: records per chunk of a block a task reads: a chunk is decoded whole, and the decoded records (about
+#: ten times their encoded size) count against the reading task's memory budget
+CHUNK_RECORDS = 65536
+
+
+def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
+                  max_records: int = CHUNK_RECORDS) -> Iterator[bytes]:
+    """A partition or bucket (a list or ``SpilledRecords``) as encoded lists of at most ~``limit``
+    bytes and ``max_records`` records each; decoded and concatenated they are the records. A small
+    list is encoded once, as before; a spilled one streams from disk, one slice in memory at a time.
+
+    >>> from okplan.exec.serialization import encode_block, decode_block
+    >>> chunks = list(encode_chunks(list(range(10_000)), encode_block, 4096))
+    >>> max(map(len, chunks)) <= 4096, sum(len(decode_block(b)) for b in chunks)
+    (True, 10000)
+    """
+    if type(records) is list:
+        n = len(records)
+        if n <= max_records:
+            blob = encode(records)
+            if len(blob) <= limit or n < 2:
+                yield blob
+                return
+            pieces = min(n, 2 * -(-len(blob) // limit))  # aim at half the limit: sizes vary
+            del blob
+        else:
+            pieces = -(-n // max_records)
+        step = -(-n // pieces)
+        for i in range(0, n, step):
+            yield encode(records[i:i + step])
+        return
+    it = iter(records)
+    step = min(4096, max_records)
+    produced = False
+    while True:
+        part = list(islice(it, step))
+        if not part:
+            break
+        blob = encode(part)
+        produced = True
+        yield blob
+        # size the next slice from this one's bytes per record
+        step = max(1, min(max_records, int(limit // 2 * len(part) / max(1, len(blob)))))
+    if not produced:
+        yield encode([])
+
+
+def _chain(a: bytes, b: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield a
+    yield b
+    yield from rest
+
+
+def _counting(chunks: Iterator[bytes], meter: TaskMeter) -> Iterator[bytes]:
+    for blob in chunks:
+        meter.bytes_written += len(blob)
+        yield blob
+
+
+class ChunkedRecords:
+    """The records of a block stored in chunks, fetched and decoded one chunk at a time when iterated
+    (a sized iterable, like ``SpilledRecords``); pickles as a plain list."""
+
+    __slots__ = ("count", "fetches", "decode")
+
+    def __init__(self, count: int, fetches: list[Callable[[], bytes]], decode: Callable[[bytes], list]):
+        self.count = count
+        self.fetches = fetches
+        self.decode = decode
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator:
+        for fetch in self.fetches:
+            yield from self.decode(fetch())
+
+    def __reduce__(self):
+        return list, (list(self),)

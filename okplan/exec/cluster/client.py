@@ -20,12 +20,14 @@ from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationErro
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
+from ..memory import task_memory as task_memory_of
 from ..metrics import JobMetrics, LastMetrics
 from ..serialization import BlockIntegrityError, block_key, decode_block, dumps_function, encode_block
 from . import protocol as P
 from . import sidefiles
 from .link import ClientLink
 from .remote_errors import unpack_exception
+from .blocks import encode_chunks
 from .spec import build_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted, with_env_password
 
@@ -58,7 +60,8 @@ class ClusterExecutor:
 
     def __init__(self, url: str, secret: str | bytes | None = None, redis: str | None = None,
                  connect_timeout: float = 3.0, alive_timeout: float = 15.0, job_ttl: int = 3600,
-                 cache_ttl: int | None = CACHE_TTL, inline_max: int = 1 << 16):
+                 cache_ttl: int | None = CACHE_TTL, inline_max: int = 1 << 16,
+                 task_memory: str | int | None = None):
         self.url = url
         self.secret = P.secret_bytes(secret)
         self.block_key = block_key(self.secret)
@@ -66,6 +69,7 @@ class ClusterExecutor:
         self.job_ttl = job_ttl
         self.cache_ttl = cache_ttl
         self.inline_max = inline_max
+        self.task_memory = task_memory_of(task_memory)
         self._metrics = LastMetrics()
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
@@ -198,11 +202,18 @@ class ClusterExecutor:
     def _submit(self, plan: PhysicalPlan, action: Callable, want: list[int], metrics: JobMetrics) -> str:
         job_id = uuid.uuid4().hex[:16]
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
-                          inline_max=self.inline_max)
+                          inline_max=self.inline_max, task_memory=self.task_memory)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
         keys = Keys(job_id, self.client_id)
-        uploads = [(keys.source(sid, i), encode_block(part, self.block_key))
-                   for sid, op in sources_to_upload(plan).items() for i, part in enumerate(op.slices or ())]
+        uploads = []
+        big: list[tuple[str, list[bytes], int]] = []
+        for sid, op in sources_to_upload(plan).items():
+            for i, part in enumerate(op.slices or ()):
+                chunks = list(encode_chunks(part, lambda o: encode_block(o, self.block_key), self.store.chunk_bytes))
+                if len(chunks) == 1:
+                    uploads.append((keys.source(sid, i), chunks[0]))
+                else:  # a big partition goes in chunks (the client holds it anyway)
+                    big.append((keys.source(sid, i), chunks, len(part)))
         for stage in plan.stages:
             out = stage.output
             if isinstance(out, Materialize) and out.scope == "context":
@@ -211,19 +222,27 @@ class ClusterExecutor:
             if uploads:
                 self.store.put_many(uploads, self.job_ttl)
                 metrics.bytes_written += sum(len(b) for _, b in uploads)
+            for key, chunks, count in big:
+                self.store.put_chunked(key, iter(chunks), count, self.job_ttl)
+                metrics.bytes_written += sum(map(len, chunks))
             self.link.open(job_id)
             self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
         except BaseException:
             # an upload that failed half way (or a submit that never left) leaves no keys behind
             self.link.close(job_id)
             with contextlib.suppress(StoreUnavailableError):
-                self.store.delete([k for k, _ in uploads])
+                self.store.delete([k for k, _ in uploads] + [k for k, _, _ in big])
             raise
         return job_id
 
     def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
         if body["stored"]:
-            blob = self.store.take(Keys(job_id).result(body["partition"]))
+            key = Keys(job_id).result(body["partition"])
+            blob = self.store.take(key)
+            if blob is None:
+                chunked = self._take_chunked(key, metrics)
+                if chunked is not None:
+                    return chunked
             if blob is None:
                 raise JobFailedError(f"the result of partition {body['partition']} of job {job_id} is gone "
                                      f"from Redis (restarted or evicted); run the action again")
@@ -231,6 +250,21 @@ class ClusterExecutor:
             blob = blobs[0]
         metrics.bytes_read += len(blob)
         return decode_block(blob, self.block_key, f"the result of partition {body['partition']} of job {job_id}")
+
+    def _take_chunked(self, key: str, metrics: JobMetrics) -> list | None:
+        """A result stored in chunks (a list too big for one Redis value), read and deleted."""
+        info = self.store.chunk_info(key)
+        if info is None:
+            return None
+        out: list = []
+        for i in range(info[0]):
+            blob = self.store.get_field(key, str(i))
+            if blob is None:
+                return None
+            metrics.bytes_read += len(blob)
+            out += decode_block(blob, self.block_key, f"a chunk of {key}")
+        self.store.delete([key])
+        return out
 
     def _job_error(self, body: dict, blobs: list) -> BaseException:
         reason = body["reason"]
@@ -341,6 +375,7 @@ def _fill_metrics(metrics: JobMetrics, d: dict[str, Any]) -> None:
         m.tasks, m.records_in, m.records_out = sm["tasks"], sm["rin"], sm["rout"]
         m.seconds, m.phases = sm["seconds"], dict(sm["phases"])
         m.bytes_raw, m.bytes_compressed, m.retries = sm["raw"], sm["comp"], sm["retries"]
+        m.spill_bytes = sm.get("spill", 0)
     metrics.tasks_per_worker = dict(d.get("tasks_per_worker", {}))
     metrics.retries = d.get("retries", 0)
     metrics.bytes_written += d.get("bytes_written", 0)

@@ -106,6 +106,7 @@ class JobRun:
         phases["schedule"] = phases.get("schedule", 0.0) + max(0.0, roundtrip - m["wall"])
         sm["raw"] += m["raw"]
         sm["comp"] += m["comp"]
+        sm["spill"] = sm.get("spill", 0) + m.get("spill", 0)
         self.bytes_written += m["written"]
         self.bytes_read += m["read"]
         self.tasks_per_worker[worker] = self.tasks_per_worker.get(worker, 0) + 1

@@ -25,14 +25,19 @@ import weakref
 from typing import Any
 
 from ...errors import ClusterUnavailableError
+from ..memory import local_dir, parse_size
 from .client import ClusterExecutor
 from .keeper import KeptProcess
 from .parent import die_with_parent, pdeathsig_is_safe
 from .store import BlockStore
+from .tier import SpillTier
 
 log = logging.getLogger("okplan.local_cluster")
 
 _START_TIMEOUT = 30.0
+#: Redis's memory limit in a local cluster (``OKPLAN_REDIS_MAXMEMORY``); past it blocks go to disk
+DEFAULT_REDIS_MAXMEMORY = "1g"
+
 #: how often the keeper thread looks for dead workers
 _KEEP_EVERY = 0.1
 
@@ -78,6 +83,8 @@ class _Children:
         self.stopping = threading.Event()
         self.keeper: threading.Thread | None = None
         self.tmpdir = tempfile.mkdtemp(prefix="okplan-redis-")
+        #: the store's spill tier: blocks Redis has no room for (every process here sees this directory)
+        self.store_dir = tempfile.mkdtemp(prefix="okplan-store-", dir=local_dir())
 
     def keep_workers(self) -> None:
         """Start the thread that restarts dead workers (once)."""
@@ -113,6 +120,7 @@ class _Children:
                 if stream is not None:
                     stream.close()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
+        shutil.rmtree(self.store_dir, ignore_errors=True)
 
 
 class LocalCluster(ClusterExecutor):
@@ -125,7 +133,8 @@ class LocalCluster(ClusterExecutor):
     """
 
     def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
-                 heartbeat_timeout: float = 5.0, client_timeout: float | None = None, **options: Any):
+                 heartbeat_timeout: float = 5.0, client_timeout: float | None = None,
+                 redis_maxmemory: str | int | None = None, **options: Any):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
         self.n = n
@@ -140,12 +149,17 @@ class LocalCluster(ClusterExecutor):
         self._env = _child_env()
         if secret:
             self._env["OKPLAN_SECRET"] = secret
+        self.redis_maxmemory = parse_size(redis_maxmemory or os.environ.get("OKPLAN_REDIS_MAXMEMORY")
+                                          or DEFAULT_REDIS_MAXMEMORY, "redis_maxmemory")
+        self._env.setdefault("OKPLAN_STORE_SPILL_DIR", self.children.store_dir)
         try:
             self.redis_url = redis or self._start_redis()
             self.master_url = self._start_master(heartbeat_timeout, client_timeout)
             for _ in range(n):
                 self.add_worker(slots)
             super().__init__(self.master_url, secret=secret, redis=self.redis_url, **options)
+            if self._env["OKPLAN_STORE_SPILL_DIR"]:  # an empty value turns the tier off
+                self.store.tier = SpillTier(self._env["OKPLAN_STORE_SPILL_DIR"])
             self._wait_for_workers(n * slots)
             self.children.keep_workers()
         except BaseException:
@@ -167,7 +181,8 @@ class LocalCluster(ClusterExecutor):
                                stderr=subprocess.PIPE)
             assert proc.stdin is not None
             with proc.stdin:
-                proc.stdin.write(_redis_config(self._redis_port, self.children.tmpdir, self._redis_password))
+                proc.stdin.write(_redis_config(self._redis_port, self.children.tmpdir, self._redis_password,
+                                               self.redis_maxmemory))
             url = f"redis://:{self._redis_password}@127.0.0.1:{self._redis_port}/0"
             store = BlockStore(url, connect_timeout=0.5)
             deadline = time.monotonic() + 10
@@ -274,11 +289,12 @@ def _popen(cmd: list[str], env: dict[str, str], stdin: Any = subprocess.DEVNULL,
                             preexec_fn=die_with_parent if pdeathsig_is_safe() else None, **kw)
 
 
-def _redis_config(port: int, directory: str, password: str) -> bytes:
-    """A scratch Redis: loopback only, a password, nothing on disk, never evicting a block silently."""
+def _redis_config(port: int, directory: str, password: str, maxmemory: int = 0) -> bytes:
+    """A scratch Redis: loopback only, a password, nothing on disk, at most ``maxmemory`` bytes (0: no
+    limit), never evicting a block silently (past the limit, writes fail and blocks go to the tier)."""
     return "\n".join([
         f"port {port}", "bind 127.0.0.1", f"dir {directory}", 'save ""', "appendonly no",
-        "maxmemory-policy noeviction", f"requirepass {password}", "loglevel warning", "daemonize no", "",
+        f"maxmemory {maxmemory}", "maxmemory-policy noeviction", f"requirepass {password}", "loglevel warning", "daemonize no", "",
     ]).encode()
 
 

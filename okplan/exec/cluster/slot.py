@@ -20,7 +20,7 @@ from ..serialization import UNKEYED, BlockIntegrityError, deserialize, loads_fun
 from ..task import annotate, run_task
 from . import protocol as P
 from . import sidefiles
-from .blocks import RedisBlocks, TaskMeter, write_output
+from .blocks import RedisBlocks, TaskMeter, task_memory, write_output
 from .remote_errors import pack_exception
 from .spec import JobSpec
 from .store import BlockStore, MissingBlockError, StoreUnavailableError
@@ -100,10 +100,11 @@ class SlotRunner:
         stage = job.stages[b["stage"]]
         meter = TaskMeter(self.block_key)
         blocks = RedisBlocks(store, job.spec, meter)
+        memory = task_memory(job.spec)
         accumulators.begin_task(job.acc_registry)
         try:
             t0 = time.perf_counter()
-            result = run_task(stage, b["partition"], blocks, job.action)
+            result = run_task(stage, b["partition"], blocks, job.action, memory)
             t_task = time.perf_counter() - t0
             io_in = meter.io_seconds()
             stored, inline = write_output(store, job.spec, stage, b["partition"], result.value, meter)
@@ -125,11 +126,13 @@ class SlotRunner:
             annotate(e, stage, b["partition"], job.action)
             body, blob = pack_exception(e, self.worker)
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
+        finally:
+            memory.spill_dir.remove()  # a task's spill files end with it: its output is in Redis now
         metrics = {
             "rin": result.records_in, "rout": result.records_out,
             "compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
             "store": meter.store, "raw": meter.bytes_raw, "comp": meter.bytes_compressed,
-            "read": meter.bytes_read, "written": meter.bytes_written,
+            "read": meter.bytes_read, "written": meter.bytes_written, "spill": result.spill_bytes,
             "wall": time.perf_counter() - t_start,
         }
         return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()

@@ -55,7 +55,8 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
 
 
 def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[int], *,
-               ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16) -> JobSpec:
+               ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16,
+               task_memory: int | None = None) -> JobSpec:
     """The spec of one job of client ``client`` running ``plan`` on result ``partitions``."""
     cache_scopes: dict[str, str] = {}
     for stage in plan.stages:
@@ -76,6 +77,8 @@ def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[in
         "ttl": ttl,
         "cache_ttl": cache_ttl,
         "inline_max": inline_max,
+        #: bytes a task may hold before it spills (None: the worker's OKPLAN_TASK_MEMORY or 512m)
+        "task_memory": task_memory,
         # so that workers on this machine can import the modules this client's functions come from
         "sys_path": [p for p in sys.path if p],
     }

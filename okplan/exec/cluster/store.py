@@ -10,7 +10,12 @@ Keys (all under ``okplan:``; a job's keys expire, so a crashed client leaks noth
     okplan:named:{label}                  hash: "n" and one field per partition of a named dataset
     okplan:named                          set of the labels of named datasets
 
-Every method does one round trip (pipelines, HMGET, EXISTS of many keys) whatever the number of blocks.
+Every method does one round trip (pipelines, HMGET, EXISTS of many keys) whatever the number of blocks,
+except for big blocks: a block encoded bigger than ``OKPLAN_BLOCK_CHUNK`` (64m) is stored in chunks,
+one round trip each (Redis refuses values over 512 MB). A chunked block is a hash at the block's key
+(fields ``0..n-1``, ``n`` and ``count``); a chunked shuffle bucket ``r`` is fields ``r:0..`` and ``n:r`` of
+the map task's hash. When Redis answers OOM (it is at its ``maxmemory``), blocks go to the spill tier
+(``tier.py``) if one is configured, else the job fails with ``StoreFullError`` saying what to set.
 
 >>> Keys("j1").shuffle(0, 3)
 'okplan:job:j1:shuf:0:3'
@@ -19,7 +24,7 @@ Every method does one round trip (pipelines, HMGET, EXISTS of many keys) whateve
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 from urllib.parse import quote
 
 import redis
@@ -27,16 +32,31 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from ...errors import ClusterUnavailableError, OkplanError
+from ..memory import parse_size
+from .tier import SpillTier
 
 PREFIX = "okplan:"
 NAMED_SET = PREFIX + "named"
 #: field of a shuffle hash that says "this map task's output exists" (its buckets may all be empty)
 MARK = b"m"
 _DELETE_CHUNK = 1000
+#: fields of a chunked block's hash
+N_FIELD = b"n"
+COUNT_FIELD = b"count"
+DEFAULT_CHUNK = "64m"
+
+
+def chunk_bytes() -> int:
+    """Encoded size past which a block is stored in chunks: ``OKPLAN_BLOCK_CHUNK`` (default 64m)."""
+    return max(1, parse_size(os.environ.get("OKPLAN_BLOCK_CHUNK") or DEFAULT_CHUNK, "OKPLAN_BLOCK_CHUNK"))
 
 
 class StoreUnavailableError(ClusterUnavailableError):
     """Redis could not be reached or failed while reading or writing blocks."""
+
+
+class StoreFullError(StoreUnavailableError):
+    """Redis is at its ``maxmemory`` and there is no spill tier, or the tier's disk is full too."""
 
 
 class MissingBlockError(OkplanError):
@@ -94,8 +114,12 @@ class BlockStore:
     >>> store.put_many([("okplan:x", b"...")], ttl=60)       # doctest: +SKIP
     """
 
-    def __init__(self, url: str, connect_timeout: float = 2.0, timeout: float | None = 60.0):
+    def __init__(self, url: str, connect_timeout: float = 2.0, timeout: float | None = 60.0,
+                 tier: str | None = None):
         self.url = url
+        tier = tier or os.environ.get("OKPLAN_STORE_SPILL_DIR")
+        self.tier: SpillTier | None = SpillTier(tier) if tier else None
+        self.chunk_bytes = chunk_bytes()
         try:
             # A few quick retries ride out a Redis restart; past them the caller gets a clear error.
             self.r = redis.Redis.from_url(
@@ -106,11 +130,22 @@ class BlockStore:
             raise StoreUnavailableError(f"bad Redis URL {url!r}: {e}") from None
 
     def _fail(self, e: Exception) -> StoreUnavailableError:
-        if str(e).startswith("OOM"):
+        if isinstance(e, redis.OutOfMemoryError) or str(e).startswith("OOM"):
             # maxmemory with noeviction: Redis refuses writes rather than dropping blocks silently
-            return StoreUnavailableError(f"Redis at {redacted(self.url)} is full (maxmemory reached; it evicts "
-                                         f"nothing): {e}. Give it more memory or drop cached and named data")
+            return self._full(e)
         return StoreUnavailableError(f"Redis at {redacted(self.url)} is unavailable: {e}")
+
+    def _full(self, e: Exception) -> StoreFullError:
+        return StoreFullError(f"the block store is full: Redis at {redacted(self.url)} reached its maxmemory "
+                              f"({e}); set OKPLAN_STORE_SPILL_DIR to a directory all workers share so blocks "
+                              f"overflow to disk, or raise Redis's maxmemory (OKPLAN_REDIS_MAXMEMORY for "
+                              f"local-cluster)")
+
+    def _overflow(self, e: Exception) -> SpillTier:
+        """The tier for a write Redis refused as out of memory (``StoreFullError`` if there is none)."""
+        if self.tier is None:
+            raise self._full(e) from None
+        return self.tier
 
     def reachable(self, timeout: float = 0.5) -> bool:
         """One quick ping without retries (to tell "Redis is down" from "a task had bad luck")."""
@@ -131,39 +166,59 @@ class BlockStore:
 
     # -- plain blocks -----------------------------------------------------------------------------------
     def put_many(self, items: Iterable[tuple[str, bytes]], ttl: int | None) -> None:
+        items = list(items)
         try:
             with self.r.pipeline(transaction=False) as p:
                 for key, blob in items:
                     p.set(key, blob, ex=ttl)
-                p.execute()
+                replies = p.execute(raise_on_error=False)
         except redis.RedisError as e:
             raise self._fail(e) from None
+        for (key, blob), reply in zip(items, replies):
+            if isinstance(reply, redis.OutOfMemoryError):
+                self._overflow(reply).put(key, blob)
+            elif isinstance(reply, Exception):
+                raise self._fail(reply)
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
         try:
-            return self.r.mget(keys)
+            blobs = self.r.mget(keys)
         except redis.RedisError as e:
             raise self._fail(e) from None
+        if self.tier is not None and None in blobs:
+            blobs = [b if b is not None else self.tier.get(k) for k, b in zip(keys, blobs)]
+        return blobs
 
     def take(self, key: str) -> bytes | None:
         """Read and delete (a result is read once)."""
         try:
-            with self.r.pipeline(transaction=False) as p:
-                p.get(key)
-                p.unlink(key)
-                return p.execute()[0]
+            blob = self.r.get(key)
+            if blob is not None:
+                self.r.unlink(key)
+        except redis.ResponseError:  # a chunked block (a hash): chunk_info and get_field serve it
+            return None
         except redis.RedisError as e:
             raise self._fail(e) from None
+        if blob is None and self.tier is not None:
+            blob = self.tier.get(key)
+            self.tier.delete([key])
+        return blob
 
     def exists_all(self, keys: Sequence[str]) -> bool:
         if not keys:
             return True
         try:
-            return self.r.exists(*keys) == len(keys)
+            if self.tier is None:
+                return self.r.exists(*keys) == len(keys)
+            with self.r.pipeline(transaction=False) as p:
+                for key in keys:
+                    p.exists(key)
+                found = p.execute()
         except redis.RedisError as e:
             raise self._fail(e) from None
+        return all(f or self.tier.has(k) for k, f in zip(keys, found))
 
     def expire(self, keys: Sequence[str], ttl: int) -> None:
         """Set the expiry of existing ``keys`` to ``ttl`` seconds (missing ones are skipped)."""
@@ -181,6 +236,64 @@ class BlockStore:
                 self.r.unlink(*keys[i:i + _DELETE_CHUNK])
         except redis.RedisError as e:
             raise self._fail(e) from None
+        if self.tier is not None:
+            self.tier.delete(keys)
+
+    # -- big blocks -------------------------------------------------------------------------------------
+    def put_chunked(self, key: str, chunks: Iterator[bytes], count: int, ttl: int | None) -> None:
+        """A block given as encoded chunks: a plain value if there is one chunk, else a hash of chunks
+        written one round trip each, so a block of any size goes through."""
+        first = next(chunks, None)
+        second = next(chunks, None)
+        if second is None:
+            self.put_many([(key, first or b"")], ttl)
+            return
+        fields = {N_FIELD: 0, COUNT_FIELD: count}
+        for i, blob in enumerate(_chain2(first, second, chunks)):
+            self._hset(key, {str(i): blob}, unlink=i == 0)
+            fields[N_FIELD] = i + 1
+        self._hset(key, fields, ttl)
+
+    def _hset(self, key: str, mapping: dict, ttl: int | None = None, unlink: bool = False) -> None:
+        try:
+            with self.r.pipeline(transaction=False) as p:
+                if unlink:
+                    p.unlink(key)
+                p.hset(key, mapping=mapping)
+                if ttl:
+                    p.expire(key, ttl)
+                p.execute()
+        except redis.OutOfMemoryError as e:
+            tier = self._overflow(e)
+            if unlink:
+                tier.delete([key])
+            tier.put_fields(key, mapping)
+        except redis.RedisError as e:
+            raise self._fail(e) from None
+
+    def chunk_info(self, key: str) -> tuple[int, int] | None:
+        """``(chunks, records)`` of a chunked block at ``key``, None if there is none."""
+        try:
+            n, count = self.r.hmget(key, (N_FIELD, COUNT_FIELD))
+        except redis.ResponseError:
+            return None
+        except redis.RedisError as e:
+            raise self._fail(e) from None
+        if n is None and self.tier is not None:
+            n, count = self.tier.get_field(key, N_FIELD), self.tier.get_field(key, COUNT_FIELD)
+        if n is None:
+            return None
+        return int(n), int(count or 0)
+
+    def get_field(self, key: str, field: str) -> bytes | None:
+        """One field of a hash (a chunk), from Redis or the spill tier."""
+        try:
+            blob = self.r.hget(key, field)
+        except redis.RedisError as e:
+            raise self._fail(e) from None
+        if blob is None and self.tier is not None:
+            blob = self.tier.get_field(key, field)
+        return blob
 
     def delete_matching(self, pattern: str) -> int:
         """Delete keys matching a glob pattern (SCAN: for clean-up tools, not per job)."""
@@ -199,31 +312,42 @@ class BlockStore:
         return n
 
     # -- shuffle buckets --------------------------------------------------------------------------------
-    def put_buckets(self, key: str, buckets: dict[int, bytes], ttl: int | None) -> None:
-        """One map task's non-empty buckets, by reduce index, in one hash."""
-        mapping: dict = {MARK: b"1"}
+    def put_buckets(self, key: str, buckets: dict[int, bytes], ttl: int | None,
+                    big: Iterable[tuple[int, Iterator[bytes]]] = ()) -> None:
+        """One map task's non-empty buckets, by reduce index, in one hash. ``big`` buckets come as
+        chunks, written one round trip each before the mark that says the output is complete."""
+        mapping: dict = {}
         mapping.update(buckets)
-        try:
-            with self.r.pipeline(transaction=False) as p:
-                p.unlink(key)  # a re-run must not leave buckets of an earlier attempt behind
-                p.hset(key, mapping=mapping)
-                if ttl:
-                    p.expire(key, ttl)
-                p.execute()
-        except redis.RedisError as e:
-            raise self._fail(e) from None
+        fresh = True  # a re-run must not leave buckets of an earlier attempt behind
+        for r, chunks in big:
+            n = 0
+            for n, blob in enumerate(chunks, 1):
+                self._hset(key, {f"{r}:{n - 1}": blob}, unlink=fresh)
+                fresh = False
+            mapping[f"n:{r}"] = n
+        mapping[MARK] = b"1"
+        self._hset(key, mapping, ttl, unlink=fresh)
 
-    def get_buckets(self, keys: Sequence[str], reduce_index: int) -> list[bytes | None | bool]:
-        """Bucket ``reduce_index`` of every map task: bytes, None (empty bucket) or False (the map
-        task's output is missing)."""
+    def get_buckets(self, keys: Sequence[str], reduce_index: int) -> list[bytes | None | bool | int]:
+        """Bucket ``reduce_index`` of every map task: bytes, None (empty bucket), False (the map
+        task's output is missing) or an int: the number of chunks of a big bucket (``bucket_chunk``)."""
+        nfield = f"n:{reduce_index}"
         try:
             with self.r.pipeline(transaction=False) as p:
                 for key in keys:
-                    p.hmget(key, (reduce_index, MARK))
+                    p.hmget(key, (reduce_index, MARK, nfield))
                 rows = p.execute()
         except redis.RedisError as e:
             raise self._fail(e) from None
-        return [blob if mark is not None else False for blob, mark in rows]
+        out: list = []
+        for key, (blob, mark, n) in zip(keys, rows):
+            if mark is None and self.tier is not None:
+                blob, mark, n = (self.tier.get_field(key, f) for f in (str(reduce_index), MARK, nfield))
+            out.append(False if mark is None else int(n) if n is not None else blob)
+        return out
+
+    def bucket_chunk(self, key: str, reduce_index: int, i: int) -> bytes | None:
+        return self.get_field(key, f"{reduce_index}:{i}")
 
     # -- named datasets ---------------------------------------------------------------------------------
     def save_named(self, label: str, blobs: list[bytes]) -> None:
@@ -292,3 +416,9 @@ def redacted(url: str) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
+def _chain2(a: bytes, b: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield a
+    yield b
+    yield from rest

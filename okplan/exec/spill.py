@@ -1,0 +1,332 @@
+"""Spill files: records on local disk as pickled (protocol 5), lz4-framed batches, written once and read
+back as streams. One mechanism for everything that leaves memory: sorted runs of aggregations and sorts,
+shuffle buckets and partitions of the local executor, groups too big for memory.
+
+A ``SpillDir`` belongs to one job in one process (``OKPLAN_LOCAL_DIR/okplan-spill-<pid>-<tag>``); its
+owner removes it when the job (or the task, on a worker) ends, whatever the outcome, and the first
+spill of any process removes the directories of processes that died without cleaning up. A ``Run`` is
+a segment of a spill file; ``SpilledRecords`` is a sequence of runs plus an in-memory tail, with a
+length, that can be iterated any number of times while its directory exists.
+
+>>> d = SpillDir()
+>>> run = RunWriter(d, "demo").write([("a", 1), ("b", 2)])
+>>> list(read_run(run)), run.count
+([('a', 1), ('b', 2)], 2)
+>>> d.remove()
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import pickle
+import shutil
+import struct
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import lz4.frame
+
+from ..errors import OkplanError
+from .memory import local_dir
+
+#: records per pickled batch: big enough that pickling is whole-list fast, small enough to stream
+BATCH_RECORDS = 1024
+_LEN = struct.Struct("<Q")
+_PREFIX = "okplan-spill-"
+#: file buffer of a spill file: a merge keeps one open per run, so it stays small
+_BUFFER = 1 << 16
+
+
+class SpillSpaceError(OkplanError, OSError):
+    """The spill directory is full (or not writable)."""
+
+
+def _space_error(path: str, e: OSError) -> SpillSpaceError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "has no space left"
+    else:
+        what = f"cannot be written ({e.strerror or e})"
+    return SpillSpaceError(f"the spill directory {os.path.dirname(path)} {what}; set OKPLAN_LOCAL_DIR to a "
+                           f"directory with room, or raise OKPLAN_TASK_MEMORY so less spills")
+
+
+@dataclass(frozen=True)
+class Run:
+    """``count`` records in ``length`` bytes at ``offset`` of the spill file ``path``."""
+
+    path: str
+    offset: int
+    length: int
+    count: int
+
+
+class SpillDir:
+    """The spill directory of one job in this process, made on first use, removed by ``remove()``.
+
+    >>> d = SpillDir("job42"); d.remove()
+    """
+
+    def __init__(self, tag: str | None = None, root: str | None = None):
+        self.root = root or local_dir()
+        self.tag = tag or "job"
+        self.path: str | None = None
+        self._names = itertools.count()
+        self._lock = threading.Lock()  # an executor's cache directory serves jobs of several threads
+        self.bytes_written = 0
+
+    def new_path(self, what: str) -> str:
+        """A fresh file name in this directory."""
+        with self._lock:
+            if self.path is None:
+                self._make()
+            return os.path.join(self.path, f"{what}-{next(self._names)}")  # type: ignore[arg-type]
+
+    def _make(self) -> None:
+        sweep_stale(self.root)
+        path = os.path.join(self.root, f"{_PREFIX}{os.getpid()}-{self.tag}-{uuid.uuid4().hex[:12]}")
+        try:
+            os.makedirs(path)
+        except OSError as e:
+            raise _space_error(os.path.join(path, "x"), e) from None
+        self.path = path
+
+    def remove(self) -> None:
+        """Delete the directory and everything spilled into it."""
+        with self._lock:
+            if self.path is not None:
+                shutil.rmtree(self.path, ignore_errors=True)
+                self.path = None
+
+    def __repr__(self) -> str:
+        return f"SpillDir({self.path or self.root!r})"
+
+
+def sweep_stale(root: str) -> int:
+    """Remove spill directories under ``root`` whose process no longer runs (it was killed before it
+    could clean up). Returns how many were removed."""
+    removed = 0
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        pid_text = name[len(_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # a killed child its parent has not reaped yet still answers signal 0: it is dead all the same
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+class RunWriter:
+    """Writes runs one after the other into one spill file of ``spill_dir``.
+
+    >>> d = SpillDir(); w = RunWriter(d, "buckets")
+    >>> a, b = w.write([1, 2]), w.write([3]); w.close()
+    >>> list(read_run(a)), list(read_run(b))
+    ([1, 2], [3])
+    >>> d.remove()
+    """
+
+    def __init__(self, spill_dir: SpillDir, what: str = "run"):
+        self.spill_dir = spill_dir
+        self.path = spill_dir.new_path(what)
+        try:
+            self.f = open(self.path, "wb", buffering=_BUFFER)
+        except OSError as e:
+            raise _space_error(self.path, e) from None
+        self.offset = 0
+
+    def write(self, records: Iterable) -> Run:
+        """Append ``records`` as one run."""
+        start = self.offset
+        count = 0
+        it = iter(records)
+        write = self.f.write
+        try:
+            while True:
+                batch = list(itertools.islice(it, BATCH_RECORDS))
+                if not batch:
+                    break
+                count += len(batch)
+                data = lz4.frame.compress(pickle.dumps(batch, 5), store_size=False)
+                write(_LEN.pack(len(data)))
+                write(data)
+                self.offset += _LEN.size + len(data)
+        except OSError as e:
+            raise _space_error(self.path, e) from None
+        self.spill_dir.bytes_written += self.offset - start
+        return Run(self.path, start, self.offset - start, count)
+
+    def close(self) -> None:
+        try:
+            self.f.close()
+        except OSError as e:
+            raise _space_error(self.path, e) from None
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def write_run(spill_dir: SpillDir, records: Iterable, what: str = "run") -> Run:
+    """``records`` as a run of a new spill file."""
+    with RunWriter(spill_dir, what) as w:
+        return w.write(records)
+
+
+def read_run(run: Run) -> Iterator:
+    """The records of ``run``, one batch in memory at a time."""
+    return itertools.chain.from_iterable(read_batches(run))
+
+
+def read_batches(run: Run) -> Iterator[list]:
+    """The records of ``run`` as the lists they were written in (iterating those stays in C)."""
+    if run.count == 0:
+        return
+    with open(run.path, "rb", buffering=_BUFFER) as f:
+        f.seek(run.offset)
+        left = run.length
+        read = f.read
+        while left > 0:
+            (n,) = _LEN.unpack(read(_LEN.size))
+            data = read(n)
+            left -= _LEN.size + n
+            yield pickle.loads(lz4.frame.decompress(data))
+
+
+class SpilledRecords:
+    """Records partly on disk (``runs``, in order) and partly in memory (``tail``, after them).
+
+    Iterable any number of times while its spill directory exists; ``len()`` without reading. Pickles
+    as the plain list of its records, so whatever leaves the process carries the data, not file names.
+
+    >>> d = SpillDir(); r = SpilledRecords([write_run(d, [1, 2])], [3])
+    >>> len(r), list(r), list(r)
+    (3, [1, 2, 3], [1, 2, 3])
+    >>> d.remove()
+    """
+
+    __slots__ = ("runs", "tail", "count")
+
+    def __init__(self, runs: list[Run], tail: list | None = None):
+        self.runs = runs
+        self.tail = tail if tail is not None else []
+        self.count = sum(r.count for r in runs) + len(self.tail)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator:
+        return itertools.chain.from_iterable(self._batches())
+
+    def _batches(self) -> Iterator[list]:
+        for run in self.runs:
+            yield from read_batches(run)
+        yield self.tail
+
+    def __getitem__(self, index: int) -> Any:
+        # rare (a user indexing a huge group): read up to the record instead of holding a list
+        if isinstance(index, slice):
+            return list(self)[index]
+        n = self.count
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("index out of range")
+        return next(itertools.islice(iter(self), index, None))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, SpilledRecords)):
+            return len(other) == self.count and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking, like a list
+
+    def __reduce__(self):
+        return list, (list(self),)
+
+    def __repr__(self) -> str:
+        return f"<{self.count} records, {len(self.runs)} runs on disk>"
+
+
+def detach(value: Any) -> Any:
+    """``value`` with every ``SpilledRecords`` inside lists, tuples and dicts made a plain list, for
+    what outlives the spill directory (a local task's result)."""
+    t = type(value)
+    if t is SpilledRecords:
+        return list(value)
+    if t is list:
+        return [detach(v) for v in value]
+    if t is tuple:
+        return tuple(detach(v) for v in value)
+    if t is dict:
+        return {k: detach(v) for k, v in value.items()}
+    return value
+
+
+
+
+def to_disk(blocks: list, spill_dir: SpillDir, what: str = "block") -> list:
+    """The same blocks (lists or ``SpilledRecords``) with everything they hold in memory written to one
+    new spill file: the memory of the lists can then be freed."""
+    if not any(b for b in blocks if type(b) is list or (type(b) is SpilledRecords and b.tail)):
+        return blocks
+    out: list = []
+    with RunWriter(spill_dir, what) as w:
+        for b in blocks:
+            if type(b) is list:
+                out.append(SpilledRecords([w.write(b)]) if b else b)
+            elif type(b) is SpilledRecords and b.tail:
+                out.append(SpilledRecords(b.runs + [w.write(b.tail)]))
+            else:
+                out.append(b)
+    return out
+
+
+def relocate(blocks: list, spill_dir: SpillDir) -> list:
+    """The same blocks with their spill files moved into ``spill_dir`` (renamed, not copied): for data
+    that outlives the directory it was spilled to, such as a cached partition."""
+    moved: dict[str, str] = {}
+    out: list = []
+    for b in blocks:
+        if type(b) is not SpilledRecords:
+            out.append(b)
+            continue
+        runs = []
+        for r in b.runs:
+            if spill_dir.path is not None and os.path.dirname(r.path) == spill_dir.path:
+                runs.append(r)
+                continue
+            new = moved.get(r.path)
+            if new is None:
+                new = moved[r.path] = spill_dir.new_path("cached")
+                os.rename(r.path, new)
+            runs.append(Run(new, r.offset, r.length, r.count))
+        out.append(SpilledRecords(runs, b.tail))
+    return out
+
+
+__all__ = ["SpillDir", "Run", "RunWriter", "write_run", "read_run", "SpilledRecords", "SpillSpaceError",
+           "sweep_stale", "detach", "to_disk", "relocate", "BATCH_RECORDS"]
