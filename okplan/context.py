@@ -37,8 +37,9 @@ _CACHE_LOST_RETRIES = 2
 class Context(FileReadersMixin):
     """Where datasets come from and jobs run.
 
-    ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default
-    parallelism), ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
+    ``master``: ``"local[*]"`` (the default) or ``"local[N]"``: N cores (``*``: all), big jobs on a pool
+    of N task processes, small ones in this process (``pool_min_records``, ``pool_min_bytes`` set the
+    threshold); ``"local[1]"`` or ``"local"``: every task in this process; ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
     ``"tcp://host:port"`` (a running master). ``optimize=False`` runs plans as written.
     ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
     before it spills to disk under ``OKPLAN_LOCAL_DIR``.

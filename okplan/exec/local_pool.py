@@ -14,8 +14,8 @@ Which jobs go to the pool is ``placement``: a job whose sources hold at least ``
 (files: ``min_bytes`` bytes), with more than one task to run. Smaller jobs run in-process, where a
 1,000-record job takes well under a millisecond; a job that cannot pay for the pipes gains nothing.
 
->>> ctx = Context("local[2]")                                       # doctest: +SKIP
->>> ctx.range(0, 1_000_000, numSlices=4).map(lambda x: x * 2).sum() # doctest: +SKIP   (2 processes)
+>>> ctx = Context("local[2]")                                        # doctest: +SKIP
+>>> ctx.range(0, 1_000_000, numSlices=4).map(lambda x: x * 2).sum()  # doctest: +SKIP
 999999000000
 """
 
