@@ -22,17 +22,22 @@ from ._tracebacks import trim
 from .exec.task import NotHashableKeyError
 from .logical import nodes as L
 from .logical.narrow import not_a_pair, raised_here
+from .logical.shortcuts import count_without_running
 from .statcounter import StatCounter
 
 class PartitionAction:
-    """A per-partition action function, named for plans and error notes."""
+    """A per-partition action function, named for plans and error notes. ``answer``, when given, may
+    answer the whole job from the plan alone (the plan's root in, the job's one value or None out): the
+    session then runs no task (``count()`` of a chain that calls no user function)."""
 
-    __slots__ = ("fn", "name", "user_func")
+    __slots__ = ("fn", "name", "user_func", "answer")
 
-    def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None):
+    def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
+                 answer: Callable[[L.Node], Any] | None = None):
         self.fn = fn
         self.name = name
         self.user_func = user_func
+        self.answer = answer
 
     def __call__(self, it: Iterator) -> Any:
         return self.fn(it)
@@ -55,8 +60,9 @@ class ActionsMixin:
     _node: L.Node
 
     def _run(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-             partitions: list[int] | None = None) -> list:
-        return self.context._run_job(self._node, PartitionAction(fn, name, user_func), partitions)  # type: ignore
+             partitions: list[int] | None = None, answer: Callable[[L.Node], Any] | None = None) -> list:
+        return self.context.session.run_job(self._node, PartitionAction(fn, name, user_func, answer),  # type: ignore
+                                            partitions)
 
     # -- collecting ------------------------------------------------------------------------------------
     def collect(self) -> list:
@@ -84,7 +90,7 @@ class ActionsMixin:
         >>> ctx.parallelize(range(10)).count()
         10
         """
-        return sum(self._run(_count, "count"))
+        return sum(self._run(_count, "count", answer=count_without_running))
 
     def countByValue(self) -> dict:
         """``{record: how often it occurs}``.
@@ -152,7 +158,7 @@ class ActionsMixin:
         if num <= 0:
             return []
         items: list = []
-        results = self.context._run_job_iter(  # type: ignore[attr-defined]
+        results = self.context.session.run_job_iter(  # type: ignore[attr-defined]
             self._node, PartitionAction(lambda it: list(islice(it, num)), "take"), None)
         try:
             for part in results:
@@ -178,7 +184,7 @@ class ActionsMixin:
         """
         from .local_iterator import local_iterator
 
-        return local_iterator(self.context, self._node, bool(prefetchPartitions))  # type: ignore[attr-defined]
+        return local_iterator(self.context.session, self._node, bool(prefetchPartitions))  # type: ignore[attr-defined]
 
     def isEmpty(self) -> bool:
         """True when the dataset has no records (stops at the first non-empty partition).

@@ -21,7 +21,7 @@ class CheckpointMixin:
         if self.context.getCheckpointDir() is None:  # type: ignore[attr-defined]
             raise ConfigurationError("Checkpoint directory has not been set in the Context: "
                                      "call ctx.setCheckpointDir(path) first")
-        self.context._checkpoint(self, "reliable")  # type: ignore[attr-defined]
+        self.context.session.checkpoint(self._node, "reliable")  # type: ignore[attr-defined]
 
     def localCheckpoint(self) -> None:
         """``checkpoint()`` without a checkpoint directory (PySpark's cheap, executor-local kind).
@@ -29,7 +29,7 @@ class CheckpointMixin:
         >>> ds.localCheckpoint(); ds.isLocallyCheckpointed()            # doctest: +SKIP
         True
         """
-        self.context._checkpoint(self, "local")  # type: ignore[attr-defined]
+        self.context.session.checkpoint(self._node, "local")  # type: ignore[attr-defined]
 
     def isCheckpointed(self) -> bool:
         """True once a job has computed a dataset marked with ``checkpoint()`` or ``localCheckpoint()``.
@@ -37,9 +37,7 @@ class CheckpointMixin:
         >>> ds.checkpoint(); ds.isCheckpointed(), (ds.count(), ds.isCheckpointed())[1]   # doctest: +SKIP
         (False, True)
         """
-        ctx = self.context  # type: ignore[attr-defined]
-        nid = self._node.nid  # type: ignore[attr-defined]
-        return nid in ctx._checkpoints and nid in ctx._persisted and ctx._executor.has_cached(ctx._persisted[nid])
+        return self.context.session.is_checkpointed(self._node)  # type: ignore[attr-defined]
 
     def isLocallyCheckpointed(self) -> bool:
         """True when the dataset was marked with ``localCheckpoint()``.
@@ -47,7 +45,7 @@ class CheckpointMixin:
         >>> ds.localCheckpoint(); ds.isLocallyCheckpointed()            # doctest: +SKIP
         True
         """
-        return self.context._checkpoints.get(self._node.nid) == "local"  # type: ignore[attr-defined]
+        return self.context.session.checkpoint_kind(self._node) == "local"  # type: ignore[attr-defined]
 
     @property
     def is_checkpointed(self) -> bool:
@@ -56,7 +54,7 @@ class CheckpointMixin:
         >>> ds.checkpoint(); ds.is_checkpointed                          # doctest: +SKIP
         True
         """
-        return self.context._checkpoints.get(self._node.nid) == "reliable"  # type: ignore[attr-defined]
+        return self.context.session.checkpoint_kind(self._node) == "reliable"  # type: ignore[attr-defined]
 
     def getCheckpointFile(self) -> str | None:
         """Always None: okplan keeps checkpoints where it keeps caches, not in files.

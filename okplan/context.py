@@ -1,4 +1,4 @@
-"""``Context``: the entry point. Creates datasets, plans jobs, and hands them to an executor."""
+"""``Context``: the entry point. Creates datasets; its ``session`` (okplan/session.py) plans and runs jobs."""
 
 from __future__ import annotations
 
@@ -7,31 +7,23 @@ import math
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
-from ._tracebacks import trim
 from .actions import PartitionAction
 from .broadcast import Broadcast
 from .context_files import FileReadersMixin
 from .dataset import DataSet, union_node
-from .errors import CacheLostError
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
 from .exec.metrics import JobMetrics
 from .logical import nodes as L
-from .logical.optimizer import Firing, optimize
+from .logical.optimizer import Firing
 from .logical.plan import LogicalPlan
-from .logical.render import render_tree
-from .logical.shortcuts import count_without_running
-from .sort_bounds import resolve_sort_bounds
-from .physical.planner import plan_physical
-from .physical.render import render_compact, render_physical
 from .physical.stage import PhysicalPlan
+from .session import Session
 
 #: the seed's default number of records per partition for ``dataSet``
 SEED_BUFFER_SIZE = 10240
 #: PySpark's largest batch when it ships a list to ``parallelize`` (its partitions hold whole batches)
 PYSPARK_BATCH_SIZE = 1024
-#: times a job is planned again because a cached dataset it reads vanished while it ran
-_CACHE_LOST_RETRIES = 2
 
 
 class Context(FileReadersMixin):
@@ -55,21 +47,18 @@ class Context(FileReadersMixin):
             raise TypeError(f"Context() expects a master string like 'local' or 'tcp://host:port', got {master!r}")
         self.master = master
         self.appName = appName or "okplan"
-        self._optimize = bool(optimize)
         self._executor = make_executor(master, **options)
-        self._persisted: dict[int, str] = {}   # read and changed with single dict operations: thread-safe
-        self._checkpoints: dict[int, str] = {}       # dataset id -> "reliable" | "local"
+        #: owns this Context's jobs, caches and checkpoints (what DataSet and its actions call)
+        self.session = Session(self._executor, optimize)
         self._checkpoint_dir: str | None = None
         self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
-        self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop the executor (and any servers ``local-cluster`` started) and drop cached data."""
-        if not self._stopped:
-            self._stopped = True
+        if not self.session.stopped:
             self._forget_side_files()
-            self._executor.stop()
+            self.session.stop()
 
     def __enter__(self) -> "Context":
         return self
@@ -288,10 +277,6 @@ class Context(FileReadersMixin):
         """
         return self._checkpoint_dir
 
-    def _checkpoint(self, ds: DataSet, kind: str) -> None:
-        self._checkpoints[ds._node.nid] = kind
-        self._persisted.setdefault(ds._node.nid, f"checkpoint-{ds._node.nid}")
-
     def setLogLevel(self, logLevel: str) -> None:
         """okplan's log threshold in this process, by PySpark's names: ALL, DEBUG, ERROR, FATAL, INFO,
         OFF, TRACE, WARN (any case). Applies to ``Logger``s made without a level and to the stdlib
@@ -306,7 +291,7 @@ class Context(FileReadersMixin):
     # -- optimizer switch ------------------------------------------------------------------------------
     def setOptimize(self, enabled: bool) -> None:
         """Turn the optimizer on or off for the jobs that follow."""
-        self._optimize = bool(enabled)
+        self.session.optimize = bool(enabled)
 
     @contextlib.contextmanager
     def optimizing(self, enabled: bool) -> Iterator[None]:
@@ -317,115 +302,18 @@ class Context(FileReadersMixin):
         ...     print(ds.collect(), "rules fired" in ds.toDebugString())
         [('a', 3)] False
         """
-        saved = self._optimize
-        self._optimize = bool(enabled)
+        saved = self.session.optimize
+        self.session.optimize = bool(enabled)
         try:
             yield
         finally:
-            self._optimize = saved
+            self.session.optimize = saved
 
-    # -- caching ---------------------------------------------------------------------------------------
-    def _persist(self, ds: DataSet) -> None:
-        self._persisted.setdefault(ds._node.nid, f"cache-{ds._node.nid}")
-
-    def _unpersist(self, ds: DataSet) -> None:
-        cache_id = self._persisted.pop(ds._node.nid, None)
-        if cache_id is not None:
-            self._executor.drop_cached(cache_id)
-
-    def _is_persisted(self, ds: DataSet) -> bool:
-        return ds._node.nid in self._persisted
-
-    def _with_caches(self, node: L.Node) -> LogicalPlan:
-        plan = LogicalPlan(node)
-        if not self._persisted:
-            return plan
-        persisted = self._persisted
-
-        def swap(n: L.Node) -> L.Node | None:
-            cache_id = persisted.get(n.nid)
-            if cache_id is None:
-                return None
-            if self._executor.has_cached(cache_id):
-                return L.CachedRead(cache_id=cache_id, partitions=n.num_partitions, partitioner_=n.partitioner,
-                                    lineage=n, label=n.label, callsite=n.callsite)
-            return L.Persist(inputs=(n,), cache_id=cache_id, scope="context", label=n.label, callsite=n.callsite)
-
-        return plan.transform(swap)
-
-    # -- planning and running --------------------------------------------------------------------------
-    def _optimized(self, logical: LogicalPlan, optimize_: bool | None = None) -> tuple[LogicalPlan, list[Firing]]:
-        use = self._optimize if optimize_ is None else optimize_
-        return optimize(logical) if use else (logical, [])
-
+    # -- planning (the session owns jobs; these stay for callers of the old names) -------------------
     def _plan(self, node: L.Node, optimize_: bool | None = None
               ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
-        """The three plans of ``node`` (as ``explain`` shows them), optimizer as set or as given."""
-        logical = self._with_caches(node)
-        optimized, fired = self._optimized(logical, optimize_)
-        return logical, optimized, fired, plan_physical(optimized)
-
-    def _run_job_iter(self, node: L.Node, action: PartitionAction, partitions: list[int] | None):
-        if self._stopped:
-            raise RuntimeError("this Context was stopped; create a new Context()")
-        parts = list(range(node.num_partitions)) if partitions is None else list(partitions)
-        if not parts:
-            # nothing to compute: no partitions means no tasks, so no executor is involved
-            return iter(())
-        if self._optimize and action.name == "count" and partitions is None:
-            known = count_without_running(self._with_caches(node).root)
-            if known is not None:
-                return iter((known,))
-        results = self._run_from_lineage(node, action, parts)
-        next(results)  # plan now, so that planning errors and sort bounds' jobs happen at the call
-        return results
-
-    def _run_from_lineage(self, node: L.Node, action: PartitionAction, parts: list[int]) -> Iterator[Any]:
-        """Plan and run; when a cached dataset the plan reads turns out to be gone (evicted, expired,
-        unpersisted by another thread), plan again, which recomputes it from its lineage, and go on
-        with the partitions not yet delivered. Yields None once planned, then the results."""
-        delivered = 0
-        planned = False
-        lost: set[str] = set()
-        for attempt in range(_CACHE_LOST_RETRIES + 1):
-            logical = self._with_caches(node)
-            if lost:  # reads of a lost cache planned elsewhere (sorts, toLocalIterator) compute it again
-                logical = logical.transform(lambda n: _recompute_lost(n, lost))
-            optimized, _ = self._optimized(logical)
-            optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
-            results = self._executor.run(plan_physical(optimized), action, parts[delivered:])
-            try:
-                if not planned:
-                    planned = True
-                    yield None
-                for _, value in results:
-                    delivered += 1
-                    yield value
-                return
-            except CacheLostError as e:
-                if attempt == _CACHE_LOST_RETRIES:
-                    raise
-                if e.cache_id:
-                    lost.add(e.cache_id)
-            finally:
-                close = getattr(results, "close", None)
-                if close is not None:
-                    close()
-                for cache_id in temporary:
-                    self._executor.drop_cached(cache_id)
-
-    def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
-        """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
-        results = self._executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
-        return [value for _, value in results]
-
-    def _run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
-        # no lock: executors are thread-safe, so threads of one Context run their jobs at once
-        try:
-            return list(self._run_job_iter(node, action, partitions))
-        except Exception as exc:
-            trim(exc)
-            raise
+        """The three plans of ``node`` (as ``explain`` shows them): see ``Session.plan``."""
+        return self.session.plan(node, optimize_)
 
     def runJob(self, rdd: DataSet, partitionFunc: Callable[[Iterator], Iterable],
                partitions: list[int] | None = None) -> list:
@@ -443,44 +331,10 @@ class Context(FileReadersMixin):
                 chk.check_int(p, "runJob", "partitions")
                 if not 0 <= p < n:
                     raise ValueError(f"runJob() got partition {p}, but the dataset has partitions 0..{n - 1}")
-        results = self._run_job(rdd._node, PartitionAction(lambda it: list(partitionFunc(it)), "runJob",
+        results = self.session.run_job(rdd._node, PartitionAction(lambda it: list(partitionFunc(it)), "runJob",
                                                            partitionFunc), partitions)
         return [x for part in results for x in part]
 
     def lastJobMetrics(self) -> JobMetrics | None:
         """Stage-level numbers of the last job: tasks, records in/out, seconds, bytes."""
         return self._executor.last_metrics
-
-    def _explain(self, node: L.Node, mode: str = "full") -> str:
-        logical, optimized, fired, physical = self._plan(node)
-        if mode == "compact":
-            return render_compact(physical)
-        if mode == "physical":
-            return render_physical(physical)
-        if mode == "metrics":
-            return render_physical(physical, self._executor.last_metrics)
-        if mode == "logical":
-            return render_tree(logical.root)
-        if mode != "full":
-            raise ValueError(f"explain() mode must be full, logical, physical, compact or metrics; got {mode!r}")
-        parts = ["== Logical plan ==", render_tree(logical.root), "",
-                 "== Optimized plan ==" + ("" if self._optimize else " (optimizer off)")]
-        if fired:
-            parts.append("rules fired:")
-            parts += [f"  {f.rule}: {f.node}: {f.note}" for f in fired]
-        elif self._optimize:
-            parts.append("rules fired: none")
-        parts += [render_tree(optimized.root), "", f"== Physical plan ({self._executor.name}) =="]
-        placement = getattr(self._executor, "placement", None)
-        if placement is not None and getattr(self._executor, "processes", 1) > 1:
-            parts.append(f"runs {placement(physical)}")  # local[N]: on the pool, or in-process and why
-        parts.append(render_physical(physical))
-        return "\n".join(parts)
-
-
-def _recompute_lost(n: L.Node, lost: set[str]) -> L.Node | None:
-    """A read of a lost cache becomes the ``Persist`` of its lineage (which fills the cache again)."""
-    if isinstance(n, L.CachedRead) and n.cache_id in lost and n.lineage is not None:
-        return L.Persist(inputs=(n.lineage,), cache_id=n.cache_id, scope="context", label=n.label,
-                         callsite=n.callsite)
-    return None

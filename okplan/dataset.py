@@ -313,22 +313,22 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
     def persist(self, storageLevel: Any = None) -> "DataSet":
         """Same as ``cache()``; the storage level is accepted for PySpark compatibility (the local
         executor keeps partitions in memory, the cluster in Redis)."""
-        self.context._persist(self)
+        self.context.session.persist(self._node)
         return self
 
     def unpersist(self, blocking: bool = False) -> "DataSet":
         """Drop the cached partitions; later jobs compute the dataset again."""
-        self.context._unpersist(self)
+        self.context.session.unpersist(self._node)
         return self
 
     @property
     def is_cached(self) -> bool:
-        return self.context._is_persisted(self)
+        return self.context.session.is_persisted(self._node)
 
     # -- plans -----------------------------------------------------------------------------------------
     def toDebugString(self, mode: str = "full") -> str:
         """The plans as text (see ``explain``)."""
-        return self.context._explain(self._node, mode)
+        return self.context.session.explain(self._node, mode)
 
     def explain(self, mode: str = "full", file: Any = None) -> None:
         """Print the logical plan, the optimized plan with the rules that fired, and the physical plan
@@ -370,5 +370,5 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
         if not label:
             raise ValueError("save() needs a label: pass save('name') or setName('name') first")
         parts = self.glom().collect()
-        self.context._executor.save_named(label, parts)
+        self.context.executor.save_named(label, parts)
         return self

@@ -17,16 +17,16 @@ from .logical import nodes as L
 from .logical.nodes import fresh_id
 
 if TYPE_CHECKING:
-    from .context import Context
+    from .session import Session
 
 
-def local_iterator(ctx: "Context", node: L.Node, prefetch: bool) -> Iterator[Any]:
+def local_iterator(session: "Session", node: L.Node, prefetch: bool) -> Iterator[Any]:
     n = node.num_partitions
     if n == 0:
         return
     first = later = node
     cache_id = None
-    if any(isinstance(x, L.Partitioned) for x in ctx._with_caches(node).nodes()):
+    if any(isinstance(x, L.Partitioned) for x in session.with_caches(node).nodes()):
         cache_id = f"iter-{fresh_id()}"
         first = L.Persist(inputs=(node,), cache_id=cache_id, scope="context", label=node.label, callsite=node.callsite)
         later = L.CachedRead(cache_id=cache_id, partitions=n, partitioner_=node.partitioner, lineage=node,
@@ -34,7 +34,7 @@ def local_iterator(ctx: "Context", node: L.Node, prefetch: bool) -> Iterator[Any
     action = PartitionAction(_to_list, "toLocalIterator")
 
     def fetch(p: int) -> list:
-        return ctx._run_job(first if p == 0 else later, action, [p])[0]
+        return session.run_job(first if p == 0 else later, action, [p])[0]
 
     try:
         if not prefetch or n == 1:
@@ -50,4 +50,4 @@ def local_iterator(ctx: "Context", node: L.Node, prefetch: bool) -> Iterator[Any
                 yield from part
     finally:
         if cache_id is not None:
-            ctx._executor.drop_cached(cache_id)
+            session.drop_cached(cache_id)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import heapq
 import os
+import pickle
 from itertools import islice
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator
 
 from ..logical.partitioners import portable_hash
 from .memory import TaskMemory, current
-from .spill import RunWriter, SpilledRecords, read_run, write_run
+from .spill import BATCH_BYTES, RunWriter, SpilledRecords, read_run, write_run
 
 _first = itemgetter(0)
 _END = object()
@@ -48,13 +49,13 @@ def combine(sources: Iterable[tuple[Iterable, Fold]], merge: Callable[[Any, Any]
     >>> mem.spill_dir.remove()
     """
     gauge = memory.gauge()
-    every = memory.every
     d: dict = {}
     runs: list = []
     items = 0
     for records, fold in sources:
         it = iter(records)
         while True:
+            every = gauge.every
             fold(d, islice(it, every))
             # one record looked ahead says whether the input goes on (no list per slice: that cost 10%)
             head = next(it, _END)
@@ -69,6 +70,9 @@ def combine(sources: Iterable[tuple[Iterable, Fold]], merge: Callable[[Any, Any]
                 gauge.spilled()
     if not runs:
         return iter(d.items())
+    if d:
+        # the rest goes to disk too: while runs merge, memory is for the group being merged
+        runs.append(_spill_combiners(d, memory, width))
     return _merge_runs(runs, d, merge, memory, width, gauge)
 
 
@@ -76,25 +80,36 @@ def _hash_sorted(d: dict) -> list[tuple[int, Any, Any]]:
     return sorted([(portable_hash(k), k, c) for k, c in d.items()], key=_first)
 
 
+def _piece(values: list) -> int:
+    """Values per spilled piece of a long list: ``GROUP_PIECE``, fewer when values are big (a piece is
+    pickled whole; aim at about ``BATCH_BYTES``)."""
+    per = len(pickle.dumps(values[:8], 5)) / min(8, len(values))
+    return max(1, min(GROUP_PIECE, int(BATCH_BYTES / max(1.0, per))))
+
+
 def _pieces(rows: list[tuple[int, Any, Any]], width: int) -> Iterator[tuple[int, Any, Any]]:
-    """Rows with long value lists cut into pieces of ``GROUP_PIECE`` values (same key, same order)."""
+    """Rows with long value lists cut into pieces (same key, same order)."""
     if width == 0:
         yield from rows
         return
     for h, k, c in rows:
         if width == 1:
-            if len(c) <= GROUP_PIECE:
+            if len(c) <= 16:
                 yield h, k, c
                 continue
-            for i in range(0, len(c), GROUP_PIECE):
-                yield h, k, c[i:i + GROUP_PIECE]
+            step = _piece(c)
+            for i in range(0, len(c), step):
+                yield h, k, c[i:i + step]
             continue
-        if max(map(len, c)) <= GROUP_PIECE:
+        if max(map(len, c)) <= 16:
             yield h, k, c
             continue
         for pos, values in enumerate(c):
-            for i in range(0, len(values), GROUP_PIECE):
-                yield h, k, tuple(values[i:i + GROUP_PIECE] if j == pos else [] for j in range(width))
+            if not values:
+                continue
+            step = _piece(values)
+            for i in range(0, len(values), step):
+                yield h, k, tuple(values[i:i + step] if j == pos else [] for j in range(width))
 
 
 def _spill_combiners(d: dict, memory: TaskMemory, width: int):
@@ -136,11 +151,10 @@ def _merge_values(rows: Iterator, merge: Callable) -> Iterator:
 
 def _merge_groups(rows: Iterator, memory: TaskMemory, width: int, gauge) -> Iterator:
     """Pieces of the same key concatenated. A piece read from a run is this merge's own list, so the
-    first piece of a key is extended in place; only a group that grows past ``memory.every`` values
+    first piece of a key is extended in place; only a group that grows past ``gauge.every`` values
     becomes a ``GroupBuffer`` that may continue on disk."""
     cur = None
     group: dict = {}
-    every = memory.every
     for h, k, c in rows:
         if h != cur:
             if group:
@@ -154,7 +168,7 @@ def _merge_groups(rows: Iterator, memory: TaskMemory, width: int, gauge) -> Iter
         if width == 1:
             if type(have) is list:
                 have.extend(c)
-                if len(have) > every:
+                if len(have) > gauge.every:
                     buf = group[k] = GroupBuffer(memory, gauge)
                     buf.extend(have)
             else:
@@ -163,7 +177,7 @@ def _merge_groups(rows: Iterator, memory: TaskMemory, width: int, gauge) -> Iter
         for pos, values in enumerate(c):
             if values:
                 part = have[pos]
-                if type(part) is list and len(part) + len(values) > every:
+                if type(part) is list and len(part) + len(values) > gauge.every:
                     part = have[pos] = GroupBuffer(memory, gauge, part)
                 part.extend(values)
     if group:
@@ -202,7 +216,7 @@ class GroupBuffer:
 
     def extend(self, values: list) -> None:
         self.values.extend(values)
-        if len(self.values) - self.checked >= self.memory.every:
+        if len(self.values) - self.checked >= self.gauge.every:
             self.checked = len(self.values)
             if self.gauge.estimate_over(len(self.values)):
                 if self.writer is None:
@@ -233,12 +247,12 @@ def external_sorted(records: Iterable, key: Callable | None = None, reverse: boo
     if memory is None:
         return iter(sorted(records, key=key, reverse=reverse))
     gauge = memory.gauge()
-    every = memory.every
     buf: list = []
     runs: list = []
     it = iter(records)
     while True:
         had = len(buf)
+        every = gauge.every
         buf.extend(islice(it, every))
         if len(buf) - had < every:
             break
@@ -267,13 +281,13 @@ def _merge_sorted(runs: list, buf: list, key: Callable | None, reverse: bool) ->
 def spool(records: Iterable, memory: TaskMemory) -> list | SpilledRecords:
     """All of ``records``: a list while they fit the budget, else runs on disk plus a list."""
     gauge = memory.gauge()
-    every = memory.every
     it = iter(records)
     buf: list = []
     runs: list = []
     writer: RunWriter | None = None
     while True:
         had = len(buf)
+        every = gauge.every
         buf.extend(islice(it, every))
         if len(buf) - had < every:
             break

@@ -103,13 +103,18 @@ class Gauge:
     (False, True)
     """
 
-    __slots__ = ("limit", "base", "per_item")
+    __slots__ = ("limit", "base", "per_item", "every", "cap", "last")
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, cap: int = 1024):
         self.limit = limit
         #: resident size when measuring started: read at the first check, so small inputs never read it
         self.base = -1
         self.per_item = MIN_ITEM_BYTES
+        #: records until the next check: starts small and doubles up to ``cap`` while each check finds
+        #: little growth, halves when records are big (a check per 1,024 one-megabyte records is too late)
+        self.every = min(16, cap)
+        self.cap = cap
+        self.last = -1
 
     def over(self, items: int) -> bool:
         """True when a structure of ``items`` items is over the budget (check every ``check_every``)."""
@@ -124,6 +129,11 @@ class Gauge:
                 # learn what an item costs: this structure is most of what grew since the last spill
                 self.per_item = max(self.per_item, grown // items)
             return True
+        if self.last >= 0 and now - self.last > self.limit >> 4:
+            self.every = max(1, self.every >> 1)
+        elif self.every < self.cap:
+            self.every = min(self.cap, self.every << 1)
+        self.last = now
         return False
 
     def estimate_over(self, items: int) -> bool:
@@ -133,7 +143,7 @@ class Gauge:
 
     def spilled(self) -> None:
         """The structure went to disk: measure growth from here (freed pages are reused, not returned)."""
-        self.base = rss()
+        self.base = self.last = rss()
 
 
 def check_every(budget: int) -> int:
@@ -163,7 +173,7 @@ class TaskMemory:
         self.escaping = False
 
     def gauge(self) -> Gauge:
-        return Gauge(self.budget)
+        return Gauge(self.budget, self.every)
 
 
 _current: contextvars.ContextVar[TaskMemory | None] = contextvars.ContextVar("okplan_task_memory", default=None)

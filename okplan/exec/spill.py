@@ -33,8 +33,10 @@ import lz4.frame
 from ..errors import OkplanError
 from .memory import local_dir
 
-#: records per pickled batch: big enough that pickling is whole-list fast, small enough to stream
+#: records per pickled batch at most: big enough that pickling is whole-list fast, small enough to stream
 BATCH_RECORDS = 1024
+#: pickled bytes per batch aimed at: records of a megabyte each go a few at a time, not 1,024 at once
+BATCH_BYTES = 1 << 20
 _LEN = struct.Struct("<Q")
 _PREFIX = "okplan-spill-"
 #: file buffer of a spill file: a merge keeps one open per run, so it stays small
@@ -162,13 +164,17 @@ class RunWriter:
         count = 0
         it = iter(records)
         write = self.f.write
+        size = 16  # records of the first batch; then as many as fit BATCH_BYTES at the last batch's size
         try:
             while True:
-                batch = list(itertools.islice(it, BATCH_RECORDS))
+                batch = list(itertools.islice(it, size))
                 if not batch:
                     break
                 count += len(batch)
-                data = lz4.frame.compress(pickle.dumps(batch, 5), store_size=False)
+                raw = pickle.dumps(batch, 5)
+                size = max(1, min(BATCH_RECORDS, BATCH_BYTES * len(batch) // max(1, len(raw))))
+                data = lz4.frame.compress(raw, store_size=False)
+                del raw
                 write(_LEN.pack(len(data)))
                 write(data)
                 self.offset += _LEN.size + len(data)

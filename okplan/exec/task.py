@@ -294,9 +294,9 @@ def _build_table(right: Iterable, how: str, memory: TaskMemory) -> tuple[dict, I
     table: dict = {}
     it = iter(right)
     gauge = memory.gauge()
-    every = memory.every
     items = 0
     while True:
+        every = gauge.every
         _fold_values(table, islice(it, every), _GROUPING, how)
         head = next(it, _END)
         if head is _END:
@@ -479,12 +479,12 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
         _fill_buckets(buckets, it, partitioner, kind)
         return buckets
     gauge = memory.gauge()
-    every = memory.every
     source = iter(it)
     runs: list[list] = [[] for _ in range(n)]
     writer: RunWriter | None = None
     items = 0
     while True:
+        every = gauge.every
         _fill_buckets(buckets, islice(source, every), partitioner, kind)
         head = next(source, _END)  # does the input go on? (a list per slice cost 10%)
         if head is _END:

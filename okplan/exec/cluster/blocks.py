@@ -197,6 +197,8 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
 #: records per chunk of a block a task reads: a chunk is decoded whole, and the decoded records (about
 #: ten times their encoded size) count against the reading task's memory budget
 CHUNK_RECORDS = 65536
+#: records encoded first to learn a block's bytes per record
+_SAMPLE = 64
 
 
 def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
@@ -212,31 +214,39 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
     """
     if type(records) is list:
         n = len(records)
-        if n <= max_records:
+        step = n
+        if n > _SAMPLE:
+            # bytes per record from a sample, so a big partition is never encoded whole first; pickled
+            # bytes count: a chunk is decoded whole, and lz4 shrinks repetitive records a hundredfold
+            sample = records[:_SAMPLE]
+            per = max(1.0, len(encode(sample)) / _SAMPLE, len(serialize(sample)) / _SAMPLE)
+            step = max(1, min(max_records, int(limit // 2 / per)))
+        if step >= n:
             blob = encode(records)
             if len(blob) <= limit or n < 2:
                 yield blob
                 return
-            pieces = min(n, 2 * -(-len(blob) // limit))  # aim at half the limit: sizes vary
+            step = max(1, n // (2 * -(-len(blob) // limit)))  # the sample misjudged: aim at half the limit
             del blob
-        else:
-            pieces = -(-n // max_records)
-        step = -(-n // pieces)
         for i in range(0, n, step):
             yield encode(records[i:i + step])
         return
     it = iter(records)
-    step = min(4096, max_records)
+    step = min(_SAMPLE, max_records)
     produced = False
+    raw_per = 0.0
     while True:
         part = list(islice(it, step))
         if not part:
             break
+        if not produced:
+            raw_per = len(serialize(part[:16])) / min(16, len(part))
         blob = encode(part)
         produced = True
         yield blob
-        # size the next slice from this one's bytes per record
-        step = max(1, min(max_records, int(limit // 2 * len(part) / max(1, len(blob)))))
+        # size the next slice from this one's bytes per record (and the pickled size, as for lists)
+        per = max(1.0, len(blob) / len(part), raw_per)
+        step = max(1, min(max_records, int(limit // 2 / per)))
     if not produced:
         yield encode([])
 

@@ -5,7 +5,7 @@ schedule and clean up without ever unpickling user code.
 
 >>> from okplan import Context
 >>> ctx = Context()
->>> plan = ctx._plan(ctx.parallelize([("a", 1)], 2).reduceByKey(lambda a, b: a + b)._node)[3]
+>>> plan = ctx.session.plan(ctx.parallelize([("a", 1)], 2).reduceByKey(lambda a, b: a + b)._node)[3]
 >>> spec = build_spec("j1", "c1", plan, [0, 1])
 >>> [s["kind"] for s in spec["stages"]], spec["shuffles"], list(spec["sources"].values())
 (['shuffle', 'result'], {0: 2}, [2])

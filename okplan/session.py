@@ -1,0 +1,285 @@
+"""The session: owns the jobs of one ``Context``, between the user API and the executor.
+
+Every job and every ``explain()`` goes through one prepare path (``Session.prepare``): swap cached
+datasets in, optimize, sample sort bounds (running jobs only), plan the stages. So what ``explain()``
+shows is what runs. ``DataSet`` and its actions call the public methods here (``run_job``,
+``persist``, ``explain``, ...); ``Context`` keeps PySpark's API and delegates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ._tracebacks import trim
+from .actions import PartitionAction
+from .errors import CacheLostError
+from .logical import nodes as L
+from .logical.optimizer import Firing, optimize
+from .logical.plan import LogicalPlan
+from .logical.render import render_tree
+from .physical.planner import plan_physical
+from .physical.render import render_compact, render_physical
+from .physical.stage import PhysicalPlan
+from .sort_bounds import resolve_sort_bounds
+
+#: times a job is planned again because a cached dataset it reads vanished while it ran
+_CACHE_LOST_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A job's plans, as ``explain()`` shows them and the executor runs them."""
+
+    logical: LogicalPlan             # the user's plan with cached datasets swapped in
+    optimized: LogicalPlan
+    fired: list[Firing]
+    physical: PhysicalPlan
+    temporary: list[str] = field(default_factory=list)  # caches of sort bounds, dropped after the job
+
+
+class Session:
+    """The jobs, caches and checkpoints of one Context, run on its executor.
+
+    >>> s = ctx.session
+    >>> s.run_job(ctx.parallelize([1, 2, 3], 2)._node, PartitionAction(sum, "sum"), None)
+    [1, 5]
+    """
+
+    def __init__(self, executor: Any, optimize: bool = True):
+        self.executor = executor
+        #: the optimizer switch for the jobs that follow (``ctx.setOptimize``)
+        self.optimize = bool(optimize)
+        self.stopped = False
+        self._persisted: dict[int, str] = {}    # read and changed with single dict operations: thread-safe
+        self._checkpoints: dict[int, str] = {}  # dataset id -> "reliable" | "local"
+
+    def stop(self) -> None:
+        """Refuse further jobs and stop the executor (dropping what it keeps)."""
+        if not self.stopped:
+            self.stopped = True
+            self.executor.stop()
+
+    # -- caches and checkpoints ------------------------------------------------------------------------
+    def persist(self, node: L.Node) -> None:
+        """Keep ``node``'s partitions once a job computes them (``ds.cache()``).
+
+        >>> ds = ctx.parallelize([1]); ctx.session.persist(ds._node); ctx.session.is_persisted(ds._node)
+        True
+        """
+        self._persisted.setdefault(node.nid, f"cache-{node.nid}")
+
+    def unpersist(self, node: L.Node) -> None:
+        """Drop ``node``'s kept partitions; later jobs compute it again (``ds.unpersist()``).
+
+        >>> ds = ctx.parallelize([1]).cache(); ctx.session.unpersist(ds._node); ds.is_cached
+        False
+        """
+        cache_id = self._persisted.pop(node.nid, None)
+        if cache_id is not None:
+            self.executor.drop_cached(cache_id)
+
+    def is_persisted(self, node: L.Node) -> bool:
+        """True when ``node`` is marked to be kept (``ds.is_cached``).
+
+        >>> ctx.session.is_persisted(ctx.parallelize([1])._node)
+        False
+        """
+        return node.nid in self._persisted
+
+    def checkpoint(self, node: L.Node, kind: str) -> None:
+        """Mark ``node`` to be kept with its lineage cut (``kind``: ``"reliable"`` or ``"local"``).
+
+        >>> ds = ctx.parallelize([1]); ctx.session.checkpoint(ds._node, "local"); ctx.session.checkpoint_kind(ds._node)
+        'local'
+        """
+        self._checkpoints[node.nid] = kind
+        self._persisted.setdefault(node.nid, f"checkpoint-{node.nid}")
+
+    def checkpoint_kind(self, node: L.Node) -> str | None:
+        """``"reliable"``, ``"local"`` or None (not marked).
+
+        >>> ctx.session.checkpoint_kind(ctx.parallelize([1])._node) is None
+        True
+        """
+        return self._checkpoints.get(node.nid)
+
+    def is_checkpointed(self, node: L.Node) -> bool:
+        """True once a job has filled the checkpoint of a marked ``node``.
+
+        >>> ds = ctx.parallelize([1]); ds.localCheckpoint(); ctx.session.is_checkpointed(ds._node), ds.count()
+        (False, 1)
+        >>> ctx.session.is_checkpointed(ds._node)
+        True
+        """
+        cache_id = self._persisted.get(node.nid)
+        return node.nid in self._checkpoints and cache_id is not None and self.executor.has_cached(cache_id)
+
+    def drop_cached(self, cache_id: str) -> None:
+        """Drop a cache the session's callers made themselves (``toLocalIterator``'s temporary one)."""
+        self.executor.drop_cached(cache_id)
+
+    def with_caches(self, node: L.Node) -> LogicalPlan:
+        """``node``'s plan with every kept dataset read from its cache (``CachedRead``), or filling it
+        (``Persist``) when no job has computed it yet.
+
+        >>> ds = ctx.parallelize([1]).map(str).cache()
+        >>> type(ctx.session.with_caches(ds._node).root).__name__
+        'Persist'
+        """
+        plan = LogicalPlan(node)
+        if not self._persisted:
+            return plan
+        persisted, has_cached = self._persisted, self.executor.has_cached
+
+        def swap(n: L.Node) -> L.Node | None:
+            cache_id = persisted.get(n.nid)
+            if cache_id is None:
+                return None
+            if has_cached(cache_id):
+                return L.CachedRead(cache_id=cache_id, partitions=n.num_partitions, partitioner_=n.partitioner,
+                                    lineage=n, label=n.label, callsite=n.callsite)
+            return L.Persist(inputs=(n,), cache_id=cache_id, scope="context", label=n.label, callsite=n.callsite)
+
+        return plan.transform(swap)
+
+    # -- planning --------------------------------------------------------------------------------------
+    def prepare(self, node: L.Node, optimize_: bool | None = None, lost: frozenset[str] = frozenset(),
+                sample_bounds: bool = False) -> Prepared:
+        """The plans of a job on ``node``: caches swapped in (reads of ``lost`` caches recompute them),
+        optimized (as set, or as ``optimize_`` says), sorts' range bounds sampled when
+        ``sample_bounds`` (that runs a sketch job per sort, so ``explain`` leaves them open), stages.
+
+        >>> p = ctx.session.prepare(ctx.parallelize([("a", 1)], 2).reduceByKey(add)._node)
+        >>> len(p.physical.stages)
+        2
+        """
+        logical = self.with_caches(node)
+        if lost:  # reads of a lost cache planned elsewhere (sorts, toLocalIterator) compute it again
+            logical = logical.transform(lambda n: _recompute_lost(n, lost))
+        use = self.optimize if optimize_ is None else optimize_
+        optimized, fired = optimize(logical) if use else (logical, [])
+        temporary: list[str] = []
+        if sample_bounds:
+            optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
+        return Prepared(logical, optimized, fired, plan_physical(optimized), temporary)
+
+    def plan(self, node: L.Node, optimize_: bool | None = None
+             ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
+        """The three plans of ``node`` as ``explain`` shows them: logical, optimized (+ rules fired),
+        physical.
+
+        >>> len(ctx.session.plan(ctx.parallelize([1]).map(str)._node)[3].stages)
+        1
+        """
+        p = self.prepare(node, optimize_)
+        return p.logical, p.optimized, p.fired, p.physical
+
+    def explain(self, node: L.Node, mode: str = "full") -> str:
+        """The plans of a job on ``node`` as text (``ds.toDebugString(mode)``).
+
+        >>> print(ctx.session.explain(ctx.parallelize([1], 1)._node, "compact"))
+        stage 0 [1 tasks]: Parallelize [1 partitions, 1 records] => result
+        """
+        if mode not in ("full", "compact", "physical", "metrics", "logical"):
+            raise ValueError(f"explain() mode must be full, logical, physical, compact or metrics; got {mode!r}")
+        p = self.prepare(node)
+        if mode == "compact":
+            return render_compact(p.physical)
+        if mode == "physical":
+            return render_physical(p.physical)
+        if mode == "metrics":
+            return render_physical(p.physical, self.executor.last_metrics)
+        if mode == "logical":
+            return render_tree(p.logical.root)
+        parts = ["== Logical plan ==", render_tree(p.logical.root), "",
+                 "== Optimized plan ==" + ("" if self.optimize else " (optimizer off)")]
+        if p.fired:
+            parts.append("rules fired:")
+            parts += [f"  {f.rule}: {f.node}: {f.note}" for f in p.fired]
+        elif self.optimize:
+            parts.append("rules fired: none")
+        parts += [render_tree(p.optimized.root), "", f"== Physical plan ({self.executor.name}) =="]
+        placement = getattr(self.executor, "placement", None)
+        if placement is not None and getattr(self.executor, "processes", 1) > 1:
+            parts.append(f"runs {placement(p.physical)}")  # local[N]: on the pool, or in-process and why
+        parts.append(render_physical(p.physical))
+        return "\n".join(parts)
+
+    # -- running ---------------------------------------------------------------------------------------
+    def run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
+        """Run ``action`` on the given partitions of ``node`` (all when None); their values in order.
+        Threads of one Context run their jobs at once (executors are thread-safe).
+
+        >>> ctx.session.run_job(ctx.parallelize(range(4), 2)._node, PartitionAction(list, "collect"), [1])
+        [[2, 3]]
+        """
+        try:
+            return list(self.run_job_iter(node, action, partitions))
+        except Exception as exc:
+            trim(exc)
+            raise
+
+    def run_job_iter(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> Iterator[Any]:
+        """``run_job`` as an iterator that runs partitions as they are asked for (``take``); planning
+        happens, and planning errors raise, at the call. Close it to stop early.
+
+        >>> next(ctx.session.run_job_iter(ctx.parallelize(range(4), 2)._node, PartitionAction(list, "take"), None))
+        [0, 1]
+        """
+        if self.stopped:
+            raise RuntimeError("this Context was stopped; create a new Context()")
+        parts = list(range(node.num_partitions)) if partitions is None else list(partitions)
+        if not parts:
+            # nothing to compute: no partitions means no tasks, so no executor is involved
+            return iter(())
+        if self.optimize and action.answer is not None and partitions is None:
+            known = action.answer(self.with_caches(node).root)
+            if known is not None:
+                return iter((known,))
+        results = self._run_from_lineage(node, action, parts)
+        next(results)  # plan now, so that planning errors and sort bounds' jobs happen at the call
+        return results
+
+    def _run_from_lineage(self, node: L.Node, action: PartitionAction, parts: list[int]) -> Iterator[Any]:
+        """Plan and run; when a cached dataset the plan reads turns out to be gone (evicted, expired,
+        unpersisted by another thread), plan again, which recomputes it from its lineage, and go on
+        with the partitions not yet delivered. Yields None once planned, then the results."""
+        delivered = 0
+        planned = False
+        lost: set[str] = set()
+        for attempt in range(_CACHE_LOST_RETRIES + 1):
+            prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True)
+            results = self.executor.run(prepared.physical, action, parts[delivered:])
+            try:
+                if not planned:
+                    planned = True
+                    yield None
+                for _, value in results:
+                    delivered += 1
+                    yield value
+                return
+            except CacheLostError as e:
+                if attempt == _CACHE_LOST_RETRIES:
+                    raise
+                if e.cache_id:
+                    lost.add(e.cache_id)
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
+                for cache_id in prepared.temporary:
+                    self.executor.drop_cached(cache_id)
+
+    def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
+        """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
+        results = self.executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
+        return [value for _, value in results]
+
+
+def _recompute_lost(n: L.Node, lost: frozenset[str]) -> L.Node | None:
+    """A read of a lost cache becomes the ``Persist`` of its lineage (which fills the cache again)."""
+    if isinstance(n, L.CachedRead) and n.cache_id in lost and n.lineage is not None:
+        return L.Persist(inputs=(n.lineage,), cache_id=n.cache_id, scope="context", label=n.label,
+                         callsite=n.callsite)
+    return None
