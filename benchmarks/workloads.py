@@ -84,6 +84,11 @@ def heavy(x: int) -> int:
 
 HEAVY_STEPS = 80
 
+
+def heavy_pair(i: int) -> tuple[int, int]:
+    """``(key, heavy(i))``: the expensive map side of ``notebook``'s shuffle."""
+    return (i % KEYS, heavy(i))
+
 _first = itemgetter(0)
 
 # -- inputs ------------------------------------------------------------------------------------------
@@ -165,6 +170,12 @@ def py_copartjoin(n: int) -> int:
 # Each takes (context, prepared input, partitions) and returns a plain value.
 
 
+def py_notebook(n: int) -> tuple:
+    sums = py_reduce_by_key(map(heavy_pair, range(n)), add)
+    values = list(sums.values())
+    return (len(sums), sum(values), max(values), len(list(filter(is_even, values))), max(sums))
+
+
 def rdd_pipeline(sc, n: int, parts: int) -> int:
     return sc.range(n, numSlices=parts).map(triple).filter(is_even).map(inc).reduce(add)
 
@@ -199,6 +210,14 @@ def rdd_cpuheavy(sc, n: int, parts: int) -> int:
 
 #: partitions of the pre-partitioned sides of ``copartjoin`` (the optimizer issue's benchmark)
 COPART = 8
+
+
+def rdd_notebook(sc, n: int, parts: int) -> tuple:
+    """One expensive shuffle, then five different actions on it (as in a notebook session): with
+    shuffle reuse its map side runs once, else five times."""
+    sums = sc.range(n, numSlices=parts).map(heavy_pair).reduceByKey(add, parts)
+    values = sums.values()
+    return (sums.count(), values.sum(), values.max(), values.filter(is_even).count(), sums.keys().max())
 
 
 def rdd_copartjoin_setup(sc, n: int, parts: int):
@@ -338,6 +357,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              min_records=1_000),
     Workload("cpuheavy", "range -> map(~5 us of Python per record) -> reduce", 200_000, _ident,
              py_cpuheavy, rdd_cpuheavy, bag_cpuheavy),
+    Workload("notebook", "range -> map(~5 us) -> reduceByKey (10k keys), then 5 actions on it "
+             "(OKPLAN_REUSE_SHUFFLES=0: no shuffle reuse)", 200_000, _ident, py_notebook, rdd_notebook, None),
     Workload("copartjoin", "join of two sides already partitionBy(8) and cached (optimizer benchmark)",
              500_000, _ident, py_copartjoin, rdd_copartjoin, None,
              rdd_setup=rdd_copartjoin_setup, rdd_teardown=rdd_copartjoin_teardown),

@@ -47,9 +47,10 @@ class Context(FileReadersMixin):
             raise TypeError(f"Context() expects a master string like 'local' or 'tcp://host:port', got {master!r}")
         self.master = master
         self.appName = appName or "okplan"
+        reuse_shuffles = options.pop("reuse_shuffles", None)
         self._executor = make_executor(master, **options)
         #: owns this Context's jobs, caches and checkpoints (what DataSet and its actions call)
-        self.session = Session(self._executor, optimize)
+        self.session = Session(self._executor, optimize, reuse_shuffles)
         self._checkpoint_dir: str | None = None
         self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
 

@@ -8,6 +8,7 @@ shows is what runs. ``DataSet`` and its actions call the public methods here (``
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -21,6 +22,7 @@ from .logical.render import render_tree
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
 from .physical.stage import PhysicalPlan
+from .shuffle_reuse import Planned, ShuffleReuse, reuse_enabled
 from .sort_bounds import resolve_sort_bounds
 
 #: times a job is planned again because a cached dataset it reads vanished while it ran
@@ -36,6 +38,7 @@ class Prepared:
     fired: list[Firing]
     physical: PhysicalPlan
     temporary: list[str] = field(default_factory=list)  # caches of sort bounds, dropped after the job
+    shuffles: list[Planned] = field(default_factory=list)  # kept or reused shuffle outputs
 
 
 class Session:
@@ -46,11 +49,14 @@ class Session:
     [1, 5]
     """
 
-    def __init__(self, executor: Any, optimize: bool = True):
+    def __init__(self, executor: Any, optimize: bool = True, reuse_shuffles: bool | None = None):
         self.executor = executor
         #: the optimizer switch for the jobs that follow (``ctx.setOptimize``)
         self.optimize = bool(optimize)
         self.stopped = False
+        #: finished shuffles kept for later jobs (``reuse_shuffles``, else ``OKPLAN_REUSE_SHUFFLES``)
+        self.reuse = ShuffleReuse(executor, reuse_enabled(reuse_shuffles))
+        self._jobs = itertools.count(1)
         self._persisted: dict[int, str] = {}    # read and changed with single dict operations: thread-safe
         self._checkpoints: dict[int, str] = {}  # dataset id -> "reliable" | "local"
 
@@ -58,6 +64,7 @@ class Session:
         """Refuse further jobs and stop the executor (dropping what it keeps)."""
         if not self.stopped:
             self.stopped = True
+            self.reuse.clear()
             self.executor.stop()
 
     # -- caches and checkpoints ------------------------------------------------------------------------
@@ -159,10 +166,20 @@ class Session:
             logical = logical.transform(lambda n: _recompute_lost(n, lost))
         use = self.optimize if optimize_ is None else optimize_
         optimized, fired = optimize(logical) if use else (logical, [])
+        shuffles = self.reuse.plan(node, optimized, lost)
+        keep = ShuffleReuse.keep_map(shuffles)
         temporary: list[str] = []
         if sample_bounds:
-            optimized, temporary = resolve_sort_bounds(optimized, self._run_plan)
-        return Prepared(logical, optimized, fired, plan_physical(optimized), temporary)
+            reused = {slot: k for slot, k in keep.items() if k[1] is not None}
+
+            def run(root: L.Node, action: PartitionAction) -> list:
+                """Sort bounds' sketch jobs (on the optimized plan), reading reused shuffles too."""
+                physical = plan_physical(LogicalPlan(root), keep=reused)
+                return [value for _, value in self.executor.run(physical, action, list(range(root.num_partitions)))]
+
+            optimized, temporary = resolve_sort_bounds(optimized, run, frozenset(s[0] for s in reused))
+        physical = plan_physical(optimized, keep=keep)
+        return Prepared(logical, optimized, fired, physical, temporary, shuffles)
 
     def plan(self, node: L.Node, optimize_: bool | None = None
              ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
@@ -248,6 +265,7 @@ class Session:
         delivered = 0
         planned = False
         lost: set[str] = set()
+        job = next(self._jobs)
         for attempt in range(_CACHE_LOST_RETRIES + 1):
             prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True)
             results = self.executor.run(prepared.physical, action, parts[delivered:])
@@ -270,11 +288,7 @@ class Session:
                     close()
                 for cache_id in prepared.temporary:
                     self.executor.drop_cached(cache_id)
-
-    def _run_plan(self, root: L.Node, action: PartitionAction) -> list:
-        """Run an already optimized plan on all partitions of ``root`` (sort bounds' sketch jobs)."""
-        results = self.executor.run(plan_physical(LogicalPlan(root)), action, list(range(root.num_partitions)))
-        return [value for _, value in results]
+                self.reuse.finished(job, node, prepared.shuffles)
 
 
 def _recompute_lost(n: L.Node, lost: frozenset[str]) -> L.Node | None:

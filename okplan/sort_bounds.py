@@ -26,13 +26,15 @@ def needs_bounds(node: L.Node) -> bool:
             and node.partitioner_.bounds is None)
 
 
-def resolve_sort_bounds(plan: LogicalPlan, run: RunPlan) -> tuple[LogicalPlan, list[str]]:
+def resolve_sort_bounds(plan: LogicalPlan, run: RunPlan, skip: frozenset[int] = frozenset()
+                        ) -> tuple[LogicalPlan, list[str]]:
     """``plan`` with every sort's bounds sampled (running one sketch job per sort), and the ids of
-    the temporary caches to drop after the job."""
+    the temporary caches to drop after the job. Sorts whose node id is in ``skip`` are left open (a
+    shuffle reused from an earlier job already has its buckets)."""
     temporary: list[str] = []
 
     def resolve(node: L.Node) -> L.Node | None:
-        if not needs_bounds(node):
+        if not needs_bounds(node) or node.nid in skip:
             return None
         source = node.input
         cache_id = f"sort-{fresh_id()}"
@@ -45,6 +47,6 @@ def resolve_sort_bounds(plan: LogicalPlan, run: RunPlan) -> tuple[LogicalPlan, l
                               lineage=source, label=source.label, callsite=source.callsite)
         return node.replace(inputs=(cached,), partitioner_=partitioner.with_bounds_from(sketches))
 
-    if not any(needs_bounds(n) for n in plan.nodes()):
+    if not any(needs_bounds(n) and n.nid not in skip for n in plan.nodes()):
         return plan, temporary
     return plan.transform(resolve), temporary

@@ -220,7 +220,9 @@ def test_toLocalIterator_after_a_shuffle_shuffles_once_and_cleans_up(ctx):
     calls = ctx.accumulator(0)
     data = ctx.parallelize(range(20), 4).map(lambda x: (calls.add(1), (x % 5, x))[1]).reduceByKey(add, 5)
     assert sorted(data.toLocalIterator()) == sorted(data.collect())
-    assert calls.value == 40  # 20 records for the iterator (once, not once per partition) + 20 for collect
+    # 20 records for the iterator (once, not once per partition); collect reuses that shuffle (as Spark)
+    # where the executor keeps shuffles, else runs the map again
+    assert calls.value == (20 if ctx.session.reuse.enabled else 40)
     it = data.toLocalIterator()
     next(it)
     it.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import pickle
 import shutil
 import tempfile
 import threading
@@ -19,7 +20,7 @@ from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, Loca
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics
-from .serialization import block_key, deserialize, dumps_function
+from .serialization import block_key, compress, decompress, deserialize, dumps_function, serialize
 from .spill import SpillDir, relocate, to_disk
 from .task import run_task
 
@@ -28,7 +29,7 @@ class _MemoryBlocks:
     """Inputs of the running job: shuffle buckets and materialised partitions, in memory while they
     fit the budget (``held`` estimates their bytes from the tasks' resident growth), else on disk."""
 
-    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "key")
+    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "reused", "key")
 
     def __init__(self, cache: dict[str, list[list]], spill_dir: SpillDir | None = None, budget: int = 0,
                  key: bytes = b""):
@@ -41,6 +42,8 @@ class _MemoryBlocks:
         #: partitions of caches this job fills (they join the executor's cache once their stage is done)
         self.new_caches: dict[str, list] = {}
         self.key = key   # of the files a pool job's cache() wrote
+        #: shuffle id -> the output an earlier job kept (per map task, its buckets pickled and compressed)
+        self.reused: dict[int, list[list[bytes]]] = {}
 
     def grew(self, nbytes: int, cache_dir: SpillDir) -> None:
         """A task kept ``nbytes`` more; past the budget, every block this job holds in memory goes to disk."""
@@ -60,6 +63,9 @@ class _MemoryBlocks:
         raise KeyError(f"source {source_id} has no data in the local executor")
 
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
+        kept = self.reused.get(shuffle_id)
+        if kept is not None:  # fresh objects on every read: a reduce may merge into its combiners in place
+            return [deserialize(decompress(buckets[reduce_index])) for buckets in kept]
         return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
@@ -136,6 +142,8 @@ class LocalExecutor:
     """
 
     name = "local"
+    #: finished shuffle outputs can be kept for later jobs (``keep_id`` of ``ShuffleWrite``)
+    keeps_shuffles = True
 
     def __init__(self, parallelism: int | None = None, processes: int = 1, task_memory: str | int | None = None,
                  pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES):
@@ -145,6 +153,10 @@ class LocalExecutor:
         self.cache_dir = SpillDir("cache")
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
+        #: kept shuffle outputs (shuffle reuse), least recently used first: keep id -> (bytes, per map
+        #: task its buckets pickled and compressed); all together within the task memory budget
+        self.kept: dict[str, tuple[int, list[list[bytes]]]] = {}
+        self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
         self._metrics = LastMetrics()
         self.processes = processes
         self.pool_min_records = pool_min_records
@@ -232,6 +244,17 @@ class LocalExecutor:
                 out = stage.output
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
+                if isinstance(out, ShuffleWrite) and out.reused_from is not None:
+                    # kept by an earlier in-process job: the task processes read it from files
+                    kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
+                    if kept is None:
+                        raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
+                                             out.keep_id)
+                    shuffles[out.shuffle_id] = [
+                        write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
+                                     [deserialize(decompress(b)) for b in buckets], self._key)
+                        for i, buckets in enumerate(kept)]
+                    continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
                 t0 = time.perf_counter()
                 tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
@@ -287,6 +310,13 @@ class LocalExecutor:
                 out = stage.output
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
+                if isinstance(out, ShuffleWrite) and out.reused_from is not None:
+                    kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
+                    if kept is None:  # dropped since the job was planned: the session plans again
+                        raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
+                                             out.keep_id)
+                    blocks.reused[out.shuffle_id] = kept
+                    continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
                 t0 = time.perf_counter()
                 values: list = []
@@ -309,6 +339,8 @@ class LocalExecutor:
                 if isinstance(out, Materialize) and out.scope == "context":
                     # a cache outlives the job: its spilled partitions move to the executor's directory
                     self.cache[out.cache_id] = relocate(values, self.cache_dir)
+                elif isinstance(out, ShuffleWrite) and out.keep_id is not None:
+                    self._keep(out.keep_id, values)
                 m.seconds += time.perf_counter() - t0
                 m.add_phase("compute", time.perf_counter() - t0)
             stage = plan.result_stage
@@ -352,6 +384,42 @@ class LocalExecutor:
         finally:
             self._pool.release()
 
+    def _keep(self, keep_id: str, outputs: list[list]) -> None:
+        """Keep a finished shuffle's buckets for later jobs, pickled and compressed before the reduce
+        side reads them (every read then gets fresh objects: a reduce may merge into its combiners in
+        place). They count against the task memory budget: an output larger than the budget is not
+        kept, and the least recently used ones are dropped to make room (a later job then computes
+        them again). Records pickle refuses are not kept either."""
+        try:
+            kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return
+        size = sum(len(b) for buckets in kept for b in buckets)
+        with self._kept_lock:
+            if size > self.task_memory:
+                return
+            self.kept[keep_id] = (size, kept)
+            total = sum(n for n, _ in self.kept.values())
+            for old in list(self.kept):
+                if total <= self.task_memory:
+                    break
+                total -= self.kept.pop(old)[0]
+
+    def _kept_output(self, keep_id: str) -> list[list[bytes]] | None:
+        with self._kept_lock:
+            found = self.kept.pop(keep_id, None)
+            if found is None:
+                return None
+            self.kept[keep_id] = found  # most recently used now
+            return found[1]
+
+    def has_kept_shuffle(self, keep_id: str) -> bool:
+        return keep_id in self.kept
+
+    def drop_kept_shuffle(self, keep_id: str) -> None:
+        with self._kept_lock:
+            self.kept.pop(keep_id, None)
+
     def save_named(self, label: str, partitions: list[list]) -> None:
         self.named[label] = [list(p) for p in partitions]
 
@@ -366,6 +434,8 @@ class LocalExecutor:
 
     def stop(self) -> None:
         self.cache.clear()
+        with self._kept_lock:
+            self.kept.clear()
         self.cache_dir.remove()
         if self._pool is not None:
             self._pool.stop()

@@ -22,6 +22,17 @@ class PhysOp:
 
 
 @dataclass(frozen=True, eq=False)
+class ReusedOutput(PhysOp):
+    """The root of a skipped map stage: its shuffle output, kept by the executor since job ``job``."""
+
+    keep_id: str
+    job: int
+
+    def describe(self) -> str:
+        return f"skipped (reused from job {self.job})"
+
+
+@dataclass(frozen=True, eq=False)
 class ReadSource(PhysOp):
     """Partitions the client cut up. ``slices`` is None once a cluster executor moved them to its
     block store under ``source_id``."""

@@ -6,18 +6,25 @@ several consumers share is planned once; so is a ``Persist``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ..logical import nodes as L
 from ..logical.plan import LogicalPlan
 from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
                         ReadMaterialized,
-                        ReadFiles, ReadRange, ReadSource, ShuffleRead, UnionOp, ZipOp)
+                        ReadFiles, ReadRange, ReadSource, ReusedOutput, ShuffleRead, UnionOp, ZipOp)
 from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
 
 
+#: a shuffle of a logical plan: (nid of the Shuffle, CoGroup or HashJoin node, input position; -1 for a Shuffle)
+ShuffleSlot = tuple[int, int]
+#: what to do with a shuffle's output: (keep it under this id, reuse the one kept since this job or None)
+Keep = tuple[str, "int | None"]
+
+
 class _Builder:
-    def __init__(self, materialized: frozenset[str]):
+    def __init__(self, materialized: frozenset[str], keep: Mapping[ShuffleSlot, Keep]):
+        self.keep = keep                          # shuffle reuse, decided by the session
         self.stages: list[Stage] = []
         self.shuffles: dict[int, int] = {}
         self.shuffle_of: dict[int, int] = {}      # id(logical node) -> shuffle id
@@ -41,16 +48,24 @@ class _Builder:
         self.parents, self.labels = saved_parents, saved_labels
         return sid
 
-    def shuffle(self, key, map_input: L.Node, partitioner, kind: str) -> int:
-        """The id of the shuffle ``key`` stands for, planning its map stage the first time."""
+    def shuffle(self, key, slot: ShuffleSlot, map_input: L.Node, partitioner, kind: str) -> int:
+        """The id of the shuffle ``key`` stands for, planning its map stage the first time (a reused
+        one as a skipped stage that reads nothing: the stages below it are not planned at all)."""
         if key not in self.shuffle_of:
+            keep_id, reused_from = self.keep.get(slot, (None, None))
+
             def write() -> ShuffleWrite:
                 shuffle_id = len(self.shuffles)
                 self.shuffles[shuffle_id] = map_input.num_partitions
                 self.shuffle_of[key] = shuffle_id
-                return ShuffleWrite(shuffle_id, partitioner, kind)
+                return ShuffleWrite(shuffle_id, partitioner, kind, keep_id, reused_from)
 
-            sid = self.stage(map_input, write)
+            if reused_from is not None:
+                sid = len(self.stages)
+                self.stages.append(Stage(sid, ReusedOutput(keep_id, reused_from), map_input.num_partitions,
+                                         write(), ()))
+            else:
+                sid = self.stage(map_input, write)
             self.map_stage[self.shuffle_of[key]] = sid
         shuffle_id = self.shuffle_of[key]
         self.parents.add(self.map_stage[shuffle_id])
@@ -86,7 +101,7 @@ class _Builder:
         if isinstance(node, L.Shuffle):
             if node.elided:
                 return LocalAggregate(self.op(node.input), node.aggregator, node.combined, node.kind)
-            shuffle_id = self.shuffle(id(node), node.input, node.partitioner_, node.kind)
+            shuffle_id = self.shuffle(id(node), (node.nid, -1), node.input, node.partitioner_, node.kind)
             return ShuffleRead(shuffle_id, node.aggregator, node.combined, node.kind)
         if isinstance(node, (L.CoGroup, L.HashJoin)):
             parts = []
@@ -95,7 +110,7 @@ class _Builder:
                 if pos in node.elided:
                     parts.append(self.op(child))
                 else:
-                    shuffle_id = self.shuffle((id(node), pos), child, node.partitioner_, kind)
+                    shuffle_id = self.shuffle((id(node), pos), (node.nid, pos), child, node.partitioner_, kind)
                     parts.append(ShuffleRead(shuffle_id, None, False, kind))
             if isinstance(node, L.HashJoin):
                 return HashJoinOp((parts[0], parts[1]), node.how)
@@ -119,12 +134,14 @@ class _Builder:
         raise TypeError(f"no physical form for {type(node).__name__}")
 
 
-def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset()) -> PhysicalPlan:
+def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset(),
+                  keep: Mapping[ShuffleSlot, Keep] | None = None) -> PhysicalPlan:
     """Stages for ``plan``, the result stage last.
 
     ``materialized``: cache ids whose partitions already exist, so their ``Persist`` reads them instead
-    of planning a stage that computes them again.
+    of planning a stage that computes them again. ``keep``: per shuffle, the id to keep its output
+    under and the job whose kept output it reuses (its map stage is then skipped).
     """
-    b = _Builder(materialized)
+    b = _Builder(materialized, keep or {})
     b.stage(plan.root, Result)
     return PhysicalPlan(b.stages, b.shuffles)

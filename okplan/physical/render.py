@@ -13,6 +13,8 @@ def stage_header(stage: Stage) -> str:
     out = stage.output
     if isinstance(out, ShuffleWrite):
         role = f"shuffle map -> writes shuffle {out.shuffle_id}, {out.partitioner.describe()}"
+        if out.reused_from is not None:
+            role += f", skipped (reused from job {out.reused_from})"
     elif isinstance(out, Materialize):
         role = out.describe()
     else:

@@ -11,11 +11,15 @@ from .operators import PhysOp
 
 @dataclass(frozen=True)
 class ShuffleWrite:
-    """The stage's records go to ``partitioner.num_partitions`` buckets of shuffle ``shuffle_id``."""
+    """The stage's records go to ``partitioner.num_partitions`` buckets of shuffle ``shuffle_id``.
+    ``keep_id``: the executor keeps the finished output under that name for later jobs (shuffle
+    reuse); ``reused_from``: the job whose kept output this stage reads instead of running (skipped)."""
 
     shuffle_id: int
     partitioner: Partitioner
     kind: str
+    keep_id: str | None = None
+    reused_from: int | None = None
 
     def describe(self) -> str:
         return f"shuffle write {self.shuffle_id} -> {self.partitioner.describe()}"
