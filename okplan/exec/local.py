@@ -245,7 +245,7 @@ class LocalExecutor:
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
                 if isinstance(out, ShuffleWrite) and out.reused_from is not None:
-                    # kept by an earlier in-process job: the task processes read it from files
+                    # kept by an earlier job: the task processes read it from files
                     kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
                     if kept is None:
                         raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
@@ -271,6 +271,10 @@ class LocalExecutor:
                 rows = [written[p] for p in range(stage.num_partitions)]
                 if isinstance(out, ShuffleWrite):
                     shuffles[out.shuffle_id] = rows
+                    # kept for later jobs as in-process (its files go with this job); the compressed
+                    # size on disk tells whether it can fit the budget before anything is read back
+                    if out.keep_id is not None and sum(b.length for row in rows for b in row) <= self.task_memory:
+                        self._keep(out.keep_id, [[b.load(self._key) for b in row] for row in rows])
                 elif isinstance(out, Materialize):
                     target = self.cache if out.scope == "context" else job_data
                     target[out.cache_id] = [row[0] for row in rows]
