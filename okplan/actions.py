@@ -28,16 +28,19 @@ from .statcounter import StatCounter
 class PartitionAction:
     """A per-partition action function, named for plans and error notes. ``answer``, when given, may
     answer the whole job from the plan alone (the plan's root in, the job's one value or None out): the
-    session then runs no task (``count()`` of a chain that calls no user function)."""
+    session then runs no task (``count()`` of a chain that calls no user function). ``counts``, when
+    given, tells from a partition's value how many records the action consumed (``collect``: ``len``),
+    so the task runner need not count them one by one for the metrics."""
 
-    __slots__ = ("fn", "name", "user_func", "answer")
+    __slots__ = ("fn", "name", "user_func", "answer", "counts")
 
     def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-                 answer: Callable[[L.Node], Any] | None = None):
+                 answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None):
         self.fn = fn
         self.name = name
         self.user_func = user_func
         self.answer = answer
+        self.counts = counts
 
     def __call__(self, it: Iterator) -> Any:
         return self.fn(it)
@@ -60,8 +63,9 @@ class ActionsMixin:
     _node: L.Node
 
     def _run(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-             partitions: list[int] | None = None, answer: Callable[[L.Node], Any] | None = None) -> list:
-        return self.context.session.run_job(self._node, PartitionAction(fn, name, user_func, answer),  # type: ignore
+             partitions: list[int] | None = None, answer: Callable[[L.Node], Any] | None = None,
+             counts: Callable[[Any], int] | None = None) -> list:
+        return self.context.session.run_job(self._node, PartitionAction(fn, name, user_func, answer, counts),  # type: ignore
                                             partitions)
 
     # -- collecting ------------------------------------------------------------------------------------
@@ -72,7 +76,7 @@ class ActionsMixin:
         [1, 2, 3]
         """
         out: list = []
-        for part in self._run(_to_list, "collect"):
+        for part in self._run(_to_list, "collect", counts=len):
             out.extend(part)
         return out
 
@@ -90,7 +94,7 @@ class ActionsMixin:
         >>> ctx.parallelize(range(10)).count()
         10
         """
-        return sum(self._run(_count, "count", answer=count_without_running))
+        return sum(self._run(_count, "count", answer=count_without_running, counts=int))
 
     def countByValue(self) -> dict:
         """``{record: how often it occurs}``.
@@ -159,7 +163,7 @@ class ActionsMixin:
             return []
         items: list = []
         results = self.context.session.run_job_iter(  # type: ignore[attr-defined]
-            self._node, PartitionAction(lambda it: list(islice(it, num)), "take"), None)
+            self._node, PartitionAction(lambda it: list(islice(it, num)), "take", counts=len), None)
         try:
             for part in results:
                 items.extend(part)

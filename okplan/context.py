@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
@@ -14,6 +15,7 @@ from .dataset import DataSet, union_node
 from .exec.accumulators import Accumulator
 from .exec.factory import make_executor
 from .exec.metrics import JobMetrics
+from .log import ensure_configured
 from .logical import nodes as L
 from .logical.optimizer import Firing
 from .logical.plan import LogicalPlan
@@ -29,10 +31,13 @@ PYSPARK_BATCH_SIZE = 1024
 class Context(FileReadersMixin):
     """Where datasets come from and jobs run.
 
-    ``master``: ``"local[*]"`` (the default) or ``"local[N]"``: N cores (``*``: all), big jobs on a pool
-    of N task processes, small ones in this process (``pool_min_records``, ``pool_min_bytes`` set the
-    threshold); ``"local[1]"`` or ``"local"``: every task in this process; ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
-    ``"tcp://host:port"`` (a running master). ``optimize=False`` runs plans as written.
+    ``master``: ``"local[*]"`` or ``"local[N]"``: N cores (``*``: all), big jobs on a pool of N task
+    processes, small ones in this process (``pool_min_records``, ``pool_min_bytes`` set the threshold);
+    ``"local[1]"`` or ``"local"``: every task in this process; ``"local-cluster[N]"`` (starts Redis, a
+    master and N workers on this machine) or ``"tcp://host:port"`` (a running master); the default is
+    ``OKPLAN_MASTER``, else ``"local[*]"``.
+    ``optimize=False`` runs plans as written. ``profile=True`` (or ``OKPLAN_PROFILE=1``) times each
+    operator inside fused stages, sampled, for ``explain(analyze=True)`` and ``getProfile()``.
     ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
     before it spills to disk under ``OKPLAN_LOCAL_DIR``.
 
@@ -41,14 +46,21 @@ class Context(FileReadersMixin):
     285
     """
 
-    def __init__(self, master: str = "local[*]", appName: str | None = None, optimize: bool = True,
-                 **options: Any):
+    def __init__(self, master: str | None = None, appName: str | None = None, optimize: bool = True,
+                 profile: bool | None = None, **options: Any):
+        if master is None:
+            master = os.environ.get("OKPLAN_MASTER") or "local[*]"
         if not isinstance(master, str):
             raise TypeError(f"Context() expects a master string like 'local' or 'tcp://host:port', got {master!r}")
+        ensure_configured()
         self.master = master
         self.appName = appName or "okplan"
         reuse_shuffles = options.pop("reuse_shuffles", None)
         self._executor = make_executor(master, **options)
+        if profile is not None:
+            self._executor.profile = bool(profile)
+        if hasattr(self._executor, "app_name"):
+            self._executor.app_name = self.appName
         #: owns this Context's jobs, caches and checkpoints (what DataSet and its actions call)
         self.session = Session(self._executor, optimize, reuse_shuffles)
         self._checkpoint_dir: str | None = None
@@ -75,6 +87,17 @@ class Context(FileReadersMixin):
     @property
     def executor(self) -> Any:
         return self._executor
+
+    @property
+    def uiWebUrl(self) -> str | None:
+        """The URL of the cluster master's web dashboard (PySpark's ``sc.uiWebUrl``); None in-process.
+
+        >>> Context("local-cluster[2]").uiWebUrl                    # doctest: +SKIP
+        'http://127.0.0.1:40233/'
+        >>> ctx.uiWebUrl is None
+        True
+        """
+        return getattr(self._executor, "ui_web_url", None)
 
     # -- creating datasets -----------------------------------------------------------------------------
     def parallelize(self, c: Iterable, numSlices: int | None = None) -> DataSet:

@@ -326,21 +326,50 @@ class DataSet(WideMixin, ActionsMixin, SamplingMixin, ApproxMixin, CheckpointMix
         return self.context.session.is_persisted(self._node)
 
     # -- plans -----------------------------------------------------------------------------------------
-    def toDebugString(self, mode: str = "full") -> str:
-        """The plans as text (see ``explain``)."""
-        return self.context.session.explain(self._node, mode)
+    def toDebugString(self, mode: str = "full", analyze: bool = False, format: str = "text") -> str:
+        """The plans as text (see ``explain``), or DOT with ``format="dot"``."""
+        return self.context.session.explain(self._node, mode, analyze, format)
 
-    def explain(self, mode: str = "full", file: Any = None) -> None:
+    def explain(self, mode: str = "full", file: Any = None, analyze: bool = False,
+                format: str = "text") -> str | None:
         """Print the logical plan, the optimized plan with the rules that fired, and the physical plan
         (stages, tasks, shuffles). ``mode``: ``"full"`` (default), ``"physical"``, ``"logical"``,
-        ``"compact"`` (one line per stage) or ``"metrics"`` (the physical plan with what the last job
-        measured).
+        ``"compact"`` (one line per stage) or ``"metrics"`` (same as ``analyze=True``).
 
-        >>> ctx.parallelize(["a b a"], 2).flatMap(str.split).map(len).map(lambda n: (n, 1)).reduceByKey(add).explain("compact")
+        ``analyze=True`` runs the job if it has not run on this Context and prints the physical plan
+        with what each stage measured (tasks, records in/out, bytes, spill, seconds, task skew, top
+        operators with ``Context(profile=True)``), like SQL's ``EXPLAIN ANALYZE``.
+        ``format="dot"`` returns the physical plan as Graphviz DOT (with figures after a run) instead of
+        printing.
+
+        >>> ds = ctx.parallelize(["a b a"], 2).flatMap(str.split).map(len).map(lambda n: (n, 1)).reduceByKey(add)
+        >>> ds.explain("compact")
         stage 0 [2 tasks]: Parallelize [2 partitions, 1 records] -> FlatMap(str.split) -> Map(len) -> Map(<lambda> at ...) -> PartialAggregate [add] => shuffle 0 hash(2)
         stage 1 [2 tasks]: ShuffleRead [shuffle 0, merge add] => result
+        >>> ds.explain(analyze=True)                        # doctest: +ELLIPSIS
+        == Physical plan (local), analyzed ==
+        job ...: ... ms, 4 tasks, 1 records shuffled
+        ...
+        >>> ds.explain(format="dot").startswith("digraph okplan {")
+        True
         """
-        print(self.toDebugString(mode), file=file if file is not None else sys.stdout)
+        text = self.toDebugString(mode, analyze, format)
+        if format == "dot":
+            return text
+        print(text, file=file if file is not None else sys.stdout)
+        return None
+
+    def visualize(self, filename: str = "plan.svg", format: str | None = None) -> str:
+        """Render the physical plan to ``filename`` (``.svg``, ``.png``, ``.pdf``...), as Dask's
+        ``visualize``; with figures after a run. Needs the ``graphviz`` package
+        (``pip install 'okplan[viz]'``) and Graphviz's ``dot`` program. Returns ``filename``.
+
+        >>> counts.visualize("wordcount.svg")                # doctest: +SKIP
+        'wordcount.svg'
+        """
+        from .visualize import render_file  # noqa: PLC0415 - graphviz is optional
+
+        return render_file(self.toDebugString(format="dot"), filename, format)
 
     # -- seed API --------------------------------------------------------------------------------------
     def compute(self) -> "DataSet":

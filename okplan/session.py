@@ -9,16 +9,20 @@ shows is what runs. ``DataSet`` and its actions call the public methods here (``
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ._tracebacks import trim
-from .actions import PartitionAction
+from .actions import PartitionAction, _count
 from .errors import CacheLostError
+from .exec.metrics import JobMetrics
 from .logical import nodes as L
 from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
+from .physical.dot import render_dot
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
 from .physical.stage import PhysicalPlan
@@ -27,6 +31,8 @@ from .sort_bounds import resolve_sort_bounds
 
 #: times a job is planned again because a cached dataset it reads vanished while it ran
 _CACHE_LOST_RETRIES = 2
+#: jobs whose plan and metrics ``explain(analyze=True)`` can still show without running them again
+_ANALYZED_JOBS = 32
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class Session:
         self._jobs = itertools.count(1)
         self._persisted: dict[int, str] = {}    # read and changed with single dict operations: thread-safe
         self._checkpoints: dict[int, str] = {}  # dataset id -> "reliable" | "local"
+        #: node id -> (physical plan, metrics) of its latest jobs, for explain(analyze=True)
+        self._analyzed: OrderedDict[int, tuple[PhysicalPlan, JobMetrics]] = OrderedDict()
+        self._analyzed_lock = threading.Lock()
 
     def stop(self) -> None:
         """Refuse further jobs and stop the executor (dropping what it keeps)."""
@@ -192,21 +201,32 @@ class Session:
         p = self.prepare(node, optimize_)
         return p.logical, p.optimized, p.fired, p.physical
 
-    def explain(self, node: L.Node, mode: str = "full") -> str:
-        """The plans of a job on ``node`` as text (``ds.toDebugString(mode)``).
+    def explain(self, node: L.Node, mode: str = "full", analyze: bool = False, format: str = "text") -> str:
+        """The plans of a job on ``node`` as text (``ds.toDebugString(mode)``); ``analyze`` (or mode
+        ``metrics``): the physical plan with what its latest job measured (run now if it has not run);
+        ``format="dot"``: the physical plan as Graphviz DOT (with figures when it ran).
 
         >>> print(ctx.session.explain(ctx.parallelize([1], 1)._node, "compact"))
         stage 0 [1 tasks]: Parallelize [1 partitions, 1 records] => result
         """
         if mode not in ("full", "compact", "physical", "metrics", "logical"):
             raise ValueError(f"explain() mode must be full, logical, physical, compact or metrics; got {mode!r}")
+        if format == "dot":
+            if analyze or node.nid in self._analyzed:
+                physical, metrics = self.analyze(node)
+                return render_dot(physical, metrics, f"job {metrics.job_id or ''}: {metrics.seconds * 1000:,.1f} ms")
+            return render_dot(self.prepare(node).physical)
+        if format != "text":
+            raise ValueError(f"explain() format must be 'text' or 'dot', got {format!r}")
+        if analyze or mode == "metrics":
+            physical, metrics = self.analyze(node)
+            return "\n".join([f"== Physical plan ({self.executor.name}), analyzed ==", _job_line(metrics),
+                              render_physical(physical, metrics)])
         p = self.prepare(node)
         if mode == "compact":
             return render_compact(p.physical)
         if mode == "physical":
             return render_physical(p.physical)
-        if mode == "metrics":
-            return render_physical(p.physical, self.executor.last_metrics)
         if mode == "logical":
             return render_tree(p.logical.root)
         parts = ["== Logical plan ==", render_tree(p.logical.root), "",
@@ -222,6 +242,30 @@ class Session:
             parts.append(f"runs {placement(p.physical)}")  # local[N]: on the pool, or in-process and why
         parts.append(render_physical(p.physical))
         return "\n".join(parts)
+
+    def analyze(self, node: L.Node) -> tuple[PhysicalPlan, JobMetrics]:
+        """The plan and figures of ``node``'s latest job, running one (every partition, records
+        discarded) if it has not run on this Context."""
+        with self._analyzed_lock:
+            found = self._analyzed.get(node.nid)
+        if found is None:
+            self.run_job(node, PartitionAction(_count, "explain(analyze=True)", counts=int), None)
+            with self._analyzed_lock:
+                found = self._analyzed.get(node.nid)
+            if found is None:  # nothing ran: no partitions
+                found = (self.prepare(node).physical, JobMetrics(self.executor.name))
+        return found
+
+    def _remember(self, nid: int, physical: PhysicalPlan) -> None:
+        """Keep the plan and figures of the job this thread just ran, for ``explain(analyze=True)``."""
+        metrics = self.executor.last_metrics
+        if metrics is None:
+            return
+        with self._analyzed_lock:
+            self._analyzed[nid] = (physical, metrics)
+            self._analyzed.move_to_end(nid)
+            while len(self._analyzed) > _ANALYZED_JOBS:
+                self._analyzed.popitem(last=False)
 
     # -- running ---------------------------------------------------------------------------------------
     def run_job(self, node: L.Node, action: PartitionAction, partitions: list[int] | None) -> list:
@@ -286,6 +330,7 @@ class Session:
                 close = getattr(results, "close", None)
                 if close is not None:
                     close()
+                self._remember(node.nid, prepared.physical)
                 for cache_id in prepared.temporary:
                     self.executor.drop_cached(cache_id)
                 self.reuse.finished(job, node, prepared.shuffles)
@@ -297,3 +342,18 @@ def _recompute_lost(n: L.Node, lost: frozenset[str]) -> L.Node | None:
         return L.Persist(inputs=(n.lineage,), cache_id=n.cache_id, scope="context", label=n.label,
                          callsite=n.callsite)
     return None
+
+
+def _job_line(m: JobMetrics) -> str:
+    """The job's totals above its analyzed plan."""
+    tasks = sum(s.tasks for s in m.stages.values())
+    line = f"job {m.job_id or '-'}: {m.seconds * 1000:,.2f} ms, {tasks} tasks"
+    if m.records_shuffled:
+        line += f", {m.records_shuffled:,} records shuffled"
+    if m.bytes_written or m.bytes_read:
+        line += f", {m.bytes_written:,} B written / {m.bytes_read:,} B read in Redis"
+    if m.retries:
+        line += f", {m.retries} retries"
+    if len(m.tasks_per_worker) > 1:
+        line += ", tasks per worker: " + ", ".join(f"{w} {n}" for w, n in sorted(m.tasks_per_worker.items()))
+    return line

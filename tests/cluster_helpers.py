@@ -85,6 +85,46 @@ def _pings(r) -> bool:
         return False
 
 
+@contextmanager
+def hand_made_cluster(redis_url: str, workers: int = 1, secret: str | None = None, master_args: tuple = (),
+                      worker_args: tuple = (), logs: str | None = None) -> Iterator[str]:
+    """``okplan master`` + ``okplan worker`` as compose would run them (the worker learns Redis from the
+    master); yields the master's URL. ``logs``: a directory that gets each process's stderr
+    (``master.log``, ``worker-0.log``...)."""
+    env = child_env()
+    if secret:
+        env["OKPLAN_SECRET"] = secret
+    files = []
+
+    def stderr(name: str):
+        if logs is None:
+            return None
+        f = open(os.path.join(logs, name), "wb")
+        files.append(f)
+        return f
+
+    master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis", redis_url,
+                                         *master_args), stdout=subprocess.PIPE, stderr=stderr("master.log"), env=env)
+    procs = [master]
+    try:
+        line = master.stdout.readline().decode()
+        assert "listening on tcp://127.0.0.1:" in line, line
+        url = line.split("listening on ")[1].split()[0]
+        for i in range(workers):
+            procs.append(subprocess.Popen(okplan_cmd("worker", "--master", url, "--slots", "1", *worker_args),
+                                          stderr=stderr(f"worker-{i}.log"), env=env))
+        yield url
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        master.stdout.close()
+        for f in files:
+            f.close()
+        assert pids_gone([p.pid for p in procs])
+
+
 def okplan_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "okplan", *args]
 
@@ -96,4 +136,4 @@ def child_env() -> dict[str, str]:
 
 
 __all__ = ["LocalCluster", "cluster_context", "job_keys", "wait_until", "pids_gone", "redis_server", "free_port",
-           "okplan_cmd", "child_env"]
+           "okplan_cmd", "child_env", "hand_made_cluster"]

@@ -264,9 +264,12 @@ def test_setLogLevel_sets_the_threshold_of_okplan_loggers(ctx):
         with pytest.raises(ValueError, match="did not match one of"):
             ctx.setLogLevel("NOPE")
     finally:
+        import logging
+
         import okplan.logger as logger_module
 
         logger_module._threshold = None
+        logging.getLogger("okplan").setLevel(logging.NOTSET)  # setLogLevel set the engine loggers' too
     lines = out.getvalue()
     assert "shown" in lines and "all" in lines and "hidden" not in lines
 

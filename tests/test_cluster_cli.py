@@ -7,39 +7,13 @@ import os
 import re
 import subprocess
 import time
-from contextlib import contextmanager
 
 import pytest
-from cluster_helpers import child_env, free_port, okplan_cmd, pids_gone, redis_server, wait_until
+from cluster_helpers import child_env, free_port, hand_made_cluster, okplan_cmd, redis_server, wait_until
 
 from okplan.exec.cluster.launcher import redis_server_binary
 
 from okplan import ClusterUnavailableError, Context
-
-
-@contextmanager
-def hand_made_cluster(redis_url: str, workers: int = 1, secret: str | None = None):
-    """``okplan master`` + ``okplan worker`` as compose would run them (the worker learns Redis from the
-    master)."""
-    env = child_env()
-    if secret:
-        env["OKPLAN_SECRET"] = secret
-    master = subprocess.Popen(okplan_cmd("master", "--bind", "tcp://127.0.0.1:0", "--redis", redis_url),
-                              stdout=subprocess.PIPE, env=env)
-    procs = [master]
-    try:
-        line = master.stdout.readline().decode()
-        assert "listening on tcp://127.0.0.1:" in line, line
-        url = line.split("listening on ")[1].split()[0]
-        for _ in range(workers):
-            procs.append(subprocess.Popen(okplan_cmd("worker", "--master", url, "--slots", "1"), env=env))
-        yield url
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
-        assert pids_gone([p.pid for p in procs])
 
 
 def _connect(url: str, **options) -> Context:

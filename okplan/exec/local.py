@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import pickle
 import shutil
@@ -19,10 +20,17 @@ from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, Loca
                          new_job_id, stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
-from .metrics import JobMetrics, LastMetrics
+from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
+from .profile import profile_wanted, profiled
+from .progress import job_progress
 from .serialization import block_key, compress, decompress, deserialize, dumps_function, serialize
 from .spill import SpillDir, relocate, to_disk
 from .task import run_task
+
+
+#: local job ids: unique in this process and unlikely to collide with another's (no syscall per job)
+_JOB_PREFIX = f"{os.getpid() & 0xffff:04x}"
+_job_numbers = itertools.count(1)
 
 
 class _MemoryBlocks:
@@ -122,6 +130,13 @@ def _fewer_collections() -> Iterator[None]:
                 _gc_saved = None
 
 
+def _add_pool_task(m: StageMetrics, reply: dict[str, Any]) -> None:
+    """Fold a task process's figures in (its perf_counter is the system's monotonic clock, as ours)."""
+    t0, t1, cpu = reply["t"]
+    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0},
+                           spill_bytes=reply["spill"], operators=reply["ops"]), t0, t1)
+
+
 def _stage_kind(stage: Stage) -> str:
     out = stage.output
     if isinstance(out, ShuffleWrite):
@@ -158,6 +173,9 @@ class LocalExecutor:
         self.kept: dict[str, tuple[int, list[list[bytes]]]] = {}
         self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
         self._metrics = LastMetrics()
+        #: time each operator inside fused stages (sampled): ``Context(profile=True)``
+        self.profile = profile_wanted()
+        self.ui_web_url: str | None = None
         self.processes = processes
         self.pool_min_records = pool_min_records
         self.pool_min_bytes = pool_min_bytes
@@ -193,7 +211,7 @@ class LocalExecutor:
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
-        metrics = JobMetrics(self.name)
+        metrics = JobMetrics(self.name, job_id=f"{_JOB_PREFIX}{next(_job_numbers):06x}")
         self._metrics.set(metrics)
         start = time.perf_counter()
         if self._pool is not None and self.placement(plan).startswith("on ") and self._pool.try_acquire():
@@ -231,7 +249,8 @@ class LocalExecutor:
                   metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
         """Every stage on the pool; shuffle buckets and shared subplans in files of a job directory."""
         assert self._pool is not None
-        self._pool.budget = self.task_memory  # read per job, as in-process (the pool is this job's now)
+        # read per job, as in-process (the pool is this job's now)
+        self._pool.budget, self._pool.profile = self.task_memory, self.profile
         # pickled once per job here, where an unpicklable function is named as on the cluster
         functions = dumps_function(({s.id: s for s in plan.stages}, action))
         job = new_job_id()
@@ -256,7 +275,6 @@ class LocalExecutor:
                         for i, buckets in enumerate(kept)]
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
-                t0 = time.perf_counter()
                 tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
                 # a cache outlives the job: its files go to the executor's directory
                 where = self._work_dir() if isinstance(out, Materialize) and out.scope == "context" else job_dir
@@ -264,10 +282,7 @@ class LocalExecutor:
                 for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
                                                         list(range(stage.num_partitions)), tables, per_slot):
                     written[p] = reply["blocks"]
-                    m.spill_bytes += reply["spill"]
-                    m.records_in += reply["rin"]
-                    m.records_out += reply["rout"]
-                m.tasks += stage.num_partitions
+                    _add_pool_task(m, reply)
                 rows = [written[p] for p in range(stage.num_partitions)]
                 if isinstance(out, ShuffleWrite):
                     shuffles[out.shuffle_id] = rows
@@ -278,37 +293,48 @@ class LocalExecutor:
                 elif isinstance(out, Materialize):
                     target = self.cache if out.scope == "context" else job_data
                     target[out.cache_id] = [row[0] for row in rows]
-                m.seconds += time.perf_counter() - t0
-                m.add_phase("compute", time.perf_counter() - t0)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
             tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
-            t0 = time.perf_counter()
             done: dict[int, Any] = {}
             order = iter(partitions)
             want = next(order, None)
             results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot)
             try:
                 for p, reply, out_blobs in results:
-                    m.tasks += 1
-                    m.spill_bytes += reply["spill"]
-                    m.records_in += reply["rin"]
-                    m.records_out += reply["rout"]
+                    _add_pool_task(m, reply)
                     done[p] = deserialize(out_blobs[0])
                     while want is not None and want in done:  # in the order asked for
-                        m.seconds = time.perf_counter() - t0
                         yield want, done.pop(want)
                         want = next(order, None)
             finally:
                 results.close()
-            m.add_phase("compute", m.seconds)
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)
             metrics.seconds = time.perf_counter() - start
             metrics.tasks_per_worker.update(per_slot)
+            metrics.finish()
+
+    def _task(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
+              action: Callable[[Iterator], Any] | None = None) -> Any:
+        """Run one task and fold its figures into ``m``; the task's value. (CPU time is taken per stage:
+        reading the thread's CPU clock costs microseconds, as much as a tiny task.)"""
+        memory = TaskMemory(self.task_memory, blocks.spill_dir)
+        t0 = time.perf_counter()
+        if self.profile:
+            with profiled(stage, action) as operators:
+                r = run_task(stage, p, blocks, action, memory)
+        else:
+            operators = None
+            r = run_task(stage, p, blocks, action, memory)
+        t1 = time.perf_counter()
+        m.add_task(TaskMetrics(r.records_in, r.records_out, t1 - t0, 0.0, {"compute": t1 - t0},
+                               spill_bytes=r.spill_bytes, operators=operators or {}), t0, t1)
+        return r.value
 
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
              blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
+        progress = job_progress(metrics.job_id or "")
         try:
             for stage in plan.stages[:-1]:
                 out = stage.output
@@ -322,7 +348,6 @@ class LocalExecutor:
                     blocks.reused[out.shuffle_id] = kept
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
-                t0 = time.perf_counter()
                 values: list = []
                 if isinstance(out, ShuffleWrite):
                     blocks.shuffles[out.shuffle_id] = values
@@ -331,37 +356,36 @@ class LocalExecutor:
                         values = blocks.new_caches[out.cache_id] = []
                     else:
                         values = blocks.job_data[out.cache_id] = []
+                c0 = time.thread_time()
                 for p in range(stage.num_partitions):
                     before = rss()
-                    r = run_task(stage, p, blocks, memory=TaskMemory(self.task_memory, blocks.spill_dir))
-                    values.append(r.value)
-                    m.records_in += r.records_in
-                    m.records_out += r.records_out
-                    m.spill_bytes += r.spill_bytes
+                    values.append(self._task(stage, p, blocks, m))
                     blocks.grew(rss() - before, self.cache_dir)
-                m.tasks += stage.num_partitions
+                    if progress is not None:
+                        progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
+                m.cpu_seconds += time.thread_time() - c0
                 if isinstance(out, Materialize) and out.scope == "context":
                     # a cache outlives the job: its spilled partitions move to the executor's directory
                     self.cache[out.cache_id] = relocate(values, self.cache_dir)
                 elif isinstance(out, ShuffleWrite) and out.keep_id is not None:
                     self._keep(out.keep_id, values)
-                m.seconds += time.perf_counter() - t0
-                m.add_phase("compute", time.perf_counter() - t0)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
+            # (includes what the caller does with each result before asking for the next: little, for
+            # actions; a toLocalIterator loop's body counts here too)
+            c0 = time.thread_time()
             for p in partitions:
-                t0 = time.perf_counter()
-                r = run_task(stage, p, blocks, action, TaskMemory(self.task_memory, blocks.spill_dir))
-                m.tasks += 1
-                m.records_in += r.records_in
-                m.records_out += r.records_out
-                m.spill_bytes += r.spill_bytes
-                m.seconds += time.perf_counter() - t0
-                yield p, r.value
-            m.add_phase("compute", m.seconds)
+                value = self._task(stage, p, blocks, m, action)
+                if progress is not None:
+                    progress.update(stage.id, m.tasks, len(partitions), m.records_out)
+                yield p, value
+            m.cpu_seconds += time.thread_time() - c0
         finally:
+            if progress is not None:
+                progress.close()
             metrics.seconds = time.perf_counter() - start
             metrics.tasks_per_worker["local"] = sum(s.tasks for s in metrics.stages.values())
+            metrics.finish()
 
     def has_cached(self, cache_id: str) -> bool:
         return cache_id in self.cache

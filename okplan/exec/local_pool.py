@@ -25,6 +25,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -35,6 +36,7 @@ from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from . import accumulators
 from .memory import TaskMemory
 from .pool import TaskPool
+from .profile import profiled
 from .serialization import decode_block, deserialize, dumps_function, encode_block, loads_function, serialize
 from .spill import SpillDir
 from .task import annotate, run_task, task_place
@@ -164,12 +166,20 @@ class LocalTaskHandler:
             p = h["partition"]
             # the task's own spill directory: what it spills is read back before it replies
             spill_dir = SpillDir("task")
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
-                result = run_task(stage, p, _FileBlocks(deserialize(blobs[0]), self.key), self.action,
-                                  TaskMemory(h["budget"], spill_dir))
+                inputs, memory = _FileBlocks(deserialize(blobs[0]), self.key), TaskMemory(h["budget"], spill_dir)
+                operators = None
+                if h["profile"]:
+                    with profiled(stage, self.action) as operators:
+                        result = run_task(stage, p, inputs, self.action, memory)
+                else:
+                    result = run_task(stage, p, inputs, self.action, memory)
                 reply, value = self._output(h, stage, p, result)
+                reply["ops"] = operators or {}
             finally:
                 spill_dir.remove()
+            reply["t"] = (t0, time.perf_counter(), time.thread_time() - c0)
             updates = accumulators.task_updates()
             reply["acc"] = serialize(updates) if updates else b""
             return reply, value
@@ -210,6 +220,7 @@ class LocalPool:
         self.processes = processes
         self.key = key
         self.budget = budget   # each task's memory budget
+        self.profile = False   # time operators inside fused stages (Context(profile=True))
         self._pool: TaskPool | None = None
         self._lock = threading.Lock()
         self._known: dict[int, tuple[int, str]] = {}   # slot -> (generation, job) it has the functions of
@@ -260,7 +271,7 @@ class LocalPool:
                         blobs.append(functions)
                         self._known[slot] = (gen, job)
                     header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir,
-                              "budget": self.budget}
+                              "budget": self.budget, "profile": self.profile}
                     if len(blobs) > 1:
                         header["env"] = _client_env()
                     pool.submit(slot, header, blobs, tag=(p, attempt))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
+from itertools import count as numbering
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import NotHashableKeyError, OkplanError
@@ -43,6 +45,9 @@ class TaskResult:
     records_out: int
     #: bytes this task wrote to spill files
     spill_bytes: int = 0
+
+
+_FIRST = itemgetter(0)
 
 
 class _Counter:
@@ -90,10 +95,19 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
             return TaskResult(data, counter.records_in, len(data))
         if action is None:
             raise OkplanError(f"{stage.name} is a result stage but no action was given")
-        value = action(it)
+        # records out of a result stage are the records the action consumed: an action that says how to
+        # count them from its value (collect: len) costs nothing, others count through C-level zip
+        counts = getattr(action, "counts", None)
+        if counts is not None:
+            value = action(it)
+            records_out = counts(value)
+        else:
+            consumed = numbering()
+            value = action(map(_FIRST, zip(it, consumed)))
+            records_out = next(consumed)
         if memory is not None and memory.escaping:
             value = detach(value)  # groups streamed from disk must not outlive the spill directory
-        return TaskResult(value, counter.records_in, counter.records_in)
+        return TaskResult(value, counter.records_in, records_out)
     except BaseException as exc:
         if not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             annotate(exc, stage, partition, action)

@@ -36,21 +36,59 @@ def _op_lines(op: PhysOp, prefix: str, branch: str, child_prefix: str, out: list
         _op_lines(child, prefix + child_prefix, "└─ " if last else "├─ ", "   " if last else "│  ", out)
 
 
+def operator_lines(stage: Stage) -> list[str]:
+    """The stage's operator tree, one line per operator (as ``explain()`` prints it)."""
+    out: list[str] = []
+    _op_lines(stage.root, "", "", "", out)
+    return out
+
+
 def render_physical(plan: PhysicalPlan, metrics: Any = None) -> str:
-    """Every stage, result stage first, operators below their consumers (as Spark prints plans)."""
+    """Every stage, result stage first, operators below their consumers (as Spark prints plans); with
+    ``metrics`` (a ``JobMetrics``), each stage's measured figures under its header."""
     shuffles = len(plan.shuffles)
     lines = [f"{len(plan.stages)} stage{'s' if len(plan.stages) != 1 else ''}, {plan.num_tasks} tasks, "
              f"{shuffles} shuffle{'s' if shuffles != 1 else ''}"]
     for stage in reversed(plan.stages):
         lines.append(stage_header(stage))
-        if metrics is not None and stage.id in metrics.stages:
-            m = metrics.stages[stage.id]
-            extra = f"  measured: {m.tasks} tasks, {m.records_in:,} records in, {m.records_out:,} out, {m.seconds * 1000:.2f} ms"
-            if m.bytes_compressed:
-                extra += f", {m.bytes_raw:,} B raw -> {m.bytes_compressed:,} B lz4"
-            lines.append(extra)
+        if metrics is not None:
+            m = metrics.stages.get(stage.id)
+            lines += ["  " + line for line in measured_lines(m)] if m is not None else ["  measured: not run "
+                                                                                           "(read from cache)"]
         _op_lines(stage.root, "  ", "", "", lines)
     return "\n".join(lines)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.2f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def measured_lines(m: Any) -> list[str]:
+    """What one stage measured (a ``StageMetrics``), as ``explain(analyze=True)`` shows it."""
+    text = (f"measured: {m.tasks} tasks, {m.records_in:,} records in, {m.records_out:,} out, "
+            f"{_ms(m.seconds)}")
+    if m.tasks > 1 and m.task_seconds_median:
+        text += (f" (tasks: median {_ms(m.task_seconds_median)}, max {_ms(m.task_seconds_max)}, "
+                 f"skew {m.task_seconds_max / m.task_seconds_median:.1f}x)")
+    if m.cpu_seconds:
+        text += f", cpu {_ms(m.cpu_seconds)}"
+    out = [text]
+    if m.bytes_raw or m.bytes_compressed:
+        out.append(f"bytes: {m.bytes_raw:,} B raw -> {m.bytes_compressed:,} B lz4")
+    if m.spill_bytes:
+        out.append(f"spilled: {m.spill_bytes:,} B")
+    if m.retries:
+        out.append(f"retries: {m.retries}")
+    phases = {k: v for k, v in m.phases.items() if v > 0}
+    if len(phases) > 1:
+        total = sum(phases.values())
+        out.append("time: " + ", ".join(f"{k} {v / total:.0%}" for k, v in sorted(phases.items(),
+                                                                                  key=lambda kv: -kv[1])))
+    if m.operators:
+        total = sum(m.operators.values()) or 1.0
+        top = sorted(m.operators.items(), key=lambda kv: -kv[1])[:3]
+        out.append("top operators: " + ", ".join(f"{name} {_ms(s)} ({s / total:.0%})" for name, s in top))
+    return out
 
 
 def render_compact(plan: PhysicalPlan) -> str:
@@ -81,4 +119,4 @@ def _flat_text(op: PhysOp) -> str:
     return " -> ".join(parts)
 
 
-__all__ = ["render_physical", "render_compact", "stage_header"]
+__all__ = ["render_physical", "render_compact", "stage_header", "measured_lines", "operator_lines"]

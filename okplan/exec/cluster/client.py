@@ -20,8 +20,11 @@ from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationErro
 from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan
 from ..accumulators import merge_updates
+from ...log import get_logger
 from ..memory import task_memory as task_memory_of
 from ..metrics import JobMetrics, LastMetrics
+from ..profile import profile_wanted
+from ..progress import job_progress
 from ..serialization import BlockIntegrityError, block_key, decode_block, dumps_function, encode_block
 from . import protocol as P
 from . import sidefiles
@@ -30,6 +33,8 @@ from .remote_errors import unpack_exception
 from .blocks import encode_chunks
 from .spec import build_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted, with_env_password
+
+log = get_logger(__name__)
 
 #: seconds a cache() partition outlives the last refresh by its client (refreshed every third of it)
 CACHE_TTL = 15 * 60
@@ -71,6 +76,12 @@ class ClusterExecutor:
         self.inline_max = inline_max
         self.task_memory = task_memory_of(task_memory)
         self._metrics = LastMetrics()
+        #: time each operator inside fused stages (sampled): ``Context(profile=True)``
+        self.profile = profile_wanted()
+        #: the Context's appName, shown by the master's dashboard
+        self.app_name: str | None = None
+        #: the master's web dashboard (``ctx.uiWebUrl``), from its welcome
+        self.ui_web_url: str | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
         self._stopped = False
@@ -109,7 +120,8 @@ class ClusterExecutor:
         self.link.send(kind, body, blobs)
 
     def hello(self, timeout: float = 3.0) -> dict[str, Any]:
-        """Ask the master for its Redis URL and workers; ``ClusterUnavailableError`` after ``timeout``.
+        """Ask the master for its Redis URL, workers and dashboard; ``ClusterUnavailableError`` after
+        ``timeout``.
 
         >>> executor.hello()["workers"]                     # doctest: +SKIP
         2
@@ -125,6 +137,7 @@ class ClusterExecutor:
             msg = self.link.control(left)
             if msg is not None and msg.kind == P.WELCOME:
                 self._slots = msg.body.get("slots", 0)
+                self.ui_web_url = msg.body.get("dashboard")
                 return msg.body
 
     def _next(self, job_id: str) -> P.Message:
@@ -156,7 +169,8 @@ class ClusterExecutor:
         metrics = JobMetrics(self.name)
         self._metrics.set(metrics)
         started = time.perf_counter()
-        job_id = self._submit(plan, action, want, metrics)
+        job_id = metrics.job_id = self._submit(plan, action, want, metrics)
+        progress = job_progress(job_id)
         unique = len(set(want)) == len(want)
         got: dict[int, Any] = {}
         i = 0
@@ -176,24 +190,37 @@ class ClusterExecutor:
                 _merge(body.get("acc"))
                 if msg.kind == P.RESULT:
                     got[body["partition"]] = self._result_value(job_id, body, msg.blobs, metrics)
+                elif msg.kind == P.JOB_ALIVE:
+                    if progress is not None:
+                        for stage_id, done, total, records in body.get("progress") or ():
+                            progress.update(stage_id, done, total, records)
                 elif msg.kind == P.JOB_DONE:
                     ended = True
                     self._slots = body.get("slots") or self._slots
-                    _fill_metrics(metrics, body["metrics"])
+                    metrics.fill_from_wire(body["metrics"])
+                    log.info("job finished", extra={"job": job_id, "seconds": round(time.perf_counter() - started, 6),
+                                                    "tasks": sum(m.tasks for m in metrics.stages.values())})
                 elif msg.kind == P.JOB_FAILED:
-                    _fill_metrics(metrics, body.get("metrics") or {})
+                    metrics.fill_from_wire(body.get("metrics") or {})
                     if body["reason"] == "source_lost" and resubmits > 0:
                         # Redis lost the data this client uploaded: upload it again and start over
+                        log.warning("job's uploaded data is gone from Redis: uploading it again",
+                                    extra={"job": job_id})
                         resubmits -= 1
                         self.link.close(job_id)
-                        job_id = self._submit(plan, action, want, metrics)
+                        job_id = metrics.job_id = self._submit(plan, action, want, metrics)
                         got.clear()
                         want = want[i:]
                         i = 0
                         continue
                     ended = True
+                    log.info("job failed", extra={"job": job_id, "reason": body["reason"],
+                                                  "why": body.get("message"), "stage": body.get("stage"),
+                                                  "task": body.get("partition")})
                     raise self._job_error(body, msg.blobs)
         finally:
+            if progress is not None:
+                progress.close()
             metrics.seconds = time.perf_counter() - started
             self.link.close(job_id)
             if not ended:
@@ -202,7 +229,8 @@ class ClusterExecutor:
     def _submit(self, plan: PhysicalPlan, action: Callable, want: list[int], metrics: JobMetrics) -> str:
         job_id = uuid.uuid4().hex[:16]
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
-                          inline_max=self.inline_max, task_memory=self.task_memory)
+                          inline_max=self.inline_max, task_memory=self.task_memory, profile=self.profile,
+                          app=self.app_name)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
         keys = Keys(job_id, self.client_id)
         uploads = []
@@ -227,6 +255,7 @@ class ClusterExecutor:
                 metrics.bytes_written += sum(map(len, chunks))
             self.link.open(job_id)
             self._send(P.SUBMIT, {"job_id": job_id}, (pickle.dumps(spec, 5), job_blob))
+            log.debug("job submitted", extra={"job": job_id, "stages": len(plan.stages), "master": self.url})
         except BaseException:
             # an upload that failed half way (or a submit that never left) leaves no keys behind
             self.link.close(job_id)
@@ -368,15 +397,3 @@ def _merge(acc_blobs: list | None) -> None:
     for blob in acc_blobs or ():
         merge_updates(pickle.loads(blob))
 
-
-def _fill_metrics(metrics: JobMetrics, d: dict[str, Any]) -> None:
-    for sid, sm in d.get("stages", {}).items():
-        m = metrics.stage(sid, sm["kind"])
-        m.tasks, m.records_in, m.records_out = sm["tasks"], sm["rin"], sm["rout"]
-        m.seconds, m.phases = sm["seconds"], dict(sm["phases"])
-        m.bytes_raw, m.bytes_compressed, m.retries = sm["raw"], sm["comp"], sm["retries"]
-        m.spill_bytes = sm.get("spill", 0)
-    metrics.tasks_per_worker = dict(d.get("tasks_per_worker", {}))
-    metrics.retries = d.get("retries", 0)
-    metrics.bytes_written += d.get("bytes_written", 0)
-    metrics.bytes_read += d.get("bytes_read", 0)

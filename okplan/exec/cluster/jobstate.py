@@ -7,6 +7,7 @@ import time
 from collections import deque
 from typing import Any
 
+from ..metrics import JobMetrics, StageMetrics, TaskMetrics
 from .spec import JobSpec
 from .store import Keys
 
@@ -17,7 +18,7 @@ class StageRun:
     """One stage of a running job."""
 
     __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "crashes", "recomputes",
-                 "metrics")
+                 "metrics", "announced")
 
     def __init__(self, info: dict[str, Any], partitions: list[int] | None):
         self.info = info
@@ -29,8 +30,8 @@ class StageRun:
         self.attempts: dict[int, int] = {}
         self.crashes: dict[int, int] = {}     # partition -> attempts whose process died
         self.recomputes = 0
-        self.metrics: dict[str, Any] = {"kind": _KIND_NAMES[info["kind"]], "tasks": 0, "rin": 0, "rout": 0,
-                                        "seconds": 0.0, "phases": {}, "raw": 0, "comp": 0, "retries": 0}
+        self.metrics = StageMetrics(self.id, _KIND_NAMES[info["kind"]])
+        self.announced = False  # "stage started" was logged
 
     @property
     def complete(self) -> bool:
@@ -55,6 +56,9 @@ class JobRun:
         self.blobs = (spec_blob, job_blob)
         self.state = "running"          # running | done | failed | cancelled
         self.started = time.monotonic()
+        self.submitted_at = time.time()
+        self.ended: float | None = None
+        self.error: str | None = None
         self.last_alive = self.started
         self.client_seen = self.started   # the client's last heartbeat naming this job
         self.acc: list[bytes] = []      # accumulator updates not yet sent to the client
@@ -93,32 +97,29 @@ class JobRun:
                 return s, s.pending.popleft()
         return None
 
-    def record(self, stage: StageRun, worker: str, m: dict[str, Any], roundtrip: float) -> None:
-        """Fold one successful task's metrics in."""
-        sm = stage.metrics
-        sm["tasks"] += 1
-        sm["rin"] += m["rin"]
-        sm["rout"] += m["rout"]
-        sm["seconds"] += m["wall"]
-        phases = sm["phases"]
-        for ph in ("compute", "serialize", "compress", "store"):
-            phases[ph] = phases.get(ph, 0.0) + m[ph]
-        phases["schedule"] = phases.get("schedule", 0.0) + max(0.0, roundtrip - m["wall"])
-        sm["raw"] += m["raw"]
-        sm["comp"] += m["comp"]
-        sm["spill"] = sm.get("spill", 0) + m.get("spill", 0)
-        self.bytes_written += m["written"]
-        self.bytes_read += m["read"]
+    def record(self, stage: StageRun, worker: str, t: TaskMetrics, started: float, ended: float) -> None:
+        """Fold one successful task's metrics in; ``started``/``ended``: when the master sent it and
+        heard back (the time around the task is its ``schedule`` phase)."""
+        t.phases["schedule"] = max(0.0, ended - started - t.seconds)
+        stage.metrics.add_task(t, started, ended)
+        self.bytes_written += t.bytes_written
+        self.bytes_read += t.bytes_read
         self.tasks_per_worker[worker] = self.tasks_per_worker.get(worker, 0) + 1
 
+    def progress(self) -> list[list[int]]:
+        """``[stage, tasks done, tasks, records out]`` per stage, for the client's progress bars."""
+        return [[s.id, len(s.done), len(s.needed), s.metrics.records_out] for s in self.order]
+
     def retried(self, stage: StageRun) -> None:
-        stage.metrics["retries"] += 1
+        stage.metrics.retries += 1
         self.retries += 1
 
-    def metrics(self) -> dict[str, Any]:
-        return {"stages": {s.id: s.metrics for s in self.order}, "tasks_per_worker": self.tasks_per_worker,
-                "retries": self.retries, "bytes_written": self.bytes_written, "bytes_read": self.bytes_read,
-                "seconds": time.monotonic() - self.started}
+    def metrics(self) -> JobMetrics:
+        """The job's figures so far, in the one metrics model (``to_wire()`` for a message)."""
+        m = JobMetrics("cluster", {s.id: s.metrics for s in self.order}, time.monotonic() - self.started,
+                       self.tasks_per_worker, self.retries, self.bytes_written, self.bytes_read, self.id)
+        m.finish()
+        return m
 
     def keys_to_delete(self, success: bool) -> list[str]:
         """Every key this job may have written that must not outlive it. Results are read (and

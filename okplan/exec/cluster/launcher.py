@@ -25,14 +25,16 @@ import weakref
 from typing import Any
 
 from ...errors import ClusterUnavailableError
+from ...log import get_logger
+from ...log.formatter import threshold_name
 from ..memory import local_dir, parse_size
 from .client import ClusterExecutor
 from .keeper import KeptProcess
 from .parent import die_with_parent, pdeathsig_is_safe
-from .store import BlockStore
+from .store import BlockStore, redacted
 from .tier import SpillTier
 
-log = logging.getLogger("okplan.local_cluster")
+log = get_logger(__name__)
 
 _START_TIMEOUT = 30.0
 #: Redis's memory limit in a local cluster (``OKPLAN_REDIS_MAXMEMORY``); past it blocks go to disk
@@ -134,9 +136,13 @@ class LocalCluster(ClusterExecutor):
 
     def __init__(self, n: int, slots: int = 1, redis: str | None = None, secret: str | None = None,
                  heartbeat_timeout: float = 5.0, client_timeout: float | None = None,
-                 redis_maxmemory: str | int | None = None, **options: Any):
+                 redis_maxmemory: str | int | None = None, log_level: str | None = None, dashboard: bool = True,
+                 **options: Any):
         if n < 1:
             raise ValueError("local-cluster[N] needs N >= 1")
+        # the servers write to this process's stderr: they log what this process's engine logger would
+        self.log_level = log_level or threshold_name(logging.getLogger("okplan").getEffectiveLevel())
+        self.dashboard = dashboard
         self.n = n
         self.name = f"local-cluster[{n}]"
         self.children = _Children()
@@ -162,6 +168,9 @@ class LocalCluster(ClusterExecutor):
                 self.store.tier = SpillTier(self._env["OKPLAN_STORE_SPILL_DIR"])
             self._wait_for_workers(n * slots)
             self.children.keep_workers()
+            log.info("local cluster started", extra={"master": self.master_url, "redis": redacted(self.redis_url),
+                                                     "workers": n, "slots": n * slots,
+                                                     "dashboard": self.ui_web_url})
         except BaseException:
             self._finalizer()
             raise
@@ -204,7 +213,9 @@ class LocalCluster(ClusterExecutor):
 
     def _start_master(self, heartbeat_timeout: float, client_timeout: float | None) -> str:
         cmd = [sys.executable, "-m", "okplan", "master", "--bind", "tcp://127.0.0.1:0",
-               "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout)]
+               "--parent-pid", str(os.getpid()), "--heartbeat-timeout", str(heartbeat_timeout),
+               "--log-level", self.log_level]
+        cmd += ["--dashboard", "127.0.0.1:0"] if self.dashboard else ["--no-dashboard"]
         if client_timeout is not None:
             cmd += ["--client-timeout", str(client_timeout)]
         if self.children.redis is not None:
@@ -224,7 +235,7 @@ class LocalCluster(ClusterExecutor):
         """
         # no --redis: the worker learns the URL (with Redis's password) from the master's welcome
         cmd = [sys.executable, "-m", "okplan", "worker", "--master", self.master_url, "--slots", str(slots),
-               "--no-restart", "--parent-pid", str(os.getpid())]
+               "--no-restart", "--parent-pid", str(os.getpid()), "--log-level", self.log_level]
         # a partial, not a lambda over self: the workers must not keep this object from being collected
         kept = KeptProcess(functools.partial(_popen, cmd, self._env), f"{self.name} worker", log)
         with self.children.lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import pickle
 import signal
-import sys
+import socket
 import time
 from collections import deque
 from typing import Any
@@ -21,20 +21,26 @@ import zmq
 
 from ..task import task_place
 from . import protocol as P
+from ...log import get_logger
+from ..metrics import TaskMetrics
+from .dashboard import Dashboard
 from .jobstate import JobRun, StageRun
+from .snapshot import job_view, master_view
 from .store import BlockStore, Keys, StoreUnavailableError, redacted
 
-log = logging.getLogger("okplan.master")
+log = get_logger(__name__)
 
 _TICK = 0.25
-_ALIVE_EVERY = 1.0
+_ALIVE_EVERY = 0.5  # also carries the job's progress to the client
+#: ended jobs the dashboard still shows
+_RECENT_JOBS = 50
 #: seconds without a client heartbeat (sent every second) before its job is cancelled: generous, since
 #: a client busy unpickling a large result holds the GIL and its heartbeat thread waits
 CLIENT_TIMEOUT = 10.0
 
 
 class _Worker:
-    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs")
+    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs", "tasks_done")
 
     def __init__(self, ident: bytes, body: dict[str, Any]):
         self.ident = ident
@@ -45,6 +51,7 @@ class _Worker:
         self.last_seen = time.monotonic()
         self.running: set[tuple[str, int, int]] = set()
         self.jobs: set[str] = set()
+        self.tasks_done = 0
 
 
 #: seconds before an unknown worker that has not said hello is told again
@@ -85,6 +92,11 @@ class Master:
         self.jobs: dict[str, JobRun] = {}     # insertion order = submission order (FIFO scheduling)
         self.no_workers_since: float | None = time.monotonic()
         self._running = True
+        self.started = time.monotonic()
+        self.redis_shown = redacted(redis_url)
+        #: the web dashboard (``serve`` starts one); it reads views the loop publishes, never live state
+        self.dashboard: Dashboard | None = None
+        self.recent_jobs: deque[dict] = deque(maxlen=_RECENT_JOBS)
 
     # -- the loop ----------------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -108,6 +120,8 @@ class Master:
         except KeyboardInterrupt:
             pass
         finally:
+            if self.dashboard is not None:
+                self.dashboard.close()
             self.sock.close(0)
             self.zctx.term()
             self.store.close()
@@ -146,8 +160,9 @@ class Master:
             old.last_seen = time.monotonic()
             return
         w = self.workers[ident] = _Worker(ident, msg.body)
-        log.info("worker %s joined (pid %s on %s, %d slots)", w.name, w.pid, w.host, w.slots)
         self.idle.extend([ident] * w.slots)
+        log.info("worker joined", extra={"worker": w.name, "worker_host": w.host, "worker_pid": w.pid,
+                                         "slots": w.slots, "workers": len(self.workers)})
         self.no_workers_since = None
         self._send(ident, P.WELCOME, {"redis": self.redis_url})
 
@@ -170,8 +185,11 @@ class Master:
     def _lose_worker(self, w: _Worker, why: str) -> None:
         """Forget ``w`` and put the tasks it was running back in the queue (bounded)."""
         self.workers.pop(w.ident, None)
-        if why != "stopped":
-            log.warning("worker %s lost (%s) while running %d tasks", w.name, why, len(w.running))
+        fields = {"worker": w.name, "why": why, "running": len(w.running), "workers": len(self.workers)}
+        if why == "stopped":
+            log.info("worker left", extra=fields)
+        else:
+            log.warning("worker lost", extra=fields)
         if w.ident in self.idle:
             self.idle = deque(i for i in self.idle if i != w.ident)
         if not self.workers and self.no_workers_since is None:
@@ -196,6 +214,8 @@ class Master:
                 self._fail(job, "lost", f"{_stage_name(stage)} failed: partition {p} lost its worker {n} times "
                                         f"(last: {w.name}, which {why})", stage.id, p)
             else:
+                log.info("task retried", extra={"job": job.id, "stage": stage.id, "task": p, "worker": w.name,
+                                                "attempt": n, "why": f"its worker {why}"})
                 stage.pending.appendleft(p)
         w.running.clear()
 
@@ -203,13 +223,16 @@ class Master:
     def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
         self._send(ident, P.WELCOME, {"redis": self.redis_url, "workers": len(self.workers),
                                       "slots": sum(w.slots for w in self.workers.values()),
-                                      "hosts": sorted({str(w.host) for w in self.workers.values()})})
+                                      "hosts": sorted({str(w.host) for w in self.workers.values()}),
+                                      "dashboard": self.dashboard.url if self.dashboard is not None else None})
 
     def _on_submit(self, ident: bytes, msg: P.Message) -> None:
         spec_blob, job_blob = msg.blobs[0], msg.blobs[1]
         spec = pickle.loads(spec_blob)
         job = JobRun(ident, spec, spec_blob, job_blob)
         self.jobs[job.id] = job
+        log.info("job submitted", extra={"job": job.id, "app": spec.get("app"), "client": spec.get("client"),
+                                         "stages": len(job.order), "tasks": sum(len(s.needed) for s in job.order)})
         if job.complete:
             self._finish(job)
 
@@ -227,6 +250,8 @@ class Master:
         job = self.jobs.get(msg.body["job_id"])
         if job is not None and job.state == "running":
             job.state = "cancelled"
+            log.info("job cancelled", extra={"job": job.id, "why": "the client stopped reading (e.g. take)"})
+            self._ended(job)
             self._maybe_forget(job)
 
     # -- task results ------------------------------------------------------------------------------------
@@ -271,8 +296,22 @@ class Master:
         p = b["partition"]
         stage.done.add(p)
         w = self.workers.get(ident)
-        job.record(stage, w.name if w else ident.decode(errors="replace"), b["metrics"],
-                   time.monotonic() - started if started else b["metrics"]["wall"])
+        t = TaskMetrics.from_wire(b["metrics"])
+        now = time.monotonic()
+        worker = w.name if w else ident.decode(errors="replace")
+        if w is not None:
+            w.tasks_done += 1
+        job.record(stage, worker, t, started or now - t.seconds, now)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("task done", extra={"job": job.id, "stage": stage.id, "task": p, "worker": worker,
+                                          "seconds": round(t.seconds, 6), "records_in": t.records_in,
+                                          "records_out": t.records_out})
+        if stage.complete:
+            m = stage.metrics
+            m.finish()
+            log.info("stage finished", extra={"job": job.id, "stage": stage.id, "kind": m.kind, "tasks": m.tasks,
+                                              "seconds": round(m.seconds, 6), "records_in": m.records_in,
+                                              "records_out": m.records_out, "bytes": m.bytes_compressed})
         if b.get("acc"):
             job.acc.append(b["acc"])
         if stage is job.result_stage:
@@ -308,6 +347,8 @@ class Master:
         if reason == "crashed":
             self._crashed(job, stage, p, ident, b.get("message", "died"))
             return
+        log.info("task retried", extra={"job": job.id, "stage": stage.id, "task": p, "reason": reason,
+                                        "why": b.get("message")})
         if reason == "missing":
             self._recompute(job, stage, p, b["missing"])
             return
@@ -325,8 +366,9 @@ class Master:
         n = stage.crashes[p] = stage.crashes.get(p, 0) + 1
         w = self.workers.get(ident)
         where = task_place(_stage_name(stage), p, stage.info.get("labels", ()))
-        log.warning("job %s, %s: the task's process %s on worker %s (attempt %d of %d)", job.id, where, cause,
-                    w.name if w else "?", n, self.max_crashes)
+        log.warning(f"{where}: the task's process {cause}", extra={
+            "job": job.id, "stage": stage.id, "task": p, "worker": w.name if w else None, "attempt": n,
+            "max_attempts": self.max_crashes})
         if n >= self.max_crashes:
             self._fail(job, "crashed", f"{where}: the task's process {cause} {n} times", stage.id, p)
         else:
@@ -361,11 +403,29 @@ class Master:
         stage.pending.appendleft(p)
 
     # -- ending jobs ---------------------------------------------------------------------------------
+    def _ended(self, job: JobRun, error: str | None = None) -> None:
+        """Keep an ended job's view for the dashboard."""
+        job.ended = time.monotonic()
+        job.error = error
+        if self.dashboard is not None:
+            self.recent_jobs.append(job_view(job, job.ended))
+
+    def _publish(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.publish(master_view(self))
+
     def _finish(self, job: JobRun) -> None:
         job.state = "done"
+        self._ended(job)
         self._maybe_forget(job)  # first, so the client never sees a finished job's keys
-        self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": job.metrics(), "acc": job.acc,
+        metrics = job.metrics()
+        self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": metrics.to_wire(), "acc": job.acc,
                                             "slots": sum(w.slots for w in self.workers.values())})
+        result = metrics.stages[job.result_stage.id]
+        log.info("job finished", extra={"job": job.id, "app": job.spec.get("app"),
+                                        "seconds": round(metrics.seconds, 6), "records": result.records_out,
+                                        "tasks": sum(m.tasks for m in metrics.stages.values()),
+                                        "retries": metrics.retries})
         job.acc = []
 
     def _fail(self, job: JobRun, reason: str, message: str, stage: int | None = None, partition: int | None = None,
@@ -373,8 +433,13 @@ class Master:
         if job.state != "running":
             return
         job.state = "failed"
+        self._ended(job, message)
+        metrics = job.metrics()
         body = {"job_id": job.id, "reason": reason, "message": message, "stage": stage, "partition": partition,
-                "acc": job.acc, "metrics": job.metrics()}
+                "acc": job.acc, "metrics": metrics.to_wire()}
+        log.info("job failed", extra={"job": job.id, "app": job.spec.get("app"), "reason": reason,
+                                      "why": message, "stage": stage, "task": partition,
+                                      "seconds": round(metrics.seconds, 6)})
         if extra:
             body.update({k: v for k, v in extra.items() if k not in ("job_id", "stage", "partition")})
             body["error_stage"] = extra.get("stage")
@@ -399,7 +464,7 @@ class Master:
         try:
             self.store.delete(keys)
         except StoreUnavailableError as e:
-            print(f"okplan master: could not delete job keys (they expire): {e}", file=sys.stderr)
+            log.warning("could not delete job keys (they expire)", extra={"why": str(e)})
 
     # -- scheduling ----------------------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -419,6 +484,13 @@ class Master:
             self.idle.popleft()
             stage, p = found
             attempt = stage.attempts.get(p, 0)
+            if not stage.announced:
+                stage.announced = True
+                log.info("stage started", extra={"job": job.id, "stage": stage.id, "kind": stage.metrics.kind,
+                                                 "tasks": len(stage.needed)})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("task sent", extra={"job": job.id, "stage": stage.id, "task": p, "worker": w.name,
+                                              "attempt": attempt})
             stage.running[p] = (w.ident, attempt, time.monotonic())
             w.running.add((job.id, stage.id, p))
             blobs: tuple = ()
@@ -431,6 +503,7 @@ class Master:
                 self._lose_worker(w, "disconnected")  # puts the task back, counting the attempt
 
     def _tick(self, now: float) -> None:
+        self._publish()
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
@@ -442,14 +515,15 @@ class Master:
                 continue
             if now - job.client_seen > self.client_timeout:
                 # the client died (kill -9, host gone) or hangs: nobody will read the results
-                print(f"okplan master: cancelled job {job.id}: its client sent no heartbeat for "
-                      f"{now - job.client_seen:.1f}s", file=sys.stderr, flush=True)
+                why = f"its client sent no heartbeat for {now - job.client_seen:.1f}s"
+                log.warning("job cancelled", extra={"job": job.id, "why": why})
                 job.state = "cancelled"
+                self._ended(job, why)
                 self._maybe_forget(job)
                 continue
             if now - job.last_alive >= _ALIVE_EVERY:
                 job.last_alive = now
-                self._send(job.client, P.JOB_ALIVE, {"job_id": job.id})
+                self._send(job.client, P.JOB_ALIVE, {"job_id": job.id, "progress": job.progress()})
             if not self.workers and self.no_workers_since is not None \
                     and now - max(self.no_workers_since, job.started) > self.no_worker_timeout:
                 self._fail(job, "no_workers", f"no worker has been connected to the master for "
@@ -483,11 +557,39 @@ _HANDLERS = {
 
 def serve(bind: str, redis_url: str, secret: str | None = None, parent_pid: int | None = None,
           heartbeat_timeout: float = 5.0, also_kill: list[int] | None = None,
-          client_timeout: float = CLIENT_TIMEOUT) -> None:
-    """``okplan master``: bind, say where on stdout (the launcher reads that line), serve."""
+          client_timeout: float = CLIENT_TIMEOUT, dashboard: tuple[str, int] | None = None,
+          dashboard_token: str | None = None, dashboard_tries: int = 1) -> None:
+    """``okplan master``: bind, start the dashboard at ``dashboard`` (host, port; the next ports up to
+    ``dashboard_tries`` when taken), say where on stdout (the launcher reads that line), serve."""
     from .parent import watch_parent
 
     m = Master(bind, redis_url, secret, heartbeat_timeout=heartbeat_timeout, client_timeout=client_timeout)
+    if dashboard is not None:
+        m.dashboard = _start_dashboard(dashboard, dashboard_token, dashboard_tries)
     watch_parent(parent_pid, also_kill)
-    print(f"okplan master listening on {m.endpoint} (redis {redacted(redis_url)})", flush=True)
+    shown = f", dashboard {m.dashboard.url}" if m.dashboard is not None else ""
+    print(f"okplan master listening on {m.endpoint} (redis {redacted(redis_url)}{shown})", flush=True)
+    log.info("master started", extra={"endpoint": m.endpoint, "redis": redacted(redis_url),
+                                      "dashboard": m.dashboard.url if m.dashboard is not None else None})
+    if not m.store.reachable(1.0):
+        log.warning(f"cannot reach Redis at {redacted(redis_url)}: jobs will fail until it is up; check --redis "
+                    f"(or OKPLAN_REDIS / REDIS_HOST and REDIS_PORT)", extra={"redis": redacted(redis_url)})
+    m._publish()
     m.serve()
+    log.info("master stopped", extra={"endpoint": m.endpoint})
+
+
+def _start_dashboard(where: tuple[str, int], token: str | None, tries: int) -> Dashboard | None:
+    host, port = where
+    public = socket.gethostname() if host in ("0.0.0.0", "::", "") else None
+    last: OSError = OSError("no port tried")
+    for i in range(max(1, tries)):
+        try:
+            return Dashboard(host, port + i if port else 0, token, public)
+        except OSError as e:
+            last = e
+    if tries > 1:
+        log.warning("no dashboard: ports taken", extra={"dashboard": f"{host}:{port}..{port + tries - 1}",
+                                                        "why": str(last)})
+        return None
+    raise OSError(f"cannot serve the dashboard on {host}:{port}: {last.strerror or last}")

@@ -17,6 +17,8 @@ from typing import Any
 
 from .. import accumulators
 from ..serialization import UNKEYED, BlockIntegrityError, deserialize, loads_function, serialize
+from ..metrics import TaskMetrics
+from ..profile import profiled
 from ..task import annotate, run_task
 from . import protocol as P
 from . import sidefiles
@@ -102,9 +104,15 @@ class SlotRunner:
         blocks = RedisBlocks(store, job.spec, meter)
         memory = task_memory(job.spec)
         accumulators.begin_task(job.acc_registry)
+        operators: dict[str, float] = {}
         try:
             t0 = time.perf_counter()
-            result = run_task(stage, b["partition"], blocks, job.action, memory)
+            c0 = time.thread_time()
+            if job.spec.get("profile"):
+                with profiled(stage, job.action) as operators:
+                    result = run_task(stage, b["partition"], blocks, job.action, memory)
+            else:
+                result = run_task(stage, b["partition"], blocks, job.action, memory)
             t_task = time.perf_counter() - t0
             io_in = meter.io_seconds()
             stored, inline = write_output(store, job.spec, stage, b["partition"], result.value, meter)
@@ -128,11 +136,11 @@ class SlotRunner:
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
         finally:
             memory.spill_dir.remove()  # a task's spill files end with it: its output is in Redis now
-        metrics = {
-            "rin": result.records_in, "rout": result.records_out,
-            "compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
-            "store": meter.store, "raw": meter.bytes_raw, "comp": meter.bytes_compressed,
-            "read": meter.bytes_read, "written": meter.bytes_written, "spill": result.spill_bytes,
-            "wall": time.perf_counter() - t_start,
-        }
+        metrics = TaskMetrics(
+            result.records_in, result.records_out, time.perf_counter() - t_start, time.thread_time() - c0,
+            {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
+             "store": meter.store},
+            meter.bytes_raw, meter.bytes_compressed, meter.bytes_read, meter.bytes_written, result.spill_bytes,
+            operators,
+        ).to_wire()
         return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()

@@ -17,6 +17,7 @@ import sys
 from typing import Any, Iterator
 
 from ...physical.operators import PhysOp, ReadMaterialized, ReadSource
+from ...physical.render import operator_lines
 from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 
 JobSpec = dict[str, Any]
@@ -44,7 +45,7 @@ def sources_to_upload(plan: PhysicalPlan) -> dict[str, ReadSource]:
 def _stage_info(stage: Stage) -> dict[str, Any]:
     out = stage.output
     info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents),
-                            "labels": list(stage.labels)}
+                            "labels": list(stage.labels), "ops": operator_lines(stage)}
     if isinstance(out, ShuffleWrite):
         info.update(kind="shuffle", shuffle_id=out.shuffle_id, buckets=out.partitioner.num_partitions)
     elif isinstance(out, Materialize):
@@ -56,8 +57,9 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
 
 def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[int], *,
                ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16,
-               task_memory: int | None = None) -> JobSpec:
-    """The spec of one job of client ``client`` running ``plan`` on result ``partitions``."""
+               task_memory: int | None = None, profile: bool = False, app: str | None = None) -> JobSpec:
+    """The spec of one job of client ``client`` running ``plan`` on result ``partitions``; ``profile``
+    asks workers to time operators, ``app`` names the application on the master's dashboard."""
     cache_scopes: dict[str, str] = {}
     for stage in plan.stages:
         if isinstance(stage.output, Materialize):
@@ -77,6 +79,8 @@ def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[in
         "ttl": ttl,
         "cache_ttl": cache_ttl,
         "inline_max": inline_max,
+        "profile": profile,
+        "app": app,
         #: bytes a task may hold before it spills (None: the worker's OKPLAN_TASK_MEMORY or 512m)
         "task_memory": task_memory,
         # so that workers on this machine can import the modules this client's functions come from

@@ -30,6 +30,7 @@ from typing import Any
 
 import zmq
 
+from ...log import get_logger
 from ..pool import Outcome, TaskPool
 from ..serialization import block_key
 from . import protocol as P
@@ -37,7 +38,7 @@ from .keeper import EXIT_NO_RESTART, KeptProcess
 from .parent import die_with_parent, watch_parent
 from .slot import SlotRunner
 
-log = logging.getLogger("okplan.worker")
+log = get_logger(__name__)
 
 #: jobs whose functions the supervisor and each task process keep (the master also says when a job ended)
 _KEEP_JOBS = 8
@@ -135,7 +136,7 @@ class Worker:
             try:
                 msg = P.unpack(frames, self.secret)
             except P.ProtocolError as e:
-                log.warning("okplan worker %s: dropped a message: %s", self.name, e)
+                log.warning("dropped a message", extra={"worker": self.name, "why": str(e)})
                 continue
             if msg.kind == P.TASK:
                 b = msg.body
@@ -149,10 +150,13 @@ class Worker:
             elif msg.kind == P.RESET:
                 self._hello()
             elif msg.kind == P.WELCOME:
+                log.info("worker joined", extra={"worker": self.name, "master": self.master,
+                                                 "slots": self.slots})
                 if self.redis_url is None:
                     self.redis_url = msg.body["redis"]
             elif msg.kind == P.ERROR:
-                log.error("okplan worker %s: the master refused us: %s", self.name, msg.body.get("message"))
+                log.error("the master refused this worker", extra={"worker": self.name,
+                                                                     "why": msg.body.get("message")})
                 return False
 
     def _forget(self, job_id: str) -> None:
@@ -200,10 +204,13 @@ class Worker:
             (kind, body), blobs = o.reply
             self._send(kind, body, blobs)
         elif o.died is not None:
-            self._send(P.FAILED, {**o.tag, "reason": "crashed", "message": o.died.describe(),
-                                  "exitcode": o.died.exitcode, "signal": o.died.signal})
+            kind, body = P.FAILED, {**o.tag, "reason": "crashed", "message": o.died.describe(),
+                                    "exitcode": o.died.exitcode, "signal": o.died.signal}
+            self._send(kind, body)
         else:
-            self._send(P.FAILED, {**o.tag, "reason": "infra", "message": f"the task process failed: {o.error}"})
+            kind, body = P.FAILED, {**o.tag, "reason": "infra", "message": f"the task process failed: {o.error}"}
+            self._send(kind, body)
+        _log_outcome(self.name, kind, body)
 
     def stop(self) -> None:
         if self._stopped:
@@ -216,6 +223,22 @@ class Worker:
         self.pool.stop()
         self.sock.close(200)
         self.zctx.term()
+
+
+def _log_outcome(worker: str, kind: str, body: dict) -> None:
+    """A task's end in the worker's log: every task at debug, failures at info (user code) or warn."""
+    if kind == P.DONE and not log.isEnabledFor(logging.DEBUG):
+        return
+    fields = {"job": body.get("job_id"), "stage": body.get("stage"), "task": body.get("partition"),
+              "worker": worker, "attempt": body.get("attempt")}
+    if kind == P.DONE:
+        m = body.get("metrics") or {}
+        log.debug("task done", extra={**fields, "seconds": round(m.get("seconds", 0.0), 6),
+                                      "records_in": m.get("records_in"), "records_out": m.get("records_out")})
+    elif body.get("reason") == "user":
+        log.info("task failed in user code", extra={**fields, "why": body.get("message")})
+    elif not body.get("resend_job"):
+        log.warning("task failed", extra={**fields, "reason": body.get("reason"), "why": body.get("message")})
 
 
 def serve(master: str, redis_url: str | None, slots: int = 1, secret: str | None = None,
