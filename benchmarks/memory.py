@@ -113,13 +113,32 @@ def run_case(workload: str, n: int, master: str, budget: str) -> dict[str, Any]:
         ex = ctx.executor
         if hasattr(ex, "worker_pids"):
             peaks["master"] = peak_rss(ex.master_pid)
-            workers = [peak_rss(p) for p in ex.worker_pids()]
+            # a worker runs its tasks in child processes (one per slot): they are the worker's memory too
+            workers = [peak_rss(p) for w in ex.worker_pids() for p in (w, *_descendants(w))]
             peaks["worker"] = max((w for w in workers if w is not None), default=None)
             peaks["redis"] = peak_rss(ex.redis_pid)
     finally:
         ctx.stop()
     return {"workload": workload, "records": n, "master": master, "budget": budget, "seconds": seconds,
             "ok": answer == EXPECTED[workload](n), "spill_bytes": spill, "peaks": peaks}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Pids of the processes under ``pid`` (Linux ``/proc/<pid>/task/*/children``)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+        for k in kids:
+            out += [k, *_descendants(k)]
+    return out
 
 
 def run_section(workloads: list[str], records: list[int], masters: list[str], budget: str,

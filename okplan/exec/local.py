@@ -24,7 +24,7 @@ from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
 from .profile import profile_wanted, profiled
 from .progress import job_progress
 from .serialization import block_key, compress, decompress, deserialize, dumps_function, serialize
-from .spill import SpillDir, relocate, to_disk
+from .spill import SpillDir, SpilledRecords, relocate, to_disk
 from .task import run_task
 
 
@@ -418,6 +418,9 @@ class LocalExecutor:
         place). They count against the task memory budget: an output larger than the budget is not
         kept, and the least recently used ones are dropped to make room (a later job then computes
         them again). Records pickle refuses are not kept either."""
+        on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
+        if on_disk > self.task_memory:
+            return  # it would not fit when kept, and pickling a spilled output loads it whole
         try:
             kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
