@@ -39,7 +39,9 @@ class Context(FileReadersMixin):
     ``optimize=False`` runs plans as written. ``profile=True`` (or ``OKPLAN_PROFILE=1``) times each
     operator inside fused stages, sampled, for ``explain(analyze=True)`` and ``getProfile()``.
     ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
-    before it spills to disk under ``OKPLAN_LOCAL_DIR``.
+    before it spills to disk under ``OKPLAN_LOCAL_DIR``. ``reuse_shuffles=False`` (or
+    ``OKPLAN_REUSE_SHUFFLES=0``) makes later jobs run a finished shuffle's map side again instead of
+    reusing its output (see ``okplan/shuffle_reuse.py``).
 
     >>> with Context() as ctx:
     ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()

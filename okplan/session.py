@@ -1,8 +1,9 @@
 """The session: owns the jobs of one ``Context``, between the user API and the executor.
 
 Every job and every ``explain()`` goes through one prepare path (``Session.prepare``): swap cached
-datasets in, optimize, sample sort bounds (running jobs only), plan the stages. So what ``explain()``
-shows is what runs. ``DataSet`` and its actions call the public methods here (``run_job``,
+datasets in, optimize, decide which shuffles reuse an earlier job's output (``okplan/shuffle_reuse.py``),
+sample sort bounds (running jobs only), plan the stages. So what ``explain()`` shows is what runs,
+skipped stages included. ``DataSet`` and its actions call the public methods here (``run_job``,
 ``persist``, ``explain``, ...); ``Context`` keeps PySpark's API and delegates.
 """
 
@@ -163,8 +164,9 @@ class Session:
     def prepare(self, node: L.Node, optimize_: bool | None = None, lost: frozenset[str] = frozenset(),
                 sample_bounds: bool = False) -> Prepared:
         """The plans of a job on ``node``: caches swapped in (reads of ``lost`` caches recompute them),
-        optimized (as set, or as ``optimize_`` says), sorts' range bounds sampled when
-        ``sample_bounds`` (that runs a sketch job per sort, so ``explain`` leaves them open), stages.
+        optimized (as set, or as ``optimize_`` says), each shuffle either reusing a kept output or kept
+        by this job, sorts' range bounds sampled when ``sample_bounds`` (that runs a sketch job per
+        sort, so ``explain`` leaves them open), stages.
 
         >>> p = ctx.session.prepare(ctx.parallelize([("a", 1)], 2).reduceByKey(add)._node)
         >>> len(p.physical.stages)

@@ -139,7 +139,8 @@ class ShuffleReuse:
             if not self.executor.has_kept_shuffle(p.keep_id):
                 continue  # the map stage did not finish (the job failed or stopped early)
             self._kept[p.fingerprint] = Kept(p.keep_id, job)
-            weakref.finalize(by_nid.get(p.slot[0], root), self._release, p.fingerprint, p.keep_id)
+            release = weakref.finalize(by_nid.get(p.slot[0], root), self._release, p.fingerprint, p.keep_id)
+            release.atexit = False  # nothing to free in a process that is ending
 
     def _release(self, fp: Hashable, keep_id: str) -> None:
         # runs from the garbage collector too: single dict operations only, no lock
