@@ -17,7 +17,7 @@ from .workloads import Workload
 #: the repository root, so PySpark's and okplan's worker processes can import ``benchmarks``
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ENGINE_NAMES = ("python", "okplan-local", "okplan-local-nopt", "okplan-cluster", "pyspark", "dask")
+ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-cluster", "pyspark", "dask")
 DEFAULT_ENGINES = ENGINE_NAMES
 
 
@@ -264,6 +264,8 @@ def make_engine(name: str, cores: int = 2) -> Engine:
         return PythonEngine()
     if name == "okplan-local":
         return OkplanEngine(name, "local", True)
+    if name == "okplan-local[2]":  # big jobs on 2 task processes (okplan-local is in-process, local[1])
+        return OkplanEngine(name, "local[2]", True)
     if name == "okplan-local-nopt":
         return OkplanEngine(name, "local", False)
     if name == "okplan-cluster":

@@ -31,9 +31,11 @@ PYSPARK_BATCH_SIZE = 1024
 class Context(FileReadersMixin):
     """Where datasets come from and jobs run.
 
-    ``master``: ``"local"`` (the default: in this process, no servers; ``"local[N]"`` sets the default
-    parallelism), ``"local-cluster[N]"`` (starts Redis, a master and N workers on this machine) or
-    ``"tcp://host:port"`` (a running master); the default is ``OKPLAN_MASTER``, else ``"local"``.
+    ``master``: ``"local[*]"`` or ``"local[N]"``: N cores (``*``: all), big jobs on a pool of N task
+    processes, small ones in this process (``pool_min_records``, ``pool_min_bytes`` set the threshold);
+    ``"local[1]"`` or ``"local"``: every task in this process; ``"local-cluster[N]"`` (starts Redis, a
+    master and N workers on this machine) or ``"tcp://host:port"`` (a running master); the default is
+    ``OKPLAN_MASTER``, else ``"local[*]"``.
     ``optimize=False`` runs plans as written. ``profile=True`` (or ``OKPLAN_PROFILE=1``) times each
     operator inside fused stages, sampled, for ``explain(analyze=True)`` and ``getProfile()``.
     ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
@@ -49,7 +51,7 @@ class Context(FileReadersMixin):
     def __init__(self, master: str | None = None, appName: str | None = None, optimize: bool = True,
                  profile: bool | None = None, **options: Any):
         if master is None:
-            master = os.environ.get("OKPLAN_MASTER") or "local"
+            master = os.environ.get("OKPLAN_MASTER") or "local[*]"
         if not isinstance(master, str):
             raise TypeError(f"Context() expects a master string like 'local' or 'tcp://host:port', got {master!r}")
         ensure_configured()

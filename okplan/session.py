@@ -238,8 +238,11 @@ class Session:
             parts += [f"  {f.rule}: {f.node}: {f.note}" for f in p.fired]
         elif self.optimize:
             parts.append("rules fired: none")
-        parts += [render_tree(p.optimized.root), "", f"== Physical plan ({self.executor.name}) ==",
-                  render_physical(p.physical)]
+        parts += [render_tree(p.optimized.root), "", f"== Physical plan ({self.executor.name}) =="]
+        placement = getattr(self.executor, "placement", None)
+        if placement is not None and getattr(self.executor, "processes", 1) > 1:
+            parts.append(f"runs {placement(p.physical)}")  # local[N]: on the pool, or in-process and why
+        parts.append(render_physical(p.physical))
         return "\n".join(parts)
 
     def analyze(self, node: L.Node) -> tuple[PhysicalPlan, JobMetrics]:

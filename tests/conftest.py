@@ -1,7 +1,7 @@
 """Shared fixtures. ``ctx`` runs a test once per executor: every executor runs the same behavioural suite.
 
-Executors come from ``OKPLAN_TEST_MASTERS`` (comma-separated), default ``local`` plus
-``local-cluster[2]`` once the cluster executor is importable.
+Executors come from ``OKPLAN_TEST_MASTERS`` (comma-separated), default ``local``, ``local[2]+pool``
+(local[2] with every job on its two task processes, however small) and ``local-cluster[2]``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def _masters() -> list[str]:
     env = os.environ.get("OKPLAN_TEST_MASTERS")
     if env:
         return [m.strip() for m in env.split(",") if m.strip()]
-    masters = ["local"]
+    masters = ["local", "local[2]+pool"]
     if importlib.util.find_spec("okplan.exec.cluster.launcher") is not None:
         masters.append("local-cluster[2]")
     return masters
@@ -30,7 +30,10 @@ MASTERS = _masters()
 @pytest.fixture(scope="session", params=MASTERS)
 def ctx(request):
     """A Context per executor, shared by the whole session (a local cluster starts once)."""
-    c = Context(request.param)
+    master = request.param
+    # "+pool": the size heuristic off, so that the suite's small jobs run on the task processes too
+    options = {"pool_min_records": 0, "pool_min_bytes": 0} if master.endswith("+pool") else {}
+    c = Context(master.removesuffix("+pool"), **options)
     yield c
     c.stop()
 

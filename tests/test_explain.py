@@ -37,6 +37,7 @@ rules fired:
          └─ #N Parallelize [20 records] "lines"  (4 parts)  @ site
 
 == Physical plan (local) ==
+runs in-process: small job (20 records < 50,000)
 2 stages, 8 tasks, 1 shuffle
 Stage 1  result  (4 tasks)  <- reads stage 0
   ShuffleRead [shuffle 0, merge add]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -20,7 +21,10 @@ def make_executor(master: str, **options: Any):
         parallelism = None if n in (None, "*") else int(n)
         if parallelism == 0:
             raise ConfigurationError("local[N] needs N >= 1")
-        return LocalExecutor(parallelism, task_memory=options.get("task_memory"))
+        # "local" is today's in-process executor; local[N] and local[*] run big jobs on N processes
+        processes = 1 if n is None else (os.cpu_count() or 1) if n == "*" else int(n)
+        pool = {k: options[k] for k in ("pool_min_records", "pool_min_bytes") if k in options}
+        return LocalExecutor(parallelism, processes, task_memory=options.get("task_memory"), **pool)
     m = _LOCAL_CLUSTER.match(master)
     if m:
         from .cluster.launcher import LocalCluster  # noqa: PLC0415 - only cluster users pay the import

@@ -8,18 +8,22 @@ import gc
 import itertools
 import os
 import pickle
+import shutil
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
+from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
+                         new_job_id, stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
 from .profile import profile_wanted, profiled
 from .progress import job_progress
-from .serialization import compress, decompress, deserialize, serialize
+from .serialization import block_key, compress, decompress, deserialize, dumps_function, serialize
 from .spill import SpillDir, SpilledRecords, relocate, to_disk
 from .task import run_task
 
@@ -33,9 +37,10 @@ class _MemoryBlocks:
     """Inputs of the running job: shuffle buckets and materialised partitions, in memory while they
     fit the budget (``held`` estimates their bytes from the tasks' resident growth), else on disk."""
 
-    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "reused")
+    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "reused", "key")
 
-    def __init__(self, cache: dict[str, list[list]], spill_dir: SpillDir | None = None, budget: int = 0):
+    def __init__(self, cache: dict[str, list[list]], spill_dir: SpillDir | None = None, budget: int = 0,
+                 key: bytes = b""):
         self.shuffles: dict[int, list[list[list]]] = {}
         self.job_data: dict[str, list[list]] = {}   # subplans shared within this job
         self.cache = cache
@@ -44,6 +49,7 @@ class _MemoryBlocks:
         self.held = 0
         #: partitions of caches this job fills (they join the executor's cache once their stage is done)
         self.new_caches: dict[str, list] = {}
+        self.key = key   # of the files a pool job's cache() wrote
         #: shuffle id -> the output an earlier job kept (per map task, its buckets pickled and compressed)
         self.reused: dict[int, list[list[bytes]]] = {}
 
@@ -77,7 +83,13 @@ class _MemoryBlocks:
         if parts is None:
             # another thread unpersisted it after this job was planned: the Context plans again
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
-        return parts[index]
+        part = parts[index]
+        if not isinstance(part, FileBlock):
+            return part
+        try:  # a partition a pool job cached lives in a file of the executor's directory
+            return part.load(self.key)
+        except FileNotFoundError:
+            raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
 
 
 #: the young-generation GC threshold while a job runs (Python's default is 700)
@@ -118,6 +130,13 @@ def _fewer_collections() -> Iterator[None]:
                 _gc_saved = None
 
 
+def _add_pool_task(m: StageMetrics, reply: dict[str, Any]) -> None:
+    """Fold a task process's figures in (its perf_counter is the system's monotonic clock, as ours)."""
+    t0, t1, cpu = reply["t"]
+    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0},
+                           spill_bytes=reply["spill"], operators=reply["ops"]), t0, t1)
+
+
 def _stage_kind(stage: Stage) -> str:
     out = stage.output
     if isinstance(out, ShuffleWrite):
@@ -128,17 +147,21 @@ def _stage_kind(stage: Stage) -> str:
 
 
 class LocalExecutor:
-    """In-process executor. ``cache()`` keeps partitions in this object until ``unpersist()``.
+    """In-process executor, plus (``processes`` > 1) a pool of task processes for big jobs (see
+    ``local_pool``). ``cache()`` keeps partitions in this object until ``unpersist()``; a pool job's
+    cached partitions are files of this executor's directory.
 
     Thread-safe: each job keeps its own blocks; the shared cache and named datasets change only by
-    whole-entry dict operations, atomic in CPython.
+    whole-entry dict operations, atomic in CPython. One job at a time uses the pool; a job of another
+    thread meanwhile runs in-process.
     """
 
     name = "local"
     #: finished shuffle outputs can be kept for later jobs (``keep_id`` of ``ShuffleWrite``)
     keeps_shuffles = True
 
-    def __init__(self, parallelism: int | None = None, task_memory: str | int | None = None):
+    def __init__(self, parallelism: int | None = None, processes: int = 1, task_memory: str | int | None = None,
+                 pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES):
         self.default_parallelism = parallelism or os.cpu_count() or 1
         self.task_memory = task_memory_of(task_memory)
         #: cached partitions that went to disk (memory-and-disk) live here until unpersist or stop
@@ -153,6 +176,33 @@ class LocalExecutor:
         #: time each operator inside fused stages (sampled): ``Context(profile=True)``
         self.profile = profile_wanted()
         self.ui_web_url: str | None = None
+        self.processes = processes
+        self.pool_min_records = pool_min_records
+        self.pool_min_bytes = pool_min_bytes
+        # blocks that task processes write are sealed with a key of this executor's own
+        self._key = block_key(os.urandom(32))
+        self._pool = LocalPool(processes, self._key, self.task_memory) if processes > 1 else None
+        self._dir: str | None = None
+        self._trash: list[str] = []   # files of dropped caches, deleted when no pool job reads them
+
+    def placement(self, plan: PhysicalPlan) -> str:
+        """Where ``plan`` would run: ``on N task processes`` or ``in-process: <why>``."""
+        if self._pool is None:
+            return "in-process: one core"
+        tasks = sum(s.num_partitions for s in plan.stages)
+        if tasks < 2:
+            return "in-process: a single task"
+        records, size = estimated_input(plan, self.cache)
+        if records < self.pool_min_records and size < self.pool_min_bytes:
+            why = (f"{size:,} bytes of files < {self.pool_min_bytes:,}" if size
+                   else f"{records:,} records < {self.pool_min_records:,}")
+            return f"in-process: small job ({why})"
+        return f"on {self.processes} task processes"
+
+    def _work_dir(self) -> str:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix=f"okplan-local-{os.getpid()}-", dir=os.environ.get("OKPLAN_LOCAL_DIR"))
+        return self._dir
 
     @property
     def last_metrics(self) -> JobMetrics | None:
@@ -161,11 +211,18 @@ class LocalExecutor:
 
     def run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any],
             partitions: list[int]) -> Iterator[tuple[int, Any]]:
-        spill_dir = SpillDir("job")
-        blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory)
         metrics = JobMetrics(self.name, job_id=f"{_JOB_PREFIX}{next(_job_numbers):06x}")
         self._metrics.set(metrics)
         start = time.perf_counter()
+        if self._pool is not None and self.placement(plan).startswith("on ") and self._pool.try_acquire():
+            try:
+                yield from self._run_pool(plan, action, partitions, metrics, start)
+            finally:
+                self._pool.release()
+                self._empty_trash()
+            return
+        spill_dir = SpillDir("job")
+        blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory, self._key)
         try:
             with _fewer_collections():
                 yield from self._run(plan, action, partitions, blocks, metrics, start)
@@ -173,6 +230,90 @@ class LocalExecutor:
             blocks.shuffles.clear()
             blocks.job_data.clear()
             spill_dir.remove()
+
+    def _cached_blocks(self, cache_id: str, job_data: dict[str, list]) -> list[FileBlock]:
+        """A materialised dataset's partitions as file blocks, writing those held in memory to files."""
+        parts = job_data.get(cache_id)
+        if parts is None:
+            parts = self.cache.get(cache_id)
+            if parts is None:
+                raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
+            if not all(isinstance(p, FileBlock) for p in parts):
+                path = os.path.join(self._work_dir(), f"cache-{cache_id}-{new_job_id()}")
+                parts = [p if isinstance(p, FileBlock) else write_blocks(f"{path}-{i}", [p], self._key)[0]
+                         for i, p in enumerate(parts)]
+                self.cache[cache_id] = parts
+        return parts
+
+    def _run_pool(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
+                  metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
+        """Every stage on the pool; shuffle buckets and shared subplans in files of a job directory."""
+        assert self._pool is not None
+        # read per job, as in-process (the pool is this job's now)
+        self._pool.budget, self._pool.profile = self.task_memory, self.profile
+        # pickled once per job here, where an unpicklable function is named as on the cluster
+        functions = dumps_function(({s.id: s for s in plan.stages}, action))
+        job = new_job_id()
+        job_dir = tempfile.mkdtemp(prefix=f"job-{job}-", dir=self._work_dir())
+        shuffles: dict[int, list[list[FileBlock]]] = {}
+        job_data: dict[str, list[FileBlock]] = {}
+        per_slot: dict[str, int] = {}
+        try:
+            for stage in plan.stages[:-1]:
+                out = stage.output
+                if isinstance(out, Materialize) and out.cache_id in self.cache:
+                    continue
+                if isinstance(out, ShuffleWrite) and out.reused_from is not None:
+                    # kept by an earlier job: the task processes read it from files
+                    kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
+                    if kept is None:
+                        raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
+                                             out.keep_id)
+                    shuffles[out.shuffle_id] = [
+                        write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
+                                     [deserialize(decompress(b)) for b in buckets], self._key)
+                        for i, buckets in enumerate(kept)]
+                    continue
+                m = metrics.stage(stage.id, _stage_kind(stage))
+                tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
+                # a cache outlives the job: its files go to the executor's directory
+                where = self._work_dir() if isinstance(out, Materialize) and out.scope == "context" else job_dir
+                written: dict[int, list[FileBlock]] = {}
+                for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
+                                                        list(range(stage.num_partitions)), tables, per_slot):
+                    written[p] = reply["blocks"]
+                    _add_pool_task(m, reply)
+                rows = [written[p] for p in range(stage.num_partitions)]
+                if isinstance(out, ShuffleWrite):
+                    shuffles[out.shuffle_id] = rows
+                    # kept for later jobs as in-process (its files go with this job); the compressed
+                    # size on disk tells whether it can fit the budget before anything is read back
+                    if out.keep_id is not None and sum(b.length for row in rows for b in row) <= self.task_memory:
+                        self._keep(out.keep_id, [[b.load(self._key) for b in row] for row in rows])
+                elif isinstance(out, Materialize):
+                    target = self.cache if out.scope == "context" else job_data
+                    target[out.cache_id] = [row[0] for row in rows]
+            stage = plan.result_stage
+            m = metrics.stage(stage.id, "result")
+            tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
+            done: dict[int, Any] = {}
+            order = iter(partitions)
+            want = next(order, None)
+            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot)
+            try:
+                for p, reply, out_blobs in results:
+                    _add_pool_task(m, reply)
+                    done[p] = deserialize(out_blobs[0])
+                    while want is not None and want in done:  # in the order asked for
+                        yield want, done.pop(want)
+                        want = next(order, None)
+            finally:
+                results.close()
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            metrics.seconds = time.perf_counter() - start
+            metrics.tasks_per_worker.update(per_slot)
+            metrics.finish()
 
     def _task(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
               action: Callable[[Iterator], Any] | None = None) -> Any:
@@ -250,12 +391,26 @@ class LocalExecutor:
         return cache_id in self.cache
 
     def drop_cached(self, cache_id: str) -> None:
-        parts = self.cache.pop(cache_id, None)
-        for path in {r.path for p in parts or () for r in getattr(p, "runs", ())}:
+        parts = self.cache.pop(cache_id, None) or ()
+        for path in {r.path for p in parts for r in getattr(p, "runs", ())}:
             try:
                 os.unlink(path)
             except OSError:
                 pass
+        self._trash.extend(p.path for p in parts if isinstance(p, FileBlock))
+        self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        """Delete the files of dropped caches, unless a pool job runs: it may have planned with them
+        (as an in-process job keeps reading the lists it found), and its end empties the trash."""
+        if not self._trash or self._pool is None or not self._pool.try_acquire():
+            return
+        try:
+            while self._trash:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._trash.pop())
+        finally:
+            self._pool.release()
 
     def _keep(self, keep_id: str, outputs: list[list]) -> None:
         """Keep a finished shuffle's buckets for later jobs, pickled and compressed before the reduce
@@ -313,3 +468,8 @@ class LocalExecutor:
         with self._kept_lock:
             self.kept.clear()
         self.cache_dir.remove()
+        if self._pool is not None:
+            self._pool.stop()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None

@@ -104,6 +104,15 @@ _sampler: _Sampler | None = None
 _lock = threading.Lock()
 
 
+def _forget_sampler_after_fork() -> None:
+    # a forked child (local[N]'s task processes) inherits the object but not its thread: start anew
+    global _sampler, _lock
+    _sampler, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_sampler_after_fork)
+
+
 @contextmanager
 def profiled(stage: Stage, action: Callable | None = None) -> Iterator[dict[str, float]]:
     """Sample the calling thread while the block runs; the dict yielded is filled, on exit, with

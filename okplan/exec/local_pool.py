@@ -1,0 +1,344 @@
+"""``local[N]`` on N cores: the stages of a big enough job run on a ``TaskPool`` of long-lived task
+processes (forked on Linux, so functions of ``__main__`` work), the same pool the cluster worker uses.
+
+The client process keeps the scheduling and never runs a task of a pool job; every task runs the one
+task runner (``run_task``) in a child. Data between stages moves through files in the job's directory:
+a map task writes all its buckets into one file (each bucket a sealed lz4 block of pickles, see
+``serialization.encode_block``) and replies with their offsets; a reduce task reads the spans of its
+bucket from every map file. Only small headers, the job's pickled functions (once per process and job)
+and the result stage's values cross the pipes. Files, not pipes through the client, keep memory
+bounded: a shuffle's buckets never sit in the client, and the OS page cache makes reading them back
+cheap.
+
+Which jobs go to the pool is ``placement``: a job whose sources hold at least ``min_records`` records
+(files: ``min_bytes`` bytes), with more than one task to run. Smaller jobs run in-process, where a
+1,000-record job takes well under a millisecond; a job that cannot pay for the pipes gains nothing.
+
+>>> ctx = Context("local[2]")                                        # doctest: +SKIP
+>>> ctx.range(0, 1_000_000, numSlices=4).map(lambda x: x * 2).sum()  # doctest: +SKIP
+999999000000
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from ..errors import CacheLostError, OkplanError, TaskProcessDiedError
+from ..physical.operators import PhysOp, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead
+from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
+from . import accumulators
+from .memory import TaskMemory
+from .pool import TaskPool
+from .profile import profiled
+from .serialization import decode_block, deserialize, dumps_function, encode_block, loads_function, serialize
+from .spill import SpillDir
+from .task import annotate, run_task, task_place
+
+#: estimated source records from which a job runs on the pool (the benchmark's smallest real job has 200k)
+DEFAULT_MIN_RECORDS = 50_000
+#: bytes of input files from which a file job runs on the pool
+DEFAULT_MIN_BYTES = 4 << 20
+#: attempts of a task whose process dies before the job fails (as the cluster's ``max_crashes``)
+MAX_CRASHES = 3
+
+
+@dataclass(frozen=True)
+class FileBlock:
+    """A sealed block (one list of records) at ``offset`` of ``path``: a materialised partition or a
+    shuffle bucket that a task process wrote. ``records`` is its length, for size estimates."""
+
+    path: str
+    offset: int
+    length: int
+    records: int
+
+    def load(self, key: bytes) -> list:
+        if not self.length:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.length)
+        return decode_block(data, key, f"block {os.path.basename(self.path)}")
+
+
+def write_blocks(path: str, parts: list[list], key: bytes) -> list[FileBlock]:
+    """Write each list of ``parts`` as one block of one file; their ``FileBlock``s (empty ones cost nothing)."""
+    out: list[FileBlock] = []
+    offset = 0
+    with open(path, "wb") as f:
+        for part in parts:
+            if not part:
+                out.append(FileBlock(path, offset, 0, 0))
+                continue
+            data = encode_block(part, key)
+            f.write(data)
+            out.append(FileBlock(path, offset, len(data), len(part)))
+            offset += len(data)
+    return out
+
+
+# -- placement --------------------------------------------------------------------------------------
+
+def _ops(root: PhysOp) -> Iterator[PhysOp]:
+    stack = [root]
+    while stack:
+        op = stack.pop()
+        yield op
+        stack.extend(op.children())
+
+
+def estimated_input(plan: PhysicalPlan, cache: dict[str, list]) -> tuple[int, int]:
+    """Records of the plan's in-memory and range sources, bytes of its file sources."""
+    records = size = 0
+    for stage in plan.stages:
+        for op in _ops(stage.root):
+            if isinstance(op, ReadSource):
+                records += op.records or sum(map(len, op.slices or ()))
+            elif isinstance(op, ReadRange):
+                records += len(range(op.start, op.stop, op.step))
+            elif isinstance(op, ReadFiles):
+                for splits in op.parts:
+                    for s in splits:
+                        length = getattr(s, "length", None)
+                        size += length if isinstance(length, int) and length >= 0 else DEFAULT_MIN_BYTES
+            elif isinstance(op, ReadMaterialized):
+                for part in cache.get(op.cache_id) or ():
+                    records += part.records if isinstance(part, FileBlock) else len(part)
+    return records, size
+
+
+# -- the task process's side ------------------------------------------------------------------------
+
+class _FileBlocks:
+    """A task's inputs in a task process: the spans of files the client named in the request."""
+
+    def __init__(self, tables: dict[str, dict], key: bytes):
+        self.tables = tables
+        self.key = key
+
+    def source(self, source_id: str, index: int) -> list:
+        raise KeyError(f"source {source_id} has no data in the local executor")
+
+    def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
+        return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
+
+    def materialized(self, cache_id: str, index: int) -> list:
+        try:
+            return self.tables["mat"][cache_id][index].load(self.key)
+        except FileNotFoundError:
+            # unpersisted by another thread after the job was planned: the Context plans again
+            raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
+
+
+class LocalTaskHandler:
+    """The handler of a local[N] task process: runs one task of the current job per request.
+
+    A request is ``({"job", "stage", "partition", "attempt", "dir"}, [tables, functions?])``; the
+    functions come the first time this process sees the job. The reply is ``({"rin", "rout", "acc",
+    "blocks"|"error"}, [value?])``.
+    """
+
+    def __init__(self, key: bytes):
+        self.key = key
+        self.job: str | None = None
+        self.stages: dict[int, Stage] = {}
+        self.action: Any = None
+        self.registry: dict = {}
+
+    def __call__(self, h: dict[str, Any], blobs: list[bytes]) -> tuple[dict, list[bytes]]:
+        stage = None
+        try:
+            if h["job"] != self.job:
+                self.job = None
+                _follow_client(h["env"])
+                self.registry = accumulators.begin_task()  # the job's accumulators unpickle into it
+                self.stages, self.action = loads_function(blobs[1])
+                self.job = h["job"]
+            stage = self.stages[h["stage"]]
+            accumulators.begin_task(self.registry)
+            p = h["partition"]
+            # the task's own spill directory: what it spills is read back before it replies
+            spill_dir = SpillDir("task")
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                inputs, memory = _FileBlocks(deserialize(blobs[0]), self.key), TaskMemory(h["budget"], spill_dir)
+                operators = None
+                if h["profile"]:
+                    with profiled(stage, self.action) as operators:
+                        result = run_task(stage, p, inputs, self.action, memory)
+                else:
+                    result = run_task(stage, p, inputs, self.action, memory)
+                reply, value = self._output(h, stage, p, result)
+                reply["ops"] = operators or {}
+            finally:
+                spill_dir.remove()
+            reply["t"] = (t0, time.perf_counter(), time.thread_time() - c0)
+            updates = accumulators.task_updates()
+            reply["acc"] = serialize(updates) if updates else b""
+            return reply, value
+        except BaseException as e:  # noqa: BLE001 - every failure of user code goes back to the client
+            from .cluster.remote_errors import pack_exception  # noqa: PLC0415
+
+            accumulators.task_updates()
+            if stage is not None:
+                annotate(e, stage, h["partition"], self.action)
+            else:
+                e.add_note("okplan: while unpickling the job's functions in a local task process")
+            body, blob = pack_exception(e, f"local task process {os.getpid()}")
+            return {"error": body}, [blob]
+
+    def _output(self, h: dict[str, Any], stage: Stage, p: int, result: Any) -> tuple[dict, list[bytes]]:
+        """Buckets and materialised partitions go to a file of the job; a result's value goes back."""
+        out = stage.output
+        reply: dict[str, Any] = {"rin": result.records_in, "rout": result.records_out,
+                                 "spill": getattr(result, "spill_bytes", 0)}
+        base = os.path.join(h["dir"], f"{h['job']}-s{stage.id}-p{p}-a{h['attempt']}")
+        if isinstance(out, ShuffleWrite):
+            reply["blocks"] = write_blocks(base + ".shuffle", result.value, self.key)
+        elif isinstance(out, Materialize):
+            reply["blocks"] = write_blocks(base + ".part", [result.value], self.key)
+        else:
+            return reply, [serialize(result.value)]
+        return reply, []
+
+
+# -- the client's side ------------------------------------------------------------------------------
+
+class LocalPool:
+    """The client's half: a lazily started ``TaskPool`` of ``processes`` children and the loop that
+    runs a job's stages on it. One job at a time uses it (``try_acquire``); a job of another thread
+    meanwhile runs in-process."""
+
+    def __init__(self, processes: int, key: bytes, budget: int):
+        self.processes = processes
+        self.key = key
+        self.budget = budget   # each task's memory budget
+        self.profile = False   # time operators inside fused stages (Context(profile=True))
+        self._pool: TaskPool | None = None
+        self._lock = threading.Lock()
+        self._known: dict[int, tuple[int, str]] = {}   # slot -> (generation, job) it has the functions of
+
+    def try_acquire(self) -> bool:
+        return self._lock.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def _started(self) -> TaskPool:
+        if self._pool is None:
+            key = self.key
+            self._pool = TaskPool(self.processes, lambda: LocalTaskHandler(key), name="okplan-local-task")
+        return self._pool.start()
+
+    def pids(self) -> list[int]:
+        return self._pool.pids() if self._pool is not None else []
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool = None
+            self._known.clear()
+
+    def run_stage(self, job: str, functions: bytes, job_dir: str, stage: Stage, partitions: list[int],
+                  tables: bytes, per_slot: dict[str, int]) -> Iterator[tuple[int, dict, list[bytes]]]:
+        """Run ``stage`` on ``partitions``; yield ``(partition, reply, blobs)`` as tasks finish.
+
+        A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
+        here with its own type, message, note and the child's traceback. Closing the iterator early
+        waits for the tasks already running (their processes stay in the pool).
+        """
+        from .cluster.remote_errors import unpack_exception  # noqa: PLC0415
+
+        pool = self._started()
+        todo = [(p, 0) for p in reversed(partitions)]
+        pending = 0
+        try:
+            while todo or pending:
+                for slot in pool.idle_slots():
+                    if not todo:
+                        break
+                    p, attempt = todo.pop()
+                    blobs = [tables]
+                    gen = pool.generation(slot)
+                    if self._known.get(slot) != (gen, job):
+                        blobs.append(functions)
+                        self._known[slot] = (gen, job)
+                    header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir,
+                              "budget": self.budget, "profile": self.profile}
+                    if len(blobs) > 1:
+                        header["env"] = _client_env()
+                    pool.submit(slot, header, blobs, tag=(p, attempt))
+                    pending += 1
+                if not pending:
+                    pool.poll(pool.next_restart() or 0.05)  # every slot waits for a new child
+                    continue
+                outcomes = pool.poll(None)
+                pending -= len(outcomes)  # all of them now: an early close must not wait for these again
+                for o in outcomes:
+                    p, attempt = o.tag
+                    if o.died is not None:
+                        if attempt + 1 >= MAX_CRASHES:
+                            raise TaskProcessDiedError(
+                                f"{task_place(stage.name, p, stage.labels)}: the task's process "
+                                f"{o.died.describe()} {MAX_CRASHES} times")
+                        todo.append((p, attempt + 1))
+                        continue
+                    if o.error is not None:
+                        raise OkplanError(f"a local task process failed outside user code: {o.error}")
+                    reply, out = o.reply
+                    if "error" in reply:
+                        raise unpack_exception(reply["error"], out[0])
+                    if reply["acc"]:
+                        accumulators.merge_updates(deserialize(reply["acc"]))
+                    per_slot[f"task process {o.slot}"] = per_slot.get(f"task process {o.slot}", 0) + 1
+                    yield p, reply, out
+        finally:
+            while pending:  # an error or an early close: let the running tasks finish, drop their outcomes
+                pending -= len(pool.poll(None))
+
+
+def _client_env() -> dict[str, Any]:
+    """What a forked task process must learn of the client since the fork: addPyFile's sys.path
+    entries and where addFile put its files (the same machine, so the same paths)."""
+    from . import sidefiles  # noqa: PLC0415
+
+    return {"sys_path": list(sys.path), "files": sidefiles._root}
+
+
+def _follow_client(env: dict[str, Any]) -> None:
+    from . import sidefiles  # noqa: PLC0415
+
+    added = [p for p in env["sys_path"] if p not in sys.path]
+    if added:
+        sys.path[:] = env["sys_path"]
+        importlib.invalidate_caches()
+    if env["files"] is not None:
+        sidefiles._root = env["files"]
+
+
+def stage_tables(stage: Stage, shuffles: dict[int, list[list[FileBlock]]],
+                 mats: Callable[[str], list[FileBlock]]) -> bytes:
+    """The file blocks ``stage`` reads (every partition's: a union or coalesce reads other indices)."""
+    shuffle: dict[int, list[list[FileBlock]]] = {}
+    mat: dict[str, list[FileBlock]] = {}
+    for op in _ops(stage.root):
+        if isinstance(op, ShuffleRead):
+            shuffle[op.shuffle_id] = shuffles[op.shuffle_id]
+        elif isinstance(op, ReadMaterialized):
+            mat[op.cache_id] = mats(op.cache_id)
+    return serialize({"shuffle": shuffle, "mat": mat})
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "estimated_input", "stage_tables",
+           "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]

@@ -1,0 +1,112 @@
+"""local[N]: big jobs on N task processes, small ones in-process; deaths, pickling and __main__."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from okplan import Context, TaskProcessDiedError
+from okplan.exec.serialization import TaskPicklingError
+
+
+@pytest.fixture(scope="module")
+def pooled():
+    with Context("local[2]", pool_min_records=0) as ctx:
+        yield ctx
+
+
+def test_a_big_job_runs_on_the_task_processes_and_a_small_one_in_process():
+    with Context("local[2]", pool_min_records=10_000) as ctx:
+        small = ctx.parallelize(range(1000), 4).map(lambda x: x + 1)
+        big = ctx.range(0, 20_000, numSlices=4).map(lambda x: (x % 7, x)).reduceByKey(lambda a, b: a + b)
+        assert "runs in-process: small job (1,000 records < 10,000)" in small.toDebugString()
+        assert "runs on 2 task processes" in big.toDebugString()
+        assert small.sum() == 500_500
+        assert ctx._executor._pool.pids() == []  # not started for a small job
+        assert sorted(big.collect()) == sorted(
+            {k: sum(x for x in range(20_000) if x % 7 == k) for k in range(7)}.items())
+        per = ctx.lastJobMetrics().tasks_per_worker
+        assert set(per) <= {"task process 0", "task process 1"} and sum(per.values()) == 8
+        assert len(ctx._executor._pool.pids()) == 2
+
+
+def test_local_1_and_plain_local_stay_in_process():
+    for master in ("local[1]", "local"):
+        with Context(master, pool_min_records=0) as ctx:
+            ds = ctx.range(0, 100_000, numSlices=4).map(lambda x: x * 2)
+            assert "runs " not in ds.toDebugString()
+            assert ds.sum() == 9_999_900_000
+            assert ctx.lastJobMetrics().tasks_per_worker == {"local": 4}
+
+
+def test_the_default_context_uses_every_core():
+    with Context() as ctx:
+        assert ctx._executor.processes == (os.cpu_count() or 1)
+        assert ctx.defaultParallelism == (os.cpu_count() or 1)
+
+
+def test_a_task_whose_process_dies_once_is_run_again(pooled, tmp_path):
+    marker = str(tmp_path / "died")
+
+    def die_once(x):
+        if x == 5 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(3)
+        return x
+
+    assert pooled.parallelize(range(10), 3).map(die_once).sum() == 45
+    assert len(pooled._executor._pool.pids()) == 2
+
+
+def test_a_task_that_always_kills_its_process_fails_the_job_with_the_cause(pooled):
+    with pytest.raises(TaskProcessDiedError, match=r"stage 0, partition 1: the task's process exited with "
+                                                   r"code 3 \(os._exit\?\) 3 times"):
+        pooled.parallelize(range(10), 3).map(lambda x: os._exit(3) if x == 4 else x).count()
+    assert pooled.parallelize(range(10), 3).sum() == 45
+
+
+def test_an_unpicklable_closure_is_named_as_on_the_cluster(pooled):
+    lock = threading.Lock()
+    with pytest.raises(TaskPicklingError, match=r"the function of map at test_local_pool.py:\d+ cannot be "
+                                                r"pickled: it holds a <_thread.lock>"):
+        pooled.parallelize(range(10), 2).map(lambda x: (lock, x)).collect()
+
+
+def test_functions_and_classes_of_main_work_on_the_task_processes(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent("""
+        from okplan import Context
+
+        class Point:
+            def __init__(self, v):
+                self.v = v
+
+        def double(p):
+            return Point(p.v * 2)
+
+        with Context("local[2]", pool_min_records=0) as ctx:
+            ds = ctx.parallelize([Point(1), Point(2), Point(3)], 3).map(double)
+            print(sum(p.v for p in ds.collect()), "runs on 2 task processes" in ds.toDebugString())
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["12", "True"]
+
+
+def test_stop_leaves_no_processes_and_no_files():
+    ctx = Context("local[2]", pool_min_records=0)
+    ctx.parallelize(range(100), 4).map(lambda x: (x % 3, x)).groupByKey().cache().count()
+    pids = ctx._executor._pool.pids()
+    work = ctx._executor._dir
+    assert len(pids) == 2 and os.listdir(work)  # the cache's files; the job's own directory is gone
+    assert all(not name.startswith("job-") for name in os.listdir(work))
+    ctx.stop()
+    assert not os.path.exists(work)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
