@@ -49,3 +49,15 @@ def test_a_worker_that_forgot_a_job_gets_it_again_without_an_attempt_counted(mas
         master._on_failed(b"w", P.Message("failed", {"job_id": "j", "stage": 0, "partition": 0, "attempt": attempt,
                                                      "reason": "infra", "message": "forgot", "resend_job": True}))
     assert master.jobs["j"].stages[0].attempts == {} and master.jobs["j"].state == "running"
+
+
+def test_a_late_report_of_a_given_up_attempt_deletes_the_forgotten_jobs_keys_again(master):
+    deleted = []
+    master._delete = deleted.append
+    master.jobs["j"].state = "failed"
+    master._maybe_forget(master.jobs["j"])
+    assert "j" not in master.jobs and len(deleted) == 1
+    # the attempt wrote its output after the job's keys were deleted, then reports
+    master._on_done(b"w", P.Message("done", {"job_id": "j", "stage": 0, "partition": 0, "attempt": 0,
+                                             "metrics": {}, "acc": [], "stored": False}))
+    assert deleted[1:] == [deleted[0]]

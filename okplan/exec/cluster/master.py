@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 import traceback
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 import zmq
@@ -39,6 +39,8 @@ _TICK = 0.25
 _ALIVE_EVERY = 0.5  # also carries the job's progress to the client
 #: ended jobs the dashboard still shows
 _RECENT_JOBS = 50
+#: finished jobs whose keys a late report of a given-up attempt deletes again
+_FORGOTTEN_JOBS = 256
 #: seconds without a client heartbeat (sent every second) before its job is cancelled: generous, since
 #: a client busy unpickling a large result holds the GIL and its heartbeat thread waits
 CLIENT_TIMEOUT = 10.0
@@ -128,6 +130,10 @@ class Master:
         self.reset_sent: dict[bytes, float] = {}
         self.idle: deque[bytes] = deque()     # one entry per credit, longest waiting first
         self.jobs: dict[str, JobRun] = {}     # insertion order = submission order (FIFO scheduling)
+        #: keys of recently forgotten jobs: an attempt the master had given up on (its worker presumed
+        #: dead) may still write its output after the job's keys were deleted; its late report deletes
+        #: them again instead of leaving them until they expire
+        self.forgotten: OrderedDict[str, list[str]] = OrderedDict()
         self.no_workers_since: float | None = time.monotonic()
         self._running = True
         self.started = time.monotonic()
@@ -364,6 +370,8 @@ class Master:
         job = self.jobs.get(b["job_id"])
         stage = job.stages.get(b["stage"]) if job is not None else None
         p = b["partition"]
+        if job is None and b["job_id"] in self.forgotten:
+            self._delete(self.forgotten[b["job_id"]])
         if job is None or stage is None or not 0 <= p < stage.info["n"]:
             return None, None, 0.0
         started = 0.0
@@ -550,7 +558,11 @@ class Master:
         for s in job.order:
             s.pending.clear()
         self.jobs.pop(job.id, None)
-        self._delete(job.keys_to_delete(job.state == "done"))
+        keys = job.keys_to_delete(job.state == "done")
+        self._delete(keys)
+        self.forgotten[job.id] = keys
+        while len(self.forgotten) > _FORGOTTEN_JOBS:
+            self.forgotten.popitem(last=False)
         for w in self.workers.values():
             if job.id in w.jobs:
                 w.jobs.discard(job.id)
