@@ -117,14 +117,15 @@ def sweep_stale(root: str) -> int:
         return 0
     for name in names:
         pid_text = name[len(_PREFIX):].split("-", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or pid_alive(int(pid_text)):
             continue
         shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         removed += 1
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` lives (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+from ..spill import pid_alive
+
 _PR_SET_PDEATHSIG = 1
 try:  # loaded here, not after fork, where loading a library could deadlock
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True) \
@@ -34,16 +36,6 @@ def pdeathsig_is_safe() -> bool:
     return _libc is not None and threading.current_thread() is threading.main_thread()
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def watch_parent(pid: int | None, also_kill: list[int] | None = None, interval: float = 0.5) -> None:
     """Exit this process (after killing ``also_kill``) once ``pid`` is gone."""
     if not pid:
@@ -55,7 +47,7 @@ def watch_parent(pid: int | None, also_kill: list[int] | None = None, interval: 
         while True:
             time.sleep(interval)
             # a direct child is re-parented the moment its parent dies, even if the pid is reused later
-            if not alive(pid) or direct and os.getppid() != pid:
+            if not pid_alive(pid) or direct and os.getppid() != pid:
                 for other in also_kill or ():
                     try:
                         os.kill(other, signal.SIGKILL)
