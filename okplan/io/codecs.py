@@ -19,6 +19,8 @@ _WRITE = {
 
 #: fsspec compression -> the package that brings it
 _PACKAGES = {"zstd": "okplan[zstd]", "lz4": "lz4", "snappy": "python-snappy"}
+#: extensions of the codecs in _PACKAGES, which fsspec registers only when their package is installed
+_EXTENSIONS = {"zst": "zstd", "lz4": "lz4", "snappy": "snappy"}
 
 
 def _available(compression: str) -> str:
@@ -34,7 +36,9 @@ def read_codec(path: str) -> str | None:
     >>> read_codec("logs/a.log.gz"), read_codec("logs/a.log")
     ('gzip', None)
     """
-    compression = infer_compression(path)
+    # fsspec knows an extension only once its codec's package is installed: a .zst read without
+    # zstandard must say what to install, not come back as binary lines
+    compression = infer_compression(path) or _EXTENSIONS.get(path.rsplit(".", 1)[-1].lower())
     if compression in (None, "zip"):  # a zip is an archive of files, not a compressed stream
         return None
     return _available(compression)
