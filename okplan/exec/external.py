@@ -246,23 +246,11 @@ def external_sorted(records: Iterable, key: Callable | None = None, reverse: boo
     memory = current()
     if memory is None:
         return iter(sorted(records, key=key, reverse=reverse))
-    gauge = memory.gauge()
-    buf: list = []
     runs: list = []
-    it = iter(records)
-    while True:
-        had = len(buf)
-        every = gauge.every
-        buf.extend(islice(it, every))
-        if len(buf) - had < every:
-            break
-        if gauge.over(len(buf)):
-            buf.sort(key=key, reverse=reverse)
+    for buf, last in _filled(records, memory):
+        buf.sort(key=key, reverse=reverse)
+        if not last:
             runs.append(write_run(memory.spill_dir, buf, "sort"))
-            memory.spills += 1
-            buf = []
-            gauge.spilled()
-    buf.sort(key=key, reverse=reverse)
     if not runs:
         return iter(buf)
     return _merge_sorted(runs, buf, key, reverse)
@@ -280,28 +268,38 @@ def _merge_sorted(runs: list, buf: list, key: Callable | None, reverse: bool) ->
 
 def spool(records: Iterable, memory: TaskMemory) -> list | SpilledRecords:
     """All of ``records``: a list while they fit the budget, else runs on disk plus a list."""
+    runs: list = []
+    writer: RunWriter | None = None
+    for buf, last in _filled(records, memory):
+        if not last:
+            if writer is None:
+                writer = RunWriter(memory.spill_dir, "part")
+            runs.append(writer.write(buf))
+    if writer is None:
+        return buf
+    writer.close()
+    return SpilledRecords(runs, buf)
+
+
+def _filled(records: Iterable, memory: TaskMemory) -> Iterator[tuple[list, bool]]:
+    """``records`` in buffers: ``(buffer, False)`` each time a buffer grows past the task's budget (the
+    caller writes it to disk before asking for the next), then ``(rest, True)``. The budget is checked
+    every ``gauge.every`` records, never per record."""
     gauge = memory.gauge()
     it = iter(records)
     buf: list = []
-    runs: list = []
-    writer: RunWriter | None = None
     while True:
         had = len(buf)
         every = gauge.every
         buf.extend(islice(it, every))
         if len(buf) - had < every:
-            break
+            yield buf, True
+            return
         if gauge.over(len(buf)):
-            if writer is None:
-                writer = RunWriter(memory.spill_dir, "part")
-            runs.append(writer.write(buf))
+            yield buf, False
             memory.spills += 1
             buf = []
             gauge.spilled()
-    if writer is None:
-        return buf
-    writer.close()
-    return SpilledRecords(runs, buf)
 
 
 def spill_buckets(buckets: list[list], writer: RunWriter, runs: list[list]) -> None:
