@@ -265,10 +265,7 @@ class LocalExecutor:
                     continue
                 if isinstance(out, ShuffleWrite) and out.reused_from is not None:
                     # kept by an earlier job: the task processes read it from files
-                    kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
-                    if kept is None:
-                        raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
-                                             out.keep_id)
+                    kept = self._reused_output(out)
                     shuffles[out.shuffle_id] = [
                         write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
                                      [deserialize(decompress(b)) for b in buckets], self._key)
@@ -332,6 +329,14 @@ class LocalExecutor:
                                spill_bytes=r.spill_bytes, operators=operators or {}), t0, t1)
         return r.value
 
+    def _reused_output(self, out: ShuffleWrite) -> Any:
+        """The kept output a reused shuffle reads; CacheLostError when it was dropped since the job was
+        planned (the session then plans again, recomputing it)."""
+        kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
+        if kept is None:
+            raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it", out.keep_id)
+        return kept
+
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
              blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
         progress = job_progress(metrics.job_id or "")
@@ -341,11 +346,7 @@ class LocalExecutor:
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
                 if isinstance(out, ShuffleWrite) and out.reused_from is not None:
-                    kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
-                    if kept is None:  # dropped since the job was planned: the session plans again
-                        raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it",
-                                             out.keep_id)
-                    blocks.reused[out.shuffle_id] = kept
+                    blocks.reused[out.shuffle_id] = self._reused_output(out)
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
                 values: list = []
