@@ -158,14 +158,18 @@ class RunWriter:
         except OSError as e:
             raise _space_error(self.path, e) from None
         self.offset = 0
+        #: records of the next batch: 16 at first, then as many as fit BATCH_BYTES at the size of the
+        #: last batch (kept across runs: a spill writes many short runs of alike records)
+        self.size = 16
 
-    def write(self, records: Iterable) -> Run:
-        """Append ``records`` as one run."""
+    def write(self, records: Iterable, batch_records: int = BATCH_RECORDS) -> Run:
+        """Append ``records`` as one run, in batches of at most ``batch_records`` records (a merge
+        that reads several runs at once holds one batch of each)."""
         start = self.offset
         count = 0
         it = iter(records)
         write = self.f.write
-        size = 16  # records of the first batch; then as many as fit BATCH_BYTES at the last batch's size
+        size = min(self.size, batch_records)
         try:
             while True:
                 batch = list(itertools.islice(it, size))
@@ -173,7 +177,8 @@ class RunWriter:
                     break
                 count += len(batch)
                 raw = pickle.dumps(batch, 5)
-                size = max(1, min(BATCH_RECORDS, BATCH_BYTES * len(batch) // max(1, len(raw))))
+                self.size = max(1, min(1 << 16, BATCH_BYTES * len(batch) // max(1, len(raw))))
+                size = min(self.size, batch_records)
                 data = lz4.frame.compress(raw, store_size=False)
                 del raw
                 write(_LEN.pack(len(data)))
@@ -197,10 +202,10 @@ class RunWriter:
         self.close()
 
 
-def write_run(spill_dir: SpillDir, records: Iterable, what: str = "run") -> Run:
+def write_run(spill_dir: SpillDir, records: Iterable, what: str = "run", batch_records: int = BATCH_RECORDS) -> Run:
     """``records`` as a run of a new spill file."""
     with RunWriter(spill_dir, what) as w:
-        return w.write(records)
+        return w.write(records, batch_records)
 
 
 def read_run(run: Run) -> Iterator:
