@@ -20,11 +20,14 @@ from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator
 
 from .memory import Gauge, TaskMemory, current
-from .spill import BATCH_BYTES, Run, RunWriter, SpilledRecords, read_batches, write_run
+from .spill import BATCH_BYTES, Run, RunWriter, SpilledRecords, paused_gc, read_batches, write_run
 
 _END = object()
 #: values of one key per spilled record, so that a huge group is written and read in pieces
 GROUP_PIECE = 4096
+#: a list of more values than this is cut into pieces when spilled (a batch of rows is pickled whole, and
+#: its number of rows is learned from the rows before it)
+LONG = 64
 #: sub-partitions of one spill. A prime, as PySpark's 59: the keys of one shuffle partition share
 #: ``hash(key) % n`` and must still spread over all of them
 PARTITIONS = 59
@@ -104,17 +107,22 @@ class _Merger:
         parts: list[list] = [[] for _ in range(PARTITIONS)]
         adds = [p.append for p in parts]
         level = self.level
-        for item in self.d.items():
-            adds[hash((item[0], level)) % PARTITIONS](item)
+        with paused_gc():  # a tuple per item, no garbage
+            for item in self.d.items():
+                adds[hash((item[0], level)) % PARTITIONS](item)
         self.d.clear()
         return parts
 
     def spill(self) -> None:
+        width = self.width
+        # long value lists are written in pieces; a C pass over the lengths says whether any is long
+        cut = width and max(map(len, self.d.values() if width == 1 else chain.from_iterable(self.d.values())),
+                            default=0) > LONG
         parts = self._partition()
-        with RunWriter(self.memory.spill_dir, "combine") as w:
+        with RunWriter(self.memory.spill_dir, "combine") as w, paused_gc():
             runs = []
             for i, part in enumerate(parts):
-                runs.append(w.write(_pieces(part, self.width)))
+                runs.append(w.write(_cut(part, width) if cut else part))
                 parts[i] = None  # type: ignore[call-overload]  # written: its memory may go
         self.spills.append(runs)
         self.memory.spills += 1
@@ -125,12 +133,16 @@ class _Merger:
         return self._merged()
 
     def _merged(self) -> Iterator[tuple[Any, Any]]:
+        # the keys of a sub-partition are iterated in C (a dict's items), not through generators
+        return chain.from_iterable(self._merged_partitions())
+
+    def _merged_partitions(self) -> Iterator[Iterator[tuple[Any, Any]]]:
         # what is still in memory stays there, partitioned: each sub-partition merges its share last
         rest = self._partition()
         try:
             for p in range(PARTITIONS):
                 tail, rest[p] = rest[p], []
-                yield from self._merge_partition(p, tail)
+                yield self._merge_partition(p, tail)
         finally:
             _unlink([runs[0] for runs in self.spills if runs])
 
@@ -160,8 +172,7 @@ class _Merger:
                 child.spill()
                 gauge.spilled()
                 child.fill(chain.from_iterable(batches), fold)
-                yield from child.items()
-                return
+                return child.items()
             if width:
                 # one key (or a few) holds most of it: its values continue on disk
                 buffering = True
@@ -171,12 +182,10 @@ class _Merger:
             else:
                 checking = False  # a few huge combiners: partitioning cannot split them
         if buffering:
-            yield from _finish(d, width)
-        elif width > 1:
-            for k, parts in d.items():
-                yield k, tuple(parts)
-        else:
-            yield from d.items()
+            return _finish(d, width)
+        if width > 1:
+            return zip(d.keys(), map(tuple, d.values()))
+        return iter(d.items())
 
 
 def _combiner_fold(width: int, merge: Callable) -> Callable[[dict, Iterable], int]:
@@ -256,24 +265,17 @@ def _piece(values: list) -> int:
     return max(1, min(GROUP_PIECE, int(BATCH_BYTES / max(1.0, per))))
 
 
-def _pieces(rows: list[tuple[Any, Any]], width: int) -> Iterable[tuple[Any, Any]]:
-    """Rows with long value lists cut into pieces (same key, same order)."""
-    if width == 0:
-        return rows
-    return _cut(rows, width)
-
-
 def _cut(rows: list[tuple[Any, Any]], width: int) -> Iterator[tuple[Any, Any]]:
     for k, c in rows:
         if width == 1:
-            if len(c) <= 16:
+            if len(c) <= LONG:
                 yield k, c
                 continue
             step = _piece(c)
             for i in range(0, len(c), step):
                 yield k, c[i:i + step]
             continue
-        if max(map(len, c)) <= 16:
+        if max(map(len, c)) <= LONG:
             yield k, c
             continue
         for pos, values in enumerate(c):
