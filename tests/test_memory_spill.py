@@ -263,3 +263,14 @@ def test_a_600_mb_partition_and_a_1_gb_bucket_on_the_cluster():
         assert part.count() == 600
         bucket = ctx.range(0, 1100, numSlices=2).map(lambda i: (0, "x" * 1_000_000)).groupByKey(1)
         assert bucket.mapValues(len).collect() == [(0, 1100)]
+
+
+def test_cartesian_streams_its_right_partition_from_disk_past_the_budget(local_ctx):
+    left = local_ctx.parallelize(range(30), 2)
+    right = local_ctx.parallelize([("r", i) for i in range(3000)], 1)
+    expected = left.cartesian(right).collect()
+    with budget(local_ctx, "4k"):
+        got = left.cartesian(right).collect()
+        spilled = sum(s.spill_bytes for s in local_ctx.lastJobMetrics().stages.values())
+    assert got == expected
+    assert spilled > 0
