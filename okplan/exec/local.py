@@ -419,10 +419,9 @@ class LocalExecutor:
         place). They count against the task memory budget: an output larger than the budget is not
         kept, and the least recently used ones are dropped to make room (a later job then computes
         them again). Records pickle refuses are not kept either."""
-        if any(type(b) is SpilledRecords for buckets in outputs for b in buckets):
-            # it went to disk because it was over the budget in memory: a pickled copy would hold what the
-            # budget let go, and pickling it reads it all back (a quarter of a spilling job's time)
-            return
+        on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
+        if on_disk > self.task_memory:
+            return  # it would not fit when kept, and pickling a spilled output loads it whole
         try:
             kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
