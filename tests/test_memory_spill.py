@@ -229,6 +229,22 @@ def test_cluster_blocks_bigger_than_a_chunk_and_redis_go_through(small_store_clu
     assert all(os.listdir(os.path.join(root, n)) == [] for n in store_dirs)
 
 
+def test_cluster_named_datasets_and_big_single_results_go_through_in_chunks(small_store_cluster):
+    ctx, _ = small_store_cluster
+    data = [(i, "n" * 30 + str(i)) for i in range(20_000)]                # ~1 MB: many 8 KB chunks
+    ctx.parallelize(data, 2).save("spill-named")
+    try:
+        assert sorted(ctx.dataSet(label="spill-named", fromExisting=True).collect()) == data
+    finally:
+        ctx.executor.drop_named("spill-named")
+    # one partition's value is one object (a 320 KB string, a dict), not a list of records: over the
+    # inline limit (64 KB) and a chunk, it is stored in byte pieces
+    words = [os.urandom(16).hex() for _ in range(10_000)]
+    assert ctx.parallelize(words, 1).reduce(lambda a, b: a + b) == "".join(words)
+    table = {w: i for i, w in enumerate(words)}
+    assert ctx.parallelize([0], 1).map(lambda _: table).reduce(lambda a, b: a) == table
+
+
 def test_cluster_spill_dirs_are_removed_after_failure_and_a_killed_worker(small_store_cluster, tmp_path):
     ctx, root = small_store_cluster
     d = ctx.parallelize([(i % 7, i) for i in range(4000)], 2)

@@ -1,5 +1,5 @@
 """Spill files: records on local disk as pickled (protocol 5), lz4-framed batches, written once and read
-back as streams. One mechanism for everything that leaves memory: sorted runs of aggregations and sorts,
+back as streams. One mechanism for everything that leaves memory: runs of aggregations and sorts,
 shuffle buckets and partitions of the local executor, groups too big for memory.
 
 A ``SpillDir`` belongs to one job in one process (``OKPLAN_LOCAL_DIR/okplan-spill-<pid>-<tag>``); its
