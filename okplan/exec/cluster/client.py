@@ -195,7 +195,11 @@ class ClusterExecutor:
                 body = msg.body
                 _merge(body.get("acc"))
                 if msg.kind == P.RESULT:
-                    got[body["partition"]] = self._result_value(job_id, body, msg.blobs, metrics)
+                    # one message may carry several partitions: ``more`` = [[partition, stored], ...],
+                    # and a blob for each one not stored, in order
+                    blobs = iter(msg.blobs)
+                    for p, stored in [(body["partition"], body["stored"]), *body.get("more", ())]:
+                        got[p] = self._result_value(job_id, p, stored, None if stored else next(blobs), metrics)
                 elif msg.kind == P.JOB_ALIVE:
                     if progress is not None:
                         for stage_id, done, total, records in body.get("progress") or ():
@@ -278,21 +282,20 @@ class ClusterExecutor:
             raise
         return job_id
 
-    def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
-        if body["stored"]:
-            key = Keys(job_id).result(body["partition"])
+    def _result_value(self, job_id: str, partition: int, stored: bool, blob: bytes | None,
+                      metrics: JobMetrics) -> Any:
+        if stored:
+            key = Keys(job_id).result(partition)
             blob = self.store.take(key)
             if blob is None:
                 chunked = self._take_chunked(key, metrics)
                 if chunked is not None:
                     return chunked
             if blob is None:
-                raise JobFailedError(f"the result of partition {body['partition']} of job {job_id} is gone "
+                raise JobFailedError(f"the result of partition {partition} of job {job_id} is gone "
                                      f"from Redis (restarted or evicted); run the action again")
-        else:
-            blob = blobs[0]
         metrics.bytes_read += len(blob)
-        return decode_block(blob, self.block_key, f"the result of partition {body['partition']} of job {job_id}")
+        return decode_block(blob, self.block_key, f"the result of partition {partition} of job {job_id}")
 
     def _take_chunked(self, key: str, metrics: JobMetrics) -> list | None:
         """A result stored in chunks (a list too big for one Redis value), read and deleted."""

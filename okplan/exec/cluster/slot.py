@@ -41,13 +41,17 @@ class _LoadedJob:
 
 
 class SlotRunner:
-    """The handler of one task process. A request is ``(header, blobs)`` with ``header`` = the TASK
-    body plus ``redis`` (the URL) and ``drop`` (jobs to forget), and ``blobs`` = ``[spec, job]`` the
-    first time this process sees the job; the reply is ``((kind, body), blobs)`` of a DONE or FAILED.
+    """The handler of one task process. A request is ``(header, blobs)`` with ``header`` = the TASK's
+    ``job_id``, ``stage`` and ``tasks`` (``[[partition, attempt], ...]``: one, or a batch of short tasks
+    run one after the other without a round trip each) plus ``redis`` (the URL) and ``drop`` (jobs to
+    forget), and ``blobs`` = ``[spec, job]`` the first time this process sees the job. The reply is
+    ``(replies, blobs)``: one ``(kind, body, number of blobs)`` of a DONE or FAILED per task, their
+    blobs in order. Once a task of a batch fails, the rest are not run: they come back as FAILED with
+    ``requeue`` for the master to queue again, without counting an attempt.
 
     >>> runner = SlotRunner("host-1-ab")                                          # doctest: +SKIP
-    >>> runner({"job_id": "j", "stage": 0, "partition": 0, "attempt": 0, "redis": url}, [spec, job])  # doctest: +SKIP
-    (('done', {...}), [b'...'])
+    >>> runner({"job_id": "j", "stage": 0, "tasks": [[0, 0]], "redis": url}, [spec, job])  # doctest: +SKIP
+    ([('done', {...}, 1)], [b'...'])
     """
 
     def __init__(self, worker: str, block_key: bytes = UNKEYED):
@@ -62,11 +66,23 @@ class SlotRunner:
         gc.freeze()
         gc.set_threshold(JOB_GC_THRESHOLD, *gc.get_threshold()[1:])
 
-    def __call__(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[tuple[str, dict], list[bytes]]:
+    def __call__(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[list[tuple[str, dict, int]], list[bytes]]:
         for job_id in header.get("drop", ()):
             self.jobs.pop(job_id, None)
-        kind, body, out = self.run(header, blobs)
-        return (kind, body), list(out)
+        replies: list[tuple[str, dict, int]] = []
+        out: list[bytes] = []
+        failed = False
+        for p, attempt in header["tasks"]:
+            task = {"job_id": header["job_id"], "stage": header["stage"], "partition": p, "attempt": attempt}
+            if failed:
+                replies.append((P.FAILED, {**task, "reason": "infra", "requeue": True,
+                                           "message": "not run: an earlier task of its batch failed"}, 0))
+                continue
+            kind, body, reply_blobs = self.run({**task, "redis": header["redis"]}, blobs)
+            replies.append((kind, body, len(reply_blobs)))
+            out += reply_blobs
+            failed = kind != P.DONE
+        return replies, out
 
     def _store(self, url: str) -> BlockStore:
         store = self.stores.get(url)
