@@ -98,7 +98,8 @@ class SlotRunner:
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
-        sidefiles.install(store, spec["client"], self.block_key)  # addFile/addPyFile: before the functions, which may import them
+        if spec.get("side_files", 1):  # addFile/addPyFile: before the functions, which may import them
+            sidefiles.install(store, spec["client"], self.block_key)
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
         registry = accumulators.begin_task()

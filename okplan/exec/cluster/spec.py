@@ -54,6 +54,10 @@ class _Spec(TypedDict):
     cache_ttl: int | None
     inline_max: int
     sys_path: list[str]
+    #: source blocks small enough to travel in the spec instead of Redis: {key: block}
+    inline_blocks: NotRequired[dict[str, bytes]]
+    #: how many side files (addFile/addPyFile) the client published: none, no manifest to read
+    side_files: NotRequired[int]
 
 
 class SpecError(ValueError):
