@@ -224,7 +224,7 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
             # bytes per record from a sample, so a big partition is never encoded whole first; pickled
             # bytes count: a chunk is decoded whole, and lz4 shrinks repetitive records a hundredfold
             sample = records[:_SAMPLE]
-            per = max(1.0, len(encode(sample)) / _SAMPLE, len(serialize(sample)) / _SAMPLE)
+            per = max(1.0, len(serialize(sample)) / _SAMPLE)  # lz4 never grows it by more than a header
             step = max(1, min(max_records, int(limit // 2 / per)))
         if step >= n:
             blob = encode(records)

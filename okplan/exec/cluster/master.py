@@ -460,8 +460,9 @@ class Master:
             self._fail(job, "integrity", f"{_stage_name(stage)} partition {p}: {b.get('message')}", stage.id, p)
             return
         if b.get("requeue"):
-            # a task of a batch that never started (the task before it failed or killed the process)
-            stage.pending.appendleft(p)
+            # a task of a batch that never started (the task before it failed or killed the process):
+            # behind the others, so that the one that failed runs first, alone
+            stage.pending.append(p)
             return
         if b.get("resend_job"):
             # the worker dropped this job's functions (it keeps a few jobs'): not a failure, so no
