@@ -59,6 +59,9 @@ class SlotRunner:
         self.block_key = block_key  # blocks are signed and checked with the cluster's key
         self.jobs: dict[str, _LoadedJob] = {}
         self.stores: dict[str, BlockStore] = {}
+        #: the last task's output, freed after the reply left (``after_reply``): freeing a partition's
+        #: hundreds of thousands of objects took milliseconds between a task's end and its DONE
+        self._garbage: Any = None
         # This process only runs tasks, which allocate containers by the hundred thousand (records,
         # buckets, groups, decoded blocks): as the local executor does while a job runs, collect the
         # young generation less often (a join's reduce spent most of its time unpickling under the
@@ -83,6 +86,10 @@ class SlotRunner:
             out += reply_blobs
             failed = kind != P.DONE
         return replies, out
+
+    def after_reply(self) -> None:
+        """Free the last task's output, now that its DONE is on its way (the pool calls this)."""
+        self._garbage = None
 
     def _store(self, url: str) -> BlockStore:
         store = self.stores.get(url)
@@ -161,6 +168,7 @@ class SlotRunner:
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
         finally:
             memory.spill_dir.remove()  # a task's spill files end with it: its output is in Redis now
+        self._garbage = result
         metrics = TaskMetrics(
             result.records_in, result.records_out, time.perf_counter() - t_start, time.thread_time() - c0,
             {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
