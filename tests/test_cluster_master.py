@@ -128,3 +128,17 @@ def test_tasks_of_a_batch_that_never_ran_are_queued_again_without_an_attempt(bus
     assert list(busy.idle) == [b"w"] and busy.jobs["j"].retries == 1
     busy._schedule()
     assert _partitions(busy.tasks[-1]) == [first]      # after a crash, one by one: the next one is blamed right
+
+
+def test_a_stage_over_a_small_in_memory_input_is_batched_from_the_start():
+    m = Master("tcp://127.0.0.1:0", "redis://127.0.0.1:1/0", secret="s")
+    try:
+        m.tasks = []
+        m._send = lambda ident, kind, body=None, blobs=(): (kind == P.TASK and m.tasks.append(body)) or True
+        small = {**MANY, "stages": [{**MANY["stages"][0], "records": 4000}]}
+        m._on_submit(b"client", P.Message("submit", {"job_id": "j"}, [encode_spec(small), b"job"]))
+        m._on_worker_hello(b"w", P.Message("worker_hello", {**HELLO.body, "slots": 2}))
+        m._schedule()
+        assert [len(_partitions(b)) for b in m.tasks] == [20, 20]   # one batch per slot
+    finally:
+        m.close()

@@ -68,6 +68,8 @@ class _Worker:
 _BATCH_SECONDS = 0.02
 #: most tasks in one TASK message
 _MAX_BATCH = 64
+#: records per task of an in-memory input small enough to batch before any task was timed
+_SMALL_TASK_RECORDS = 1000
 #: seconds before an unknown worker that has not said hello is told again
 _RESET_AGAIN = 5.0
 
@@ -652,10 +654,17 @@ class Master:
         batches (load balancing). A stage whose task killed its process runs tasks one by one, so that
         the next crash is blamed on the task that caused it."""
         m = stage.metrics
-        if m.tasks == 0 or stage.crashes:
+        if stage.crashes:
             return 1
-        per_task = m.task_seconds / m.tasks
         slots = sum(w.slots for w in self.workers.values())
+        if m.tasks == 0:
+            # nothing timed yet: a stage over a small in-memory input (parallelize, range) has short
+            # tasks, so every slot gets one batch at once (a tiny job costs one round trip per slot)
+            records = stage.info.get("records")
+            if records is None or records > _SMALL_TASK_RECORDS * max(1, len(stage.needed)):
+                return 1
+            return max(1, min(_MAX_BATCH, len(stage.pending) + 1, -(-len(stage.needed) // max(1, slots))))
+        per_task = m.task_seconds / m.tasks
         # + 1: the task already taken from the queue
         most = min(_MAX_BATCH, (len(stage.pending) + 1) // (2 * max(1, slots)))
         return max(1, min(most, int(_BATCH_SECONDS / max(per_task, 1e-6))))
