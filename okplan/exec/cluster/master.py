@@ -691,6 +691,9 @@ class Master:
         body = {"job_id": job.id, "stage": stage.id, "partition": tasks[0], "attempt": attempts[0]}
         if len(tasks) > 1:
             body["more"] = [[p, a] for p, a in zip(tasks[1:], attempts[1:])]
+            # a batch whose tasks turn out slower than expected stops early and hands the rest back
+            # (``requeue``), so it never holds tasks that other slots, or a cancellation, should have
+            body["budget"] = 2 * _BATCH_SECONDS
         if not self._send(w.ident, P.TASK, body, blobs):
             # never delivered, so not an attempt: a worker that vanished before its first task
             # (a peer that said hello and hung up) must not use up the task's attempts

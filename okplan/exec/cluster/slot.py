@@ -47,7 +47,8 @@ class SlotRunner:
     forget), and ``blobs`` = ``[spec, job]`` the first time this process sees the job. The reply is
     ``(replies, blobs)``: one ``(kind, body, number of blobs)`` of a DONE or FAILED per task, their
     blobs in order. Once a task of a batch fails, the rest are not run: they come back as FAILED with
-    ``requeue`` for the master to queue again, without counting an attempt.
+    ``requeue`` for the master to queue again, without counting an attempt; so do those left when the
+    batch has run past its ``budget`` of seconds (its tasks were slower than the master expected).
 
     >>> runner = SlotRunner("host-1-ab")                                          # doctest: +SKIP
     >>> runner({"job_id": "j", "stage": 0, "tasks": [[0, 0]], "redis": url}, [spec, job])  # doctest: +SKIP
@@ -75,11 +76,14 @@ class SlotRunner:
         replies: list[tuple[str, dict, int]] = []
         out: list[bytes] = []
         failed = False
-        for p, attempt in header["tasks"]:
+        budget = header.get("budget")
+        deadline = time.perf_counter() + budget if budget else None
+        for i, (p, attempt) in enumerate(header["tasks"]):
             task = {"job_id": header["job_id"], "stage": header["stage"], "partition": p, "attempt": attempt}
-            if failed:
+            if failed or i and deadline is not None and time.perf_counter() > deadline:
+                why = "an earlier task of its batch failed" if failed else "its batch took longer than expected"
                 replies.append((P.FAILED, {**task, "reason": "infra", "requeue": True,
-                                           "message": "not run: an earlier task of its batch failed"}, 0))
+                                           "message": f"not run: {why}"}, 0))
                 continue
             kind, body, reply_blobs = self.run({**task, "redis": header["redis"]}, blobs)
             replies.append((kind, body, len(reply_blobs)))

@@ -192,7 +192,7 @@ class Worker:
                 return
             b = self.queue.popleft()
             tasks = [[b["partition"], b["attempt"]], *b.get("more", ())]
-            tag = {"job_id": b["job_id"], "stage": b["stage"], "tasks": tasks}
+            tag = {"job_id": b["job_id"], "stage": b["stage"], "tasks": tasks, "budget": b.get("budget")}
             if self.redis_url is None:
                 self._fail_all(tag, {"reason": "infra", "message": "worker has no Redis URL yet"})
                 continue
