@@ -142,7 +142,12 @@ class _Merger:
         try:
             for p in range(PARTITIONS):
                 tail, rest[p] = rest[p], []
-                yield self._merge_partition(p, tail)
+                # building a sub-partition's dict makes a container per row and no garbage: collections
+                # scanning the whole heap again and again cost more than the merge; the only user code
+                # here is a merge function, whose cycles, if any, are collected after the sub-partition
+                with paused_gc():
+                    merged = self._merge_partition(p, tail)
+                yield merged
         finally:
             _unlink([runs[0] for runs in self.spills if runs])
 
@@ -457,6 +462,8 @@ def _filled(records: Iterable, memory: TaskMemory) -> Iterator[tuple[list, bool]
         if len(buf) - had < every:
             yield buf, True
             return
+        if not had:
+            gauge.learn(buf[0])  # the buffer holds the records themselves: one says what they cost
         if gauge.over(len(buf)):
             yield buf, False
             memory.spills += 1
