@@ -74,8 +74,13 @@ class RedisBlocks:
         self.spec = spec
         self.keys = Keys(spec["job_id"], spec["client"])
         self.meter = meter
+        #: small sources the client sent in the spec instead of Redis
+        self.inline: dict[str, bytes] = spec.get("inline_blocks") or {}
 
     def _get(self, key: str, what: tuple[str, object, int]) -> Any:
+        blob = self.inline.get(key)
+        if blob is not None:
+            return self.meter.decode(blob, f"block {key}")
         t0 = time.perf_counter()
         blob = self.store.get_many([key])[0]
         info = self.store.chunk_info(key) if blob is None else None
@@ -178,7 +183,7 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
             return False, blob
         t0 = time.perf_counter()
         if second is None:
-            store.put_many([(keys.result(partition), blob)], ttl)
+            _put_whole(store, keys.result(partition), blob, limit, ttl)
             meter.bytes_written += len(blob)
         else:
             store.put_chunked(keys.result(partition), _counting(_chain(blob, second, chunks), meter), len(value), ttl)
@@ -188,10 +193,33 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     if len(blob) <= spec["inline_max"]:
         return False, blob
     t0 = time.perf_counter()
-    store.put_many([(keys.result(partition), blob)], ttl)
+    _put_whole(store, keys.result(partition), blob, limit, ttl)
     meter.store += time.perf_counter() - t0
     meter.bytes_written += len(blob)
     return True, b""
+
+
+def _put_whole(store: BlockStore, key: str, blob: bytes, limit: int, ttl: int | None) -> None:
+    """One encoded block that cannot be cut between records (one object, or a list of one big record):
+    a plain value up to a chunk, else its bytes in pieces (no Redis value may exceed its size limit)."""
+    if len(blob) <= limit:
+        store.put_many([(key, blob)], ttl)
+    else:
+        store.put_chunked(key, byte_pieces(blob, limit), BYTE_PIECES, ttl)
+
+
+#: the record count of a chunked block whose chunks are pieces of one encoded block (joined, then decoded)
+BYTE_PIECES = -1
+
+
+def byte_pieces(blob: bytes, limit: int) -> Iterator[bytes]:
+    """``blob`` in pieces of at most ``limit`` bytes.
+
+    >>> list(byte_pieces(b"abcde", 2))
+    [b'ab', b'cd', b'e']
+    """
+    for i in range(0, len(blob), limit):
+        yield blob[i:i + limit]
 
 
 #: records per chunk of a block a task reads: a chunk is decoded whole, and the decoded records (about
@@ -219,7 +247,7 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
             # bytes per record from a sample, so a big partition is never encoded whole first; pickled
             # bytes count: a chunk is decoded whole, and lz4 shrinks repetitive records a hundredfold
             sample = records[:_SAMPLE]
-            per = max(1.0, len(encode(sample)) / _SAMPLE, len(serialize(sample)) / _SAMPLE)
+            per = max(1.0, len(serialize(sample)) / _SAMPLE)  # lz4 never grows it by more than a header
             step = max(1, min(max_records, int(limit // 2 / per)))
         if step >= n:
             blob = encode(records)

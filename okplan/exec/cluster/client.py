@@ -30,7 +30,7 @@ from . import protocol as P
 from . import sidefiles
 from .link import ClientLink
 from .remote_errors import unpack_exception
-from .blocks import encode_chunks
+from .blocks import BYTE_PIECES, encode_chunks
 from .spec import build_spec, encode_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted, with_env_password
 
@@ -38,6 +38,9 @@ log = get_logger(__name__)
 
 #: seconds a cache() partition outlives the last refresh by its client (refreshed every third of it)
 CACHE_TTL = 15 * 60
+#: source blocks of a job that add up to at most this many bytes travel in its spec (to every worker,
+#: with the job's functions) instead of Redis: a small job saves the upload and a read per task
+INLINE_SOURCES = 64 << 10
 
 
 def _strip_source(o: Any) -> Any:
@@ -84,6 +87,9 @@ class ClusterExecutor:
         self.ui_web_url: str | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
+        #: side files (addFile/addPyFile) published for this client; the Context counts them, and a job's
+        #: spec says so, so that workers read the manifest only when there is one
+        self.side_files = 0
         self._stopped = False
         self._slots = 0
         self._max_message = 0                      # the master's --max-message-bytes, from welcome
@@ -195,7 +201,11 @@ class ClusterExecutor:
                 body = msg.body
                 _merge(body.get("acc"))
                 if msg.kind == P.RESULT:
-                    got[body["partition"]] = self._result_value(job_id, body, msg.blobs, metrics)
+                    # one message may carry several partitions: ``more`` = [[partition, stored], ...],
+                    # and a blob for each one not stored, in order
+                    blobs = iter(msg.blobs)
+                    for p, stored in [(body["partition"], body["stored"]), *body.get("more", ())]:
+                        got[p] = self._result_value(job_id, p, stored, None if stored else next(blobs), metrics)
                 elif msg.kind == P.JOB_ALIVE:
                     if progress is not None:
                         for stage_id, done, total, records in body.get("progress") or ():
@@ -238,14 +248,6 @@ class ClusterExecutor:
                           inline_max=self.inline_max, task_memory=self.task_memory, profile=self.profile,
                           app=self.app_name)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
-        spec_blob = encode_spec(spec)
-        size = len(spec_blob) + len(job_blob)
-        if self._max_message and size + 4096 > self._max_message:
-            # the master would hang up on it mid-message; say why instead
-            raise JobFailedError(f"the job's functions are {size / 2**20:.1f} MiB pickled, over the master's limit "
-                                 f"of {self._max_message / 2**20:.1f} MiB per message (okplan master "
-                                 f"--max-message-bytes): pass large data as a dataset (parallelize, then join) "
-                                 f"instead of inside functions or broadcast variables, or raise the limit")
         keys = Keys(job_id, self.client_id)
         uploads = []
         big: list[tuple[str, list[bytes], int]] = []
@@ -256,6 +258,20 @@ class ClusterExecutor:
                     uploads.append((keys.source(sid, i), chunks[0]))
                 else:  # a big partition goes in chunks (the client holds it anyway)
                     big.append((keys.source(sid, i), chunks, len(part)))
+        if not big and sum(len(b) for _, b in uploads) <= INLINE_SOURCES:
+            # small: the sources ride in the spec; nothing in Redis, so nothing to delete either
+            spec["inline_blocks"] = dict(uploads)
+            spec["sources"] = {}
+            uploads = []
+        spec["side_files"] = self.side_files
+        spec_blob = encode_spec(spec)
+        size = len(spec_blob) + len(job_blob)
+        if self._max_message and size + 4096 > self._max_message:
+            # the master would hang up on it mid-message; say why instead
+            raise JobFailedError(f"the job's functions are {size / 2**20:.1f} MiB pickled, over the master's limit "
+                                 f"of {self._max_message / 2**20:.1f} MiB per message (okplan master "
+                                 f"--max-message-bytes): pass large data as a dataset (parallelize, then join) "
+                                 f"instead of inside functions or broadcast variables, or raise the limit")
         for stage in plan.stages:
             out = stage.output
             if isinstance(out, Materialize) and out.scope == "context":
@@ -278,36 +294,42 @@ class ClusterExecutor:
             raise
         return job_id
 
-    def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
-        if body["stored"]:
-            key = Keys(job_id).result(body["partition"])
+    def _result_value(self, job_id: str, partition: int, stored: bool, blob: bytes | None,
+                      metrics: JobMetrics) -> Any:
+        if stored:
+            key = Keys(job_id).result(partition)
             blob = self.store.take(key)
             if blob is None:
-                chunked = self._take_chunked(key, metrics)
-                if chunked is not None:
-                    return chunked
+                found, value = self._take_chunked(key, metrics)
+                if found:
+                    return value
             if blob is None:
-                raise JobFailedError(f"the result of partition {body['partition']} of job {job_id} is gone "
+                raise JobFailedError(f"the result of partition {partition} of job {job_id} is gone "
                                      f"from Redis (restarted or evicted); run the action again")
-        else:
-            blob = blobs[0]
         metrics.bytes_read += len(blob)
-        return decode_block(blob, self.block_key, f"the result of partition {body['partition']} of job {job_id}")
+        return decode_block(blob, self.block_key, f"the result of partition {partition} of job {job_id}")
 
-    def _take_chunked(self, key: str, metrics: JobMetrics) -> list | None:
-        """A result stored in chunks (a list too big for one Redis value), read and deleted."""
+    def _take_chunked(self, key: str, metrics: JobMetrics) -> tuple[bool, Any]:
+        """``(True, result)`` for a result stored in chunks (a list too big for one Redis value, or the
+        pieces of one big object), read and deleted; ``(False, None)`` if it is not there."""
         info = self.store.chunk_info(key)
         if info is None:
-            return None
+            return False, None
         out: list = []
+        pieces: list[bytes] = []
         for i in range(info[0]):
             blob = self.store.get_field(key, str(i))
             if blob is None:
-                return None
+                return False, None
             metrics.bytes_read += len(blob)
-            out += decode_block(blob, self.block_key, f"a chunk of {key}")
+            if info[1] == BYTE_PIECES:
+                pieces.append(blob)
+            else:
+                out += decode_block(blob, self.block_key, f"a chunk of {key}")
         self.store.delete([key])
-        return out
+        if info[1] == BYTE_PIECES:
+            return True, decode_block(b"".join(pieces), self.block_key, f"the result at {key}")
+        return True, out
 
     def _job_error(self, body: dict, blobs: list) -> BaseException:
         reason = body["reason"]
@@ -355,14 +377,23 @@ class ClusterExecutor:
     # -- named datasets ----------------------------------------------------------------------------------
     def save_named(self, label: str, partitions: list[list]) -> None:
         """Keep ``partitions`` under ``label`` for any client of this cluster."""
-        self.store.save_named(label, [encode_block(list(p), self.block_key) for p in partitions])
+        def encode(records: list) -> bytes:
+            return encode_block(records, self.block_key)
+        # a partition bigger than a chunk is kept in chunks, as blocks are: a Redis value has a size limit
+        self.store.save_named(label, [list(encode_chunks(list(p), encode, self.store.chunk_bytes))
+                                      for p in partitions])
 
     def load_named(self, label: str) -> list[list] | None:
-        blobs = self.store.load_named(label)
-        if blobs is None:
+        chunked = self.store.load_named(label)
+        if chunked is None:
             return None
-        return [decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
-                for i, b in enumerate(blobs)]
+        out = []
+        for i, chunks in enumerate(chunked):
+            records: list = []
+            for b in chunks:
+                records += decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
+            out.append(records)
+        return out
 
     def list_named(self) -> list[str]:
         return self.store.list_named()
