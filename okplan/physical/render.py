@@ -49,6 +49,7 @@ def render_physical(plan: PhysicalPlan, metrics: Any = None) -> str:
     shuffles = len(plan.shuffles)
     lines = [f"{len(plan.stages)} stage{'s' if len(plan.stages) != 1 else ''}, {plan.num_tasks} tasks, "
              f"{shuffles} shuffle{'s' if shuffles != 1 else ''}"]
+    lines += plan.notes
     for stage in reversed(plan.stages):
         lines.append(stage_header(stage))
         if metrics is not None:
