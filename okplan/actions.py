@@ -32,19 +32,22 @@ class PartitionAction:
     given, tells from a partition's value how many records the action consumed (``collect``: ``len``),
     so the task runner need not count them one by one for the metrics. ``order_free``: the job's answer
     depends neither on how records are partitioned nor on their order (``count``, ``sum``, ``fold(0, add)``),
-    so adaptive planning may change the partitioning of what feeds it (``okplan/adaptive.py``)."""
+    so adaptive planning may change the partitioning of what feeds it (``okplan/adaptive.py``).
+    ``concatenates``: the answer is the partitions' records one partition after the other (``collect``),
+    so where partitions begin and end cannot show."""
 
-    __slots__ = ("fn", "name", "user_func", "answer", "counts", "order_free")
+    __slots__ = ("fn", "name", "user_func", "answer", "counts", "order_free", "concatenates")
 
     def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
                  answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None,
-                 order_free: bool = False):
+                 order_free: bool = False, concatenates: bool = False):
         self.fn = fn
         self.name = name
         self.user_func = user_func
         self.answer = answer
         self.counts = counts
         self.order_free = order_free
+        self.concatenates = concatenates or order_free
 
     def __call__(self, it: Iterator) -> Any:
         return self.fn(it)
@@ -74,8 +77,9 @@ class ActionsMixin:
 
     def _run(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
              partitions: list[int] | None = None, answer: Callable[[L.Node], Any] | None = None,
-             counts: Callable[[Any], int] | None = None, order_free: bool = False) -> list:
-        action = PartitionAction(fn, name, user_func, answer, counts, order_free)
+             counts: Callable[[Any], int] | None = None, order_free: bool = False,
+             concatenates: bool = False) -> list:
+        action = PartitionAction(fn, name, user_func, answer, counts, order_free, concatenates)
         return self.context.session.run_job(self._node, action,  # type: ignore
                                             partitions)
 
@@ -87,7 +91,7 @@ class ActionsMixin:
         [1, 2, 3]
         """
         out: list = []
-        for part in self._run(_to_list, "collect", counts=len):
+        for part in self._run(_to_list, "collect", counts=len, concatenates=True):
             out.extend(part)
         return out
 

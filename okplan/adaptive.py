@@ -176,6 +176,82 @@ def _passes_multiset(reader: L.Node, pos: int, readers: dict[int, list]) -> bool
     return False
 
 
+#: steps that handle each record on its own, in order: where their input's partitions begin and end
+#: cannot show in their output's concatenation
+_PER_RECORD = frozenset({"map", "flatMap", "filter", "mapValues", "flatMapValues", "keyBy", "keys", "values",
+                         "pairWithNone", "pairWithTrue"})
+#: records per task a coalesced reduce stage aims at (Spark aims at 64 MB per partition)
+COALESCE_RECORDS = 65_536
+
+
+def boundaries_hidden(plan: LogicalPlan, order_free: bool, concatenates: bool) -> set[int]:
+    """Ids of the nodes whose partition boundaries nothing can observe: ``hidden_nodes``, the root when
+    the action concatenates the partitions (``collect``), a node read only by per-record steps of such
+    nodes, and a node a shuffle reads without combining it (the reduce side reads the map outputs one
+    after the other, so it gets the same sequence however they were cut)."""
+    multiset = hidden_nodes(plan, order_free)
+    readers: dict[int, list[tuple[L.Node, int]]] = {}
+    order = _preorder(plan.root)
+    for n in order:
+        for pos, i in enumerate(n.inputs):
+            readers.setdefault(id(i), []).append((n, pos))
+    hidden = set(multiset)
+    if concatenates or order_free:
+        hidden.add(id(plan.root))
+
+    def passes(r: L.Node, pos: int) -> bool:
+        if isinstance(r, L.Narrow) and r.kind in _PER_RECORD or isinstance(r, L.Union):
+            return id(r) in hidden
+        if isinstance(r, L.Shuffle):
+            return not r.elided and not r.combined
+        if isinstance(r, L.PartialAggregate):  # combines per map task: only associative functions
+            return r.for_kind in _ORDER_FREE_AGGREGATES
+        if isinstance(r, (L.CoGroup, L.HashJoin)):
+            return pos not in r.elided
+        return False
+
+    for n in order:
+        rs = readers.get(id(n), [])
+        if n is not plan.root and rs and all(passes(r, pos) for r, pos in rs):
+            hidden.add(id(n))
+    return hidden
+
+
+def plan_coalescing(plan: LogicalPlan, order_free: bool, concatenates: bool
+                    ) -> tuple[LogicalPlan, list[Decision]]:
+    """``plan`` with reduce stages whose partition boundaries cannot show run as fewer tasks, each
+    reading a contiguous run of reduce partitions (``Coalesce`` above the shuffle), when the plan knows
+    their input holds few records: at most ``COALESCE_RECORDS`` per task. Each task still aggregates
+    each reduce partition on its own and concatenates them, so the records and their order are those
+    of the partitions one after the other."""
+    decisions: list[Decision] = []
+    if not (order_free or concatenates):
+        return plan, decisions
+    hidden = boundaries_hidden(plan, order_free, concatenates)
+
+    def coalesce(node: L.Node, original: L.Node) -> L.Node | None:
+        if id(original) not in hidden or node.num_partitions < 2:
+            return None
+        if isinstance(node, L.Shuffle):
+            if node.elided:
+                return None
+        elif not (isinstance(node, (L.CoGroup, L.HashJoin)) and not node.elided):
+            return None
+        bounds = [records_at_most(i) for i in node.inputs]
+        if None in bounds:
+            return None
+        records = sum(bounds)  # type: ignore[arg-type]
+        tasks = max(1, -(-records // COALESCE_RECORDS))
+        if tasks >= node.num_partitions:
+            return None
+        name = node.kind if isinstance(node, L.Shuffle) else getattr(node, "how", "cogroup")
+        decisions.append(Decision(f"{name} #{node.nid}", f"{node.num_partitions} reduce partitions read by "
+                                  f"{tasks} task{'s' if tasks != 1 else ''}, at most {records:,} records"))
+        return L.Coalesce(inputs=(node,), target=tasks, label=node.label, callsite=node.callsite)
+
+    return plan.transform(coalesce, with_original=True), decisions
+
+
 def _estimated_bytes(parts: list[list]) -> int | None:
     """The pickled size of the partitions, from up to ``_SAMPLE`` records of each; None when a record
     does not pickle (it could not travel to the tasks)."""

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from ._tracebacks import trim
 from .actions import PartitionAction, _count
-from .adaptive import Decision, adaptive_enabled, plan_broadcasts
+from .adaptive import Decision, adaptive_enabled, plan_broadcasts, plan_coalescing
 from .adaptive import broadcast_threshold as broadcast_threshold_
 from .errors import CacheLostError
 from .exec.metrics import JobMetrics
@@ -168,13 +168,14 @@ class Session:
 
     # -- planning --------------------------------------------------------------------------------------
     def prepare(self, node: L.Node, optimize_: bool | None = None, lost: frozenset[str] = frozenset(),
-                sample_bounds: bool = False, order_free: bool = False) -> Prepared:
+                sample_bounds: bool = False, order_free: bool = False, concatenates: bool = False) -> Prepared:
         """The plans of a job on ``node``: caches swapped in (reads of ``lost`` caches recompute them),
         optimized (as set, or as ``optimize_`` says), each shuffle either reusing a kept output or kept
         by this job, sorts' range bounds sampled when ``sample_bounds`` (that runs a sketch job per
         sort, so ``explain`` leaves them open) and then, when adaptive, joins re-planned from the size
-        of their small side (``okplan/adaptive.py``; ``order_free``: the job's answer depends only on the
-        multiset of its records), stages.
+        of their small side and small reduce stages coalesced (``okplan/adaptive.py``; ``order_free``:
+        the job's answer depends only on the multiset of its records; ``concatenates``: only on the
+        sequence of all partitions' records), stages.
 
         >>> p = ctx.session.prepare(ctx.parallelize([("a", 1)], 2).reduceByKey(add)._node)
         >>> len(p.physical.stages)
@@ -201,6 +202,8 @@ class Session:
             optimized, temporary = resolve_sort_bounds(optimized, run, frozenset(s[0] for s in reused))
             if self.adaptive and use:
                 optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold, run)
+                optimized, coalesced = plan_coalescing(optimized, order_free, concatenates)
+                decisions += coalesced
         physical = plan_physical(optimized, keep=keep)
         physical.notes = [str(d) for d in decisions]
         return Prepared(logical, optimized, fired, physical, temporary, shuffles)
@@ -325,10 +328,12 @@ class Session:
         planned = False
         lost: set[str] = set()
         job = next(self._jobs)
-        order_free = action.order_free and parts == list(range(node.num_partitions))
+        whole = parts == list(range(node.num_partitions))
+        order_free, concatenates = action.order_free and whole, action.concatenates and whole
         for attempt in range(_CACHE_LOST_RETRIES + 1):
-            prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True, order_free=order_free)
-            if prepared.physical.notes and order_free:
+            prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True, order_free=order_free,
+                                    concatenates=concatenates)
+            if prepared.physical.notes and concatenates:
                 # adaptive planning changed the partitioning where the answer cannot tell
                 parts = list(range(prepared.physical.result_stage.num_partitions))
             results = self.executor.run(prepared.physical, action, parts[delivered:])

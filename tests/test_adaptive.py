@@ -78,12 +78,13 @@ def test_threshold_decides_broadcast_or_shuffle(ctx):
         assert "broadcast join, right side 50 records" in note
     with adaptive(ctx, True, threshold=1_000):
         assert joined.sum() == expected
-        note, = _notes(ctx, joined)
+        note, coalesced = _notes(ctx, joined)  # the shuffle join's 6 reduce partitions: 1 task
+        assert "6 reduce partitions read by 1 task" in coalesced
         assert "shuffle join kept, right side 50 records" in note and "over the broadcast threshold 1000 B" in note
         assert "BroadcastHashJoin" not in joined.toDebugString("metrics")
     with adaptive(ctx, True, threshold=0):
         assert joined.sum() == expected
-        assert _notes(ctx, joined) == []
+        assert not any("broadcast" in n for n in _notes(ctx, joined))
 
 
 def test_the_small_side_functions_run_once_whether_broadcast_or_not(ctx):
@@ -201,3 +202,37 @@ def test_explain_analyze_golden(local_ctx):
         '     ├─ Parallelize "big" [2 partitions, 40 records]',
         '     └─ Parallelize "small" [1 partitions, 4 records]',
     ]
+
+
+def _tasks(ctx, ds) -> list[int]:
+    """Tasks per stage of the dataset's latest job."""
+    text = ctx.session.explain(ds._node, analyze=True)
+    return [int(m) for m in re.findall(r"^Stage \d+ .*?\((\d+) tasks?\)", text, re.M)]
+
+
+@pytest.mark.parametrize("build", ["reduceByKey", "groupByKey", "join", "distinctMap"])
+def test_small_reduce_stages_are_coalesced_where_boundaries_do_not_show(ctx, build):
+    data = ctx.parallelize([(i % 37, i) for i in range(3_000)], 4)
+    ds = {"reduceByKey": lambda: data.reduceByKey(add, 50),
+          "groupByKey": lambda: data.groupByKey(20).mapValues(sorted),
+          "join": lambda: data.join(data.mapValues(str), 30).mapValues(lambda vw: vw[0]),
+          "distinctMap": lambda: data.keys().distinct(40).map(lambda k: k * 2)}[build]()
+    with adaptive(ctx, False):
+        expected = ds.collect(), ds.getNumPartitions(), ds.glom().map(len).collect()
+    with adaptive(ctx, True):
+        assert (ds.collect(), ds.getNumPartitions(), ds.glom().map(len).collect()) == expected
+        assert _tasks(ctx, ds)[0] == 1  # the result stage: one task reads every reduce partition
+        note = [n for n in _notes(ctx, ds) if "reduce partitions" in n]
+        assert note and f"{ds.getNumPartitions()} reduce partitions read by 1 task" in note[0]
+
+
+def test_no_coalescing_where_partitions_show(local_ctx):
+    data = local_ctx.parallelize([(i % 37, i) for i in range(3_000)], 4)
+    reduced = data.reduceByKey(add, 50)
+    for ds in (reduced.glom(), reduced.mapPartitions(lambda it: [sum(1 for _ in it)]), reduced.zipWithIndex()):
+        ds.collect()
+        assert _tasks(local_ctx, ds)[0] == 50
+    assert len(reduced.take(3)) == 3  # a job on some partitions: planned as written
+    big = local_ctx.range(200_000, numSlices=2).map(lambda i: (i, 1)).reduceByKey(add, 8)
+    assert big.count() == 200_000
+    assert _tasks(local_ctx, big)[0] == 4  # 200,000 records: 4 tasks of at most 65,536 records
