@@ -340,6 +340,24 @@ class Context(FileReadersMixin):
         finally:
             self.session.optimize = saved
 
+    @contextlib.contextmanager
+    def adapting(self, enabled: bool) -> Iterator[None]:
+        """Run the enclosed actions with adaptive planning (``docs/ADAPTIVE.md``) on or off.
+
+        >>> ds = ctx.parallelize([("a", 1), ("a", 2)], 2).reduceByKey(add, 4)
+        >>> with ctx.adapting(False):
+        ...     print(ds.collect(), ctx.lastJobMetrics().stages[1].tasks)
+        [('a', 3)] 4
+        >>> print(ds.collect(), ctx.lastJobMetrics().stages[1].tasks)
+        [('a', 3)] 1
+        """
+        saved = self.session.adaptive
+        self.session.adaptive = bool(enabled)
+        try:
+            yield
+        finally:
+            self.session.adaptive = saved
+
     # -- planning (the session owns jobs; these stay for callers of the old names) -------------------
     def _plan(self, node: L.Node, optimize_: bool | None = None
               ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:

@@ -236,3 +236,18 @@ def test_no_coalescing_where_partitions_show(local_ctx):
     big = local_ctx.range(200_000, numSlices=2).map(lambda i: (i, 1)).reduceByKey(add, 8)
     assert big.count() == 200_000
     assert _tasks(local_ctx, big)[0] == 4  # 200,000 records: 4 tasks of at most 65,536 records
+
+
+def test_map_stages_report_records_per_reduce_partition(ctx):
+    from okplan.logical.partitioners import portable_hash
+
+    # 30% of the records on key 0: its reduce partition is the biggest by far (no combining: groupByKey)
+    data = ctx.parallelize([(0 if i % 10 < 3 else i, i) for i in range(4_000)], 4)
+    grouped = data.groupByKey(8).glom()  # glom: nothing adaptive, every partition as planned
+    assert grouped.count() == 8
+    stage = next(s for s in ctx.lastJobMetrics().stages.values() if s.kind.startswith("shuffle"))
+    assert len(stage.partition_records) == 8 and sum(stage.partition_records) == stage.records_out == 4_000
+    biggest, times = stage.partition_skew
+    assert biggest == portable_hash(0) % 8 and stage.partition_records[biggest] >= 1_200 and times > 3
+    line = [x for x in grouped.toDebugString("metrics").splitlines() if "reduce partitions:" in x]
+    assert line and f"biggest: partition {biggest}" in line[0]

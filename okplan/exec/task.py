@@ -48,6 +48,8 @@ class TaskResult:
     records_out: int
     #: bytes this task wrote to spill files
     spill_bytes: int = 0
+    #: a map task's records per reduce partition (what adaptive planning and explain read)
+    bucket_records: list[int] | None = None
 
 
 _FIRST = itemgetter(0)
@@ -89,7 +91,8 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
         out = stage.output
         if isinstance(out, ShuffleWrite):
             buckets = bucketize(it, out.partitioner, out.kind, memory)
-            return TaskResult(buckets, counter.records_in, sum(map(len, buckets)))
+            sizes = list(map(len, buckets))
+            return TaskResult(buckets, counter.records_in, sum(sizes), bucket_records=sizes)
         if isinstance(out, Materialize):
             if isinstance(it, list):
                 data = it
