@@ -17,8 +17,8 @@ from .workloads import Workload
 #: the repository root, so PySpark's and okplan's worker processes can import ``benchmarks``
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-local-noadapt", "okplan-cluster",
-                "pyspark", "dask")
+ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-local-noadapt",
+                "okplan-cluster", "pyspark", "dask")
 DEFAULT_ENGINES = ENGINE_NAMES
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Callable
 
@@ -287,8 +286,8 @@ def plan_broadcasts(plan: LogicalPlan, order_free: bool, threshold: int, run: Ru
         stream_pos = 1 - side
         name = "left" if side == 0 else "right"
         small = node.inputs[side]
-        parts = [p if isinstance(p, list) else list(p) for p in run(small, PartitionAction(_to_list, "adaptive: "
-                                                                                          f"{name} side of a join"))]
+        collect = PartitionAction(_to_list, f"adaptive: {name} side of a join", counts=len)
+        parts = [p if isinstance(p, list) else list(p) for p in run(small, collect)]
         records, size = sum(map(len, parts)), _estimated_bytes(parts)
         figures = f"{name} side {records:,} records / " + ("not picklable" if size is None else human_bytes(size))
         where = f"{node.how} #{node.nid}"
@@ -301,10 +300,16 @@ def plan_broadcasts(plan: LogicalPlan, order_free: bool, threshold: int, run: Ru
         decisions.append(Decision(where, f"broadcast join, {figures} (threshold {human_bytes(threshold)})"))
         build = L.Source(slices=([x for p in parts for x in p],), label=small.label, callsite=small.callsite)
         return L.BroadcastJoin(inputs=(node.inputs[stream_pos], build), how=node.how, build_left=side == 0,
-                               reason=figures, table_id=f"bcast-{uuid.uuid4().hex}", label=node.label,
-                               callsite=node.callsite, nid=node.nid)
+                               reason=figures, label=node.label, callsite=node.callsite, nid=node.nid)
 
     return plan.transform(decide, with_original=True), decisions
+
+
+def _shares_work(node: L.Node) -> bool:
+    """True when ``node``'s plan fills a cache or holds a subplan shared inside the job (``Persist``:
+    ``cache()`` not filled yet, or what ``materialize_shared`` makes for a self-join): the other side may
+    read it too, and computing this side in a job of its own would compute it twice."""
+    return any(isinstance(n, L.Persist) for n in postorder(node))
 
 
 def _with_input(node: L.Node, pos: int, new: L.Node) -> L.Node:
@@ -321,6 +326,8 @@ def _build_side(join: L.HashJoin, max_records: int) -> int | None:
     sides = {"join": (1, 0), "leftOuterJoin": (1,), "rightOuterJoin": (0,)}.get(join.how, ())
     best = None
     for side in sides:
+        if _shares_work(join.inputs[side]):
+            continue  # its job would compute a subplan the rest of the plan computes again
         bound = records_at_most(join.inputs[side])
         if bound is not None and bound <= max_records and (best is None or bound < best[1]):
             best = (side, bound)

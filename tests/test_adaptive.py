@@ -251,3 +251,28 @@ def test_map_stages_report_records_per_reduce_partition(ctx):
     assert biggest == portable_hash(0) % 8 and stage.partition_records[biggest] >= 1_200 and times > 3
     line = [x for x in grouped.toDebugString("metrics").splitlines() if "reduce partitions:" in x]
     assert line and f"biggest: partition {biggest}" in line[0]
+
+
+def test_a_self_join_computes_its_shared_input_once(ctx):
+    seen = ctx.accumulator(0)
+
+    def f(x):
+        seen.add(1)
+        return (x % 50, x)
+
+    d = ctx.parallelize(range(500), 4).map(f)
+    assert d.join(d.mapValues(lambda v: -v)).count() == 500 * 10
+    assert seen.value == 500
+
+
+def test_a_join_of_a_cache_not_yet_filled_computes_it_once(ctx):
+    seen = ctx.accumulator(0)
+
+    def f(x):
+        seen.add(1)
+        return (x % 50, x)
+
+    d = ctx.parallelize(range(500), 4).map(f).cache()
+    assert d.join(d.filter(lambda kv: kv[1] < 100)).count() == 500 * 2
+    assert seen.value == 500
+    d.unpersist()

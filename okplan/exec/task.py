@@ -4,7 +4,7 @@ only in the ``BlockSource`` that hands it inputs and in where they put what it r
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import weakref
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
@@ -379,22 +379,19 @@ def _probe(left: Iterator, table: dict, how: str) -> Iterator:
                     yield k, (None, w)
 
 
-#: broadcast tables built in this process: table id -> dict; the ids are unique per job, and only the
-#: latest few are kept (a job's tasks in one process build the table once, as Spark's executors do)
-_BROADCAST_TABLES: OrderedDict[str, dict] = OrderedDict()
-_BROADCAST_KEEP = 2
+#: broadcast tables built in this process, by the operator that reads them: a job's tasks in one process
+#: build the table once (as Spark's executors do), and it goes when the job's stages do
+_BROADCAST_TABLES: weakref.WeakKeyDictionary[BroadcastJoinOp, dict] = weakref.WeakKeyDictionary()
 _broadcast_lock = threading.Lock()
 
 
 def _broadcast_table(op: BroadcastJoinOp, blocks, counter) -> dict:
     with _broadcast_lock:
-        table = _BROADCAST_TABLES.get(op.table_id)
+        table = _BROADCAST_TABLES.get(op)
     if table is None:
         table = combine_values(compute(op.build, 0, blocks, counter), _GROUPING, op.how)
         with _broadcast_lock:
-            _BROADCAST_TABLES[op.table_id] = table
-            while len(_BROADCAST_TABLES) > _BROADCAST_KEEP:
-                _BROADCAST_TABLES.popitem(last=False)
+            _BROADCAST_TABLES[op] = table
     return table
 
 

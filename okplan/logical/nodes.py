@@ -416,8 +416,6 @@ class BroadcastJoin(Node):
     build_left: bool = False
     #: why adaptive planning chose it, for plans (``right side 1,203 records / 40 KB``)
     reason: str = ""
-    #: unique per job and client: tasks of one process share the dict built under this id
-    table_id: str = ""
     op_name: ClassVar[str] = "BroadcastHashJoin"
 
     def details(self) -> str:

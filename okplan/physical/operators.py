@@ -239,7 +239,6 @@ class BroadcastJoinOp(PhysOp):
     build: "ReadSource"
     how: str
     build_left: bool
-    table_id: str
     reason: str = ""
 
     def children(self) -> tuple[PhysOp, ...]:
