@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
+import io
 import os
 import pickle
 from typing import Any, Callable, Iterator
@@ -28,6 +29,7 @@ import lz4.block
 import lz4.frame
 
 from ..errors import BlockIntegrityError, OkplanError
+from ..physical.operators import ReadSource
 
 PROTOCOL = 5
 
@@ -102,6 +104,26 @@ def serialize(obj: Any) -> bytes:
                                 f"(convert sockets, files, locks or generators into plain values)") from None
 
 
+def serialize_records(records: list) -> bytes:
+    """Pickle a partition or bucket of records for another process, several times faster than
+    ``serialize`` on many small records: the pickler's memo (one dict entry per tuple and string
+    written) is off. An object that two records share then arrives as two equal copies, as PySpark's
+    batches of pickled records do; records with cycles, or that pickle refuses, go through ``serialize``.
+
+    >>> deserialize(serialize_records([("a", 1), ("b", 2)]))
+    [('a', 1), ('b', 2)]
+    """
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, PROTOCOL)
+    pickler.fast = True
+    try:
+        pickler.dump(records)
+    except (pickle.PicklingError, AttributeError, TypeError, ValueError, RecursionError):
+        return serialize(records)
+    data = buf.getvalue()
+    return data if b"__main__" not in data else serialize(records)
+
+
 def deserialize(data: bytes | memoryview) -> Any:
     """The inverse of ``serialize`` (cloudpickle output is plain pickle data)."""
     return pickle.loads(data)
@@ -126,6 +148,11 @@ def seal(raw: bytes, key: bytes = UNKEYED) -> bytes:
     """Compress pickled bytes and put the MAC in front: a whole block, in one copy."""
     head, body = _compress_parts(raw)
     return b"".join((_tag(key, head, body), head, body))
+
+
+def seal_compressed(data: bytes, key: bytes = UNKEYED) -> bytes:
+    """A whole block of what ``compress`` returned (the same bytes ``seal`` makes of the raw pickle)."""
+    return _tag(key, data) + data
 
 
 def decompress(data: bytes | memoryview) -> bytes | memoryview:
@@ -167,13 +194,19 @@ def dumps_function(obj: Any, strip: Callable[[Any], Any] | None = None) -> bytes
         raise TaskPicklingError(_diagnose(obj, e)) from None
 
 
+def without_source_data(o: Any) -> Any:
+    """A ``strip`` for ``dumps_function``: a source operator goes without its partitions (an executor
+    that ships each task its own partition, or uploads them, sends them apart)."""
+    if type(o) is ReadSource and o.has_data:
+        return ReadSource, (o.source_id, o.num_partitions, None, o.label, o.records)
+    return None
+
+
 def loads_function(data: bytes) -> Any:
     return pickle.loads(data)
 
 
 def _dumps(obj: Any, strip: Callable[[Any], Any] | None) -> bytes:
-    import io
-
     buf = io.BytesIO()
     if strip is None:
         cloudpickle.CloudPickler(buf, protocol=PROTOCOL).dump(obj)
@@ -255,6 +288,6 @@ def _short(e: BaseException) -> str:
     return text if len(text) < 200 else text[:197] + "..."
 
 
-__all__ = ["serialize", "deserialize", "compress", "decompress", "seal", "open_block", "block_key", "UNKEYED",
-           "encode_block", "decode_block", "dumps_function", "loads_function", "TaskPicklingError",
+__all__ = ["serialize", "serialize_records", "deserialize", "compress", "decompress", "seal", "open_block", "block_key", "UNKEYED",
+           "seal_compressed", "encode_block", "decode_block", "dumps_function", "loads_function", "without_source_data", "TaskPicklingError",
            "BlockIntegrityError"]
