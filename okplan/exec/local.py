@@ -135,8 +135,10 @@ def _fewer_collections() -> Iterator[None]:
 def _add_pool_task(m: StageMetrics, reply: dict[str, Any]) -> None:
     """Fold a task process's figures in (its perf_counter is the system's monotonic clock, as ours)."""
     t0, t1, cpu = reply["t"]
-    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0},
-                           spill_bytes=reply["spill"], operators=reply["ops"]), t0, t1)
+    written = sum(b.length for b in reply.get("blocks") or ())   # what went to the job's files
+    ser = reply["ser"]
+    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0 - ser, "serialize": ser},
+                           bytes_compressed=written, spill_bytes=reply["spill"], operators=reply["ops"]), t0, t1)
 
 
 def _stage_kind(stage: Stage) -> str:

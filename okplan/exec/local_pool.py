@@ -21,6 +21,7 @@ Which jobs go to the pool is ``placement``: a job whose sources hold at least ``
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import os
@@ -173,7 +174,8 @@ def source_reads(op: PhysOp, i: int, out: set[tuple[ReadSource, int]]) -> set[tu
 # -- the task process's side ------------------------------------------------------------------------
 
 class _FileBlocks:
-    """A task's inputs in a task process: the spans of files the client named in the request."""
+    """A task's inputs in a task process: the spans of files the client named in the request, and the
+    parallelized partitions it sent along."""
 
     def __init__(self, tables: dict[str, dict], key: bytes, sources: dict[tuple[str, int], bytes]):
         self.tables = tables
@@ -181,17 +183,34 @@ class _FileBlocks:
         self.sources = sources   # (source id, index) -> the pickled partition the client sent along
 
     def source(self, source_id: str, index: int) -> list:
-        return deserialize(self.sources[(source_id, index)])
+        with _unpickling():
+            return deserialize(self.sources[(source_id, index)])
 
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
-        return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
+        with _unpickling():
+            return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
         try:
-            return self.tables["mat"][cache_id][index].load(self.key)
+            with _unpickling():
+                return self.tables["mat"][cache_id][index].load(self.key)
         except FileNotFoundError:
             # unpersisted by another thread after the job was planned: the Context plans again
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
+
+
+@contextlib.contextmanager
+def _unpickling() -> Iterator[None]:
+    """No collection while records are unpickled: they make no garbage, and the collector would scan
+    each new tuple again and again (unpickling then takes about twice as long)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class LocalTaskHandler:
@@ -240,7 +259,9 @@ class LocalTaskHandler:
                         result = run_task(stage, p, inputs, self.action, memory)
                 else:
                     result = run_task(stage, p, inputs, self.action, memory)
+                t_out = time.perf_counter()
                 reply, value = self._output(h, stage, p, result)
+                reply["ser"] = time.perf_counter() - t_out   # pickling and writing the output
                 reply["ops"] = operators or {}
             finally:
                 spill_dir.remove()
