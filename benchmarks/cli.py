@@ -166,6 +166,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "workloads": {w: {"description": WORKLOADS[w].description, "records": inputs[w][0]} for w in workloads},
         "results": [r.as_dict() for r in results],
         "optimizer": report.optimizer_rows(results, workloads),
+        "cores": report.cores_rows(results, workloads),
         "micro": micro_rows,
         "files": files_rows,
         "memory": memory_rows,
@@ -190,6 +191,8 @@ def render(payload: dict[str, Any]) -> str:
         parts += ["## okplan per stage (median run)", stages, ""]
     if payload["optimizer"]:
         parts += ["## Optimizer on / off (okplan local)", report.optimizer_table(payload["optimizer"]), ""]
+    if payload.get("cores"):
+        parts += ["## Every core: local[2] against local[1] (in-process)", report.cores_table(payload["cores"]), ""]
     if payload.get("files"):
         parts += ["## Files (textFile + word count, saveAsTextFile)", files_table(payload["files"]), ""]
     if payload["micro"]:
