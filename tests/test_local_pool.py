@@ -164,3 +164,14 @@ def test_records_cross_to_task_processes_as_values():
     back = deserialize(serialize_records([cyclic]))   # the memo-less pickler refuses cycles: the usual one
     assert back[0][1] is back[0]
     assert deserialize(serialize_records([range(3), b"x", {"k": (1.5, None)}])) == [range(3), b"x", {"k": (1.5, None)}]
+
+
+def test_a_job_whose_stages_move_every_record_needs_more_input_for_the_pool():
+    with Context("local[2]", pool_min_records=10_000) as ctx:
+        pairs = ctx.range(0, 15_000, numSlices=4).map(lambda x: (x % 7, x))
+        assert "runs on 2 task processes" in pairs.reduceByKey(lambda a, b: a + b).toDebugString()  # combined
+        grouped = pairs.groupByKey().mapValues(len)
+        assert "runs in-process: small job (15,000 records < 20,000 for 1 stage moving every record)" \
+            in grouped.toDebugString()
+        assert sorted(grouped.collect()) == [(k, len(range(k, 15_000, 7))) for k in range(7)]
+        assert ctx.lastJobMetrics().tasks_per_worker == {"local": 8}

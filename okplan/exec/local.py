@@ -18,7 +18,7 @@ from ..errors import CacheLostError
 from ..physical.operators import ReadSource
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         new_job_id, stage_tables, write_blocks, write_bodies)
+                         moving_stages, new_job_id, stage_tables, write_blocks, write_bodies)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
@@ -197,9 +197,16 @@ class LocalExecutor:
         if tasks < 2:
             return "in-process: a single task"
         records, size = estimated_input(plan, self.cache)
-        if records < self.pool_min_records and size < self.pool_min_bytes:
-            why = (f"{size:,} bytes of files < {self.pool_min_bytes:,}" if size
-                   else f"{records:,} records < {self.pool_min_records:,}")
+        # a stage that sends every record to another process (a shuffle without a map-side combine, a
+        # materialised dataset) costs 1.5-1.7x its in-process CPU there (pickled, written, read,
+        # unpickled; measured on groupByKey, join, sortByKey): such a job needs as much input again per
+        # stage before two cores pay for it
+        scale = 1 + moving_stages(plan)
+        min_records, min_bytes = self.pool_min_records * scale, self.pool_min_bytes * scale
+        if records < min_records and size < min_bytes:
+            why = f"{size:,} bytes of files < {min_bytes:,}" if size else f"{records:,} records < {min_records:,}"
+            if scale > 1:
+                why += f" for {scale - 1} stage{'s' if scale > 2 else ''} moving every record"
             return f"in-process: small job ({why})"
         return f"on {self.processes} task processes"
 

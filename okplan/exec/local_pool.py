@@ -139,6 +139,20 @@ def estimated_input(plan: PhysicalPlan, cache: dict[str, list]) -> tuple[int, in
     return records, size
 
 
+def moving_stages(plan: PhysicalPlan) -> int:
+    """Stages of ``plan`` whose every record goes to another process on the pool: shuffle writes
+    without a map-side combine (``groupByKey``, joins, sorts, ``partitionBy``) and materialised
+    datasets (``cache()``, shared subplans, sort inputs)."""
+    moving = 0
+    for stage in plan.stages[:-1]:
+        out = stage.output
+        if isinstance(out, ShuffleWrite):
+            moving += out.reused_from is None and type(stage.root) is not CombineOp
+        elif isinstance(out, Materialize):
+            moving += 1
+    return moving
+
+
 #: operators whose partition i reads partition i of every child
 _SAME_INDEX = (Pipe, CombineOp, LocalAggregate, CoGroupOp, HashJoinOp, ZipOp)
 
@@ -432,5 +446,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "stage_tables",
+__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]
