@@ -154,18 +154,6 @@ def test_each_task_reads_the_source_partitions_union_coalesce_and_cartesian_rout
         assert set(ctx.lastJobMetrics().tasks_per_worker) <= {"task process 0", "task process 1"}
 
 
-def test_records_cross_to_task_processes_as_values():
-    from okplan.exec.serialization import deserialize, serialize_records
-
-    shared = [1, 2]
-    assert deserialize(serialize_records([(1, shared), (2, shared)])) == [(1, [1, 2]), (2, [1, 2])]
-    cyclic: list = [1]
-    cyclic.append(cyclic)
-    back = deserialize(serialize_records([cyclic]))   # the memo-less pickler refuses cycles: the usual one
-    assert back[0][1] is back[0]
-    assert deserialize(serialize_records([range(3), b"x", {"k": (1.5, None)}])) == [range(3), b"x", {"k": (1.5, None)}]
-
-
 def test_a_job_whose_stages_move_every_record_needs_more_input_for_the_pool():
     with Context("local[2]", pool_min_records=10_000) as ctx:
         pairs = ctx.range(0, 15_000, numSlices=4).map(lambda x: (x % 7, x))

@@ -25,7 +25,7 @@ from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
 from .profile import profile_wanted, profiled
 from .progress import job_progress
 from .serialization import (block_key, compress, decompress, deserialize, dumps_function, serialize,
-                            serialize_records, without_source_data)
+                            without_source_data)
 from .spill import SpillDir, SpilledRecords, relocate, to_disk
 from .task import run_task
 
@@ -270,7 +270,7 @@ class LocalExecutor:
         def sources(op: ReadSource, i: int) -> bytes:
             found = pickled.get((op.source_id, i))
             if found is None:
-                found = pickled[(op.source_id, i)] = serialize_records(op.slices[i])
+                found = pickled[(op.source_id, i)] = serialize(op.slices[i])
             return found
 
         job = new_job_id()

@@ -41,8 +41,8 @@ from . import accumulators
 from .memory import TaskMemory
 from .pool import TaskPool
 from .profile import profiled
-from .serialization import (compress, decode_block, deserialize, dumps_function, loads_function, open_block, seal,
-                            seal_compressed, serialize, serialize_records)
+from .serialization import (compress, decode_block, deserialize, dumps_function, encode_block, loads_function,
+                            open_block, seal_compressed, serialize)
 from .spill import SpillDir
 from .task import annotate, run_task, task_place
 
@@ -89,7 +89,7 @@ _EMPTY_BODY = compress(serialize([]))
 
 def write_blocks(path: str, parts: list[list], key: bytes) -> list[FileBlock]:
     """Write each list of ``parts`` as one block of one file; their ``FileBlock``s (empty ones cost nothing)."""
-    return _write(path, ((seal(serialize_records(part), key), len(part)) if part else (b"", 0) for part in parts))
+    return _write(path, ((encode_block(part, key), len(part)) if part else (b"", 0) for part in parts))
 
 
 def write_bodies(path: str, bodies: list[bytes], key: bytes) -> list[FileBlock]:
@@ -305,8 +305,7 @@ class LocalTaskHandler:
         elif isinstance(out, Materialize):
             reply["blocks"] = write_blocks(base + ".part", [result.value], self.key)
         else:
-            value = result.value
-            return reply, [serialize_records(value) if type(value) is list else serialize(value)]
+            return reply, [serialize(result.value)]
         return reply, []
 
 
