@@ -244,6 +244,8 @@ class LocalTaskHandler:
         gc.freeze()
         gc.set_threshold(JOB_GC_THRESHOLD, *gc.get_threshold()[1:])
         self.key = key
+        #: the last task's output, freed once its reply left (``after_reply``), off the stage's critical path
+        self._garbage: Any = None
         self.job: str | None = None
         self.stages: dict[int, Stage] = {}
         self.action: Any = None
@@ -276,6 +278,7 @@ class LocalTaskHandler:
                 t_out = time.perf_counter()
                 reply, value = self._output(h, stage, p, result)
                 reply["ser"] = time.perf_counter() - t_out   # pickling and writing the output
+                self._garbage = result
                 reply["ops"] = operators or {}
             finally:
                 spill_dir.remove()
@@ -293,6 +296,10 @@ class LocalTaskHandler:
                 e.add_note("okplan: while unpickling the job's functions in a local task process")
             body, blob = pack_exception(e, f"local task process {os.getpid()}")
             return {"error": body}, [blob]
+
+    def after_reply(self) -> None:
+        """Free the last task's output, now that its reply is on its way (the pool calls this)."""
+        self._garbage = None
 
     def _output(self, h: dict[str, Any], stage: Stage, p: int, result: Any) -> tuple[dict, list[bytes]]:
         """Buckets and materialised partitions go to a file of the job; a result's value goes back."""
