@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CacheLostError, OkplanError, TaskProcessDiedError
-from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
+from ..physical.operators import (BroadcastJoinOp, CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
                                   Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp,
                                   ZipOp)
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
@@ -178,6 +178,9 @@ def source_reads(op: PhysOp, i: int, out: set[tuple[ReadSource, int]]) -> set[tu
         li, ri = divmod(i, op.right_count)
         source_reads(op.left, li, out)
         source_reads(op.right, ri, out)
+    elif t is BroadcastJoinOp:  # the small side is one partition that every task reads whole
+        source_reads(op.stream, i, out)
+        source_reads(op.build, 0, out)
     else:  # an operator this routing does not know: every partition of every source below it
         for below in _ops(op):
             if type(below) is ReadSource:
@@ -309,6 +312,7 @@ class LocalTaskHandler:
         base = os.path.join(h["dir"], f"{h['job']}-s{stage.id}-p{p}-a{h['attempt']}")
         if isinstance(out, ShuffleWrite):
             reply["blocks"] = write_blocks(base + ".shuffle", result.value, self.key)
+            reply["precs"], reply["pbytes"] = result.bucket_records, [b.length for b in reply["blocks"]]
         elif isinstance(out, Materialize):
             reply["blocks"] = write_blocks(base + ".part", [result.value], self.key)
         else:
