@@ -163,4 +163,4 @@ def test_a_job_whose_stages_move_every_record_needs_more_input_for_the_pool():
         assert "runs in-process: small job (15,000 records < 20,000 for 1 stage moving every record)" \
             in grouped.toDebugString()
         assert sorted(grouped.collect()) == [(k, len(range(k, 15_000, 7))) for k in range(7)]
-        assert ctx.lastJobMetrics().tasks_per_worker == {"local": 8}
+        assert set(ctx.lastJobMetrics().tasks_per_worker) == {"local"}   # in-process (adaptive may read fewer)
