@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import NotHashableKeyError, OkplanError
 from ..io.formats import read_blocks
-from ..logical.aggregators import Aggregator, _append, _identity, _new_list, grouping
+from ..logical.aggregators import Aggregator, _append, _extend, _identity, _new_list, grouping
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
@@ -85,7 +85,7 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
         it = compute(stage.root, partition, blocks, counter)
         out = stage.output
         if isinstance(out, ShuffleWrite):
-            buckets = bucketize(it, out.partitioner, out.kind, memory)
+            buckets = bucketize(it, out.partitioner, out.kind, memory, out.grouped)
             return TaskResult(buckets, counter.records_in, sum(map(len, buckets)))
         if isinstance(out, Materialize):
             if isinstance(it, list):
@@ -473,6 +473,17 @@ def _fold_combiners(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
     merge = agg.merge_combiners
     k = None
     try:
+        if merge is _extend:
+            # groups (groupByKey's grouped shuffle): concatenate in place, no Python call per key; the
+            # first list is copied, as a map output may be read again (a shuffle two stages read)
+            get = d.get
+            for k, c in it:
+                g = get(k)
+                if g is None:
+                    d[k] = c[:]
+                else:
+                    g.extend(c)
+            return
         for k, c in it:
             if k in d:
                 d[k] = merge(d[k], c)
@@ -484,13 +495,27 @@ def _fold_combiners(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
 
 
 def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
-              memory: TaskMemory | None = None) -> list[list]:
+              memory: TaskMemory | None = None, grouped: bool = False) -> list[list]:
     """Split ``(k, v)`` records into one list per reduce partition, keeping their order. With
-    ``memory``, buckets over its budget move to a spill file; such buckets become ``SpilledRecords``."""
+    ``memory``, buckets over its budget move to a spill file; such buckets become ``SpilledRecords``.
+
+    ``grouped``: values are first grouped per key in one dict (``groupByKey``'s map side), and the
+    groups go to the buckets as ``(k, [values])``: one dict pass per record, as plain Python would do,
+    and a hash and a bucket append per key instead of per record. Past the budget the groups so far go
+    to the buckets (a key may then have several groups, in order; the reduce side concatenates them).
+
+    >>> bucketize([("a", 1), ("b", 2), ("a", 3)], HashPartitioner(1), "groupByKey", grouped=True)
+    [[('a', [1, 3]), ('b', [2])]]
+    """
     n = partitioner.num_partitions
     buckets: list[list] = [[] for _ in range(n)]
+    groups: dict | None = {} if grouped else None
     if memory is None:
-        _fill_buckets(buckets, it, partitioner, kind)
+        if groups is None:
+            _fill_buckets(buckets, it, partitioner, kind)
+        else:
+            _fold_values(groups, it, _GROUPING, kind)
+            _fill_buckets(buckets, groups.items(), partitioner, kind)
         return buckets
     gauge = memory.gauge()
     source = iter(it)
@@ -499,19 +524,30 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
     items = 0
     while True:
         every = gauge.every
-        _fill_buckets(buckets, islice(source, every), partitioner, kind)
+        if groups is None:
+            _fill_buckets(buckets, islice(source, every), partitioner, kind)
+        else:
+            _fold_values(groups, islice(source, every), _GROUPING, kind)
         head = next(source, _END)  # does the input go on? (a list per slice cost 10%)
         if head is _END:
             break
-        _fill_buckets(buckets, (head,), partitioner, kind)
+        if groups is None:
+            _fill_buckets(buckets, (head,), partitioner, kind)
+        else:
+            _fold_values(groups, (head,), _GROUPING, kind)
         items += every + 1
         if gauge.over(items):
+            if groups is not None:
+                _fill_buckets(buckets, groups.items(), partitioner, kind)
+                groups = {}
             if writer is None:
                 writer = RunWriter(memory.spill_dir, "buckets")
             external.spill_buckets(buckets, writer, runs)
             memory.spills += 1
             items = 0
             gauge.spilled()
+    if groups:
+        _fill_buckets(buckets, groups.items(), partitioner, kind)
     if writer is None:
         return buckets
     writer.close()
