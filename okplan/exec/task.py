@@ -538,7 +538,7 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
         items += every + 1
         if gauge.over(items):
             if groups is not None:
-                _fill_buckets(buckets, groups.items(), partitioner, kind)
+                _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
                 groups = {}
             if writer is None:
                 writer = RunWriter(memory.spill_dir, "buckets")
@@ -547,11 +547,20 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
             items = 0
             gauge.spilled()
     if groups:
-        _fill_buckets(buckets, groups.items(), partitioner, kind)
+        _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
     if writer is None:
         return buckets
     writer.close()
     return [SpilledRecords(rs, b) if rs else b for rs, b in zip(runs, buckets)]  # type: ignore[misc]
+
+
+def _cut_groups(groups: dict, size: int) -> Iterable[tuple]:
+    """``groups.items()``, a group longer than ``size`` cut into pieces of ``size`` values (in order).
+    The reduce side checks its budget every so many records: a record carrying a whole hot key's
+    values would grow past the budget between two checks."""
+    if max(map(len, groups.values()), default=0) <= size:
+        return groups.items()
+    return ((k, vs[i:i + size]) for k, vs in groups.items() for i in range(0, len(vs), size))
 
 
 def _fill_buckets(buckets: list[list], it: Iterable, partitioner: Partitioner, kind: str) -> None:
