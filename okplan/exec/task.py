@@ -3,6 +3,7 @@ only in the ``BlockSource`` that hands it inputs and in where they put what it r
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
@@ -15,7 +16,7 @@ from ..io.formats import read_blocks
 from ..logical.aggregators import Aggregator, _append, _extend, _identity, _new_list, grouping
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
-from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
+from ..logical.partitioners import HashPartitioner, Partitioner, RangePartitioner, natural_key, portable_hash
 from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
                                   Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
                                   UnionOp, ZipOp, user_functions)
@@ -580,6 +581,22 @@ def _fill_buckets(buckets: list[list], it: Iterable, partitioner: Partitioner, k
                 k, v = rec
                 # portable_hash(int) is hash(int); calling the builtin directly skips a Python call
                 appends[(hash(k) if type(k) is int else portable_hash(k)) % n](rec if type(rec) is tuple else (k, v))
+        elif type(partitioner) is RangePartitioner and partitioner.bounds is not None:
+            # sortByKey: the bisect inline, and no call of the default (identity) key function
+            bounds = partitioner.bounds
+            keyfunc = None if partitioner.keyfunc in (None, natural_key) else partitioner.keyfunc
+            last = n - 1
+            if partitioner.ascending:
+                for rec in it:
+                    k, v = rec
+                    p = bisect_left(bounds, k if keyfunc is None else keyfunc(k))
+                    appends[p if p < last else last](rec if type(rec) is tuple else (k, v))
+            else:
+                top = len(bounds)
+                for rec in it:
+                    k, v = rec
+                    p = top - bisect_right(bounds, k if keyfunc is None else keyfunc(k))
+                    appends[p if p < last else last](rec if type(rec) is tuple else (k, v))
         else:
             part = partitioner.partition
             for rec in it:
