@@ -19,7 +19,7 @@ from typing import Annotated, Any, Iterator, Literal, NotRequired, TypedDict
 
 import msgspec
 
-from ...physical.operators import PhysOp, ReadMaterialized, ReadSource
+from ...physical.operators import PhysOp, ReadMaterialized, ReadRange, ReadSource
 from ...physical.render import operator_lines
 from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 
@@ -40,6 +40,7 @@ class _StageInfo(TypedDict):
     buckets: NotRequired[_Count]
     cache_id: NotRequired[_Id]
     scope: NotRequired[_Id]
+    records: NotRequired[int]
 
 
 class _Spec(TypedDict):
@@ -54,6 +55,10 @@ class _Spec(TypedDict):
     cache_ttl: int | None
     inline_max: int
     sys_path: list[str]
+    #: source blocks small enough to travel in the spec instead of Redis: {key: block}
+    inline_blocks: NotRequired[dict[str, bytes]]
+    #: how many side files (addFile/addPyFile) the client published: none, no manifest to read
+    side_files: NotRequired[int]
 
 
 class SpecError(ValueError):
@@ -124,7 +129,24 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
         info.update(kind="mat", cache_id=out.cache_id, scope=out.scope)
     else:
         info.update(kind="result")
+    records = _input_records(stage)
+    if records is not None:
+        info["records"] = records
     return info
+
+
+def _input_records(stage: Stage) -> int | None:
+    """Records the stage reads when they are all known before it runs (parallelized data and ranges
+    only), else None: the master batches the tasks of a stage with small inputs from the start."""
+    total = 0
+    for op in walk(stage.root):
+        if type(op) is ReadSource:
+            total += op.records
+        elif type(op) is ReadRange:
+            total += len(range(op.start, op.stop, op.step))
+        elif not op.children():
+            return None  # files, caches, shuffles: not known here
+    return total
 
 
 def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[int], *,
