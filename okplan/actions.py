@@ -30,17 +30,21 @@ class PartitionAction:
     answer the whole job from the plan alone (the plan's root in, the job's one value or None out): the
     session then runs no task (``count()`` of a chain that calls no user function). ``counts``, when
     given, tells from a partition's value how many records the action consumed (``collect``: ``len``),
-    so the task runner need not count them one by one for the metrics."""
+    so the task runner need not count them one by one for the metrics. ``stops_early``: the caller
+    stops reading once it has enough (``take``), so an executor should not run result partitions far
+    ahead of those read (a cluster then sends them one task at a time, never in batches)."""
 
-    __slots__ = ("fn", "name", "user_func", "answer", "counts")
+    __slots__ = ("fn", "name", "user_func", "answer", "counts", "stops_early")
 
     def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-                 answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None):
+                 answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None,
+                 stops_early: bool = False):
         self.fn = fn
         self.name = name
         self.user_func = user_func
         self.answer = answer
         self.counts = counts
+        self.stops_early = stops_early
 
     def __call__(self, it: Iterator) -> Any:
         return self.fn(it)
@@ -163,7 +167,7 @@ class ActionsMixin:
             return []
         items: list = []
         results = self.context.session.run_job_iter(  # type: ignore[attr-defined]
-            self._node, PartitionAction(lambda it: list(islice(it, num)), "take", counts=len), None)
+            self._node, PartitionAction(lambda it: list(islice(it, num)), "take", counts=len, stops_early=True), None)
         try:
             for part in results:
                 items.extend(part)
