@@ -17,7 +17,8 @@ from .workloads import Workload
 #: the repository root, so PySpark's and okplan's worker processes can import ``benchmarks``
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-cluster", "pyspark", "dask")
+ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-local-noadapt",
+                "okplan-cluster", "pyspark", "dask")
 DEFAULT_ENGINES = ENGINE_NAMES
 
 
@@ -103,14 +104,16 @@ class _JobRecorder:
 
 
 class OkplanEngine(Engine):
-    """okplan on ``master`` (``local`` or ``local-cluster[N]``), optimizer on or off."""
+    """okplan on ``master`` (``local`` or ``local-cluster[N]``), optimizer on or off, adaptive planning on
+    or off."""
 
     form = "rdd"
 
-    def __init__(self, name: str, master: str, optimize: bool = True):
+    def __init__(self, name: str, master: str, optimize: bool = True, adaptive: bool = True):
         self.name = name
         self.master = master
         self.optimize = optimize
+        self.adaptive = adaptive
         self.ctx: Any = None
         self.recorder: _JobRecorder | None = None
 
@@ -134,7 +137,7 @@ class OkplanEngine(Engine):
             from okplan import Context
 
             _export_repo_path()
-            self.ctx = Context(self.master, appName="okplan-bench", optimize=self.optimize)
+            self.ctx = Context(self.master, appName="okplan-bench", optimize=self.optimize, adaptive=self.adaptive)
             self.recorder = _JobRecorder(self.ctx.executor)
 
     def stop(self) -> None:
@@ -268,6 +271,8 @@ def make_engine(name: str, cores: int = 2) -> Engine:
         return OkplanEngine(name, "local[2]", True)
     if name == "okplan-local-nopt":
         return OkplanEngine(name, "local", False)
+    if name == "okplan-local-noadapt":
+        return OkplanEngine(name, "local", True, adaptive=False)
     if name == "okplan-cluster":
         return OkplanEngine(name, f"local-cluster[{cores}]", True)
     if name == "pyspark":
