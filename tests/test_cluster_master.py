@@ -142,23 +142,3 @@ def test_a_stage_over_a_small_in_memory_input_is_batched_from_the_start():
         assert [len(_partitions(b)) for b in m.tasks] == [20, 20]   # one batch per slot
     finally:
         m.close()
-
-
-def test_a_take_job_starts_its_result_partitions_only_as_the_client_asks():
-    m = Master("tcp://127.0.0.1:0", "redis://127.0.0.1:1/0", secret="s")
-    try:
-        m.tasks = []
-        m._send = lambda ident, kind, body=None, blobs=(): (kind == P.TASK and m.tasks.append(body)) or True
-        take = {**MANY, "stages": [{**MANY["stages"][0], "records": 40}], "stops_early": True}
-        m._on_submit(b"client", P.Message("submit", {"job_id": "j"}, [encode_spec(take), b"job"]))
-        m._on_worker_hello(b"w", P.Message("worker_hello", {**HELLO.body, "slots": 4}))
-        m._schedule()
-        assert [_partitions(b) for b in m.tasks] == [[0]]       # one partition, never a batch
-        m._on_more(b"stranger", P.Message("more", {"job_id": "j", "limit": 40}))
-        m._schedule()
-        assert len(m.tasks) == 1                                # only the job's client raises the limit
-        m._on_more(b"client", P.Message("more", {"job_id": "j", "limit": 4}))
-        m._schedule()
-        assert [_partitions(b) for b in m.tasks] == [[0], [1], [2], [3]]
-    finally:
-        m.close()

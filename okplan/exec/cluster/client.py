@@ -188,8 +188,6 @@ class ClusterExecutor:
         i = 0
         ended = False
         resubmits = 1
-        # take(): the master starts result partitions up to ``limit``; having read them, ask for 4x more
-        limit = 1 if getattr(action, "stops_early", False) else None
         try:
             while i < len(want) or not ended:
                 if i < len(want) and want[i] in got:
@@ -199,9 +197,6 @@ class ClusterExecutor:
                     continue
                 if ended:
                     raise JobFailedError(f"job {job_id} ended without the result of partition {want[i]}")
-                if limit is not None and i >= limit:
-                    limit *= 4
-                    self._send(P.MORE, {"job_id": job_id, "limit": limit})
                 msg = self._next(job_id)
                 body = msg.body
                 _merge(body.get("acc"))
@@ -233,7 +228,6 @@ class ClusterExecutor:
                         got.clear()
                         want = want[i:]
                         i = 0
-                        limit = 1 if limit is not None else None  # the new job starts from one again
                         continue
                     ended = True
                     log.info("job failed", extra={"job": job_id, "reason": body["reason"],

@@ -78,9 +78,6 @@ class JobRun:
             elif info["kind"] == "mat":
                 self.cache_writer[info["cache_id"]] = s.id
         self.result_stage = self.order[-1]
-        #: a take() job (``stops_early``) starts result partitions up to this many, in order, and the
-        #: client raises it (``more``) as it reads them, as PySpark's take runs 1, then 4x more...
-        self.result_limit: int | None = 1 if spec.get("stops_early") else None
         self.tasks_per_worker: dict[str, int] = {}
         self.retries = 0
         self.infra_failures = 0
@@ -99,9 +96,6 @@ class JobRun:
         """The next pending task whose parent stages are complete (stages in plan order)."""
         for s in self.order:
             if s.pending and all(self.stages[p].complete for p in s.info["parents"]):
-                if s is self.result_stage and self.result_limit is not None \
-                        and len(s.done) + len(s.running) >= self.result_limit:
-                    return None
                 return s, s.pending.popleft()
         return None
 

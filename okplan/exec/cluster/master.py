@@ -361,12 +361,6 @@ class Master:
             if job is not None and job.client == ident:
                 job.client_seen = now
 
-    def _on_more(self, ident: bytes, msg: P.Message) -> None:
-        """A take() read the results it had: let more of its result partitions start."""
-        job = self.jobs.get(msg.body["job_id"])
-        if job is not None and job.client == ident and job.result_limit is not None:
-            job.result_limit = max(job.result_limit, msg.body["limit"])
-
     def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
         job = self.jobs.get(msg.body["job_id"])
         if job is not None and job.state == "running" and job.client == ident:
@@ -777,7 +771,6 @@ _HANDLERS = {
     P.SUBMIT: Master._on_submit,
     P.CANCEL: Master._on_cancel,
     P.CLIENT_HEARTBEAT: Master._on_client_heartbeat,
-    P.MORE: Master._on_more,
 }
 
 

@@ -37,7 +37,6 @@ CLIENT_HELLO = "client_hello"     # {versions} -> WELCOME, or a refusal
 SUBMIT = "submit"                 # {job_id}, blobs [spec, job]
 CANCEL = "cancel"                 # {job_id}
 CLIENT_HEARTBEAT = "client_heartbeat"  # {jobs: [job_id, ...]}: the client is alive and still wants these
-MORE = "more"                     # {job_id, limit}: a take() may start up to ``limit`` result partitions
 # master -> client
 WELCOME = "welcome"               # {redis, workers, slots, hosts, versions, max_message_bytes}
 RESULT = "result"                 # {job_id, partition, stored, acc, more?}, blobs: the values not stored
@@ -202,11 +201,6 @@ class _Empty(TypedDict):
     pass
 
 
-class _More(TypedDict):
-    job_id: _Name
-    limit: Annotated[int, msgspec.Meta(ge=1)]
-
-
 class _ClientHeartbeat(TypedDict):
     jobs: Annotated[list[_Name], msgspec.Meta(max_length=10_000)]
 
@@ -218,7 +212,6 @@ TO_MASTER: dict[str, tuple[type, int, int]] = {
     SUBMIT: (_Job, 2, 2),
     CANCEL: (_Job, 0, 0),
     CLIENT_HEARTBEAT: (_ClientHeartbeat, 0, 0),
-    MORE: (_More, 0, 0),
     HEARTBEAT: (_Empty, 0, 0),
     BYE: (_Empty, 0, 0),
     DONE: (_Done, 0, 1),
