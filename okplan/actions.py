@@ -34,15 +34,13 @@ class PartitionAction:
     depends neither on how records are partitioned nor on their order (``count``, ``sum``, ``fold(0, add)``),
     so adaptive planning may change the partitioning of what feeds it (``okplan/adaptive.py``).
     ``concatenates``: the answer is the partitions' records one partition after the other (``collect``),
-    so where partitions begin and end cannot show. ``stops_early``: the caller stops reading once it has
-    enough (``take``), so an executor should not run result partitions far ahead of those read (a
-    cluster starts them as the caller reads, never in batches)."""
+    so where partitions begin and end cannot show."""
 
-    __slots__ = ("fn", "name", "user_func", "answer", "counts", "order_free", "concatenates", "stops_early")
+    __slots__ = ("fn", "name", "user_func", "answer", "counts", "order_free", "concatenates")
 
     def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
                  answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None,
-                 order_free: bool = False, concatenates: bool = False, stops_early: bool = False):
+                 order_free: bool = False, concatenates: bool = False):
         self.fn = fn
         self.name = name
         self.user_func = user_func
@@ -50,7 +48,6 @@ class PartitionAction:
         self.counts = counts
         self.order_free = order_free
         self.concatenates = concatenates or order_free
-        self.stops_early = stops_early
 
     def __call__(self, it: Iterator) -> Any:
         return self.fn(it)
@@ -181,7 +178,7 @@ class ActionsMixin:
             return []
         items: list = []
         results = self.context.session.run_job_iter(  # type: ignore[attr-defined]
-            self._node, PartitionAction(lambda it: list(islice(it, num)), "take", counts=len, stops_early=True), None)
+            self._node, PartitionAction(lambda it: list(islice(it, num)), "take", counts=len), None)
         try:
             for part in results:
                 items.extend(part)

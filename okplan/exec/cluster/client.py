@@ -264,8 +264,6 @@ class ClusterExecutor:
             spec["sources"] = {}
             uploads = []
         spec["side_files"] = self.side_files
-        # take(): result partitions are read one by one until enough, so they must not run in batches
-        spec["stops_early"] = bool(getattr(action, "stops_early", False))
         spec_blob = encode_spec(spec)
         size = len(spec_blob) + len(job_blob)
         if self._max_message and size + 4096 > self._max_message:

@@ -648,8 +648,7 @@ class Master:
                 log.info("stage started", extra={"job": job.id, "stage": stage.id, "kind": stage.metrics.kind,
                                                  "tasks": len(stage.needed)})
             tasks = [p]
-            size = 1 if stage is job.result_stage and job.spec.get("stops_early") else self._batch_size(stage)
-            for _ in range(size - 1):
+            for _ in range(self._batch_size(stage) - 1):
                 tasks.append(stage.pending.popleft())
             self._send_tasks(w, job, stage, tasks)
 

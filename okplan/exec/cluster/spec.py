@@ -59,8 +59,6 @@ class _Spec(TypedDict):
     inline_blocks: NotRequired[dict[str, bytes]]
     #: how many side files (addFile/addPyFile) the client published: none, no manifest to read
     side_files: NotRequired[int]
-    #: the client stops reading results once it has enough (take): result tasks are never batched
-    stops_early: NotRequired[bool]
 
 
 class SpecError(ValueError):
