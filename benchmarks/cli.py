@@ -167,6 +167,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "results": [r.as_dict() for r in results],
         "optimizer": report.optimizer_rows(results, workloads),
         "adaptive": report.optimizer_rows(results, workloads, "okplan-local-noadapt"),
+        "cores": report.cores_rows(results, workloads),
         "micro": micro_rows,
         "files": files_rows,
         "memory": memory_rows,
@@ -194,6 +195,8 @@ def render(payload: dict[str, Any]) -> str:
     if payload.get("adaptive"):
         parts += ["## Adaptive planning on / off (okplan local; broadcast join)",
                   report.optimizer_table(payload["adaptive"], "adaptive"), ""]
+    if payload.get("cores"):
+        parts += ["## Every core: local[2] against local[1] (in-process)", report.cores_table(payload["cores"]), ""]
     if payload.get("files"):
         parts += ["## Files (textFile + word count, saveAsTextFile)", files_table(payload["files"]), ""]
     if payload["micro"]:

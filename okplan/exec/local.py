@@ -15,15 +15,17 @@ import time
 from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
+from ..physical.operators import ReadSource
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         new_job_id, stage_tables, write_blocks)
+                         moving_stages, new_job_id, stage_tables, write_blocks, write_bodies)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
 from .profile import profile_wanted, profiled
 from .progress import job_progress
-from .serialization import block_key, compress, decompress, deserialize, dumps_function, serialize
+from .serialization import (block_key, compress, decompress, deserialize, dumps_function, serialize,
+                            without_source_data)
 from .spill import SpillDir, SpilledRecords, relocate, to_disk
 from .task import run_task
 
@@ -133,8 +135,10 @@ def _fewer_collections() -> Iterator[None]:
 def _add_pool_task(m: StageMetrics, reply: dict[str, Any]) -> None:
     """Fold a task process's figures in (its perf_counter is the system's monotonic clock, as ours)."""
     t0, t1, cpu = reply["t"]
-    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0},
-                           spill_bytes=reply["spill"], operators=reply["ops"],
+    written = sum(b.length for b in reply.get("blocks") or ())   # what went to the job's files
+    ser = reply["ser"]
+    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0 - ser, "serialize": ser},
+                           bytes_compressed=written, spill_bytes=reply["spill"], operators=reply["ops"],
                            partition_records=reply.get("precs", []),
                            partition_bytes=reply.get("pbytes", [])), t0, t1)
 
@@ -195,9 +199,16 @@ class LocalExecutor:
         if tasks < 2:
             return "in-process: a single task"
         records, size = estimated_input(plan, self.cache)
-        if records < self.pool_min_records and size < self.pool_min_bytes:
-            why = (f"{size:,} bytes of files < {self.pool_min_bytes:,}" if size
-                   else f"{records:,} records < {self.pool_min_records:,}")
+        # a stage that sends every record to another process (a shuffle without a map-side combine, a
+        # materialised dataset) costs 1.5-1.7x its in-process CPU there (pickled, written, read,
+        # unpickled; measured on groupByKey, join, sortByKey): such a job needs as much input again per
+        # stage before two cores pay for it
+        scale = 1 + moving_stages(plan)
+        min_records, min_bytes = self.pool_min_records * scale, self.pool_min_bytes * scale
+        if records < min_records and size < min_bytes:
+            why = f"{size:,} bytes of files < {min_bytes:,}" if size else f"{records:,} records < {min_records:,}"
+            if scale > 1:
+                why += f" for {scale - 1} stage{'s' if scale > 2 else ''} moving every record"
             return f"in-process: small job ({why})"
         return f"on {self.processes} task processes"
 
@@ -253,8 +264,17 @@ class LocalExecutor:
         assert self._pool is not None
         # read per job, as in-process (the pool is this job's now)
         self._pool.budget, self._pool.profile = self.task_memory, self.profile
-        # pickled once per job here, where an unpicklable function is named as on the cluster
-        functions = dumps_function(({s.id: s for s in plan.stages}, action))
+        # pickled once per job here, where an unpicklable function is named as on the cluster; the
+        # parallelized partitions go apart, each to the task that reads it, pickled once (C pickler)
+        functions = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)
+        pickled: dict[tuple[str, int], bytes] = {}
+
+        def sources(op: ReadSource, i: int) -> bytes:
+            found = pickled.get((op.source_id, i))
+            if found is None:
+                found = pickled[(op.source_id, i)] = serialize(op.slices[i])
+            return found
+
         job = new_job_id()
         job_dir = tempfile.mkdtemp(prefix=f"job-{job}-", dir=self._work_dir())
         shuffles: dict[int, list[list[FileBlock]]] = {}
@@ -269,8 +289,7 @@ class LocalExecutor:
                     # kept by an earlier job: the task processes read it from files
                     kept = self._reused_output(out)
                     shuffles[out.shuffle_id] = [
-                        write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
-                                     [deserialize(decompress(b)) for b in buckets], self._key)
+                        write_bodies(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"), buckets, self._key)
                         for i, buckets in enumerate(kept)]
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
@@ -279,7 +298,8 @@ class LocalExecutor:
                 where = self._work_dir() if isinstance(out, Materialize) and out.scope == "context" else job_dir
                 written: dict[int, list[FileBlock]] = {}
                 for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
-                                                        list(range(stage.num_partitions)), tables, per_slot):
+                                                        list(range(stage.num_partitions)), tables, per_slot,
+                                                        sources):
                     written[p] = reply["blocks"]
                     _add_pool_task(m, reply)
                 rows = [written[p] for p in range(stage.num_partitions)]
@@ -288,7 +308,8 @@ class LocalExecutor:
                     # kept for later jobs as in-process (its files go with this job); the compressed
                     # size on disk tells whether it can fit the budget before anything is read back
                     if out.keep_id is not None and sum(b.length for row in rows for b in row) <= self.task_memory:
-                        self._keep(out.keep_id, [[b.load(self._key) for b in row] for row in rows])
+                        # the files' bytes as they are: kept outputs are the same pickled, compressed form
+                        self._store_kept(out.keep_id, [[b.body(self._key) for b in row] for row in rows])
                 elif isinstance(out, Materialize):
                     target = self.cache if out.scope == "context" else job_data
                     target[out.cache_id] = [row[0] for row in rows]
@@ -298,7 +319,7 @@ class LocalExecutor:
             done: dict[int, Any] = {}
             order = iter(partitions)
             want = next(order, None)
-            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot)
+            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot, sources)
             try:
                 for p, reply, out_blobs in results:
                     _add_pool_task(m, reply)
@@ -429,6 +450,10 @@ class LocalExecutor:
             kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
             return
+        self._store_kept(keep_id, kept)
+
+    def _store_kept(self, keep_id: str, kept: list[list[bytes]]) -> None:
+        """Keep an output already pickled and compressed (``_keep``), within the budget."""
         size = sum(len(b) for buckets in kept for b in buckets)
         with self._kept_lock:
             if size > self.task_memory:
