@@ -1,13 +1,18 @@
 """Shuffle reuse: a later job on the same lineage skips the map stages of a shuffle an earlier job
-finished (as Spark), so user functions below it run once; answers never change. The cluster executor
-does not keep shuffles yet: there the tests check answers only."""
+finished (as Spark), so user functions below it run once; answers never change. Every executor keeps
+shuffles: local in memory, the cluster in Redis under ``okplan:kept:`` (until the datasets go)."""
 
 from __future__ import annotations
 
 import gc
+import os
+import signal
+import threading
+import time
 from operator import add
 
 import pytest
+from cluster_helpers import cluster_context, hand_made_cluster, job_keys, kept_keys, redis_server, wait_until
 
 from okplan import Context
 
@@ -154,3 +159,75 @@ def test_kept_outputs_stay_within_the_task_memory_budget():
         assert 0 < len(ctx.executor.kept) < 3
         assert sum(n for n, _ in ctx.executor.kept.values()) <= 32 * 1024
         assert [ds.count() for ds in outputs] == [3000] * 3   # evicted ones are computed again
+
+
+# -- on a real cluster: kept blocks in Redis --------------------------------------------------------------
+def test_cluster_kept_blocks_live_with_their_datasets_and_go_at_stop():
+    """Kept map outputs stay in Redis (expiring, refreshed like caches) while a dataset reaches them;
+    garbage collection deletes them, and so does ``ctx.stop()`` (Redis outlives this client here)."""
+    with redis_server() as redis_url, hand_made_cluster(redis_url, workers=2) as url:
+        ctx = Context(url)
+        try:
+            assert wait_until(lambda: ctx.executor.hello()["workers"] == 2, 15)
+            seen, counts = _counted(ctx)
+            assert sorted(counts.collect()) == [(k, 1000) for k in range(10)]
+            assert counts.count() == 10 and len(counts.take(3)) == 3
+            assert seen.value == 10_000                            # f ran once per record
+            assert "skipped (reused from job " in counts.toDebugString("physical")
+            kept = kept_keys(ctx)
+            assert len(kept) == 4 and job_keys(ctx) == []          # 4 map tasks' outputs; no job keys
+            assert 0 < ctx.executor.store.r.ttl(kept[0]) <= ctx.executor.cache_ttl
+            del counts
+            gc.collect()
+            assert wait_until(lambda: kept_keys(ctx) == [], 5), kept_keys(ctx)
+            _, again = _counted(ctx, 100)
+            again.collect()
+            assert kept_keys(ctx)
+        finally:
+            ctx.stop()
+        store = ctx.executor.store
+        store.r.ping()  # the closed client reconnects: Redis is still up
+        assert store.r.keys("okplan:*") == []
+
+
+def test_cluster_lost_kept_blocks_are_computed_again():
+    with cluster_context(2) as ctx:
+        seen, counts = _counted(ctx, 1000)
+        counts.collect()
+        ctx.executor.store.r.delete(kept_keys(ctx)[0])        # evicted: found when the next job is planned
+        assert counts.count() == 10 and seen.value == 2000
+        assert counts.count() == 10 and seen.value == 2000     # kept again by the job that recomputed it
+        # lost after planning: the reduce side finds a block missing, the master fails the job as
+        # cache_lost, and the session plans it again without the lost output
+        ctx.executor.has_kept_shuffle = lambda keep_id: True   # the plan believes it is there
+        ctx.executor.store.r.delete(*kept_keys(ctx))
+        try:
+            assert sorted(counts.collect()) == [(k, 100) for k in range(10)] and seen.value == 3000
+        finally:
+            del ctx.executor.has_kept_shuffle
+        assert counts.count() == 10 and seen.value == 3000
+
+
+def test_cluster_reuse_survives_a_killed_worker():
+    """A worker killed while the kept shuffle is written: its tasks run again elsewhere (accumulators
+    count successful tasks once), the output is kept, and later jobs reuse it, also after a second kill."""
+    with cluster_context(2) as ctx:
+        cluster = ctx.executor
+        seen = ctx.accumulator(0)
+
+        def slow(x):
+            seen.add(1)
+            time.sleep(0.0005)
+            return (x % 10, 1)
+
+        counts = ctx.parallelize(range(4000), 8).map(slow).reduceByKey(add)
+        victim = cluster.worker_pids()[0]
+        killer = threading.Timer(0.3, os.kill, (victim, signal.SIGKILL))
+        killer.start()
+        assert sorted(counts.collect()) == [(k, 400) for k in range(10)]
+        killer.join()
+        assert seen.value == 4000
+        assert wait_until(lambda: cluster.hello()["workers"] == 2, 15)
+        os.kill(cluster.worker_pids()[1], signal.SIGKILL)     # blocks live in Redis, not in workers
+        assert counts.count() == 10 and dict(counts.collect())[3] == 400
+        assert seen.value == 4000
