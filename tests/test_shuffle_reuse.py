@@ -87,6 +87,28 @@ def test_combiners_mutated_by_the_reduce_side_are_not_kept_mutated(ctx):
     assert sorted(lists.mapValues(len).collect()) == [(0, 10), (1, 10), (2, 10)]
 
 
+def test_records_a_user_function_changes_in_place_are_not_kept_changed(ctx):
+    parted = ctx.parallelize([(i, [i]) for i in range(6)], 2).partitionBy(3)
+    assert sorted(parted.map(lambda kv: kv[1].append(-1) or kv).collect())[0] == (0, [0, -1])
+    assert sorted(parted.collect()) == [(i, [i]) for i in range(6)]   # as PySpark: fresh records
+
+
+def test_unchangeable_records_are_kept_by_reference_others_pickled():
+    from okplan.exec.local import LocalExecutor
+
+    with Context("local[1]") as ctx:
+        scalars = ctx.parallelize(range(100), 2).map(lambda x: (x % 5, (x, str(x)))).groupByKey()
+        lists = ctx.parallelize(range(100), 2).map(lambda x: (x % 5, [x])).partitionBy(2)
+        scalars.count()
+        lists.count()
+        executor: LocalExecutor = ctx.executor
+        (_, by_ref), (_, pickled) = executor.kept.values()
+        assert all(type(b) is list for row in by_ref for b in row)       # one-shot jobs pay no pickling
+        assert all(type(b) is bytes for row in pickled for b in row if b)
+        assert sorted(scalars.mapValues(len).collect()) == [(k, 20) for k in range(5)]
+        assert sorted(lists.values().map(len).collect()) == [1] * 100
+
+
 def test_a_sort_reuses_its_input_shuffle_and_its_own(ctx):
     seen, counts = _counted(ctx, 1000)
     counts.collect()

@@ -9,9 +9,11 @@ import itertools
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import threading
 import time
+from itertools import chain
 from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
@@ -50,8 +52,8 @@ class _MemoryBlocks:
         #: partitions of caches this job fills (they join the executor's cache once their stage is done)
         self.new_caches: dict[str, list] = {}
         self.key = key   # of the files a pool job's cache() wrote
-        #: shuffle id -> the output an earlier job kept (per map task, its buckets pickled and compressed)
-        self.reused: dict[int, list[list[bytes]]] = {}
+        #: shuffle id -> the output an earlier job kept (per map task, its buckets: see ``kept_bucket``)
+        self.reused: dict[int, list[list]] = {}
 
     def grew(self, nbytes: int, cache_dir: SpillDir) -> None:
         """A task kept ``nbytes`` more; past the budget, every block this job holds in memory goes to disk."""
@@ -72,8 +74,8 @@ class _MemoryBlocks:
 
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
         kept = self.reused.get(shuffle_id)
-        if kept is not None:  # fresh objects on every read: a reduce may merge into its combiners in place
-            return [deserialize(decompress(buckets[reduce_index])) for buckets in kept]
+        if kept is not None:
+            return [kept_bucket(buckets[reduce_index]) for buckets in kept]
         return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
@@ -90,6 +92,57 @@ class _MemoryBlocks:
             return part.load(self.key)
         except FileNotFoundError:
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
+
+
+#: types of record parts that nothing can change in place
+_IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+def unchangeable(records: list) -> bool:
+    """True when no code can change ``records`` in place: tuples of ints, strings, floats, bytes...
+    (tuples of those too). Checked in C loops (``map(type, ...)``), a few times cheaper than pickling.
+
+    >>> unchangeable([("a", 1), ("b", (2, 3.0))]), unchangeable([("a", [1])])
+    (True, False)
+    """
+    if not records:
+        return True
+    if set(map(type, records)) != {tuple}:
+        return False
+    parts = set(map(type, chain.from_iterable(records)))
+    if parts <= _IMMUTABLE:
+        return True
+    if parts - _IMMUTABLE != {tuple}:
+        return False
+    return unchangeable([x for r in records for x in r if type(x) is tuple])
+
+
+def _keepable(bucket: Any) -> Any:
+    """A finished bucket as a kept output holds it: the list itself when its records cannot change
+    (copy-on-nothing: neither this job's reduce side nor a user function can alter them), else
+    pickled and compressed, so that every later read gets fresh objects (a reduce may merge into its
+    combiners in place, a user function may change a record's list)."""
+    if type(bucket) is list and unchangeable(bucket):
+        return bucket
+    return compress(serialize(bucket))
+
+
+def kept_bucket(kept: Any) -> list:
+    """A kept bucket's records for a reader (see ``_keepable``)."""
+    return kept if type(kept) is list else deserialize(decompress(kept))
+
+
+def _kept_size(bucket: Any) -> int:
+    """Bytes a kept bucket holds: its compressed size, or an estimate of a kept list's objects from a
+    sample of its records."""
+    if type(bucket) is not list:
+        return len(bucket)
+    n = len(bucket)
+    if not n:
+        return sys.getsizeof(bucket)
+    sample = bucket[::max(1, n // 16)]
+    per = sum(sys.getsizeof(r) + sum(map(sys.getsizeof, r)) for r in sample) / len(sample)
+    return sys.getsizeof(bucket) + int(per * n)
 
 
 #: the young-generation GC threshold while a job runs (Python's default is 700)
@@ -169,8 +222,8 @@ class LocalExecutor:
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
         #: kept shuffle outputs (shuffle reuse), least recently used first: keep id -> (bytes, per map
-        #: task its buckets pickled and compressed); all together within the task memory budget
-        self.kept: dict[str, tuple[int, list[list[bytes]]]] = {}
+        #: task its buckets, see ``_keepable``); all together within the task memory budget
+        self.kept: dict[str, tuple[int, list[list]]] = {}
         self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
         self._metrics = LastMetrics()
         #: time each operator inside fused stages (sampled): ``Context(profile=True)``
@@ -268,7 +321,7 @@ class LocalExecutor:
                     kept = self._reused_output(out)
                     shuffles[out.shuffle_id] = [
                         write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
-                                     [deserialize(decompress(b)) for b in buckets], self._key)
+                                     [kept_bucket(b) for b in buckets], self._key)
                         for i, buckets in enumerate(kept)]
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
@@ -414,19 +467,19 @@ class LocalExecutor:
             self._pool.release()
 
     def _keep(self, keep_id: str, outputs: list[list]) -> None:
-        """Keep a finished shuffle's buckets for later jobs, pickled and compressed before the reduce
-        side reads them (every read then gets fresh objects: a reduce may merge into its combiners in
-        place). They count against the task memory budget: an output larger than the budget is not
-        kept, and the least recently used ones are dropped to make room (a later job then computes
-        them again). Records pickle refuses are not kept either."""
+        """Keep a finished shuffle's buckets for later jobs, before the reduce side reads them: by
+        reference when their records cannot change, else pickled and compressed (``_keepable``).
+        They count against the task memory budget: an output larger than the budget is not kept, and
+        the least recently used ones are dropped to make room (a later job then computes them
+        again). Records pickle refuses are not kept either."""
         on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
         if on_disk > self.task_memory:
             return  # it would not fit when kept, and pickling a spilled output loads it whole
         try:
-            kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
+            kept = [[_keepable(b) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
             return
-        size = sum(len(b) for buckets in kept for b in buckets)
+        size = sum(_kept_size(b) for buckets in kept for b in buckets)
         with self._kept_lock:
             if size > self.task_memory:
                 return
@@ -437,7 +490,7 @@ class LocalExecutor:
                     break
                 total -= self.kept.pop(old)[0]
 
-    def _kept_output(self, keep_id: str) -> list[list[bytes]] | None:
+    def _kept_output(self, keep_id: str) -> list[list] | None:
         with self._kept_lock:
             found = self.kept.pop(keep_id, None)
             if found is None:
