@@ -109,6 +109,23 @@ def test_unchangeable_records_are_kept_by_reference_others_pickled():
         assert sorted(lists.values().map(len).collect()) == [1] * 100
 
 
+def test_the_pool_keeps_its_map_files_and_deletes_them_with_the_dataset():
+    import os
+
+    from okplan.exec.local_pool import FileBlock
+
+    with Context("local[2]", pool_min_records=0, pool_min_bytes=0) as ctx:
+        seen, counts = _counted(ctx, 1000)
+        counts.collect()
+        (_, kept), = ctx.executor.kept.values()
+        files = {b.path for row in kept for b in row}
+        assert all(type(b) is FileBlock for row in kept for b in row) and all(map(os.path.exists, files))
+        assert counts.count() == 10 and seen.value == 1000                 # read from those files
+        del counts, kept
+        gc.collect()
+        assert not ctx.executor.kept and not any(map(os.path.exists, files))
+
+
 def test_a_sort_reuses_its_input_shuffle_and_its_own(ctx):
     seen, counts = _counted(ctx, 1000)
     counts.collect()

@@ -4,6 +4,7 @@ they exceed the task memory budget, then on disk (lz4 spill files of the job, re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import itertools
 import os
@@ -75,7 +76,7 @@ class _MemoryBlocks:
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
         kept = self.reused.get(shuffle_id)
         if kept is not None:
-            return [kept_bucket(buckets[reduce_index]) for buckets in kept]
+            return [kept_bucket(buckets[reduce_index], self.key) for buckets in kept]
         return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
@@ -119,22 +120,29 @@ def unchangeable(records: list) -> bool:
 
 def _keepable(bucket: Any) -> Any:
     """A finished bucket as a kept output holds it: the list itself when its records cannot change
-    (copy-on-nothing: neither this job's reduce side nor a user function can alter them), else
-    pickled and compressed, so that every later read gets fresh objects (a reduce may merge into its
-    combiners in place, a user function may change a record's list)."""
-    if type(bucket) is list and unchangeable(bucket):
+    (copy-on-nothing: neither this job's reduce side nor a user function can alter them), a task
+    process's block file as it is (each read decodes fresh objects), else pickled and compressed, so
+    that every later read gets fresh objects (a reduce may merge into its combiners in place, a user
+    function may change a record's list)."""
+    if type(bucket) is FileBlock or type(bucket) is list and unchangeable(bucket):
         return bucket
     return compress(serialize(bucket))
 
 
-def kept_bucket(kept: Any) -> list:
-    """A kept bucket's records for a reader (see ``_keepable``)."""
-    return kept if type(kept) is list else deserialize(decompress(kept))
+def kept_bucket(kept: Any, key: bytes) -> list:
+    """A kept bucket's records for a reader (see ``_keepable``; ``key`` seals the executor's files)."""
+    if type(kept) is list:
+        return kept
+    if type(kept) is FileBlock:
+        return kept.load(key)
+    return deserialize(decompress(kept))
 
 
 def _kept_size(bucket: Any) -> int:
-    """Bytes a kept bucket holds: its compressed size, or an estimate of a kept list's objects from a
-    sample of its records."""
+    """Bytes a kept bucket holds: its compressed size (in memory or in a file), or an estimate of a
+    kept list's objects from a sample of its records."""
+    if type(bucket) is FileBlock:
+        return bucket.length
     if type(bucket) is not list:
         return len(bucket)
     n = len(bucket)
@@ -317,11 +325,13 @@ class LocalExecutor:
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
                 if isinstance(out, ShuffleWrite) and out.reused_from is not None:
-                    # kept by an earlier job: the task processes read it from files
+                    # kept by an earlier job: the task processes read it from files (those of the
+                    # job that kept it, or new ones for an output an in-process job kept)
                     kept = self._reused_output(out)
                     shuffles[out.shuffle_id] = [
+                        buckets if all(type(b) is FileBlock for b in buckets) else
                         write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
-                                     [kept_bucket(b) for b in buckets], self._key)
+                                     [kept_bucket(b, self._key) for b in buckets], self._key)
                         for i, buckets in enumerate(kept)]
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
@@ -335,11 +345,11 @@ class LocalExecutor:
                     _add_pool_task(m, reply)
                 rows = [written[p] for p in range(stage.num_partitions)]
                 if isinstance(out, ShuffleWrite):
-                    shuffles[out.shuffle_id] = rows
-                    # kept for later jobs as in-process (its files go with this job); the compressed
-                    # size on disk tells whether it can fit the budget before anything is read back
                     if out.keep_id is not None and sum(b.length for row in rows for b in row) <= self.task_memory:
-                        self._keep(out.keep_id, [[b.load(self._key) for b in row] for row in rows])
+                        # kept for later jobs: its files move out of the job's directory, nothing is read
+                        rows = self._moved(rows, out.keep_id)
+                        self._keep(out.keep_id, rows)
+                    shuffles[out.shuffle_id] = rows
                 elif isinstance(out, Materialize):
                     target = self.cache if out.scope == "context" else job_data
                     target[out.cache_id] = [row[0] for row in rows]
@@ -466,6 +476,21 @@ class LocalExecutor:
         finally:
             self._pool.release()
 
+    def _moved(self, rows: list[list[FileBlock]], keep_id: str) -> list[list[FileBlock]]:
+        """A pool job's map output, its files moved to the executor's directory (they outlive the job)."""
+        moved: dict[str, str] = {}
+        for row in rows:
+            for b in row:
+                if b.path not in moved:
+                    moved[b.path] = os.path.join(self._work_dir(), f"kept-{keep_id}-{os.path.basename(b.path)}")
+                    os.rename(b.path, moved[b.path])
+        return [[dataclasses.replace(b, path=moved[b.path]) for b in row] for row in rows]
+
+    def _discard(self, kept: list[list]) -> None:
+        """Delete the files of a dropped kept output (when no pool job may be reading them)."""
+        self._trash.extend({b.path for row in kept for b in row if type(b) is FileBlock})
+        self._empty_trash()
+
     def _keep(self, keep_id: str, outputs: list[list]) -> None:
         """Keep a finished shuffle's buckets for later jobs, before the reduce side reads them: by
         reference when their records cannot change, else pickled and compressed (``_keepable``).
@@ -482,13 +507,16 @@ class LocalExecutor:
         size = sum(_kept_size(b) for buckets in kept for b in buckets)
         with self._kept_lock:
             if size > self.task_memory:
+                self._discard(kept)
                 return
             self.kept[keep_id] = (size, kept)
             total = sum(n for n, _ in self.kept.values())
             for old in list(self.kept):
                 if total <= self.task_memory:
                     break
-                total -= self.kept.pop(old)[0]
+                n, dropped = self.kept.pop(old)
+                total -= n
+                self._discard(dropped)
 
     def _kept_output(self, keep_id: str) -> list[list] | None:
         with self._kept_lock:
@@ -503,7 +531,9 @@ class LocalExecutor:
 
     def drop_kept_shuffle(self, keep_id: str) -> None:
         with self._kept_lock:
-            self.kept.pop(keep_id, None)
+            found = self.kept.pop(keep_id, None)
+        if found is not None:
+            self._discard(found[1])
 
     def save_named(self, label: str, partitions: list[list]) -> None:
         self.named[label] = [list(p) for p in partitions]
