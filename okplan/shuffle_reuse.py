@@ -134,10 +134,13 @@ class ShuffleReuse:
             return
         by_nid = user_nodes(root)
         for p in planned:
-            if p.reused_from is not None or p.fingerprint in self._kept:
+            if p.reused_from is not None:
                 continue
-            if not self.executor.has_kept_shuffle(p.keep_id):
-                continue  # the map stage did not finish (the job failed or stopped early)
+            if p.fingerprint in self._kept or not self.executor.has_kept_shuffle(p.keep_id):
+                # a job of another thread kept it first, or the map stage did not finish (the job
+                # failed or stopped early): what this job wrote of it goes
+                self.executor.drop_kept_shuffle(p.keep_id)
+                continue
             self._kept[p.fingerprint] = Kept(p.keep_id, job)
             release = weakref.finalize(by_nid.get(p.slot[0], root), self._release, p.fingerprint, p.keep_id)
             release.atexit = False  # nothing to free in a process that is ending

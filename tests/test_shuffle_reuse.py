@@ -245,6 +245,12 @@ def test_cluster_lost_kept_blocks_are_computed_again():
         finally:
             del ctx.executor.has_kept_shuffle
         assert counts.count() == 10 and seen.value == 3000
+        # kept shuffles take at most a quarter of Redis's maxmemory; past it, least recently used go
+        assert ctx.executor.kept_budget == ctx.executor.store.max_memory() // 4 > 0
+        ctx.executor.kept_budget = 1
+        more, other = _counted(ctx, 1000)
+        assert other.count() == 10 and other.count() == 10 and more.value == 2000
+        assert wait_until(lambda: kept_keys(ctx) == [], 5), kept_keys(ctx)
 
 
 def test_cluster_reuse_survives_a_killed_worker():

@@ -88,7 +88,8 @@ class ClusterExecutor:
         self.ui_web_url: str | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
-        self._kept: dict[str, int] = {}            # keep id -> map tasks, of kept shuffles we wrote
+        self._kept: dict[str, int] = {}            # keep id -> map tasks, of kept shuffles we wrote (LRU first)
+        self._kept_bytes: dict[str, int] = {}      # keep id -> bytes its map tasks wrote
         #: keys of dropped kept shuffles, deleted by the keeper thread: a drop may come from the garbage
         #: collector, inside any call of any thread (even one holding the Redis pool's lock)
         self._dropped: list[list[str]] = []
@@ -106,6 +107,8 @@ class ClusterExecutor:
             welcome = self.hello(connect_timeout)
             self.store = BlockStore(with_env_password(redis) if redis else welcome["redis"])
             self.store.ping()
+            #: kept shuffles take at most a quarter of Redis's maxmemory (None: Redis has no limit)
+            self.kept_budget = self.store.max_memory() // 4 or None
         except BaseException:
             self.link.stop()
             raise
@@ -212,6 +215,7 @@ class ClusterExecutor:
                     ended = True
                     self._slots = body.get("slots") or self._slots
                     metrics.fill_from_wire(body["metrics"])
+                    self._account_kept(plan, metrics)
                     log.info("job finished", extra={"job": job_id, "seconds": round(time.perf_counter() - started, 6),
                                                     "tasks": sum(m.tasks for m in metrics.stages.values())})
                 elif msg.kind == P.JOB_FAILED:
@@ -383,6 +387,30 @@ class ClusterExecutor:
         self.drop_kept_shuffle(keep_id)
         return False
 
+    def _account_kept(self, plan: PhysicalPlan, metrics: JobMetrics) -> None:
+        """Note the sizes of the shuffles a finished job kept and which kept ones it used; past the
+        budget, the least recently used kept shuffles go (a later job computes them again)."""
+        for stage in plan.stages:
+            out = stage.output
+            if not isinstance(out, ShuffleWrite) or out.keep_id is None:
+                continue
+            if out.reused_from is None:
+                written = metrics.stages.get(stage.id)
+                self._kept_bytes[out.keep_id] = written.bytes_compressed if written is not None else 0
+            else:
+                maps = self._kept.pop(out.keep_id, None)
+                if maps is not None:
+                    self._kept[out.keep_id] = maps  # the most recently used now
+        if self.kept_budget is None:
+            return
+        kept = _items(self._kept)
+        total = sum(self._kept_bytes.get(keep_id, 0) for keep_id, _ in kept)
+        for keep_id, _ in kept:
+            if total <= self.kept_budget:
+                break
+            total -= self._kept_bytes.get(keep_id, 0)
+            self.drop_kept_shuffle(keep_id)
+
     def drop_kept_shuffle(self, keep_id: str | None) -> None:
         """Forget the kept shuffle ``keep_id``; its keys go soon after (the keeper thread deletes them).
         Safe to call from a garbage collector's finalizer: single list and dict operations only.
@@ -390,6 +418,7 @@ class ClusterExecutor:
         >>> executor.drop_kept_shuffle("shuffle-1-1")            # doctest: +SKIP
         """
         maps = self._kept.pop(keep_id, None) if keep_id is not None else None
+        self._kept_bytes.pop(keep_id, None)
         if maps is not None:
             self._dropped.append(self._kept_keys(keep_id, maps))
 

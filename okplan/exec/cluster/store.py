@@ -178,6 +178,13 @@ class BlockStore:
         finally:
             probe.close()
 
+    def max_memory(self) -> int:
+        """Redis's ``maxmemory`` in bytes; 0 when it has none or does not say (``INFO`` refused)."""
+        try:
+            return int(self.r.info("memory").get("maxmemory") or 0)
+        except (redis.RedisError, ValueError):
+            return 0
+
     def ping(self) -> None:
         try:
             self.r.ping()
