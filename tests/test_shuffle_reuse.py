@@ -93,8 +93,20 @@ def test_records_a_user_function_changes_in_place_are_not_kept_changed(ctx):
     assert sorted(parted.collect()) == [(i, [i]) for i in range(6)]   # as PySpark: fresh records
 
 
+def test_a_changeable_record_the_sample_missed_is_never_reused(ctx):
+    def touch(kv):
+        if type(kv[1]) is list:
+            kv[1].append(-1)
+        return kv
+
+    # record 700 (index 200 of its bucket) is not among the records sampled when the bucket is kept
+    parted = ctx.parallelize(range(1000), 2).map(lambda i: (i, [i] if i == 700 else i)).partitionBy(1)
+    assert parted.map(touch).count() == 1000
+    assert dict(parted.collect())[700] == [700]       # computed again: as PySpark, fresh records
+
+
 def test_unchangeable_records_are_kept_by_reference_others_pickled():
-    from okplan.exec.local import LocalExecutor
+    from okplan.exec.local import LocalExecutor, _Ref
 
     with Context("local[1]") as ctx:
         scalars = ctx.parallelize(range(100), 2).map(lambda x: (x % 5, (x, str(x)))).groupByKey()
@@ -103,7 +115,7 @@ def test_unchangeable_records_are_kept_by_reference_others_pickled():
         lists.count()
         executor: LocalExecutor = ctx.executor
         (_, by_ref), (_, pickled) = executor.kept.values()
-        assert all(type(b) is list for row in by_ref for b in row)       # one-shot jobs pay no pickling
+        assert all(type(b) is _Ref for row in by_ref for b in row)       # one-shot jobs pay no pickling
         assert all(type(b) is bytes for row in pickled for b in row if b)
         assert sorted(scalars.mapValues(len).collect()) == [(k, 20) for k in range(5)]
         assert sorted(lists.values().map(len).collect()) == [1] * 100
