@@ -364,7 +364,7 @@ def scheduling() -> list[dict[str, Any]]:
         return [_skip("scheduling", "master no-op tasks/s",
                       "the cluster exposes no way to run no-op tasks on simulated workers yet")]
     value, where, note = found
-    return [_row("scheduling", f"master no-op tasks ({where})", value, "tasks/s", "target", 5000.0, note)]
+    return [_row("scheduling", f"master no-op tasks ({where})", value, "tasks/s", "target", 10000.0, note)]
 
 
 MICRO: dict[str, Callable[[], list[dict[str, Any]]]] = {

@@ -108,7 +108,9 @@ def _worker(args: argparse.Namespace) -> int:
     except ConfigurationError as e:
         print(f"okplan worker: {e}", file=sys.stderr)
         return 2
-    return serve(args.master, args.redis, args.slots, secret, args.parent_pid, args.name,
+    # one task process per core by default, as a Spark worker offers all its cores
+    slots = args.slots or os.cpu_count() or 1
+    return serve(args.master, args.redis, slots, secret, args.parent_pid, args.name,
                  restart=not args.no_restart)
 
 
@@ -276,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--master", default=default_master(), help="the master's endpoint, tcp://host:port "
                                                               "(default OKPLAN_MASTER)")
     w.add_argument("--redis", help="Redis URL (default: the one the master uses)")
-    w.add_argument("--slots", type=int, default=1, help="tasks at a time (one task process each)")
+    w.add_argument("--slots", type=int, default=None,
+                   help="tasks at a time, one task process each (default: the machine's cores)")
     w.add_argument("--secret", help="the cluster's shared secret (visible in ps: prefer OKPLAN_SECRET_FILE "
                                     "or OKPLAN_SECRET)")
     w.add_argument("--secret-file", help="file holding the shared secret (or OKPLAN_SECRET_FILE)")

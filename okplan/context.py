@@ -268,6 +268,7 @@ class Context(FileReadersMixin):
 
             publish(store, self._executor.client_id, self._side_files, name, data,
                     getattr(self._executor, "cache_ttl", None), self._executor.block_key)
+            self._executor.side_files = len(self._side_files)  # its jobs tell workers to read the manifest
 
     def _forget_side_files(self) -> None:
         store = getattr(self._executor, "store", None)

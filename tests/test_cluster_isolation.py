@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from operator import add
 
@@ -154,28 +155,44 @@ def test_a_killed_worker_of_a_local_cluster_is_restarted(cluster):
     assert time.monotonic() - t0 < 20
 
 
-def test_a_killed_slot_is_replaced_and_every_slot_serves_the_next_job(ctx):
+def test_a_killed_slot_is_replaced_and_every_slot_serves_the_next_job(ctx, tmp_path):
     supervisor = psutil.Process(ctx.executor.worker_pids()[0])
     slots = [c.pid for c in supervisor.children()]
     assert len(slots) == 2
     os.kill(slots[0], signal.SIGKILL)  # idle: replaced at once
     assert wait_until(lambda: len(supervisor.children()) == 2 and slots[0] not in
                       [c.pid for c in supervisor.children()], 10)
+    together = tmp_path / "together"
+    together.mkdir()
 
     def pid_of(i, it):
-        time.sleep(0.2)  # the four tasks start at once, one per slot
+        # a barrier of files: no task ends before all four run at once, so each slot runs one of them
+        (together / str(i)).touch()
+        deadline = time.monotonic() + 30
+        while len(list(together.iterdir())) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
         return [os.getpid()]
 
     pids = set(ctx.parallelize(range(4), 4).mapPartitionsWithIndex(pid_of).collect())
     assert pids == {c.pid for w in ctx.executor.worker_pids() for c in psutil.Process(w).children()}
     # a slot killed from outside in the middle of a task: the task runs again, the answer is right
+    victim = slots[1]
+    running = tmp_path / "running"
+    running.mkdir()
+
     def slow(i, it):
+        (running / f"{os.getpid()}-{i}").touch()
         time.sleep(0.5)
         return it
 
-    killer = subprocess.Popen([sys.executable, "-c", f"import os, time; time.sleep(0.3); os.kill({slots[1]}, 9)"])
+    def kill_when_busy():
+        if wait_until(lambda: any(p.name.startswith(f"{victim}-") for p in running.iterdir()), 30, 0.005):
+            os.kill(victim, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
     assert ctx.range(0, 100, numSlices=4).mapPartitionsWithIndex(slow).sum() == 4950
-    killer.wait(10)
+    killer.join()
     assert ctx.lastJobMetrics().retries == 1
 
 

@@ -61,3 +61,84 @@ def test_a_late_report_of_a_given_up_attempt_deletes_the_forgotten_jobs_keys_aga
     master._on_done(b"w", P.Message("done", {"job_id": "j", "stage": 0, "partition": 0, "attempt": 0,
                                              "metrics": {}, "acc": [], "stored": False}))
     assert deleted[1:] == [deleted[0]]
+
+
+# -- batches of short tasks -------------------------------------------------------------------------
+
+MANY = {**SPEC, "stages": [{"id": 0, "n": 40, "parents": (), "kind": "result"}], "partitions": list(range(40))}
+
+
+@pytest.fixture
+def busy():
+    """A master with one 40-task job and one worker of one slot; its TASK messages are recorded."""
+    m = Master("tcp://127.0.0.1:0", "redis://127.0.0.1:1/0", secret="s")
+    m.tasks = []
+    m._send = lambda ident, kind, body=None, blobs=(): (kind == P.TASK and m.tasks.append(body)) or True
+    m.store.reachable = lambda timeout=0.5: True
+    m._on_submit(b"client", P.Message("submit", {"job_id": "j"}, [encode_spec(MANY), b"job"]))
+    m._on_worker_hello(b"w", HELLO)
+    yield m
+    m.close()
+
+
+def _done(m, p, seconds=0.001):
+    m._on_done(b"w", P.Message("done", {"job_id": "j", "stage": 0, "partition": p, "attempt": 0,
+                                        "metrics": {"seconds": seconds}, "acc": b"", "stored": False}, [b"v"]))
+
+
+def _partitions(body):
+    return [body["partition"]] + [p for p, _ in body.get("more", ())]
+
+
+def test_short_tasks_go_in_batches_that_hold_one_credit(busy):
+    busy._schedule()
+    assert _partitions(busy.tasks[-1]) == [0]          # nothing timed yet: one task
+    _done(busy, 0)
+    busy._schedule()
+    batch = _partitions(busy.tasks[-1])
+    # 1 ms tasks: a batch of ~20 ms, and at most half the pending tasks per slot (load balancing)
+    assert 1 < len(batch) <= 20 and batch == list(range(1, 1 + len(batch)))
+    for p in batch[:-1]:
+        _done(busy, p)
+        assert not busy.idle                            # the batch's credit comes back with its last task
+    _done(busy, batch[-1])
+    assert list(busy.idle) == [b"w"]
+    busy._flush_results()                               # ... and its results go to the client at once
+
+
+def test_long_tasks_are_not_batched(busy):
+    busy._schedule()
+    _done(busy, 0, seconds=0.5)
+    busy._schedule()
+    assert _partitions(busy.tasks[-1]) == [1]
+
+
+def test_tasks_of_a_batch_that_never_ran_are_queued_again_without_an_attempt(busy):
+    busy._schedule()
+    _done(busy, 0)
+    busy._schedule()
+    first, *rest = _partitions(busy.tasks[-1])
+    busy._on_failed(b"w", P.Message("failed", {"job_id": "j", "stage": 0, "partition": first, "attempt": 0,
+                                               "reason": "crashed", "message": "was killed by signal SIGKILL"}))
+    for p in rest:
+        busy._on_failed(b"w", P.Message("failed", {"job_id": "j", "stage": 0, "partition": p, "attempt": 0,
+                                                   "reason": "infra", "requeue": True, "message": "not run"}))
+    stage = busy.jobs["j"].stages[0]
+    assert stage.attempts == {} and stage.crashes == {first: 1} and set(rest) <= set(stage.pending)
+    assert list(busy.idle) == [b"w"] and busy.jobs["j"].retries == 1
+    busy._schedule()
+    assert _partitions(busy.tasks[-1]) == [first]      # after a crash, one by one: the next one is blamed right
+
+
+def test_a_stage_over_a_small_in_memory_input_is_batched_from_the_start():
+    m = Master("tcp://127.0.0.1:0", "redis://127.0.0.1:1/0", secret="s")
+    try:
+        m.tasks = []
+        m._send = lambda ident, kind, body=None, blobs=(): (kind == P.TASK and m.tasks.append(body)) or True
+        small = {**MANY, "stages": [{**MANY["stages"][0], "records": 4000}]}
+        m._on_submit(b"client", P.Message("submit", {"job_id": "j"}, [encode_spec(small), b"job"]))
+        m._on_worker_hello(b"w", P.Message("worker_hello", {**HELLO.body, "slots": 2}))
+        m._schedule()
+        assert [len(_partitions(b)) for b in m.tasks] == [20, 20]   # one batch per slot
+    finally:
+        m.close()

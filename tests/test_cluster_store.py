@@ -146,7 +146,7 @@ def test_a_cache_lost_mid_job_is_recomputed_from_lineage(ctx):
 
 
 _CLIENT = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from okplan import Context
     ctx = Context(sys.argv[1], redis=sys.argv[2])
     marker = sys.argv[3]
@@ -155,7 +155,8 @@ _CLIENT = textwrap.dedent("""
             f.write("x\\n")
         time.sleep(0.2)
         return x
-    ctx.parallelize(list(range(60)), 60).map(slow).collect()
+    # over 64 KiB of sources, so that they go to Redis (smaller ones travel in the job's spec)
+    ctx.parallelize([os.urandom(4096) for _ in range(60)], 60).map(slow).collect()
 """)
 
 

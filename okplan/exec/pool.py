@@ -46,6 +46,8 @@ _STOP = "okplan-pool-stop"
 
 class Handler(Protocol):
     """What a child runs for each request: ``handler(header, blobs) -> (reply_header, reply_blobs)``.
+    A handler with an ``after_reply()`` method has it called once each reply is sent (e.g. to free
+    what the request left behind while the supervisor is already forwarding the reply).
 
     It is built in the child by the pool's factory (so per-child state, e.g. functions cached per job,
     lives there). It should catch the user's exceptions itself; an exception that escapes it still
@@ -437,6 +439,10 @@ def _child_main(conn: Connection, factory: Callable[[], Handler], inherited: lis
             _send(conn, _HandlerFailed(f"the reply could not be pickled: {e}"), ())
         except OSError:
             return
+        reply = None
+        after = getattr(handler, "after_reply", None)
+        if after is not None:  # work the handler put off until its reply was on its way
+            after()
 
 
 def _die_with_parent() -> None:

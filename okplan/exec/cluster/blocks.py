@@ -74,8 +74,13 @@ class RedisBlocks:
         self.spec = spec
         self.keys = Keys.of(spec)
         self.meter = meter
+        #: small sources the client sent in the spec instead of Redis
+        self.inline: dict[str, bytes] = spec.get("inline_blocks") or {}
 
     def _get(self, key: str, what: tuple[str, object, int]) -> Any:
+        blob = self.inline.get(key)
+        if blob is not None:
+            return self.meter.decode(blob, f"block {key}")
         t0 = time.perf_counter()
         blob = self.store.get_many([key])[0]
         info = self.store.chunk_info(key) if blob is None else None
@@ -221,7 +226,7 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
             # bytes per record from a sample, so a big partition is never encoded whole first; pickled
             # bytes count: a chunk is decoded whole, and lz4 shrinks repetitive records a hundredfold
             sample = records[:_SAMPLE]
-            per = max(1.0, len(encode(sample)) / _SAMPLE, len(serialize(sample)) / _SAMPLE)
+            per = max(1.0, len(serialize(sample)) / _SAMPLE)  # lz4 never grows it by more than a header
             step = max(1, min(max_records, int(limit // 2 / per)))
         if step >= n:
             blob = encode(records)

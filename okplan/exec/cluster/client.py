@@ -40,6 +40,9 @@ log = get_logger(__name__)
 CACHE_TTL = 15 * 60
 #: seconds between deletions of dropped kept shuffles' keys
 _DROP_EVERY = 0.5
+#: source blocks of a job that add up to at most this many bytes travel in its spec (to every worker,
+#: with the job's functions) instead of Redis: a small job saves the upload and a read per task
+INLINE_SOURCES = 64 << 10
 
 
 def _strip_source(o: Any) -> Any:
@@ -93,6 +96,9 @@ class ClusterExecutor:
         #: keys of dropped kept shuffles, deleted by the keeper thread: a drop may come from the garbage
         #: collector, inside any call of any thread (even one holding the Redis pool's lock)
         self._dropped: list[list[str]] = []
+        #: side files (addFile/addPyFile) published for this client; the Context counts them, and a job's
+        #: spec says so, so that workers read the manifest only when there is one
+        self.side_files = 0
         self._stopped = False
         self._slots = 0
         self._max_message = 0                      # the master's --max-message-bytes, from welcome
@@ -206,7 +212,11 @@ class ClusterExecutor:
                 body = msg.body
                 _merge(body.get("acc"))
                 if msg.kind == P.RESULT:
-                    got[body["partition"]] = self._result_value(job_id, body, msg.blobs, metrics)
+                    # one message may carry several partitions: ``more`` = [[partition, stored], ...],
+                    # and a blob for each one not stored, in order
+                    blobs = iter(msg.blobs)
+                    for p, stored in [(body["partition"], body["stored"]), *body.get("more", ())]:
+                        got[p] = self._result_value(job_id, p, stored, None if stored else next(blobs), metrics)
                 elif msg.kind == P.JOB_ALIVE:
                     if progress is not None:
                         for stage_id, done, total, records in body.get("progress") or ():
@@ -250,14 +260,6 @@ class ClusterExecutor:
                           inline_max=self.inline_max, task_memory=self.task_memory, profile=self.profile,
                           app=self.app_name)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
-        spec_blob = encode_spec(spec)
-        size = len(spec_blob) + len(job_blob)
-        if self._max_message and size + 4096 > self._max_message:
-            # the master would hang up on it mid-message; say why instead
-            raise JobFailedError(f"the job's functions are {size / 2**20:.1f} MiB pickled, over the master's limit "
-                                 f"of {self._max_message / 2**20:.1f} MiB per message (okplan master "
-                                 f"--max-message-bytes): pass large data as a dataset (parallelize, then join) "
-                                 f"instead of inside functions or broadcast variables, or raise the limit")
         keys = Keys(job_id, self.client_id)
         uploads = []
         big: list[tuple[str, list[bytes], int]] = []
@@ -268,6 +270,20 @@ class ClusterExecutor:
                     uploads.append((keys.source(sid, i), chunks[0]))
                 else:  # a big partition goes in chunks (the client holds it anyway)
                     big.append((keys.source(sid, i), chunks, len(part)))
+        if not big and sum(len(b) for _, b in uploads) <= INLINE_SOURCES:
+            # small: the sources ride in the spec; nothing in Redis, so nothing to delete either
+            spec["inline_blocks"] = dict(uploads)
+            spec["sources"] = {}
+            uploads = []
+        spec["side_files"] = self.side_files
+        spec_blob = encode_spec(spec)
+        size = len(spec_blob) + len(job_blob)
+        if self._max_message and size + 4096 > self._max_message:
+            # the master would hang up on it mid-message; say why instead
+            raise JobFailedError(f"the job's functions are {size / 2**20:.1f} MiB pickled, over the master's limit "
+                                 f"of {self._max_message / 2**20:.1f} MiB per message (okplan master "
+                                 f"--max-message-bytes): pass large data as a dataset (parallelize, then join) "
+                                 f"instead of inside functions or broadcast variables, or raise the limit")
         for stage in plan.stages:
             out = stage.output
             if isinstance(out, Materialize) and out.scope == "context":
@@ -292,21 +308,20 @@ class ClusterExecutor:
             raise
         return job_id
 
-    def _result_value(self, job_id: str, body: dict, blobs: list, metrics: JobMetrics) -> Any:
-        if body["stored"]:
-            key = Keys(job_id).result(body["partition"])
+    def _result_value(self, job_id: str, partition: int, stored: bool, blob: bytes | None,
+                      metrics: JobMetrics) -> Any:
+        if stored:
+            key = Keys(job_id).result(partition)
             blob = self.store.take(key)
             if blob is None:
                 chunked = self._take_chunked(key, metrics)
                 if chunked is not None:
                     return chunked
             if blob is None:
-                raise JobFailedError(f"the result of partition {body['partition']} of job {job_id} is gone "
+                raise JobFailedError(f"the result of partition {partition} of job {job_id} is gone "
                                      f"from Redis (restarted or evicted); run the action again")
-        else:
-            blob = blobs[0]
         metrics.bytes_read += len(blob)
-        return decode_block(blob, self.block_key, f"the result of partition {body['partition']} of job {job_id}")
+        return decode_block(blob, self.block_key, f"the result of partition {partition} of job {job_id}")
 
     def _take_chunked(self, key: str, metrics: JobMetrics) -> list | None:
         """A result stored in chunks (a list too big for one Redis value), read and deleted."""

@@ -62,6 +62,8 @@ class JobRun:
         self.last_alive = self.started
         self.client_seen = self.started   # the client's last heartbeat naming this job
         self.acc: list[bytes] = []      # accumulator updates not yet sent to the client
+        #: result partitions not yet sent to the client: (partition, stored, encoded value or None)
+        self.outbox: list[tuple[int, bool, Any]] = []
         self.order: list[StageRun] = []
         self.stages: dict[int, StageRun] = {}
         self.shuffle_writer: dict[int, int] = {}

@@ -47,7 +47,7 @@ CLIENT_TIMEOUT = 10.0
 
 
 class _Worker:
-    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs", "tasks_done")
+    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs", "tasks_done", "batch_of")
 
     def __init__(self, ident: bytes, body: dict[str, Any]):
         self.ident = ident
@@ -59,8 +59,17 @@ class _Worker:
         self.running: set[tuple[str, int, int]] = set()
         self.jobs: set[str] = set()
         self.tasks_done = 0
+        #: task -> the shared count of its batch's tasks still out: a batch holds one credit, returned
+        #: with the last of its tasks (single tasks are not in here)
+        self.batch_of: dict[tuple[str, int, int], list[int]] = {}
 
 
+#: a batch of short tasks aims at this many seconds of work (measured on the stage's finished tasks)
+_BATCH_SECONDS = 0.02
+#: most tasks in one TASK message
+_MAX_BATCH = 64
+#: records per task of an in-memory input small enough to batch before any task was timed
+_SMALL_TASK_RECORDS = 1000
 #: seconds before an unknown worker that has not said hello is told again
 _RESET_AGAIN = 5.0
 
@@ -141,6 +150,8 @@ class Master:
         #: the web dashboard (``serve`` starts one); it reads views the loop publishes, never live state
         self.dashboard: Dashboard | None = None
         self.recent_jobs: deque[dict] = deque(maxlen=_RECENT_JOBS)
+        #: jobs with results not yet sent to their client
+        self.outbox: list[JobRun] = []
 
     # -- the loop ----------------------------------------------------------------------------------------
     def serve(self) -> None:
@@ -155,6 +166,7 @@ class Master:
                         except zmq.Again:
                             break
                         self._dispatch_message(frames)
+                    self._guarded(self._flush_results)
                     self._guarded(self._schedule)
                 now = time.monotonic()
                 if now - last_tick >= _TICK:
@@ -303,6 +315,7 @@ class Master:
                                                 "attempt": n, "why": f"its worker {why}"})
                 stage.pending.appendleft(p)
         w.running.clear()
+        w.batch_of.clear()
 
     # -- clients -----------------------------------------------------------------------------------------
     def _on_client_hello(self, ident: bytes, msg: P.Message) -> None:
@@ -366,7 +379,11 @@ class Master:
             w.last_seen = time.monotonic()
             if key in w.running:
                 w.running.discard(key)
-                self.idle.append(ident)
+                batch = w.batch_of.pop(key, None)
+                if batch is not None:
+                    batch[0] -= 1
+                if batch is None or batch[0] == 0:
+                    self.idle.append(ident)
         job = self.jobs.get(b["job_id"])
         stage = job.stages.get(b["stage"]) if job is not None else None
         p = b["partition"]
@@ -376,7 +393,8 @@ class Master:
             return None, None, 0.0
         started = 0.0
         entry = stage.running.get(p)
-        if entry is not None and entry[0] == ident:
+        mine = entry is not None and entry[0] == ident
+        if mine:
             started = entry[2]
             del stage.running[p]
         if job.state != "running":
@@ -384,10 +402,13 @@ class Master:
             return None, None, 0.0
         if p in stage.done:
             return None, None, 0.0
-        try:
-            stage.pending.remove(p)  # re-queued after its worker was presumed dead; it is back after all
-        except ValueError:
-            pass
+        if not mine:
+            # re-queued after its worker was presumed dead; it is back after all (a task this worker
+            # still ran is in no queue: the scan, linear in the queue, is only for this case)
+            try:
+                stage.pending.remove(p)
+            except ValueError:
+                pass
         return job, stage, started
 
     def _on_done(self, ident: bytes, msg: P.Message) -> None:
@@ -419,9 +440,10 @@ class Master:
         if b.get("acc"):
             job.acc.append(b["acc"])
         if stage is job.result_stage:
-            self._send(job.client, P.RESULT, {"job_id": job.id, "partition": p, "stored": b["stored"],
-                                              "acc": job.acc}, msg.blobs[:1])
-            job.acc = []
+            # results go to the client in one RESULT per job and pass of the loop (``_flush_results``)
+            if not job.outbox:
+                self.outbox.append(job)
+            job.outbox.append((p, b["stored"], msg.blobs[0] if msg.blobs and not b["stored"] else None))
         if job.complete:
             self._finish(job)
 
@@ -438,6 +460,11 @@ class Master:
         if reason == "integrity":
             # a forged or altered block: running the task again would read the same bytes
             self._fail(job, "integrity", f"{_stage_name(stage)} partition {p}: {b.get('message')}", stage.id, p)
+            return
+        if b.get("requeue"):
+            # a task of a batch that never started (the task before it failed or killed the process):
+            # behind the others, so that the one that failed runs first, alone
+            stage.pending.append(p)
             return
         if b.get("resend_job"):
             # the worker dropped this job's functions (it keeps a few jobs'): not a failure, so no
@@ -520,7 +547,26 @@ class Master:
         if self.dashboard is not None:
             self.dashboard.publish(master_view(self))
 
+    def _flush_results(self) -> None:
+        for job in self.outbox:
+            self._send_results(job)
+        self.outbox.clear()
+
+    def _send_results(self, job: JobRun) -> None:
+        """One RESULT with the result partitions of ``job`` that finished since the last one (and the
+        accumulator updates so far): a message per partition cost the master a send each."""
+        if not job.outbox:
+            return
+        (p, stored, blob), rest = job.outbox[0], job.outbox[1:]
+        body = {"job_id": job.id, "partition": p, "stored": stored, "acc": job.acc}
+        if rest:
+            body["more"] = [[q, q_stored] for q, q_stored, _ in rest]
+        self._send(job.client, P.RESULT, body, [b for _, _, b in job.outbox if b is not None])
+        job.outbox = []
+        job.acc = []
+
     def _finish(self, job: JobRun) -> None:
+        self._send_results(job)  # before JOB_DONE, which tells the client there are no more
         job.state = "done"
         self._ended(job)
         self._maybe_forget(job)  # first, so the client never sees a finished job's keys
@@ -539,6 +585,7 @@ class Master:
         if job.state != "running":
             return
         job.state = "failed"
+        job.outbox = []
         self._ended(job, message)
         metrics = job.metrics()
         body = {"job_id": job.id, "reason": reason, "message": message, "stage": stage, "partition": partition,
@@ -593,29 +640,73 @@ class Master:
                 return
             self.idle.popleft()
             stage, p = found
-            attempt = stage.attempts.get(p, 0)
             if not stage.announced:
                 stage.announced = True
                 log.info("stage started", extra={"job": job.id, "stage": stage.id, "kind": stage.metrics.kind,
                                                  "tasks": len(stage.needed)})
-            if log.isEnabledFor(logging.DEBUG):
+            tasks = [p]
+            for _ in range(self._batch_size(stage) - 1):
+                tasks.append(stage.pending.popleft())
+            self._send_tasks(w, job, stage, tasks)
+
+    def _batch_size(self, stage: StageRun) -> int:
+        """How many tasks of ``stage`` one TASK message carries: one, unless the stage's tasks are short
+        (those finished so far took under ``_BATCH_SECONDS`` on average) and plenty are pending, so that
+        a batch costs one round trip instead of one per task while every slot still gets several
+        batches (load balancing). A stage whose task killed its process runs tasks one by one, so that
+        the next crash is blamed on the task that caused it."""
+        m = stage.metrics
+        if stage.crashes:
+            return 1
+        slots = sum(w.slots for w in self.workers.values())
+        if m.tasks == 0:
+            # nothing timed yet: a stage over a small in-memory input (parallelize, range) has short
+            # tasks, so every slot gets one batch at once (a tiny job costs one round trip per slot)
+            records = stage.info.get("records")
+            if records is None or records > _SMALL_TASK_RECORDS * max(1, len(stage.needed)):
+                return 1
+            return max(1, min(_MAX_BATCH, len(stage.pending) + 1, -(-len(stage.needed) // max(1, slots))))
+        per_task = m.task_seconds / m.tasks
+        # + 1: the task already taken from the queue
+        most = min(_MAX_BATCH, (len(stage.pending) + 1) // (2 * max(1, slots)))
+        return max(1, min(most, int(_BATCH_SECONDS / max(per_task, 1e-6))))
+
+    def _send_tasks(self, w: _Worker, job: JobRun, stage: StageRun, tasks: list[int]) -> None:
+        """One TASK message with ``tasks`` (partitions of ``stage``): one credit of ``w``."""
+        now = time.monotonic()
+        attempts = [stage.attempts.get(p, 0) for p in tasks]
+        debug = log.isEnabledFor(logging.DEBUG)
+        batch = [len(tasks)] if len(tasks) > 1 else None
+        for p, attempt in zip(tasks, attempts):
+            if debug:
                 log.debug("task sent", extra={"job": job.id, "stage": stage.id, "task": p, "worker": w.name,
-                                              "attempt": attempt})
-            stage.running[p] = (w.ident, attempt, time.monotonic())
-            w.running.add((job.id, stage.id, p))
-            blobs: tuple = ()
-            if job.id not in w.jobs:
-                w.jobs.add(job.id)
-                blobs = job.blobs  # a job's functions go to each worker once
-            if not self._send(w.ident, P.TASK, {"job_id": job.id, "stage": stage.id, "partition": p,
-                                                "attempt": attempt}, blobs):
-                # never delivered, so not an attempt: a worker that vanished before its first task
-                # (a peer that said hello and hung up) must not use up the task's attempts
-                w.jobs.discard(job.id)
-                w.running.discard((job.id, stage.id, p))
+                                              "attempt": attempt, "batch": len(tasks)})
+            stage.running[p] = (w.ident, attempt, now)
+            key = (job.id, stage.id, p)
+            w.running.add(key)
+            if batch is not None:
+                w.batch_of[key] = batch
+        blobs: tuple = ()
+        if job.id not in w.jobs:
+            w.jobs.add(job.id)
+            blobs = job.blobs  # a job's functions go to each worker once
+        body = {"job_id": job.id, "stage": stage.id, "partition": tasks[0], "attempt": attempts[0]}
+        if len(tasks) > 1:
+            body["more"] = [[p, a] for p, a in zip(tasks[1:], attempts[1:])]
+            # a batch whose tasks turn out slower than expected stops early and hands the rest back
+            # (``requeue``), so it never holds tasks that other slots, or a cancellation, should have
+            body["budget"] = 2 * _BATCH_SECONDS
+        if not self._send(w.ident, P.TASK, body, blobs):
+            # never delivered, so not an attempt: a worker that vanished before its first task
+            # (a peer that said hello and hung up) must not use up the task's attempts
+            w.jobs.discard(job.id)
+            for p in reversed(tasks):
+                key = (job.id, stage.id, p)
+                w.running.discard(key)
+                w.batch_of.pop(key, None)
                 del stage.running[p]
                 stage.pending.appendleft(p)
-                self._lose_worker(w, "disconnected")
+            self._lose_worker(w, "disconnected")
 
     def _tick(self, now: float) -> None:
         for ident, told in list(self.reset_sent.items()):

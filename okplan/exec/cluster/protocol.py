@@ -39,7 +39,7 @@ CANCEL = "cancel"                 # {job_id}
 CLIENT_HEARTBEAT = "client_heartbeat"  # {jobs: [job_id, ...]}: the client is alive and still wants these
 # master -> client
 WELCOME = "welcome"               # {redis, workers, slots, hosts, versions, max_message_bytes}
-RESULT = "result"                 # {job_id, partition, stored, acc}, blobs [value] unless stored
+RESULT = "result"                 # {job_id, partition, stored, acc, more?}, blobs: the values not stored
 JOB_ALIVE = "job_alive"           # {job_id}: the job is still running (the client's liveness check)
 JOB_DONE = "job_done"             # {job_id, metrics, slots, acc}
 JOB_FAILED = "job_failed"         # {job_id, reason, message, stage, partition, traceback, acc}, blobs [exc]
@@ -52,7 +52,7 @@ DONE = "done"                     # {job_id, stage, partition, attempt, metrics,
 FAILED = "failed"                 # {job_id, stage, partition, attempt, reason, ...}, blobs [exc]
 BYE = "bye"                       # {}: the worker stops
 # master -> worker
-TASK = "task"                     # {job_id, stage, partition, attempt}, blobs [spec, job] the first time
+TASK = "task"                     # {job_id, stage, partition, attempt, more?}, blobs [spec, job] the first time
 JOB_END = "job_end"               # {job_id}: forget the job's functions
 RESET = "reset"                   # {}: the master does not know you (it restarted): say hello again
 
@@ -187,6 +187,7 @@ class _Failed(_Task):
     message: NotRequired[str]
     missing: NotRequired[list[tuple[str, str | int, int]]]
     resend_job: NotRequired[bool]
+    requeue: NotRequired[bool]
 
 
 class _Empty(TypedDict):

@@ -10,6 +10,7 @@ and becomes a ``user`` failure; only the death of this process is left to the su
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from .. import accumulators
 from ..serialization import UNKEYED, BlockIntegrityError, loads_function, serialize
 from ..metrics import TaskMetrics
 from ..profile import profiled
+from ..local import JOB_GC_THRESHOLD
 from ..task import annotate, run_task
 from . import protocol as P
 from . import sidefiles
@@ -39,13 +41,18 @@ class _LoadedJob:
 
 
 class SlotRunner:
-    """The handler of one task process. A request is ``(header, blobs)`` with ``header`` = the TASK
-    body plus ``redis`` (the URL) and ``drop`` (jobs to forget), and ``blobs`` = ``[spec, job]`` the
-    first time this process sees the job; the reply is ``((kind, body), blobs)`` of a DONE or FAILED.
+    """The handler of one task process. A request is ``(header, blobs)`` with ``header`` = the TASK's
+    ``job_id``, ``stage`` and ``tasks`` (``[[partition, attempt], ...]``: one, or a batch of short tasks
+    run one after the other without a round trip each) plus ``redis`` (the URL) and ``drop`` (jobs to
+    forget), and ``blobs`` = ``[spec, job]`` the first time this process sees the job. The reply is
+    ``(replies, blobs)``: one ``(kind, body, number of blobs)`` of a DONE or FAILED per task, their
+    blobs in order. Once a task of a batch fails, the rest are not run: they come back as FAILED with
+    ``requeue`` for the master to queue again, without counting an attempt; so do those left when the
+    batch has run past its ``budget`` of seconds (its tasks were slower than the master expected).
 
     >>> runner = SlotRunner("host-1-ab")                                          # doctest: +SKIP
-    >>> runner({"job_id": "j", "stage": 0, "partition": 0, "attempt": 0, "redis": url}, [spec, job])  # doctest: +SKIP
-    (('done', {...}), [b'...'])
+    >>> runner({"job_id": "j", "stage": 0, "tasks": [[0, 0]], "redis": url}, [spec, job])  # doctest: +SKIP
+    ([('done', {...}, 1)], [b'...'])
     """
 
     def __init__(self, worker: str, block_key: bytes = UNKEYED):
@@ -53,12 +60,40 @@ class SlotRunner:
         self.block_key = block_key  # blocks are signed and checked with the cluster's key
         self.jobs: dict[str, _LoadedJob] = {}
         self.stores: dict[str, BlockStore] = {}
+        #: the last task's output, freed after the reply left (``after_reply``): freeing a partition's
+        #: hundreds of thousands of objects took milliseconds between a task's end and its DONE
+        self._garbage: Any = None
+        # This process only runs tasks, which allocate containers by the hundred thousand (records,
+        # buckets, groups, decoded blocks): as the local executor does while a job runs, collect the
+        # young generation less often (a join's reduce spent most of its time unpickling under the
+        # default threshold), and leave what the fork inherited out of every collection.
+        gc.freeze()
+        gc.set_threshold(JOB_GC_THRESHOLD, *gc.get_threshold()[1:])
 
-    def __call__(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[tuple[str, dict], list[bytes]]:
+    def __call__(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[list[tuple[str, dict, int]], list[bytes]]:
         for job_id in header.get("drop", ()):
             self.jobs.pop(job_id, None)
-        kind, body, out = self.run(header, blobs)
-        return (kind, body), list(out)
+        replies: list[tuple[str, dict, int]] = []
+        out: list[bytes] = []
+        failed = False
+        budget = header.get("budget")
+        deadline = time.perf_counter() + budget if budget else None
+        for i, (p, attempt) in enumerate(header["tasks"]):
+            task = {"job_id": header["job_id"], "stage": header["stage"], "partition": p, "attempt": attempt}
+            if failed or i and deadline is not None and time.perf_counter() > deadline:
+                why = "an earlier task of its batch failed" if failed else "its batch took longer than expected"
+                replies.append((P.FAILED, {**task, "reason": "infra", "requeue": True,
+                                           "message": f"not run: {why}"}, 0))
+                continue
+            kind, body, reply_blobs = self.run({**task, "redis": header["redis"]}, blobs)
+            replies.append((kind, body, len(reply_blobs)))
+            out += reply_blobs
+            failed = kind != P.DONE
+        return replies, out
+
+    def after_reply(self) -> None:
+        """Free the last task's output, now that its DONE is on its way (the pool calls this)."""
+        self._garbage = None
 
     def _store(self, url: str) -> BlockStore:
         store = self.stores.get(url)
@@ -74,7 +109,8 @@ class SlotRunner:
         for p in spec.get("sys_path", ()):
             if p not in sys.path and os.path.isdir(p):
                 sys.path.append(p)
-        sidefiles.install(store, spec["client"], self.block_key)  # addFile/addPyFile: before the functions, which may import them
+        if spec.get("side_files", 1):  # addFile/addPyFile: before the functions, which may import them
+            sidefiles.install(store, spec["client"], self.block_key)
         # Accumulators unpickle into the registry begin_task() opens; the job keeps that registry so
         # each of its tasks reports the updates of the copies its functions hold.
         registry = accumulators.begin_task()
@@ -136,6 +172,7 @@ class SlotRunner:
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
         finally:
             memory.spill_dir.remove()  # a task's spill files end with it: its output is in Redis now
+        self._garbage = result
         metrics = TaskMetrics(
             result.records_in, result.records_out, time.perf_counter() - t_start, time.thread_time() - c0,
             {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Iterator, Literal, NotRequired, TypedDict
 
 import msgspec
 
-from ...physical.operators import PhysOp, ReadMaterialized, ReadSource
+from ...physical.operators import PhysOp, ReadMaterialized, ReadRange, ReadSource
 from ...physical.render import operator_lines
 from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 
@@ -42,6 +42,7 @@ class _StageInfo(TypedDict):
     scope: NotRequired[_Id]
     #: a shuffle kept by an earlier job: complete from the start, no task runs (shuffle reuse)
     reused: NotRequired[bool]
+    records: NotRequired[int]
 
 
 class _Spec(TypedDict):
@@ -58,6 +59,10 @@ class _Spec(TypedDict):
     sys_path: list[str]
     #: shuffle id -> keep id, for shuffles whose output outlives the job (``okplan:kept:`` keys)
     kept: NotRequired[dict[int, _Id]]
+    #: source blocks small enough to travel in the spec instead of Redis: {key: block}
+    inline_blocks: NotRequired[dict[str, bytes]]
+    #: how many side files (addFile/addPyFile) the client published: none, no manifest to read
+    side_files: NotRequired[int]
 
 
 class SpecError(ValueError):
@@ -138,7 +143,24 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
         info.update(kind="mat", cache_id=out.cache_id, scope=out.scope)
     else:
         info.update(kind="result")
+    records = _input_records(stage)
+    if records is not None:
+        info["records"] = records
     return info
+
+
+def _input_records(stage: Stage) -> int | None:
+    """Records the stage reads when they are all known before it runs (parallelized data and ranges
+    only), else None: the master batches the tasks of a stage with small inputs from the start."""
+    total = 0
+    for op in walk(stage.root):
+        if type(op) is ReadSource:
+            total += op.records
+        elif type(op) is ReadRange:
+            total += len(range(op.start, op.stop, op.step))
+        elif not op.children():
+            return None  # files, caches, shuffles: not known here
+    return total
 
 
 def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[int], *,

@@ -185,14 +185,16 @@ class Worker:
                 self.drops[slot].append(job_id)
 
     def _dispatch(self) -> None:
-        """Give queued tasks to idle task processes."""
+        """Give queued TASK messages to idle task processes: a message's tasks (a batch of short
+        tasks of one stage, or one task) go to one process as one request."""
         for slot in self.pool.idle_slots():
             if not self.queue:
                 return
             b = self.queue.popleft()
-            ident = {k: b[k] for k in ("job_id", "stage", "partition", "attempt")}
+            tasks = [[b["partition"], b["attempt"]], *b.get("more", ())]
+            tag = {"job_id": b["job_id"], "stage": b["stage"], "tasks": tasks, "budget": b.get("budget")}
             if self.redis_url is None:
-                self._send(P.FAILED, {**ident, "reason": "infra", "message": "worker has no Redis URL yet"})
+                self._fail_all(tag, {"reason": "infra", "message": "worker has no Redis URL yet"})
                 continue
             if self.generations[slot] != self.pool.generation(slot):  # a new process: it knows no job
                 self.generations[slot] = self.pool.generation(slot)
@@ -206,29 +208,47 @@ class Worker:
                 blobs = self.job_blobs.get(job_id, ())
                 if not blobs:
                     # not a failure: the master sends the functions again without counting an attempt
-                    self._send(P.FAILED, {**ident, "reason": "infra", "resend_job": True,
-                                          "message": f"job {job_id} arrived without its functions"})
+                    self._fail_all(tag, {"reason": "infra", "resend_job": True,
+                                         "message": f"job {job_id} arrived without its functions"})
                     continue
                 loaded[job_id] = None
                 while len(loaded) > _KEEP_JOBS:
                     self.drops[slot].append(loaded.popitem(last=False)[0])
-            header = {**ident, "redis": self.redis_url, "drop": self.drops[slot]}
+            header = {**tag, "redis": self.redis_url, "drop": self.drops[slot]}
             self.drops[slot] = []
-            self.pool.submit(slot, header, blobs, tag=ident)
+            self.pool.submit(slot, header, blobs, tag=tag)
+
+    def _fail_all(self, tag: dict, why: dict) -> None:
+        for p, attempt in tag["tasks"]:
+            self._send(P.FAILED, {"job_id": tag["job_id"], "stage": tag["stage"], "partition": p,
+                                  "attempt": attempt, **why})
 
     def _report(self, o: Outcome) -> None:
-        """Send the master what became of a task: the process's own reply, or how the process died."""
+        """Send the master what became of a request's tasks: the process's own replies (one per task
+        it ran; tasks of a batch after a failed one come back to be queued again), or how the process
+        died: the first task not reported is blamed (the master then runs that stage's tasks one by
+        one), the rest are queued again without counting an attempt."""
         if o.reply is not None:
-            (kind, body), blobs = o.reply
-            self._send(kind, body, blobs)
-        elif o.died is not None:
-            kind, body = P.FAILED, {**o.tag, "reason": "crashed", "message": o.died.describe(),
-                                    "exitcode": o.died.exitcode, "signal": o.died.signal}
-            self._send(kind, body)
+            replies, blobs = o.reply
+            at = 0
+            for kind, body, n in replies:
+                self._send(kind, body, blobs[at:at + n])
+                at += n
+                _log_outcome(self.name, kind, body)
+            return
+        tag = o.tag
+        (first, attempt), rest = tag["tasks"][0], tag["tasks"][1:]
+        ident = {"job_id": tag["job_id"], "stage": tag["stage"], "partition": first, "attempt": attempt}
+        if o.died is not None:
+            body = {**ident, "reason": "crashed", "message": o.died.describe(),
+                    "exitcode": o.died.exitcode, "signal": o.died.signal}
         else:
-            kind, body = P.FAILED, {**o.tag, "reason": "infra", "message": f"the task process failed: {o.error}"}
-            self._send(kind, body)
-        _log_outcome(self.name, kind, body)
+            body = {**ident, "reason": "infra", "message": f"the task process failed: {o.error}"}
+        self._send(P.FAILED, body)
+        _log_outcome(self.name, P.FAILED, body)
+        if rest:
+            self._fail_all({**tag, "tasks": rest}, {"reason": "infra", "requeue": True,
+                                                     "message": "not run: an earlier task of its batch failed"})
 
     def stop(self) -> None:
         if self._stopped:
@@ -256,7 +276,7 @@ def _log_outcome(worker: str, kind: str, body: dict) -> None:
                                       "records_in": m.get("records_in"), "records_out": m.get("records_out")})
     elif body.get("reason") == "user":
         log.info("task failed in user code", extra={**fields, "why": body.get("message")})
-    elif not body.get("resend_job"):
+    elif not body.get("resend_job") and not body.get("requeue"):
         log.warning("task failed", extra={**fields, "reason": body.get("reason"), "why": body.get("message")})
 
 
