@@ -229,6 +229,22 @@ def test_cluster_blocks_bigger_than_a_chunk_and_redis_go_through(small_store_clu
     assert all(os.listdir(os.path.join(root, n)) == [] for n in store_dirs)
 
 
+def test_cluster_named_datasets_and_big_single_results_go_through_in_chunks(small_store_cluster):
+    ctx, _ = small_store_cluster
+    data = [(i, "n" * 30 + str(i)) for i in range(20_000)]                # ~1 MB: many 8 KB chunks
+    ctx.parallelize(data, 2).save("spill-named")
+    try:
+        assert sorted(ctx.dataSet(label="spill-named", fromExisting=True).collect()) == data
+    finally:
+        ctx.executor.drop_named("spill-named")
+    # one partition's value is one object (a 320 KB string, a dict), not a list of records: over the
+    # inline limit (64 KB) and a chunk, it is stored in byte pieces
+    words = [os.urandom(16).hex() for _ in range(10_000)]
+    assert ctx.parallelize(words, 1).reduce(lambda a, b: a + b) == "".join(words)
+    table = {w: i for i, w in enumerate(words)}
+    assert ctx.parallelize([0], 1).map(lambda _: table).reduce(lambda a, b: a) == table
+
+
 def test_cluster_spill_dirs_are_removed_after_failure_and_a_killed_worker(small_store_cluster, tmp_path):
     ctx, root = small_store_cluster
     d = ctx.parallelize([(i % 7, i) for i in range(4000)], 2)
@@ -263,3 +279,14 @@ def test_a_600_mb_partition_and_a_1_gb_bucket_on_the_cluster():
         assert part.count() == 600
         bucket = ctx.range(0, 1100, numSlices=2).map(lambda i: (0, "x" * 1_000_000)).groupByKey(1)
         assert bucket.mapValues(len).collect() == [(0, 1100)]
+
+
+def test_cartesian_streams_its_right_partition_from_disk_past_the_budget(local_ctx):
+    left = local_ctx.parallelize(range(30), 2)
+    right = local_ctx.parallelize([("r", i) for i in range(3000)], 1)
+    expected = left.cartesian(right).collect()
+    with budget(local_ctx, "4k"):
+        got = left.cartesian(right).collect()
+        spilled = sum(s.spill_bytes for s in local_ctx.lastJobMetrics().stages.values())
+    assert got == expected
+    assert spilled > 0

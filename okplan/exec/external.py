@@ -1,32 +1,41 @@
 """The task runner's per-key work when it does not fit in the task's memory budget: aggregation and
-grouping that spill hash-sorted runs and merge them back, external merge sort, and shuffle output,
-partitions and groups that continue on disk (PySpark's ``ExternalMerger``, ``ExternalSorter``,
-``ExternalGroupBy`` and ``ExternalListOfList`` are the reference).
+grouping that spill hash-partitioned files and merge them back one sub-partition at a time, external
+merge sort, and shuffle output, partitions and groups that continue on disk (PySpark's
+``ExternalMerger``, ``ExternalSorter``, ``ExternalGroupBy`` and ``ExternalListOfList`` are the
+reference).
 
 Every function here takes the running task's ``TaskMemory``, reads its input in slices of
 ``memory.every`` records with the same fast loops as the in-memory path, and asks a ``Gauge`` between
 slices whether to spill. Nothing spills: the result is exactly the in-memory result, in the same order.
-Something spilled: runs sorted by ``portable_hash(key)`` (so keys never need to be orderable) are merged
-with ``heapq.merge``; keys then come out in hash order, a key's values in arrival order.
+Something spilled: keys come out sub-partition by sub-partition, a key's values in arrival order.
 """
 
 from __future__ import annotations
 
-import heapq
+import bisect
 import os
 import pickle
-from itertools import islice
-from operator import itemgetter
+from functools import partial
+from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator
 
-from ..logical.partitioners import portable_hash
-from .memory import TaskMemory, current
-from .spill import BATCH_BYTES, RunWriter, SpilledRecords, read_run, write_run
+from .memory import Gauge, TaskMemory, current
+from .spill import BATCH_BYTES, Run, RunWriter, SpilledRecords, paused_gc, read_batches, write_run
 
-_first = itemgetter(0)
 _END = object()
 #: values of one key per spilled record, so that a huge group is written and read in pieces
 GROUP_PIECE = 4096
+#: a list of more values than this is cut into pieces when spilled (a batch of rows is pickled whole, and
+#: its number of rows is learned from the rows before it)
+LONG = 64
+#: sub-partitions of one spill. A prime, as PySpark's 59: the keys of one shuffle partition share
+#: ``hash(key) % n`` and must still spread over all of them
+PARTITIONS = 59
+#: a sub-partition still over the budget when merged is partitioned again, at most this deep
+#: (59**3 sub-partitions); past it, or when one key is most of it, big groups stream from disk
+MAX_LEVEL = 3
+#: records per batch of a sorted run: the merge holds one batch per run and sorts what is ready at once
+SORT_BATCH = 8192
 
 #: ``fold(d, records)`` folds a list of records into the dict ``d`` of combiners
 Fold = Callable[[dict, list], None]
@@ -48,12 +57,36 @@ def combine(sources: Iterable[tuple[Iterable, Fold]], merge: Callable[[Any, Any]
     [('a', 100), ('b', 200)]
     >>> mem.spill_dir.remove()
     """
-    gauge = memory.gauge()
-    d: dict = {}
-    runs: list = []
-    items = 0
+    merger = _Merger(memory, merge, width, memory.gauge(), 0, {})
     for records, fold in sources:
+        merger.fill(records, fold)
+    return merger.items()
+
+
+class _Merger:
+    """One level of PySpark's ``ExternalMerger``: a dict of combiners that, past the budget, is written
+    as ``PARTITIONS`` runs (one per sub-partition, by a hash of the key salted with the level) of one
+    spill file. Merging reads one sub-partition of every spill into a dict (no sorting, no heap), yields
+    it and frees it; a sub-partition still over the budget is partitioned again one level down."""
+
+    __slots__ = ("memory", "merge", "width", "gauge", "level", "d", "folded", "spills")
+
+    def __init__(self, memory: TaskMemory, merge: Callable, width: int, gauge: Gauge, level: int, d: dict):
+        self.memory = memory
+        self.merge = merge
+        self.width = width
+        self.gauge = gauge
+        self.level = level
+        self.d = d
+        #: records folded since the last spill (the gauge's measure of a dict of groups)
+        self.folded = 0
+        #: per spill, its runs by sub-partition
+        self.spills: list[list[Run]] = []
+
+    def fill(self, records: Iterable, fold: Callable) -> None:
+        d, gauge, width = self.d, self.gauge, self.width
         it = iter(records)
+        items = self.folded
         while True:
             every = gauge.every
             fold(d, islice(it, every))
@@ -64,20 +97,165 @@ def combine(sources: Iterable[tuple[Iterable, Fold]], merge: Callable[[Any, Any]
             fold(d, (head,))
             items += every + 1
             if gauge.over(items if width else len(d)):
-                runs.append(_spill_combiners(d, memory, width))
-                d = {}
+                self.spill()
                 items = 0
                 gauge.spilled()
-    if not runs:
+        self.folded = items
+
+    def _partition(self) -> list[list]:
+        """The dict's items by sub-partition; the dict is emptied."""
+        parts: list[list] = [[] for _ in range(PARTITIONS)]
+        adds = [p.append for p in parts]
+        level = self.level
+        with paused_gc():  # a tuple per item, no garbage
+            for item in self.d.items():
+                adds[hash((item[0], level)) % PARTITIONS](item)
+        self.d.clear()
+        return parts
+
+    def spill(self) -> None:
+        width = self.width
+        # long value lists are written in pieces; a C pass over the lengths says whether any is long
+        cut = width and max(map(len, self.d.values() if width == 1 else chain.from_iterable(self.d.values())),
+                            default=0) > LONG
+        parts = self._partition()
+        with RunWriter(self.memory.spill_dir, "combine") as w, paused_gc():
+            runs = []
+            for i, part in enumerate(parts):
+                runs.append(w.write(_cut(part, width) if cut else part))
+                parts[i] = None  # type: ignore[call-overload]  # written: its memory may go
+        self.spills.append(runs)
+        self.memory.spills += 1
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        if not self.spills:
+            return iter(self.d.items())
+        return self._merged()
+
+    def _merged(self) -> Iterator[tuple[Any, Any]]:
+        # the keys of a sub-partition are iterated in C (a dict's items), not through generators
+        return chain.from_iterable(self._merged_partitions())
+
+    def _merged_partitions(self) -> Iterator[Iterator[tuple[Any, Any]]]:
+        # what is still in memory stays there, partitioned: each sub-partition merges its share last
+        rest = self._partition()
+        try:
+            for p in range(PARTITIONS):
+                tail, rest[p] = rest[p], []
+                yield self._merge_partition(p, tail)
+        finally:
+            _unlink([runs[0] for runs in self.spills if runs])
+
+    def _batches(self, p: int, tail: list) -> Iterator[list]:
+        for runs in self.spills:
+            yield from read_batches(runs[p])
+        if tail:
+            yield tail
+
+    def _merge_partition(self, p: int, tail: list) -> Iterator[tuple[Any, Any]]:
+        width, gauge = self.width, self.gauge
+        fold = _combiner_fold(width, self.merge)
+        gauge.spilled()
+        d: dict = {}
+        items = 0
+        buffering = False
+        checking = True
+        batches = self._batches(p, tail)
+        for batch in batches:
+            items += fold(d, batch)
+            if not checking or not gauge.over(items if width else len(d)):
+                continue
+            if not buffering and self.level + 1 < MAX_LEVEL and _spread(d, items, width):
+                # this sub-partition alone is over the budget: partition it (and what is left of it)
+                # again, by another salt, and merge those
+                child = _Merger(self.memory, self.merge, width, gauge, self.level + 1, d)
+                child.spill()
+                gauge.spilled()
+                child.fill(chain.from_iterable(batches), fold)
+                return child.items()
+            if width:
+                # one key (or a few) holds most of it: its values continue on disk
+                buffering = True
+                _buffer(d, width, self.memory, gauge)
+                items = 0
+                gauge.spilled()
+            else:
+                checking = False  # a few huge combiners: partitioning cannot split them
+        if buffering:
+            return _finish(d, width)
+        if width > 1:
+            return zip(d.keys(), map(tuple, d.values()))
         return iter(d.items())
-    if d:
-        # the rest goes to disk too: while runs merge, memory is for the group being merged
-        runs.append(_spill_combiners(d, memory, width))
-    return _merge_runs(runs, d, merge, memory, width, gauge)
 
 
-def _hash_sorted(d: dict) -> list[tuple[int, Any, Any]]:
-    return sorted([(portable_hash(k), k, c) for k, c in d.items()], key=_first)
+def _combiner_fold(width: int, merge: Callable) -> Callable[[dict, Iterable], int]:
+    """The fold of ``(key, combiner)`` rows of a spill into a dict; it returns how many values it
+    folded (the gauge's measure of groups; 0 for plain combiners, measured by the dict's size)."""
+    if width == 0:
+        return partial(_fold_merged, merge=merge)
+    return _fold_lists if width == 1 else _fold_tuples
+
+
+def _fold_merged(d: dict, rows: Iterable, merge: Callable) -> int:
+    for k, c in rows:
+        if k in d:
+            d[k] = merge(d[k], c)
+        else:
+            d[k] = c
+    return 0
+
+
+def _fold_lists(d: dict, rows: Iterable) -> int:
+    # a row's list is this merge's own (unpickled, or the spilling dict's): the first one of a key is
+    # extended in place
+    n = 0
+    get = d.get
+    for k, c in rows:
+        n += len(c)
+        g = get(k)
+        if g is None:
+            d[k] = c
+        else:
+            g.extend(c)
+    return n
+
+
+def _fold_tuples(d: dict, rows: Iterable) -> int:
+    n = 0
+    get = d.get
+    for k, c in rows:
+        g = get(k)
+        if g is None:
+            d[k] = list(c)
+        else:
+            for have, values in zip(g, c):
+                if values:
+                    have.extend(values)
+        n += sum(map(len, c))
+    return n
+
+
+def _spread(d: dict, items: int, width: int) -> bool:
+    """Whether partitioning ``d`` again would split it: many keys, none holding most of the values."""
+    if len(d) <= PARTITIONS:
+        return False
+    if width == 0:
+        return True
+    sizes = map(len, d.values()) if width == 1 else (sum(map(len, g)) for g in d.values())
+    return max(sizes) * 2 < items
+
+
+def _buffer(d: dict, width: int, memory: TaskMemory, gauge: Gauge) -> None:
+    """Big groups of ``d`` become ``GroupBuffer``s and go to disk now."""
+    big = gauge.every
+    for k, g in d.items():
+        if width == 1:
+            if type(g) is list and len(g) > big:
+                d[k] = GroupBuffer(memory, gauge, g, flush=True)
+            continue
+        for pos, part in enumerate(g):
+            if type(part) is list and len(part) > big:
+                g[pos] = GroupBuffer(memory, gauge, part, flush=True)
 
 
 def _piece(values: list) -> int:
@@ -87,101 +265,25 @@ def _piece(values: list) -> int:
     return max(1, min(GROUP_PIECE, int(BATCH_BYTES / max(1.0, per))))
 
 
-def _pieces(rows: list[tuple[int, Any, Any]], width: int) -> Iterator[tuple[int, Any, Any]]:
-    """Rows with long value lists cut into pieces (same key, same order)."""
-    if width == 0:
-        yield from rows
-        return
-    for h, k, c in rows:
+def _cut(rows: list[tuple[Any, Any]], width: int) -> Iterator[tuple[Any, Any]]:
+    for k, c in rows:
         if width == 1:
-            if len(c) <= 16:
-                yield h, k, c
+            if len(c) <= LONG:
+                yield k, c
                 continue
             step = _piece(c)
             for i in range(0, len(c), step):
-                yield h, k, c[i:i + step]
+                yield k, c[i:i + step]
             continue
-        if max(map(len, c)) <= 16:
-            yield h, k, c
+        if max(map(len, c)) <= LONG:
+            yield k, c
             continue
         for pos, values in enumerate(c):
             if not values:
                 continue
             step = _piece(values)
             for i in range(0, len(values), step):
-                yield h, k, tuple(values[i:i + step] if j == pos else [] for j in range(width))
-
-
-def _spill_combiners(d: dict, memory: TaskMemory, width: int):
-    rows = _hash_sorted(d)
-    d.clear()  # the rows hold what the run needs; free the dict's table before writing
-    memory.spills += 1
-    return write_run(memory.spill_dir, _pieces(rows, width), "combine")
-
-
-def _merge_runs(runs: list, d: dict, merge: Callable, memory: TaskMemory, width: int, gauge) -> Iterator:
-    streams: list[Iterator] = [read_run(r) for r in runs]
-    streams.append(iter(_hash_sorted(d)))
-    d.clear()
-    try:
-        if width == 0:
-            yield from _merge_values(heapq.merge(*streams, key=_first), merge)
-        else:
-            yield from _merge_groups(heapq.merge(*streams, key=_first), memory, width, gauge)
-    finally:
-        _unlink(runs)
-
-
-def _merge_values(rows: Iterator, merge: Callable) -> Iterator:
-    cur = None
-    group: dict = {}
-    for h, k, c in rows:
-        if h != cur:
-            if group:
-                yield from group.items()
-                group = {}
-            cur = h
-        if k in group:
-            group[k] = merge(group[k], c)
-        else:
-            group[k] = c
-    if group:
-        yield from group.items()
-
-
-def _merge_groups(rows: Iterator, memory: TaskMemory, width: int, gauge) -> Iterator:
-    """Pieces of the same key concatenated. A piece read from a run is this merge's own list, so the
-    first piece of a key is extended in place; only a group that grows past ``gauge.every`` values
-    becomes a ``GroupBuffer`` that may continue on disk."""
-    cur = None
-    group: dict = {}
-    for h, k, c in rows:
-        if h != cur:
-            if group:
-                yield from _finish(group, width)
-                group = {}
-            cur = h
-        have = group.get(k)
-        if have is None:
-            group[k] = list(c) if width > 1 else c
-            continue
-        if width == 1:
-            if type(have) is list:
-                have.extend(c)
-                if len(have) > gauge.every:
-                    buf = group[k] = GroupBuffer(memory, gauge)
-                    buf.extend(have)
-            else:
-                have.extend(c)
-            continue
-        for pos, values in enumerate(c):
-            if values:
-                part = have[pos]
-                if type(part) is list and len(part) + len(values) > gauge.every:
-                    part = have[pos] = GroupBuffer(memory, gauge, part)
-                part.extend(values)
-    if group:
-        yield from _finish(group, width)
+                yield k, tuple(values[i:i + step] if j == pos else [] for j in range(width))
 
 
 def _result(part: Any) -> Any:
@@ -198,34 +300,43 @@ def _finish(group: dict, width: int) -> Iterator:
 
 
 class GroupBuffer:
-    """The values of one key while runs are merged: a list until it is over the budget, then runs on
-    disk plus a list (PySpark's ``ExternalListOfList``). ``result()`` is a list or ``SpilledRecords``.
+    """The values of one key too many for memory: runs on disk plus a list (PySpark's
+    ``ExternalListOfList``). ``result()`` is a list or ``SpilledRecords``.
 
-    It judges its size by the cost per value its aggregation learned (``Gauge.estimate_over``): while
-    groups are merged the consumer downstream may grow too, and that growth is not this group's."""
+    It judges its size by the cost per value its aggregation learned (``Gauge.estimate_over``) and
+    writes whenever its list reaches a quarter of the budget: while groups are merged the consumer
+    downstream may grow too, and that growth is not this group's."""
 
     __slots__ = ("memory", "gauge", "values", "runs", "writer", "checked")
 
-    def __init__(self, memory: TaskMemory, gauge, values: list | None = None):
+    def __init__(self, memory: TaskMemory, gauge: Gauge, values: list | None = None, flush: bool = False):
         self.memory = memory
         self.gauge = gauge
         self.values: list = values if values is not None else []
         self.runs: list = []
         self.writer: RunWriter | None = None
         self.checked = 0
+        if flush and self.values:
+            self._write()
+
+    def __len__(self) -> int:
+        return sum(r.count for r in self.runs) + len(self.values)
 
     def extend(self, values: list) -> None:
         self.values.extend(values)
         if len(self.values) - self.checked >= self.gauge.every:
             self.checked = len(self.values)
-            if self.gauge.estimate_over(len(self.values)):
-                if self.writer is None:
-                    self.writer = RunWriter(self.memory.spill_dir, "group")
-                    self.memory.escaping = True
-                self.runs.append(self.writer.write(self.values))
-                self.values = []
-                self.checked = 0
-                self.memory.spills += 1
+            if self.gauge.estimate_over(len(self.values) * 4):
+                self._write()
+
+    def _write(self) -> None:
+        if self.writer is None:
+            self.writer = RunWriter(self.memory.spill_dir, "group")
+            self.memory.escaping = True
+        self.runs.append(self.writer.write(self.values))
+        self.values = []
+        self.checked = 0
+        self.memory.spills += 1
 
     def result(self) -> list | SpilledRecords:
         if self.writer is None:
@@ -250,18 +361,69 @@ def external_sorted(records: Iterable, key: Callable | None = None, reverse: boo
     for buf, last in _filled(records, memory):
         buf.sort(key=key, reverse=reverse)
         if not last:
-            runs.append(write_run(memory.spill_dir, buf, "sort"))
+            runs.append(write_run(memory.spill_dir, buf, "sort", SORT_BATCH))
     if not runs:
         return iter(buf)
     return _merge_sorted(runs, buf, key, reverse)
 
 
 def _merge_sorted(runs: list, buf: list, key: Callable | None, reverse: bool) -> Iterator:
+    """The records of sorted runs (and the sorted ``buf`` after them) in one order, stable: of equal
+    records, those of earlier runs first.
+
+    The merge goes batch by batch, not record by record: the smallest last key of the batches at
+    hand (``bound``) says that every record up to it, in every run, can go now; those records are
+    concatenated in run order and sorted in C (Timsort merges the sorted stretches; it is stable), so
+    no Python code runs per record but the key function."""
+    streams = [read_batches(r) for r in runs] + [iter((buf,))]
+    heads: list[list] = []  # per live stream: [stream, batch, position]
+    for s in streams:
+        b = next(s, None)
+        if b:
+            heads.append([s, b, 0])
+    del buf
+    ident = key is None
     try:
-        # equal keys: earlier runs first, as heapq.merge breaks ties by the stream's position
-        yield from heapq.merge(*[read_run(r) for r in runs], buf, key=key, reverse=reverse)
+        while heads:
+            lasts = [h[1][-1] for h in heads]
+            if not ident:
+                lasts = list(map(key, lasts))  # type: ignore[arg-type]
+            bound = max(lasts) if reverse else min(lasts)
+            chunk: list = []
+            live = []
+            for h in heads:
+                s, b, pos = h
+                while True:
+                    cut = _cut_at(b, bound, pos, key, reverse)
+                    chunk.extend(b if pos == 0 and cut == len(b) else b[pos:cut])
+                    if cut < len(b):
+                        h[1], h[2] = b, cut
+                        live.append(h)
+                        break
+                    # a whole batch went: the next one may begin with records equal to the bound
+                    b, pos = next(s, None), 0
+                    if not b:
+                        break
+            heads = live
+            chunk.sort(key=key, reverse=reverse)
+            yield from chunk
     finally:
         _unlink(runs)
+
+
+def _cut_at(b: list, bound: Any, lo: int, key: Callable | None, reverse: bool) -> int:
+    """The end of the records of the sorted batch ``b`` (from ``lo``) that come no later than ``bound``."""
+    if not reverse:
+        return bisect.bisect_right(b, bound, lo, key=key)
+    # descending: the first record whose key is below the bound
+    hi = len(b)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (b[mid] if key is None else key(b[mid])) < bound:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 # -- output that continues on disk -----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Spill files: records on local disk as pickled (protocol 5), lz4-framed batches, written once and read
-back as streams. One mechanism for everything that leaves memory: sorted runs of aggregations and sorts,
+back as streams. One mechanism for everything that leaves memory: runs of aggregations and sorts,
 shuffle buckets and partitions of the local executor, groups too big for memory.
 
 A ``SpillDir`` belongs to one job in one process (``OKPLAN_LOCAL_DIR/okplan-spill-<pid>-<tag>``); its
@@ -17,7 +17,9 @@ length, that can be iterated any number of times while its directory exists.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import gc
 import itertools
 import os
 import pickle
@@ -158,14 +160,18 @@ class RunWriter:
         except OSError as e:
             raise _space_error(self.path, e) from None
         self.offset = 0
+        #: records of the next batch: 16 at first, then as many as fit BATCH_BYTES at the size of the
+        #: last batch (kept across runs: a spill writes many short runs of alike records)
+        self.size = 16
 
-    def write(self, records: Iterable) -> Run:
-        """Append ``records`` as one run."""
+    def write(self, records: Iterable, batch_records: int = BATCH_RECORDS) -> Run:
+        """Append ``records`` as one run, in batches of at most ``batch_records`` records (a merge
+        that reads several runs at once holds one batch of each)."""
         start = self.offset
         count = 0
         it = iter(records)
         write = self.f.write
-        size = 16  # records of the first batch; then as many as fit BATCH_BYTES at the last batch's size
+        size = min(self.size, batch_records)
         try:
             while True:
                 batch = list(itertools.islice(it, size))
@@ -173,7 +179,8 @@ class RunWriter:
                     break
                 count += len(batch)
                 raw = pickle.dumps(batch, 5)
-                size = max(1, min(BATCH_RECORDS, BATCH_BYTES * len(batch) // max(1, len(raw))))
+                self.size = max(1, min(1 << 16, BATCH_BYTES * len(batch) // max(1, len(raw))))
+                size = min(self.size, batch_records)
                 data = lz4.frame.compress(raw, store_size=False)
                 del raw
                 write(_LEN.pack(len(data)))
@@ -197,10 +204,10 @@ class RunWriter:
         self.close()
 
 
-def write_run(spill_dir: SpillDir, records: Iterable, what: str = "run") -> Run:
+def write_run(spill_dir: SpillDir, records: Iterable, what: str = "run", batch_records: int = BATCH_RECORDS) -> Run:
     """``records`` as a run of a new spill file."""
     with RunWriter(spill_dir, what) as w:
-        return w.write(records)
+        return w.write(records, batch_records)
 
 
 def read_run(run: Run) -> Iterator:
@@ -220,7 +227,24 @@ def read_batches(run: Run) -> Iterator[list]:
             (n,) = _LEN.unpack(read(_LEN.size))
             data = read(n)
             left -= _LEN.size + n
-            yield pickle.loads(lz4.frame.decompress(data))
+            with paused_gc():
+                batch = pickle.loads(lz4.frame.decompress(data))
+            yield batch
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while the block runs: for okplan's own loops that make many
+    containers and no garbage (unpickling a batch, partitioning a dict), where collections that scan
+    every object of a big heap again and again cost more than the work (they doubled a spill's time).
+    Never around user code."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class SpilledRecords:
@@ -336,4 +360,4 @@ def relocate(blocks: list, spill_dir: SpillDir) -> list:
 
 
 __all__ = ["SpillDir", "Run", "RunWriter", "write_run", "read_run", "SpilledRecords", "SpillSpaceError",
-           "sweep_stale", "detach", "to_disk", "relocate", "BATCH_RECORDS"]
+           "sweep_stale", "paused_gc", "detach", "to_disk", "relocate", "BATCH_RECORDS"]

@@ -381,7 +381,9 @@ def _read_materialized(op: ReadMaterialized, i, blocks, counter):
 
 def _cartesian(op: CartesianOp, i, blocks, counter):
     li, ri = divmod(i, op.right_count)
-    right = list(compute(op.right, ri, blocks, counter))
+    records = compute(op.right, ri, blocks, counter)
+    # the right partition is read once per left record: past the budget it is re-read from a spill file
+    right = list(records) if counter.memory is None else external.spool(records, counter.memory)
     return ((x, y) for x in compute(op.left, li, blocks, counter) for y in right)
 
 

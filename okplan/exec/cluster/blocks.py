@@ -185,7 +185,7 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
             return False, blob
         t0 = time.perf_counter()
         if second is None:
-            store.put_many([(keys.result(partition), blob)], ttl)
+            _put_whole(store, keys.result(partition), blob, limit, ttl)
             meter.bytes_written += len(blob)
         else:
             store.put_chunked(keys.result(partition), _counting(_chain(blob, second, chunks), meter), len(value), ttl)
@@ -195,10 +195,33 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     if len(blob) <= spec["inline_max"]:
         return False, blob
     t0 = time.perf_counter()
-    store.put_many([(keys.result(partition), blob)], ttl)
+    _put_whole(store, keys.result(partition), blob, limit, ttl)
     meter.store += time.perf_counter() - t0
     meter.bytes_written += len(blob)
     return True, b""
+
+
+def _put_whole(store: BlockStore, key: str, blob: bytes, limit: int, ttl: int | None) -> None:
+    """One encoded block that cannot be cut between records (one object, or a list of one big record):
+    a plain value up to a chunk, else its bytes in pieces (no Redis value may exceed its size limit)."""
+    if len(blob) <= limit:
+        store.put_many([(key, blob)], ttl)
+    else:
+        store.put_chunked(key, byte_pieces(blob, limit), BYTE_PIECES, ttl)
+
+
+#: the record count of a chunked block whose chunks are pieces of one encoded block (joined, then decoded)
+BYTE_PIECES = -1
+
+
+def byte_pieces(blob: bytes, limit: int) -> Iterator[bytes]:
+    """``blob`` in pieces of at most ``limit`` bytes.
+
+    >>> list(byte_pieces(b"abcde", 2))
+    [b'ab', b'cd', b'e']
+    """
+    for i in range(0, len(blob), limit):
+        yield blob[i:i + limit]
 
 
 #: records per chunk of a block a task reads: a chunk is decoded whole, and the decoded records (about

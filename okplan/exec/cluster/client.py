@@ -30,7 +30,7 @@ from . import protocol as P
 from . import sidefiles
 from .link import ClientLink
 from .remote_errors import unpack_exception
-from .blocks import encode_chunks
+from .blocks import BYTE_PIECES, encode_chunks
 from .spec import build_spec, encode_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, kept_key, redacted, with_env_password
 
@@ -314,29 +314,36 @@ class ClusterExecutor:
             key = Keys(job_id).result(partition)
             blob = self.store.take(key)
             if blob is None:
-                chunked = self._take_chunked(key, metrics)
-                if chunked is not None:
-                    return chunked
+                found, value = self._take_chunked(key, metrics)
+                if found:
+                    return value
             if blob is None:
                 raise JobFailedError(f"the result of partition {partition} of job {job_id} is gone "
                                      f"from Redis (restarted or evicted); run the action again")
         metrics.bytes_read += len(blob)
         return decode_block(blob, self.block_key, f"the result of partition {partition} of job {job_id}")
 
-    def _take_chunked(self, key: str, metrics: JobMetrics) -> list | None:
-        """A result stored in chunks (a list too big for one Redis value), read and deleted."""
+    def _take_chunked(self, key: str, metrics: JobMetrics) -> tuple[bool, Any]:
+        """``(True, result)`` for a result stored in chunks (a list too big for one Redis value, or the
+        pieces of one big object), read and deleted; ``(False, None)`` if it is not there."""
         info = self.store.chunk_info(key)
         if info is None:
-            return None
+            return False, None
         out: list = []
+        pieces: list[bytes] = []
         for i in range(info[0]):
             blob = self.store.get_field(key, str(i))
             if blob is None:
-                return None
+                return False, None
             metrics.bytes_read += len(blob)
-            out += decode_block(blob, self.block_key, f"a chunk of {key}")
+            if info[1] == BYTE_PIECES:
+                pieces.append(blob)
+            else:
+                out += decode_block(blob, self.block_key, f"a chunk of {key}")
         self.store.delete([key])
-        return out
+        if info[1] == BYTE_PIECES:
+            return True, decode_block(b"".join(pieces), self.block_key, f"the result at {key}")
+        return True, out
 
     def _job_error(self, body: dict, blobs: list) -> BaseException:
         reason = body["reason"]
@@ -449,14 +456,23 @@ class ClusterExecutor:
     # -- named datasets ----------------------------------------------------------------------------------
     def save_named(self, label: str, partitions: list[list]) -> None:
         """Keep ``partitions`` under ``label`` for any client of this cluster."""
-        self.store.save_named(label, [encode_block(list(p), self.block_key) for p in partitions])
+        def encode(records: list) -> bytes:
+            return encode_block(records, self.block_key)
+        # a partition bigger than a chunk is kept in chunks, as blocks are: a Redis value has a size limit
+        self.store.save_named(label, [list(encode_chunks(list(p), encode, self.store.chunk_bytes))
+                                      for p in partitions])
 
     def load_named(self, label: str) -> list[list] | None:
-        blobs = self.store.load_named(label)
-        if blobs is None:
+        chunked = self.store.load_named(label)
+        if chunked is None:
             return None
-        return [decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
-                for i, b in enumerate(blobs)]
+        out = []
+        for i, chunks in enumerate(chunked):
+            records: list = []
+            for b in chunks:
+                records += decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
+            out.append(records)
+        return out
 
     def list_named(self) -> list[str]:
         return self.store.list_named()

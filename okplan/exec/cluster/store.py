@@ -377,10 +377,17 @@ class BlockStore:
         return self.get_field(key, f"{reduce_index}:{i}")
 
     # -- named datasets ---------------------------------------------------------------------------------
-    def save_named(self, label: str, blobs: list[bytes]) -> None:
+    def save_named(self, label: str, chunked: list[list[bytes]]) -> None:
+        """Partition ``i`` of a named dataset is field ``i`` (one chunk), or fields ``i:0``, ``i:1``, ...
+        and ``i:n`` (several: no Redis value may exceed its size limit)."""
         key = named_key(label)
-        mapping: dict = {"n": len(blobs)}
-        mapping.update({str(i): b for i, b in enumerate(blobs)})
+        mapping: dict = {"n": len(chunked)}
+        for i, chunks in enumerate(chunked):
+            if len(chunks) == 1:
+                mapping[str(i)] = chunks[0]
+                continue
+            mapping[f"{i}:n"] = len(chunks)
+            mapping.update({f"{i}:{j}": b for j, b in enumerate(chunks)})
         try:
             with self.r.pipeline(transaction=True) as p:
                 p.delete(key)
@@ -390,7 +397,7 @@ class BlockStore:
         except redis.RedisError as e:
             raise self._fail(e) from None
 
-    def load_named(self, label: str) -> list[bytes] | None:
+    def load_named(self, label: str) -> list[list[bytes]] | None:
         try:
             d = self.r.hgetall(named_key(label))
         except redis.RedisError as e:
@@ -398,7 +405,14 @@ class BlockStore:
         if not d:
             return None
         n = int(d[b"n"])
-        return [d[str(i).encode()] for i in range(n)]
+        out = []
+        for i in range(n):
+            whole = d.get(str(i).encode())
+            if whole is not None:
+                out.append([whole])
+            else:
+                out.append([d[f"{i}:{j}".encode()] for j in range(int(d[f"{i}:n".encode()]))])
+        return out
 
     def list_named(self) -> list[str]:
         try:
