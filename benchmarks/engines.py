@@ -17,8 +17,8 @@ from .workloads import Workload
 #: the repository root, so PySpark's and okplan's worker processes can import ``benchmarks``
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-local-noreuse", "okplan-cluster",
-                "okplan-cluster-noreuse", "pyspark", "dask")
+ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-local-noadapt",
+                "okplan-local-noreuse", "okplan-cluster", "okplan-cluster-noreuse", "pyspark", "dask")
 #: workloads the engines without shuffle reuse run: the one reuse is for (notebook) and one-shot
 #: shuffles, which show what keeping an output for reuse costs when nothing reuses it
 NOREUSE_WORKLOADS = {"okplan-local-noreuse": ("notebook", "wordcount", "twoshuffle", "groupsort"),
@@ -108,16 +108,17 @@ class _JobRecorder:
 
 
 class OkplanEngine(Engine):
-    """okplan on ``master`` (``local`` or ``local-cluster[N]``), optimizer on or off, shuffle reuse on
-    or off (then only on ``workloads``, when given)."""
+    """okplan on ``master`` (``local`` or ``local-cluster[N]``), optimizer on or off, adaptive planning on
+    or off, shuffle reuse on or off (then only on ``workloads``, when given)."""
 
     form = "rdd"
 
-    def __init__(self, name: str, master: str, optimize: bool = True, reuse: bool = True,
+    def __init__(self, name: str, master: str, optimize: bool = True, adaptive: bool = True, reuse: bool = True,
                  workloads: tuple[str, ...] | None = None):
         self.name = name
         self.master = master
         self.optimize = optimize
+        self.adaptive = adaptive
         self.reuse = reuse
         self.workloads = workloads
         self.ctx: Any = None
@@ -146,7 +147,7 @@ class OkplanEngine(Engine):
             from okplan import Context
 
             _export_repo_path()
-            self.ctx = Context(self.master, appName="okplan-bench", optimize=self.optimize,
+            self.ctx = Context(self.master, appName="okplan-bench", optimize=self.optimize, adaptive=self.adaptive,
                                reuse_shuffles=self.reuse)
             self.recorder = _JobRecorder(self.ctx.executor)
 
@@ -281,6 +282,8 @@ def make_engine(name: str, cores: int = 2) -> Engine:
         return OkplanEngine(name, "local[2]", True)
     if name == "okplan-local-nopt":
         return OkplanEngine(name, "local", False)
+    if name == "okplan-local-noadapt":
+        return OkplanEngine(name, "local", True, adaptive=False)
     if name == "okplan-local-noreuse":
         return OkplanEngine(name, "local", reuse=False, workloads=NOREUSE_WORKLOADS[name])
     if name == "okplan-cluster":

@@ -111,12 +111,14 @@ def job_totals(jobs: list[dict]) -> dict[str, int]:
     }
 
 
-def optimizer_rows(results: list[RunResult], workloads: list[str]) -> list[dict[str, Any]]:
-    """Optimizer on (okplan-local) against off (okplan-local-nopt) for each workload."""
+def optimizer_rows(results: list[RunResult], workloads: list[str], off_engine: str = "okplan-local-nopt"
+                   ) -> list[dict[str, Any]]:
+    """Optimizer on (okplan-local) against off (okplan-local-nopt) for each workload; with
+    ``off_engine="okplan-local-noadapt"``: adaptive planning on against off."""
     cells = _by(results)
     out = []
     for wl in workloads:
-        on, off = cells.get((wl, "okplan-local")), cells.get((wl, "okplan-local-nopt"))
+        on, off = cells.get((wl, "okplan-local")), cells.get((wl, off_engine))
         if not on or not off or on.status != "ok" or off.status != "ok":
             continue
         t_on, t_off = job_totals(on.jobs), job_totals(off.jobs)
@@ -127,7 +129,7 @@ def optimizer_rows(results: list[RunResult], workloads: list[str]) -> list[dict[
     return out
 
 
-def optimizer_table(rows: list[dict[str, Any]]) -> str:
+def optimizer_table(rows: list[dict[str, Any]], switch: str = "optimizer") -> str:
     lines = []
     for r in rows:
         for label, t, s in (("on", r["on"], r["seconds_on"]), ("off", r["off"], r["seconds_off"])):
@@ -137,7 +139,7 @@ def optimizer_table(rows: list[dict[str, Any]]) -> str:
                           fmt_seconds(s),
                           (f"{red:.1f}x fewer" if red else "-") if label == "on" else "",
                           (f"{r['speedup']:.2f}x" if r["speedup"] else "-") if label == "on" else ""])
-    return table(["workload", "optimizer", "jobs", "stages", "shuffles", "tasks", "records shuffled",
+    return table(["workload", switch, "jobs", "stages", "shuffles", "tasks", "records shuffled",
                   "bytes shuffled", "median", "shuffled on vs off", "speedup"], lines, "llrrrrrrrrr")
 
 

@@ -60,6 +60,11 @@ def right_pair(k: int) -> tuple[int, int]:
     return (k, k * 2 + 1)
 
 
+def skewed_pair(i: int) -> tuple[int, int]:
+    # ``left_pair``, except that 30% of the records share key 0 (one reduce partition gets them all)
+    return (0, i) if i % 10 < 3 else (i >> 2, i)
+
+
 def join_value(kv: tuple[int, tuple[int, int]]) -> int:
     v, w = kv[1]
     return v * w
@@ -142,6 +147,14 @@ def py_join(n: int) -> int:
     return functools.reduce(add, map(join_value, joined), 0)
 
 
+def py_skewjoin(n: int) -> int:
+    right: dict = {}
+    for k, w in map(right_pair, range(join_keys(n))):
+        right.setdefault(k, []).append(w)
+    joined = ((k, (v, w)) for k, v in map(skewed_pair, range(n)) for w in right.get(k, ()))
+    return functools.reduce(add, map(join_value, joined), 0)
+
+
 def py_groupsort(n: int) -> list:
     groups: dict = {}
     for k, v in map(scatter_key, range(n)):
@@ -191,6 +204,12 @@ def rdd_twoshuffle(sc, n: int, parts: int) -> dict:
 
 def rdd_join(sc, n: int, parts: int) -> int:
     left = sc.range(n, numSlices=parts).map(left_pair)
+    right = sc.range(join_keys(n), numSlices=parts).map(right_pair)
+    return left.join(right, parts).map(join_value).fold(0, add)
+
+
+def rdd_skewjoin(sc, n: int, parts: int) -> int:
+    left = sc.range(n, numSlices=parts).map(skewed_pair)
     right = sc.range(join_keys(n), numSlices=parts).map(right_pair)
     return left.join(right, parts).map(join_value).fold(0, add)
 
@@ -349,6 +368,8 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
              1_000_000, _ident, py_twoshuffle, rdd_twoshuffle, bag_twoshuffle, _as_dict),
     Workload("join", "n left records x n/4 right keys, join -> map -> fold", 500_000, _ident,
              py_join, rdd_join, bag_join),
+    Workload("skewjoin", "join, 30% of the n left records on one key (skewed join)", 500_000, _ident,
+             py_skewjoin, rdd_skewjoin, None),
     Workload("groupsort", "groupByKey (10k keys) -> mapValues(len) -> sortByKey -> take(10)",
              500_000, _ident, py_groupsort, rdd_groupsort, bag_groupsort,
              lambda x: sorted(_as_list(x))),

@@ -30,20 +30,33 @@ class PartitionAction:
     answer the whole job from the plan alone (the plan's root in, the job's one value or None out): the
     session then runs no task (``count()`` of a chain that calls no user function). ``counts``, when
     given, tells from a partition's value how many records the action consumed (``collect``: ``len``),
-    so the task runner need not count them one by one for the metrics."""
+    so the task runner need not count them one by one for the metrics. ``order_free``: the job's answer
+    depends neither on how records are partitioned nor on their order (``count``, ``sum``, ``fold(0, add)``),
+    so adaptive planning may change the partitioning of what feeds it (``okplan/adaptive.py``).
+    ``concatenates``: the answer is the partitions' records one partition after the other (``collect``),
+    so where partitions begin and end cannot show."""
 
-    __slots__ = ("fn", "name", "user_func", "answer", "counts")
+    __slots__ = ("fn", "name", "user_func", "answer", "counts", "order_free", "concatenates")
 
     def __init__(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
-                 answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None):
+                 answer: Callable[[L.Node], Any] | None = None, counts: Callable[[Any], int] | None = None,
+                 order_free: bool = False, concatenates: bool = False):
         self.fn = fn
         self.name = name
         self.user_func = user_func
         self.answer = answer
         self.counts = counts
+        self.order_free = order_free
+        self.concatenates = concatenates or order_free
 
     def __call__(self, it: Iterator) -> Any:
         return self.fn(it)
+
+
+def _neutral_fold(zero: Any, op: Callable) -> bool:
+    """True for folds whose answer cannot depend on partitioning or order: integer addition from 0 and
+    multiplication from 1 (a string or list record fails on the int zero either way)."""
+    return type(zero) is int and ((op is operator.add and zero == 0) or (op is operator.mul and zero == 1))
 
 
 def _to_list(it):
@@ -64,8 +77,10 @@ class ActionsMixin:
 
     def _run(self, fn: Callable[[Iterator], Any], name: str, user_func: Callable | None = None,
              partitions: list[int] | None = None, answer: Callable[[L.Node], Any] | None = None,
-             counts: Callable[[Any], int] | None = None) -> list:
-        return self.context.session.run_job(self._node, PartitionAction(fn, name, user_func, answer, counts),  # type: ignore
+             counts: Callable[[Any], int] | None = None, order_free: bool = False,
+             concatenates: bool = False) -> list:
+        action = PartitionAction(fn, name, user_func, answer, counts, order_free, concatenates)
+        return self.context.session.run_job(self._node, action,  # type: ignore
                                             partitions)
 
     # -- collecting ------------------------------------------------------------------------------------
@@ -76,7 +91,7 @@ class ActionsMixin:
         [1, 2, 3]
         """
         out: list = []
-        for part in self._run(_to_list, "collect", counts=len):
+        for part in self._run(_to_list, "collect", counts=len, concatenates=True):
             out.extend(part)
         return out
 
@@ -94,7 +109,7 @@ class ActionsMixin:
         >>> ctx.parallelize(range(10)).count()
         10
         """
-        return sum(self._run(_count, "count", answer=count_without_running, counts=int))
+        return sum(self._run(_count, "count", answer=count_without_running, counts=int, order_free=True))
 
     def countByValue(self) -> dict:
         """``{record: how often it occurs}``.
@@ -253,7 +268,8 @@ class ActionsMixin:
         def fold_partition(it):
             return functools.reduce(op, it, copy.deepcopy(zeroValue))
 
-        return functools.reduce(op, self._run(fold_partition, "fold", op), copy.deepcopy(zeroValue))
+        return functools.reduce(op, self._run(fold_partition, "fold", op, order_free=_neutral_fold(zeroValue, op)),
+                                copy.deepcopy(zeroValue))
 
     def aggregate(self, zeroValue: Any, seqOp: Callable[[Any, Any], Any], combOp: Callable[[Any, Any], Any]) -> Any:
         """Fold each partition with ``seqOp`` from ``zeroValue``, merge partition results with ``combOp``.
@@ -335,7 +351,7 @@ class ActionsMixin:
         >>> ctx.parallelize([1, 2, 3]).sum()
         6
         """
-        return functools.reduce(operator.add, self._run(sum, "sum"), 0)
+        return functools.reduce(operator.add, self._run(sum, "sum", order_free=True), 0)
 
     def max(self, key: Callable[[Any], Any] | None = None) -> Any:
         """The largest record (by ``key``); ``ValueError`` when empty.

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
 from .actions import PartitionAction
+from .adaptive import adaptive_enabled, broadcast_threshold
 from .broadcast import Broadcast
 from .context_files import FileReadersMixin
 from .dataset import DataSet, union_node
@@ -41,7 +42,9 @@ class Context(FileReadersMixin):
     ``task_memory`` (e.g. ``"256m"``; default ``OKPLAN_TASK_MEMORY`` or 512m) is what one task may hold
     before it spills to disk under ``OKPLAN_LOCAL_DIR``. ``reuse_shuffles=False`` (or
     ``OKPLAN_REUSE_SHUFFLES=0``) makes later jobs run a finished shuffle's map side again instead of
-    reusing its output (see ``okplan/shuffle_reuse.py``).
+    reusing its output (see ``okplan/shuffle_reuse.py``). ``adaptive=False`` (or ``OKPLAN_ADAPTIVE=0``)
+    turns off adaptive planning: broadcast joins below ``broadcast_threshold`` (bytes or ``"10MB"``;
+    default ``OKPLAN_BROADCAST_THRESHOLD``, else 10 MB; see ``okplan/adaptive.py``).
 
     >>> with Context() as ctx:
     ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()
@@ -58,13 +61,15 @@ class Context(FileReadersMixin):
         self.master = master
         self.appName = appName or "okplan"
         reuse_shuffles = options.pop("reuse_shuffles", None)
+        adaptive = adaptive_enabled(options.pop("adaptive", None))
+        threshold = broadcast_threshold(options.pop("broadcast_threshold", None))  # a bad value fails before any start
         self._executor = make_executor(master, **options)
         if profile is not None:
             self._executor.profile = bool(profile)
         if hasattr(self._executor, "app_name"):
             self._executor.app_name = self.appName
         #: owns this Context's jobs, caches and checkpoints (what DataSet and its actions call)
-        self.session = Session(self._executor, optimize, reuse_shuffles)
+        self.session = Session(self._executor, optimize, reuse_shuffles, adaptive, threshold)
         self._checkpoint_dir: str | None = None
         self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
 
@@ -335,6 +340,24 @@ class Context(FileReadersMixin):
             yield
         finally:
             self.session.optimize = saved
+
+    @contextlib.contextmanager
+    def adapting(self, enabled: bool) -> Iterator[None]:
+        """Run the enclosed actions with adaptive planning (``docs/ADAPTIVE.md``) on or off.
+
+        >>> ds = ctx.parallelize([("a", 1), ("a", 2)], 2).reduceByKey(add, 4)
+        >>> with ctx.adapting(False):
+        ...     print(ds.collect(), ctx.lastJobMetrics().stages[1].tasks)
+        [('a', 3)] 4
+        >>> print(ds.collect(), ctx.lastJobMetrics().stages[1].tasks)
+        [('a', 3)] 1
+        """
+        saved = self.session.adaptive
+        self.session.adaptive = bool(enabled)
+        try:
+            yield
+        finally:
+            self.session.adaptive = saved
 
     # -- planning (the session owns jobs; these stay for callers of the old names) -------------------
     def _plan(self, node: L.Node, optimize_: bool | None = None

@@ -17,6 +17,8 @@ from typing import Any, Iterator
 
 from ._tracebacks import trim
 from .actions import PartitionAction, _count
+from .adaptive import Decision, adaptive_enabled, plan_broadcasts, plan_coalescing
+from .adaptive import broadcast_threshold as broadcast_threshold_
 from .errors import CacheLostError
 from .exec.metrics import JobMetrics
 from .logical import nodes as L
@@ -56,10 +58,14 @@ class Session:
     [1, 5]
     """
 
-    def __init__(self, executor: Any, optimize: bool = True, reuse_shuffles: bool | None = None):
+    def __init__(self, executor: Any, optimize: bool = True, reuse_shuffles: bool | None = None,
+                 adaptive: bool | None = None, broadcast_threshold: int | str | None = None):
         self.executor = executor
         #: the optimizer switch for the jobs that follow (``ctx.setOptimize``)
         self.optimize = bool(optimize)
+        #: adaptive planning (``Context(adaptive=...)``, else ``OKPLAN_ADAPTIVE``) and its broadcast threshold
+        self.adaptive = adaptive_enabled(adaptive)
+        self.broadcast_threshold = broadcast_threshold_(broadcast_threshold)
         self.stopped = False
         #: finished shuffles kept for later jobs (``reuse_shuffles``, else ``OKPLAN_REUSE_SHUFFLES``)
         self.reuse = ShuffleReuse(executor, reuse_enabled(reuse_shuffles))
@@ -162,11 +168,14 @@ class Session:
 
     # -- planning --------------------------------------------------------------------------------------
     def prepare(self, node: L.Node, optimize_: bool | None = None, lost: frozenset[str] = frozenset(),
-                sample_bounds: bool = False) -> Prepared:
+                sample_bounds: bool = False, order_free: bool = False, concatenates: bool = False) -> Prepared:
         """The plans of a job on ``node``: caches swapped in (reads of ``lost`` caches recompute them),
         optimized (as set, or as ``optimize_`` says), each shuffle either reusing a kept output or kept
         by this job, sorts' range bounds sampled when ``sample_bounds`` (that runs a sketch job per
-        sort, so ``explain`` leaves them open), stages.
+        sort, so ``explain`` leaves them open) and then, when adaptive, joins re-planned from the size
+        of their small side and small reduce stages coalesced (``okplan/adaptive.py``; ``order_free``:
+        the job's answer depends only on the multiset of its records; ``concatenates``: only on the
+        sequence of all partitions' records), stages.
 
         >>> p = ctx.session.prepare(ctx.parallelize([("a", 1)], 2).reduceByKey(add)._node)
         >>> len(p.physical.stages)
@@ -180,16 +189,23 @@ class Session:
         shuffles = self.reuse.plan(node, optimized, lost)
         keep = ShuffleReuse.keep_map(shuffles)
         temporary: list[str] = []
+        decisions: list[Decision] = []
         if sample_bounds:
             reused = {slot: k for slot, k in keep.items() if k[1] is not None}
 
             def run(root: L.Node, action: PartitionAction) -> list:
-                """Sort bounds' sketch jobs (on the optimized plan), reading reused shuffles too."""
+                """Sort bounds' sketch jobs and adaptive planning's jobs (on the optimized plan), reading
+                reused shuffles too."""
                 physical = plan_physical(LogicalPlan(root), keep=reused)
                 return [value for _, value in self.executor.run(physical, action, list(range(root.num_partitions)))]
 
             optimized, temporary = resolve_sort_bounds(optimized, run, frozenset(s[0] for s in reused))
+            if self.adaptive and use:
+                optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold, run)
+                optimized, coalesced = plan_coalescing(optimized, order_free, concatenates)
+                decisions += coalesced
         physical = plan_physical(optimized, keep=keep)
+        physical.notes = [str(d) for d in decisions]
         return Prepared(logical, optimized, fired, physical, temporary, shuffles)
 
     def plan(self, node: L.Node, optimize_: bool | None = None
@@ -312,8 +328,14 @@ class Session:
         planned = False
         lost: set[str] = set()
         job = next(self._jobs)
+        whole = parts == list(range(node.num_partitions))
+        order_free, concatenates = action.order_free and whole, action.concatenates and whole
         for attempt in range(_CACHE_LOST_RETRIES + 1):
-            prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True)
+            prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True, order_free=order_free,
+                                    concatenates=concatenates)
+            if prepared.physical.notes and concatenates:
+                # adaptive planning changed the partitioning where the answer cannot tell
+                parts = list(range(prepared.physical.result_stage.num_partitions))
             results = self.executor.run(prepared.physical, action, parts[delivered:])
             try:
                 if not planned:

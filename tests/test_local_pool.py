@@ -21,7 +21,8 @@ def pooled():
 
 
 def test_a_big_job_runs_on_the_task_processes_and_a_small_one_in_process():
-    with Context("local[2]", pool_min_records=10_000) as ctx:
+    # adaptive planning off: it would run the 8 reduce partitions of collect() as one task (docs/ADAPTIVE.md)
+    with Context("local[2]", pool_min_records=10_000, adaptive=False) as ctx:
         small = ctx.parallelize(range(1000), 4).map(lambda x: x + 1)
         big = ctx.range(0, 20_000, numSlices=4).map(lambda x: (x % 7, x)).reduceByKey(lambda a, b: a + b)
         assert "runs in-process: small job (1,000 records < 10,000)" in small.toDebugString()

@@ -55,7 +55,8 @@ def test_explain_analyze_shows_the_figures(ctx):
     assert "measured: 3 tasks, 4 records in, 2 out" in text
     m = ctx.lastJobMetrics()
     assert f"job {m.job_id}" in text
-    assert ds.collectAsMap() == {0: sum(range(0, 100, 6)), 1: sum(range(3, 100, 6))}
+    with ctx.adapting(False):  # else collect() reads the 3 reduce partitions with one task (docs/ADAPTIVE.md)
+        assert ds.collectAsMap() == {0: sum(range(0, 100, 6)), 1: sum(range(3, 100, 6))}
     again = ds.toDebugString("metrics")  # the synonym; shows the job that just ran, runs nothing
     assert ctx.lastJobMetrics().job_id in again and "3 tasks, 4 records in, 2 out" in again
 

@@ -1,4 +1,5 @@
-"""Property: any pipeline gives the same answer with the optimizer on and off, on every executor."""
+"""Property: any pipeline gives the same answer with the optimizer on and off, and with adaptive planning
+on and off (then exactly, order included), on every executor."""
 
 from __future__ import annotations
 
@@ -70,16 +71,22 @@ def _order_defined(ops) -> bool:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.lists(st.integers(-30, 30), max_size=40), parts=st.integers(1, 5), ops=pipelines(),
-       action=st.sampled_from(["collect", "count", "sum"]))
+       action=st.sampled_from(["collect", "count", "sum", "fold"]))
 def test_optimized_and_unoptimized_plans_agree(ctx, data, parts, ops, action):
     ds = ctx.parallelize(data, parts)
     for _, build, arg in ops:
         ds = build(ds, arg)
     run = {"collect": lambda d: d.collect(), "count": lambda d: d.count(),
-           "sum": lambda d: d.map(lambda r: r if isinstance(r, int) else r[1]).sum()}[action]
+           "sum": lambda d: d.map(lambda r: r if isinstance(r, int) else r[1]).sum(),
+           "fold": lambda d: d.map(lambda r: r if isinstance(r, int) else r[0] * 3 + r[1]).fold(0, add)}[action]
     with ctx.optimizing(False):
         expected = run(ds)
     got = run(ds)
+    adaptive, ctx.session.adaptive = ctx.session.adaptive, not ctx.session.adaptive
+    try:
+        assert run(ds) == got  # exactly, order included
+    finally:
+        ctx.session.adaptive = adaptive
     if action == "collect" and not _order_defined(ops):
         got, expected = sorted(got, key=repr), sorted(expected, key=repr)
     assert got == expected

@@ -226,7 +226,9 @@ def _add_pool_task(m: StageMetrics, reply: dict[str, Any]) -> None:
     """Fold a task process's figures in (its perf_counter is the system's monotonic clock, as ours)."""
     t0, t1, cpu = reply["t"]
     m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0},
-                           spill_bytes=reply["spill"], operators=reply["ops"]), t0, t1)
+                           spill_bytes=reply["spill"], operators=reply["ops"],
+                           partition_records=reply.get("precs", []),
+                           partition_bytes=reply.get("pbytes", [])), t0, t1)
 
 
 def _stage_kind(stage: Stage) -> str:
@@ -420,7 +422,8 @@ class LocalExecutor:
             r = run_task(stage, p, blocks, action, memory)
         t1 = time.perf_counter()
         m.add_task(TaskMetrics(r.records_in, r.records_out, t1 - t0, 0.0, {"compute": t1 - t0},
-                               spill_bytes=r.spill_bytes, operators=operators or {}), t0, t1)
+                               spill_bytes=r.spill_bytes, operators=operators or {},
+                               partition_records=r.bucket_records or []), t0, t1)
         return r.value
 
     def _reused_output(self, out: ShuffleWrite) -> Any:

@@ -30,6 +30,9 @@ class TaskMetrics:
     spill_bytes: int = 0
     #: seconds per operator, sampled (only with ``Context(profile=True)``)
     operators: dict[str, float] = field(default_factory=dict)
+    #: a map task's records (and, where they are serialized one by one, bytes) per reduce partition
+    partition_records: list[int] = field(default_factory=list)
+    partition_bytes: list[int] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
         """Plain data for a message.
@@ -77,6 +80,10 @@ class StageMetrics:
     retries: int = 0
     #: seconds per operator summed over tasks, sampled (``Context(profile=True)``)
     operators: dict[str, float] = field(default_factory=dict)
+    #: a map stage's output per reduce partition, summed over its tasks: records, and bytes where the
+    #: executor serializes buckets one by one (``local[N]``'s task processes); what skew looks like
+    partition_records: list[int] = field(default_factory=list)
+    partition_bytes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._times: list[float] = []
@@ -103,6 +110,10 @@ class StageMetrics:
             ops = self.operators
             for name, s in t.operators.items():
                 ops[name] = ops.get(name, 0.0) + s
+        if t.partition_records:
+            _add_into(self.partition_records, t.partition_records)
+        if t.partition_bytes:
+            _add_into(self.partition_bytes, t.partition_bytes)
         self._times.append(t.seconds)
         if self._first is None or started < self._first:
             self._first = started
@@ -116,6 +127,21 @@ class StageMetrics:
         if self._times:
             self.task_seconds_max = max(self._times)
             self.task_seconds_median = statistics.median(self._times)
+
+    @property
+    def partition_skew(self) -> tuple[int, float] | None:
+        """The biggest reduce partition of a map stage's output and its records over the median
+        partition's (1.0: even), None when not a map stage or empty.
+
+        >>> m = StageMetrics(0, "shuffle map", partition_records=[10, 10, 50]); m.partition_skew
+        (2, 5.0)
+        """
+        sizes = self.partition_records
+        if not sizes or not any(sizes):
+            return None
+        biggest = max(range(len(sizes)), key=sizes.__getitem__)
+        median = statistics.median(sizes)
+        return biggest, sizes[biggest] / median if median else float("inf")
 
     @property
     def skew(self) -> float | None:
@@ -207,6 +233,14 @@ class LastMetrics:
 
     def get(self) -> JobMetrics | None:
         return getattr(self._local, "metrics", None) or self._any
+
+
+def _add_into(total: list[int], more: list[int]) -> None:
+    """``total += more`` element by element, growing ``total`` as needed."""
+    if len(total) < len(more):
+        total.extend([0] * (len(more) - len(total)))
+    for i, n in enumerate(more):
+        total[i] += n
 
 
 _TASK_FIELDS = tuple(f.name for f in fields(TaskMetrics))

@@ -3,6 +3,8 @@ only in the ``BlockSource`` that hands it inputs and in where they put what it r
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
@@ -16,7 +18,8 @@ from ..logical.aggregators import Aggregator, _append, _identity, _new_list, gro
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
 from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
-from ..physical.operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
+from ..physical.operators import (BroadcastJoinOp, CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp,
+                                  LocalAggregate, PhysOp,
                                   Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
                                   UnionOp, ZipOp, user_functions)
 from ..physical.stage import Materialize, ShuffleWrite, Stage
@@ -45,6 +48,8 @@ class TaskResult:
     records_out: int
     #: bytes this task wrote to spill files
     spill_bytes: int = 0
+    #: a map task's records per reduce partition (what adaptive planning and explain read)
+    bucket_records: list[int] | None = None
 
 
 _FIRST = itemgetter(0)
@@ -86,7 +91,8 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
         out = stage.output
         if isinstance(out, ShuffleWrite):
             buckets = bucketize(it, out.partitioner, out.kind, memory)
-            return TaskResult(buckets, counter.records_in, sum(map(len, buckets)))
+            sizes = list(map(len, buckets))
+            return TaskResult(buckets, counter.records_in, sum(sizes), bucket_records=sizes)
         if isinstance(out, Materialize):
             if isinstance(it, list):
                 data = it
@@ -373,6 +379,49 @@ def _probe(left: Iterator, table: dict, how: str) -> Iterator:
                     yield k, (None, w)
 
 
+#: broadcast tables built in this process, by the operator that reads them: a job's tasks in one process
+#: build the table once (as Spark's executors do), and it goes when the job's stages do
+_BROADCAST_TABLES: weakref.WeakKeyDictionary[BroadcastJoinOp, dict] = weakref.WeakKeyDictionary()
+_broadcast_lock = threading.Lock()
+
+
+def _broadcast_table(op: BroadcastJoinOp, blocks, counter) -> dict:
+    with _broadcast_lock:
+        table = _BROADCAST_TABLES.get(op)
+    if table is None:
+        table = combine_values(compute(op.build, 0, blocks, counter), _GROUPING, op.how)
+        with _broadcast_lock:
+            _BROADCAST_TABLES[op] = table
+    return table
+
+
+def _broadcast_join(op: BroadcastJoinOp, i, blocks, counter):
+    table = _broadcast_table(op, blocks, counter)
+    stream = compute(op.stream, i, blocks, counter)
+    if not op.build_left:
+        return _probe(stream, table, op.how)
+    return _probe_left_table(stream, table, op.how)
+
+
+def _probe_left_table(right: Iterator, table: dict, how: str) -> Iterator:
+    """``_probe`` with the sides swapped: the left side's values in ``table``, the right side streamed
+    (an inner join or ``rightOuterJoin``, whose unmatched right records are padded on the left)."""
+    pad_left = how == "rightOuterJoin"
+    get = table.get
+    k = None
+    try:
+        for k, w in right:
+            vs = get(k)
+            if vs is not None:
+                for v in vs:
+                    yield k, (v, w)
+            elif pad_left:
+                yield k, (None, w)
+    except (TypeError, ValueError) as e:
+        _raise_key_error(e, _probe_left_table, how, k)
+        raise
+
+
 def _read_materialized(op: ReadMaterialized, i, blocks, counter):
     data = blocks.materialized(op.cache_id, i)
     counter.records_in += len(data)
@@ -402,6 +451,7 @@ def _zip(op: ZipOp, i, blocks, counter):
 _HANDLERS: dict[type, Callable] = {
     ZipOp: _zip,
     HashJoinOp: _hash_join,
+    BroadcastJoinOp: _broadcast_join,
     CartesianOp: _cartesian,
     ReadSource: _read_source,
     ReadRange: _read_range,

@@ -404,6 +404,28 @@ class HashJoin(Regrouped):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
+class BroadcastJoin(Node):
+    """A join whose small side was collected by the session's adaptive planning (``okplan/adaptive.py``):
+    ``inputs[0]`` (the big side) is read in place, partition by partition, and every task probes a dict
+    of ``inputs[1]``, a one-partition ``Source`` holding the small side, which no shuffle moves.
+    ``build_left``: the small side is the join's left side (``rightOuterJoin`` or an inner join with the
+    smaller left). The output keeps the big side's partitions, so adaptive planning uses it only where
+    partitioning and order are not observable."""
+
+    how: str
+    build_left: bool = False
+    #: why adaptive planning chose it, for plans (``right side 1,203 records / 40 KB``)
+    reason: str = ""
+    op_name: ClassVar[str] = "BroadcastHashJoin"
+
+    def details(self) -> str:
+        return f"{self.how}, build {'left' if self.build_left else 'right'}: {self.reason}"
+
+    def key(self) -> tuple:
+        return (type(self), self.how, self.build_left)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
 class FileSource(Node):
     """Files read where the tasks run (``textFile``, ``jsonFile``, ``wholeTextFiles``, ``pickleFile``).
     ``parts`` holds each partition's planned splits (file, start, length: ``okplan.io.splits.Split``),

@@ -108,7 +108,7 @@ _ARITY: dict[type, tuple[int, float]] = {
     L.Source: (0, 0), L.RangeSource: (0, 0), L.CachedRead: (0, 0), L.Narrow: (1, 1), L.Coalesce: (1, 1),
     L.PartialAggregate: (1, 1), L.Shuffle: (1, 1), L.Persist: (1, 1), L.Union: (1, float("inf")),
     L.PartitionerAwareUnion: (1, float("inf")), L.CoGroup: (2, float("inf")), L.HashJoin: (2, 2),
-    L.Cartesian: (2, 2), L.Zip: (2, 2), L.FileSource: (0, 0),
+    L.Cartesian: (2, 2), L.Zip: (2, 2), L.FileSource: (0, 0), L.BroadcastJoin: (2, 2),
 }
 
 

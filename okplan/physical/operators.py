@@ -231,6 +231,24 @@ class HashJoinOp(PhysOp):
 
 
 @dataclass(frozen=True, eq=False)
+class BroadcastJoinOp(PhysOp):
+    """Stream partition ``i`` of ``stream`` past a dict of ``build`` (one partition, the small side,
+    read whole by every task; each process builds the dict once per job)."""
+
+    stream: PhysOp
+    build: "ReadSource"
+    how: str
+    build_left: bool
+    reason: str = ""
+
+    def children(self) -> tuple[PhysOp, ...]:
+        return (self.stream, self.build)
+
+    def describe(self) -> str:
+        return f"BroadcastHashJoin [{self.how}, build {'left' if self.build_left else 'right'}: {self.reason}]"
+
+
+@dataclass(frozen=True, eq=False)
 class ZipOp(PhysOp):
     """Partition ``i`` of both children, paired record by record (they must be equally long)."""
 

@@ -10,7 +10,8 @@ from typing import Any, Callable, Mapping
 
 from ..logical import nodes as L
 from ..logical.plan import LogicalPlan
-from .operators import (CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp, Pipe,
+from .operators import (BroadcastJoinOp, CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate,
+                        PhysOp, Pipe,
                         ReadMaterialized,
                         ReadFiles, ReadRange, ReadSource, ReusedOutput, ShuffleRead, UnionOp, ZipOp)
 from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
@@ -115,6 +116,10 @@ class _Builder:
             if isinstance(node, L.HashJoin):
                 return HashJoinOp((parts[0], parts[1]), node.how)
             return CoGroupOp(tuple(parts))
+        if isinstance(node, L.BroadcastJoin):
+            build = self.op(node.inputs[1])
+            assert isinstance(build, ReadSource)
+            return BroadcastJoinOp(self.op(node.inputs[0]), build, node.how, node.build_left, node.reason)
         if isinstance(node, L.Cartesian):
             left, right = node.inputs
             return CartesianOp(self.op(left), self.op(right), right.num_partitions)

@@ -49,6 +49,7 @@ def render_physical(plan: PhysicalPlan, metrics: Any = None) -> str:
     shuffles = len(plan.shuffles)
     lines = [f"{len(plan.stages)} stage{'s' if len(plan.stages) != 1 else ''}, {plan.num_tasks} tasks, "
              f"{shuffles} shuffle{'s' if shuffles != 1 else ''}"]
+    lines += plan.notes
     for stage in reversed(plan.stages):
         lines.append(stage_header(stage))
         if metrics is not None:
@@ -75,6 +76,15 @@ def measured_lines(m: Any) -> list[str]:
     out = [text]
     if m.bytes_raw or m.bytes_compressed:
         out.append(f"bytes: {m.bytes_raw:,} B raw -> {m.bytes_compressed:,} B lz4")
+    skew = getattr(m, "partition_skew", None)
+    if skew is not None:
+        sizes = m.partition_records
+        line = (f"reduce partitions: {len(sizes)}, records min {min(sizes):,} / max {max(sizes):,}; "
+                f"biggest: partition {skew[0]} ({sizes[skew[0]] / sum(sizes):.0%} of the records, "
+                f"{skew[1]:.1f}x the median)")
+        if m.partition_bytes:
+            line += f", {sum(m.partition_bytes):,} B"
+        out.append(line)
     if m.spill_bytes:
         out.append(f"spilled: {m.spill_bytes:,} B")
     if m.retries:

@@ -68,6 +68,8 @@ class PhysicalPlan:
     stages: list[Stage]
     #: shuffle id -> number of map tasks writing it
     shuffles: dict[int, int] = field(default_factory=dict)
+    #: what adaptive planning decided for this job and why (``adaptive: join #7: broadcast join, ...``)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def result_stage(self) -> Stage:
