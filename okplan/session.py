@@ -204,6 +204,11 @@ class Session:
                 optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold, run)
                 optimized, coalesced = plan_coalescing(optimized, order_free, concatenates)
                 decisions += coalesced
+                if decisions:
+                    # a re-planned map side (a broadcast join below a shuffle) is another shuffle: one
+                    # kept from the plan before would have another number of map outputs
+                    shuffles = self.reuse.plan(node, optimized, lost)
+                    keep = ShuffleReuse.keep_map(shuffles)
         physical = plan_physical(optimized, keep=keep)
         physical.notes = [str(d) for d in decisions]
         return Prepared(logical, optimized, fired, physical, temporary, shuffles)
