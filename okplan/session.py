@@ -204,11 +204,6 @@ class Session:
                 optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold, run)
                 optimized, coalesced = plan_coalescing(optimized, order_free, concatenates)
                 decisions += coalesced
-                if decisions:
-                    # a re-planned map side (a broadcast join below a shuffle) is another shuffle: one
-                    # kept from the plan before would have another number of map outputs
-                    shuffles = self.reuse.plan(node, optimized, lost)
-                    keep = ShuffleReuse.keep_map(shuffles)
         physical = plan_physical(optimized, keep=keep)
         physical.notes = [str(d) for d in decisions]
         return Prepared(logical, optimized, fired, physical, temporary, shuffles)
@@ -362,7 +357,7 @@ class Session:
                 self._remember(node.nid, prepared.physical)
                 for cache_id in prepared.temporary:
                     self.executor.drop_cached(cache_id)
-                self.reuse.finished(job, node, prepared.shuffles)
+                self.reuse.finished(job, node, prepared.shuffles, prepared.physical.kept_maps())
 
 
 def _recompute_lost(n: L.Node, lost: frozenset[str]) -> L.Node | None:
