@@ -168,6 +168,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "optimizer": report.optimizer_rows(results, workloads),
         "adaptive": report.optimizer_rows(results, workloads, "okplan-local-noadapt"),
         "reuse": report.reuse_rows(results, workloads),
+        "cores": report.cores_rows(results, workloads),
         "micro": micro_rows,
         "files": files_rows,
         "memory": memory_rows,
@@ -198,6 +199,8 @@ def render(payload: dict[str, Any]) -> str:
                   report.optimizer_table(payload["adaptive"], "adaptive"), ""]
     if payload.get("reuse"):
         parts += ["## Shuffle reuse on / off (OKPLAN_REUSE_SHUFFLES)", report.reuse_table(payload["reuse"]), ""]
+    if payload.get("cores"):
+        parts += ["## Every core: local[2] against local[1] (in-process)", report.cores_table(payload["cores"]), ""]
     if payload.get("files"):
         parts += ["## Files (textFile + word count, saveAsTextFile)", files_table(payload["files"]), ""]
     if payload["micro"]:

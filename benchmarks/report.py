@@ -169,6 +169,40 @@ def reuse_table(rows: list[dict[str, Any]]) -> str:
               fmt_seconds(r["seconds_off"]), f"{r['speedup']:.2f}x" if r["speedup"] else "-"] for r in rows]
     return table(["workload", "engine", "tasks (reuse)", "tasks (no reuse)", "median (reuse)",
                   "median (no reuse)", "speedup"], lines, "llrrrrr")
+#: issue 12's targets for local[N] / local[1] (median time); every other workload must not be slower
+CORES_TARGETS = {"pipeline": 0.6, "cpuheavy": 0.6}
+
+
+def cores_rows(results: list[RunResult], workloads: list[str]) -> list[dict[str, Any]]:
+    """local[2] (okplan-local[2]) against one core in-process (okplan-local) per workload, with where
+    the jobs ran (task processes or in-process) and the target each ratio has to meet."""
+    cells = _by(results)
+    out = []
+    for wl in workloads:
+        one, many = cells.get((wl, "okplan-local")), cells.get((wl, "okplan-local[2]"))
+        if not one or not many or one.status != "ok" or many.status != "ok" or not one.median:
+            continue
+        pooled = sum(1 for job in many.jobs if any(k.startswith("task process") for k in job.get("tasks_per_worker", {})))
+        cpu_1, cpu_2 = _task_cpu(one.jobs), _task_cpu(many.jobs)
+        out.append({"workload": wl, "local_1": one.median, "local_2": many.median, "ratio": many.median / one.median,
+                    "target": CORES_TARGETS.get(wl, 1.0), "pool_jobs": pooled, "jobs": len(many.jobs),
+                    "cpu_ratio": cpu_2 / cpu_1 if cpu_1 else None})
+    return out
+
+
+def _task_cpu(jobs: list[dict]) -> float:
+    return sum(st.get("cpu_seconds") or 0.0 for job in jobs for st in job.get("stages", {}).values())
+
+
+def cores_table(rows: list[dict[str, Any]]) -> str:
+    """The ratio of medians, and of the tasks' CPU seconds (independent of how busy the machine was: what
+    the pool costs on top of the work, before it is shared out over the cores)."""
+    lines = [[r["workload"], fmt_seconds(r["local_1"]), fmt_seconds(r["local_2"]), f"{r['ratio']:.2f}",
+              f"<= {r['target']:.2f}", "yes" if r["ratio"] <= r["target"] else "no",
+              f"{r['cpu_ratio']:.2f}" if r.get("cpu_ratio") else "-",
+              f"{r['pool_jobs']} of {r['jobs']} on task processes"] for r in rows]
+    return table(["workload", "local[1]", "local[2]", "local[2] / local[1]", "target", "met", "task CPU ratio",
+                  "jobs"], lines, "lrrrrlrl")
 
 
 def micro_table(rows: list[dict[str, Any]]) -> str:

@@ -101,7 +101,9 @@ def test_a_worker_with_a_wrong_or_missing_secret_exits_non_zero_within_seconds(s
         done = subprocess.run(okplan_cmd("worker", "--master", url), env=env, capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == EXIT_NO_RESTART, done.stderr
-        assert time.monotonic() - t0 < 10
+        # a bound against waiting forever (a refused worker would retry until killed), not a speed claim:
+        # starting Python and the worker takes seconds on a loaded 2-core machine
+        assert time.monotonic() - t0 < 30
         refusals = [line for line in done.stderr.splitlines() if "refused this worker" in line]
         assert len(refusals) == 1 and why in refusals[0] and "Traceback" not in done.stderr, done.stderr
 
@@ -112,7 +114,8 @@ def test_a_client_with_a_wrong_or_missing_secret_raises_within_seconds(secured):
         t0 = time.monotonic()
         with pytest.raises(ClusterUnavailableError, match=why) as info:
             Context(url, secret=secret, connect_timeout=20)
-        assert time.monotonic() - t0 < 5 and "\n" not in str(info.value)
+        # well before connect_timeout: the refusal is heard, not waited out
+        assert time.monotonic() - t0 < 15 and "\n" not in str(info.value)
 
 
 def test_a_secret_client_is_told_the_master_has_none(insecure):

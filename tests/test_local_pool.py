@@ -111,3 +111,56 @@ def test_stop_leaves_no_processes_and_no_files():
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_task_gets_only_its_own_parallelized_partition(monkeypatch):
+    from okplan.exec.pool import TaskPool
+
+    sent: list[tuple[int, list, int]] = []
+    submit = TaskPool.submit
+
+    def recording(self, slot, header, blobs=(), tag=None):
+        sent.append((header["partition"], header["src"], sum(map(len, blobs))))
+        return submit(self, slot, header, blobs, tag)
+
+    monkeypatch.setattr(TaskPool, "submit", recording)
+    with Context("local[2]", pool_min_records=0) as ctx:
+        data = [bytes([i % 251]) * 1000 for i in range(400)]   # 400 kB in 4 partitions of 100 kB
+        assert ctx.parallelize(data, 4).map(len).sum() == 400_000
+    assert sorted(p for p, _, _ in sent) == [0, 1, 2, 3]
+    for p, src, size in sent:
+        assert [i for _, i in src] == [p]
+        assert size < 160_000  # its own 100 kB (and the job's functions, once per process), not all 400 kB
+
+
+def test_each_task_reads_the_source_partitions_union_coalesce_and_cartesian_route_to_it():
+    from okplan.exec.local_pool import source_reads
+
+    with Context("local[2]") as ctx:
+        a, b = ctx.parallelize(list(range(6)), 3), ctx.parallelize(list(range(4)), 2)
+        ds = a.union(b).coalesce(2).cartesian(ctx.parallelize(["x", "y"], 2))
+        plan = ctx.session.prepare(ds._node, optimize_=False).physical
+        root = plan.result_stage.root
+        # coalesce groups the union's 5 partitions into 2; cartesian: task i = (left i // 2, right i % 2)
+        groups = [[(op.records, i) for op, i in sorted(source_reads(root, t, set()), key=lambda r: (r[0].records, r[1]))]
+                  for t in range(plan.result_stage.num_partitions)]
+        assert len(groups) == 4
+        for t, reads in enumerate(groups):
+            assert (2, t % 2) in reads   # "xy": the right side's partition
+            assert len([r for r in reads if r[0] != 2]) in (2, 3)   # the left's coalesced union partitions
+    with Context("local[2]", pool_min_records=0) as ctx:
+        a, b = ctx.parallelize(list(range(6)), 3), ctx.parallelize(list(range(4)), 2)
+        ds = a.union(b).coalesce(2).cartesian(ctx.parallelize(["x", "y"], 2))
+        assert sorted(ds.collect()) == sorted((x, y) for x in list(range(6)) + list(range(4)) for y in "xy")
+        assert set(ctx.lastJobMetrics().tasks_per_worker) <= {"task process 0", "task process 1"}
+
+
+def test_a_job_whose_stages_move_every_record_needs_more_input_for_the_pool():
+    with Context("local[2]", pool_min_records=10_000) as ctx:
+        pairs = ctx.range(0, 15_000, numSlices=4).map(lambda x: (x % 7, x))
+        assert "runs on 2 task processes" in pairs.reduceByKey(lambda a, b: a + b).toDebugString()  # combined
+        grouped = pairs.groupByKey().mapValues(len)
+        assert "runs in-process: small job (15,000 records < 20,000 for 1 stage moving every record)" \
+            in grouped.toDebugString()
+        assert sorted(grouped.collect()) == [(k, len(range(k, 15_000, 7))) for k in range(7)]
+        assert set(ctx.lastJobMetrics().tasks_per_worker) == {"local"}   # in-process (adaptive may read fewer)

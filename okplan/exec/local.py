@@ -18,15 +18,17 @@ from itertools import chain
 from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
+from ..physical.operators import ReadSource
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         new_job_id, stage_tables, write_blocks)
+                         moving_stages, new_job_id, stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
 from .profile import profile_wanted, profiled
 from .progress import job_progress
-from .serialization import block_key, compress, decompress, deserialize, dumps_function, serialize
+from .serialization import (block_key, compress, decompress, deserialize, dumps_function, serialize,
+                            without_source_data)
 from .spill import SpillDir, SpilledRecords, relocate, to_disk
 from .task import run_task
 
@@ -225,8 +227,10 @@ def _fewer_collections() -> Iterator[None]:
 def _add_pool_task(m: StageMetrics, reply: dict[str, Any]) -> None:
     """Fold a task process's figures in (its perf_counter is the system's monotonic clock, as ours)."""
     t0, t1, cpu = reply["t"]
-    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0},
-                           spill_bytes=reply["spill"], operators=reply["ops"],
+    written = sum(b.length for b in reply.get("blocks") or ())   # what went to the job's files
+    ser = reply["ser"]
+    m.add_task(TaskMetrics(reply["rin"], reply["rout"], t1 - t0, cpu, {"compute": t1 - t0 - ser, "serialize": ser},
+                           bytes_compressed=written, spill_bytes=reply["spill"], operators=reply["ops"],
                            partition_records=reply.get("precs", []),
                            partition_bytes=reply.get("pbytes", [])), t0, t1)
 
@@ -287,9 +291,16 @@ class LocalExecutor:
         if tasks < 2:
             return "in-process: a single task"
         records, size = estimated_input(plan, self.cache)
-        if records < self.pool_min_records and size < self.pool_min_bytes:
-            why = (f"{size:,} bytes of files < {self.pool_min_bytes:,}" if size
-                   else f"{records:,} records < {self.pool_min_records:,}")
+        # a stage that sends every record to another process (a shuffle without a map-side combine, a
+        # materialised dataset) costs 1.5-1.7x its in-process CPU there (pickled, written, read,
+        # unpickled; measured on groupByKey, join, sortByKey): such a job needs as much input again per
+        # stage before two cores pay for it
+        scale = 1 + moving_stages(plan)
+        min_records, min_bytes = self.pool_min_records * scale, self.pool_min_bytes * scale
+        if records < min_records and size < min_bytes:
+            why = f"{size:,} bytes of files < {min_bytes:,}" if size else f"{records:,} records < {min_records:,}"
+            if scale > 1:
+                why += f" for {scale - 1} stage{'s' if scale > 2 else ''} moving every record"
             return f"in-process: small job ({why})"
         return f"on {self.processes} task processes"
 
@@ -345,8 +356,17 @@ class LocalExecutor:
         assert self._pool is not None
         # read per job, as in-process (the pool is this job's now)
         self._pool.budget, self._pool.profile = self.task_memory, self.profile
-        # pickled once per job here, where an unpicklable function is named as on the cluster
-        functions = dumps_function(({s.id: s for s in plan.stages}, action))
+        # pickled once per job here, where an unpicklable function is named as on the cluster; the
+        # parallelized partitions go apart, each to the task that reads it, pickled once (C pickler)
+        functions = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)
+        pickled: dict[tuple[str, int], bytes] = {}
+
+        def sources(op: ReadSource, i: int) -> bytes:
+            found = pickled.get((op.source_id, i))
+            if found is None:
+                found = pickled[(op.source_id, i)] = serialize(op.slices[i])
+            return found
+
         job = new_job_id()
         job_dir = tempfile.mkdtemp(prefix=f"job-{job}-", dir=self._work_dir())
         shuffles: dict[int, list[list[FileBlock]]] = {}
@@ -373,7 +393,8 @@ class LocalExecutor:
                 where = self._work_dir() if isinstance(out, Materialize) and out.scope == "context" else job_dir
                 written: dict[int, list[FileBlock]] = {}
                 for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
-                                                        list(range(stage.num_partitions)), tables, per_slot):
+                                                        list(range(stage.num_partitions)), tables, per_slot,
+                                                        sources):
                     written[p] = reply["blocks"]
                     _add_pool_task(m, reply)
                 rows = [written[p] for p in range(stage.num_partitions)]
@@ -392,7 +413,7 @@ class LocalExecutor:
             done: dict[int, Any] = {}
             order = iter(partitions)
             want = next(order, None)
-            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot)
+            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot, sources)
             try:
                 for p, reply, out_blobs in results:
                     _add_pool_task(m, reply)

@@ -21,6 +21,8 @@ Which jobs go to the pool is ``placement``: a job whose sources hold at least ``
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import os
 import sys
@@ -28,16 +30,19 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CacheLostError, OkplanError, TaskProcessDiedError
-from ..physical.operators import PhysOp, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead
+from ..physical.operators import (BroadcastJoinOp, CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate, PhysOp,
+                                  Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead, UnionOp,
+                                  ZipOp)
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from . import accumulators
 from .memory import TaskMemory
 from .pool import TaskPool
 from .profile import profiled
-from .serialization import decode_block, deserialize, dumps_function, encode_block, loads_function, serialize
+from .serialization import (compress, decode_block, deserialize, dumps_function, encode_block, loads_function,
+                            open_block, seal_compressed, serialize)
 from .spill import SpillDir
 from .task import annotate, run_task, task_place
 
@@ -62,24 +67,44 @@ class FileBlock:
     def load(self, key: bytes) -> list:
         if not self.length:
             return []
+        return decode_block(self._read(), key, self._what())
+
+    def body(self, key: bytes) -> bytes:
+        """The block's pickled records, compressed as ``serialization.compress`` does (MAC checked)."""
+        if not self.length:
+            return _EMPTY_BODY
+        return bytes(open_block(self._read(), key, self._what()))
+
+    def _read(self) -> bytes:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            data = f.read(self.length)
-        return decode_block(data, key, f"block {os.path.basename(self.path)}")
+            return f.read(self.length)
+
+    def _what(self) -> str:
+        return f"block {os.path.basename(self.path)}"
+
+
+_EMPTY_BODY = compress(serialize([]))
 
 
 def write_blocks(path: str, parts: list[list], key: bytes) -> list[FileBlock]:
     """Write each list of ``parts`` as one block of one file; their ``FileBlock``s (empty ones cost nothing)."""
+    return _write(path, ((encode_block(part, key), len(part)) if part else (b"", 0) for part in parts))
+
+
+def write_bodies(path: str, bodies: list[bytes], key: bytes) -> list[FileBlock]:
+    """``write_blocks`` for parts already pickled and compressed (``FileBlock.body``, a kept shuffle);
+    their record counts are unknown (0)."""
+    return _write(path, ((seal_compressed(b, key), 0) for b in bodies))
+
+
+def _write(path: str, blocks: Iterable[tuple[bytes, int]]) -> list[FileBlock]:
     out: list[FileBlock] = []
     offset = 0
     with open(path, "wb") as f:
-        for part in parts:
-            if not part:
-                out.append(FileBlock(path, offset, 0, 0))
-                continue
-            data = encode_block(part, key)
+        for data, records in blocks:
             f.write(data)
-            out.append(FileBlock(path, offset, len(data), len(part)))
+            out.append(FileBlock(path, offset, len(data), records))
             offset += len(data)
     return out
 
@@ -114,39 +139,116 @@ def estimated_input(plan: PhysicalPlan, cache: dict[str, list]) -> tuple[int, in
     return records, size
 
 
+def moving_stages(plan: PhysicalPlan) -> int:
+    """Stages of ``plan`` whose every record goes to another process on the pool: shuffle writes
+    without a map-side combine (``groupByKey``, joins, sorts, ``partitionBy``) and materialised
+    datasets (``cache()``, shared subplans, sort inputs)."""
+    moving = 0
+    for stage in plan.stages[:-1]:
+        out = stage.output
+        if isinstance(out, ShuffleWrite):
+            moving += out.reused_from is None and type(stage.root) is not CombineOp
+        elif isinstance(out, Materialize):
+            moving += 1
+    return moving
+
+
+#: operators whose partition i reads partition i of every child
+_SAME_INDEX = (Pipe, CombineOp, LocalAggregate, CoGroupOp, HashJoinOp, ZipOp)
+
+
+def source_reads(op: PhysOp, i: int, out: set[tuple[ReadSource, int]]) -> set[tuple[ReadSource, int]]:
+    """Add to ``out`` the ``(source, index)`` partitions of parallelized data that partition ``i`` of
+    ``op`` reads (as the task runner routes indices), so that a task gets only those."""
+    t = type(op)
+    if t is ReadSource:
+        out.add((op, i))
+    elif t in _SAME_INDEX:
+        for child in op.children():
+            source_reads(child, i, out)
+    elif t is UnionOp:
+        for part, count in zip(op.parts, op.counts):
+            if i < count:
+                return source_reads(part, i, out)
+            i -= count
+    elif t is CoalesceOp:
+        for j in op.groups[i]:
+            source_reads(op.child, j, out)
+    elif t is CartesianOp:
+        li, ri = divmod(i, op.right_count)
+        source_reads(op.left, li, out)
+        source_reads(op.right, ri, out)
+    elif t is BroadcastJoinOp:  # the small side is one partition that every task reads whole
+        source_reads(op.stream, i, out)
+        source_reads(op.build, 0, out)
+    else:  # an operator this routing does not know: every partition of every source below it
+        for below in _ops(op):
+            if type(below) is ReadSource:
+                out.update((below, j) for j in range(below.num_partitions))
+    return out
+
+
 # -- the task process's side ------------------------------------------------------------------------
 
 class _FileBlocks:
-    """A task's inputs in a task process: the spans of files the client named in the request."""
+    """A task's inputs in a task process: the spans of files the client named in the request, and the
+    parallelized partitions it sent along."""
 
-    def __init__(self, tables: dict[str, dict], key: bytes):
+    def __init__(self, tables: dict[str, dict], key: bytes, sources: dict[tuple[str, int], bytes]):
         self.tables = tables
         self.key = key
+        self.sources = sources   # (source id, index) -> the pickled partition the client sent along
 
     def source(self, source_id: str, index: int) -> list:
-        raise KeyError(f"source {source_id} has no data in the local executor")
+        with _unpickling():
+            return deserialize(self.sources[(source_id, index)])
 
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
-        return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
+        with _unpickling():
+            return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
         try:
-            return self.tables["mat"][cache_id][index].load(self.key)
+            with _unpickling():
+                return self.tables["mat"][cache_id][index].load(self.key)
         except FileNotFoundError:
             # unpersisted by another thread after the job was planned: the Context plans again
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
 
 
+@contextlib.contextmanager
+def _unpickling() -> Iterator[None]:
+    """No collection while records are unpickled: they make no garbage, and the collector would scan
+    each new tuple again and again (unpickling then takes about twice as long)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class LocalTaskHandler:
     """The handler of a local[N] task process: runs one task of the current job per request.
 
-    A request is ``({"job", "stage", "partition", "attempt", "dir"}, [tables, functions?])``; the
-    functions come the first time this process sees the job. The reply is ``({"rin", "rout", "acc",
-    "blocks"|"error"}, [value?])``.
+    A request is ``({"job", "stage", "partition", "attempt", "dir", "src", ...}, [tables, *sources,
+    functions?])``: ``sources`` are the pickled parallelized partitions the task reads (named by
+    ``src``), the functions (stages without their data, and the action) come the first time this
+    process sees the job. The reply is ``({"rin", "rout", "acc", "blocks"|"error"}, [value?])``.
     """
 
     def __init__(self, key: bytes):
+        from .local import JOB_GC_THRESHOLD  # noqa: PLC0415 - local imports this module
+
+        # the client's heap, inherited by fork, is no garbage of ours: keep the collector off it (and off
+        # copy-on-write pages); and collect young objects as seldom as an in-process job does
+        gc.freeze()
+        gc.set_threshold(JOB_GC_THRESHOLD, *gc.get_threshold()[1:])
         self.key = key
+        #: the last task's output, freed once its reply left (``after_reply``), off the stage's critical path
+        self._garbage: Any = None
         self.job: str | None = None
         self.stages: dict[int, Stage] = {}
         self.action: Any = None
@@ -159,7 +261,7 @@ class LocalTaskHandler:
                 self.job = None
                 _follow_client(h["env"])
                 self.registry = accumulators.begin_task()  # the job's accumulators unpickle into it
-                self.stages, self.action = loads_function(blobs[1])
+                self.stages, self.action = loads_function(blobs[-1])
                 self.job = h["job"]
             stage = self.stages[h["stage"]]
             accumulators.begin_task(self.registry)
@@ -168,14 +270,18 @@ class LocalTaskHandler:
             spill_dir = SpillDir("task")
             t0, c0 = time.perf_counter(), time.thread_time()
             try:
-                inputs, memory = _FileBlocks(deserialize(blobs[0]), self.key), TaskMemory(h["budget"], spill_dir)
+                sources = dict(zip(h["src"], blobs[1:]))
+                inputs, memory = _FileBlocks(deserialize(blobs[0]), self.key, sources), TaskMemory(h["budget"], spill_dir)
                 operators = None
                 if h["profile"]:
                     with profiled(stage, self.action) as operators:
                         result = run_task(stage, p, inputs, self.action, memory)
                 else:
                     result = run_task(stage, p, inputs, self.action, memory)
+                t_out = time.perf_counter()
                 reply, value = self._output(h, stage, p, result)
+                reply["ser"] = time.perf_counter() - t_out   # pickling and writing the output
+                self._garbage = result
                 reply["ops"] = operators or {}
             finally:
                 spill_dir.remove()
@@ -193,6 +299,10 @@ class LocalTaskHandler:
                 e.add_note("okplan: while unpickling the job's functions in a local task process")
             body, blob = pack_exception(e, f"local task process {os.getpid()}")
             return {"error": body}, [blob]
+
+    def after_reply(self) -> None:
+        """Free the last task's output, now that its reply is on its way (the pool calls this)."""
+        self._garbage = None
 
     def _output(self, h: dict[str, Any], stage: Stage, p: int, result: Any) -> tuple[dict, list[bytes]]:
         """Buckets and materialised partitions go to a file of the job; a result's value goes back."""
@@ -248,8 +358,11 @@ class LocalPool:
             self._known.clear()
 
     def run_stage(self, job: str, functions: bytes, job_dir: str, stage: Stage, partitions: list[int],
-                  tables: bytes, per_slot: dict[str, int]) -> Iterator[tuple[int, dict, list[bytes]]]:
+                  tables: bytes, per_slot: dict[str, int],
+                  sources: Callable[[ReadSource, int], bytes]) -> Iterator[tuple[int, dict, list[bytes]]]:
         """Run ``stage`` on ``partitions``; yield ``(partition, reply, blobs)`` as tasks finish.
+        ``sources(op, i)`` is partition ``i`` of a parallelized source, pickled: each task gets only
+        those it reads.
 
         A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
         here with its own type, message, note and the child's traceback. Closing the iterator early
@@ -266,13 +379,15 @@ class LocalPool:
                     if not todo:
                         break
                     p, attempt = todo.pop()
-                    blobs = [tables]
+                    reads = sorted(source_reads(stage.root, p, set()), key=lambda r: (r[0].source_id, r[1]))
+                    blobs = [tables] + [sources(op, i) for op, i in reads]
                     gen = pool.generation(slot)
                     if self._known.get(slot) != (gen, job):
                         blobs.append(functions)
                         self._known[slot] = (gen, job)
                     header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir,
-                              "budget": self.budget, "profile": self.profile}
+                              "budget": self.budget, "profile": self.profile,
+                              "src": [(op.source_id, i) for op, i in reads]}
                     if len(blobs) > 1:
                         header["env"] = _client_env()
                     pool.submit(slot, header, blobs, tag=(p, attempt))
@@ -341,5 +456,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "estimated_input", "stage_tables",
+__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]

@@ -29,6 +29,7 @@ import lz4.block
 import lz4.frame
 
 from ..errors import BlockIntegrityError, OkplanError
+from ..physical.operators import ReadSource
 
 PROTOCOL = 5
 
@@ -149,6 +150,11 @@ def seal(raw: bytes, key: bytes = UNKEYED) -> bytes:
     return b"".join((_tag(key, head, body), head, body))
 
 
+def seal_compressed(data: bytes, key: bytes = UNKEYED) -> bytes:
+    """A whole block of what ``compress`` returned (the same bytes ``seal`` makes of the raw pickle)."""
+    return _tag(key, data) + data
+
+
 def decompress(data: bytes | memoryview) -> bytes | memoryview:
     head = bytes(data[:1])
     if head == _LZ4_BLOCK:
@@ -188,13 +194,19 @@ def dumps_function(obj: Any, strip: Callable[[Any], Any] | None = None) -> bytes
         raise TaskPicklingError(_diagnose(obj, e)) from None
 
 
+def without_source_data(o: Any) -> Any:
+    """A ``strip`` for ``dumps_function``: a source operator goes without its partitions (an executor
+    that ships each task its own partition, or uploads them, sends them apart)."""
+    if type(o) is ReadSource and o.has_data:
+        return ReadSource, (o.source_id, o.num_partitions, None, o.label, o.records)
+    return None
+
+
 def loads_function(data: bytes) -> Any:
     return pickle.loads(data)
 
 
 def _dumps(obj: Any, strip: Callable[[Any], Any] | None) -> bytes:
-    import io
-
     buf = io.BytesIO()
     if strip is None:
         cloudpickle.CloudPickler(buf, protocol=PROTOCOL).dump(obj)
@@ -277,5 +289,5 @@ def _short(e: BaseException) -> str:
 
 
 __all__ = ["serialize", "deserialize", "compress", "decompress", "seal", "open_block", "block_key", "UNKEYED",
-           "encode_block", "decode_block", "dumps_function", "loads_function", "TaskPicklingError",
+           "seal_compressed", "encode_block", "decode_block", "dumps_function", "loads_function", "without_source_data", "TaskPicklingError",
            "BlockIntegrityError"]

@@ -25,7 +25,8 @@ from ..memory import task_memory as task_memory_of
 from ..metrics import JobMetrics, LastMetrics
 from ..profile import profile_wanted
 from ..progress import job_progress
-from ..serialization import BlockIntegrityError, block_key, decode_block, dumps_function, encode_block
+from ..serialization import (BlockIntegrityError, block_key, decode_block, dumps_function, encode_block,
+                             without_source_data)
 from . import protocol as P
 from . import sidefiles
 from .link import ClientLink
@@ -43,13 +44,6 @@ _DROP_EVERY = 0.5
 #: source blocks of a job that add up to at most this many bytes travel in its spec (to every worker,
 #: with the job's functions) instead of Redis: a small job saves the upload and a read per task
 INLINE_SOURCES = 64 << 10
-
-
-def _strip_source(o: Any) -> Any:
-    """Ship a source operator without its partitions: they go to Redis instead."""
-    if type(o) is ReadSource and o.has_data:
-        return ReadSource, (o.source_id, o.num_partitions, None, o.label, o.records)
-    return None
 
 
 class ClusterExecutor:
@@ -259,7 +253,7 @@ class ClusterExecutor:
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
                           inline_max=self.inline_max, task_memory=self.task_memory, profile=self.profile,
                           app=self.app_name)
-        job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=_strip_source)
+        job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)  # partitions go to Redis or the spec
         keys = Keys(job_id, self.client_id)
         uploads = []
         big: list[tuple[str, list[bytes], int]] = []
