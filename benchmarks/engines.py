@@ -45,6 +45,8 @@ class Engine:
     #: which form of a workload this engine runs: "python", "rdd" or "bag"
     form = "python"
     note = ""
+    #: all the engine's work happens in this process's threads, so this process's CPU time is its cost
+    in_process = False
 
     def available(self) -> tuple[bool, str]:
         return True, ""
@@ -77,6 +79,7 @@ class PythonEngine(Engine):
 
     name = "python"
     form = "python"
+    in_process = True
 
     def run(self, wl: Workload, state: Any, parts: int) -> tuple[Any, list]:
         return wl.python(state), []
@@ -118,6 +121,7 @@ class OkplanEngine(Engine):
         self.name = name
         self.master = master
         self.optimize = optimize
+        self.in_process = master == "local"
         self.adaptive = adaptive
         self.reuse = reuse
         self.workloads = workloads

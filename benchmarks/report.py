@@ -52,7 +52,8 @@ def _by(results: list[RunResult]) -> dict[tuple[str, str], RunResult]:
 def results_table(results: list[RunResult], workloads: list[str], engines: list[str]) -> str:
     """One row per workload and engine: median and best time, and the median's ratio to plain Python's,
     to okplan ``local`` (one core, in process: what ``local[N]`` and the cluster must beat) and to
-    PySpark's median (below 1.00x is faster)."""
+    PySpark's median (below 1.00x is faster); for engines running in this process, also the ratio of
+    their median CPU time to plain Python's (steadier than wall time on a loaded machine)."""
     cells = _by(results)
     rows = []
     for wl in workloads:
@@ -60,6 +61,7 @@ def results_table(results: list[RunResult], workloads: list[str], engines: list[
         spark = cells.get((wl, "pyspark"))
         local = cells.get((wl, "okplan-local"))
         py_s = py.median if py and py.status == "ok" else None
+        py_cpu = py.cpu_median if py and py.status == "ok" else None
         spark_s = spark.median if spark and spark.status == "ok" else None
         local_s = local.median if local and local.status == "ok" else None
         for eng in engines:
@@ -69,11 +71,11 @@ def results_table(results: list[RunResult], workloads: list[str], engines: list[
             ok = r.status == "ok"
             rows.append([wl, fmt_int(r.records), eng, fmt_seconds(r.median) if ok else "-",
                          fmt_seconds(min(r.samples)) if ok and r.samples else "-",
-                         fmt_ratio(r.median, py_s) if ok else "-",
+                         fmt_ratio(r.median, py_s) if ok else "-", fmt_ratio(r.cpu_median, py_cpu) if ok else "-",
                          fmt_ratio(r.median, local_s) if ok and eng != "okplan-local" else "-",
                          fmt_ratio(r.median, spark_s) if ok else "-", r.status, r.note])
-    return table(["workload", "records", "engine", "median", "best", "x python", "x local", "x pyspark", "check",
-                  "note"], rows, "lrlrrrrrll")
+    return table(["workload", "records", "engine", "median", "best", "x python", "cpu x python", "x local",
+                  "x pyspark", "check", "note"], rows, "lrlrrrrrrll")
 
 
 def _phases(phases: dict[str, float]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import random
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import _checks as chk
@@ -12,7 +13,7 @@ from .logical import narrow
 from .logical import nodes as L
 from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
-from .logical.partitioners import HashPartitioner, RangePartitioner, portable_hash
+from .logical.partitioners import HashPartitioner, RangePartitioner, natural_key, portable_hash
 from .logical.shortcuts import known_count
 from .exec.external import external_sorted
 from .logical.traits import is_okplan_function
@@ -142,7 +143,7 @@ class WideMixin:
 
     # -- sorting ---------------------------------------------------------------------------------------
     def sortByKey(self, ascending: bool = True, numPartitions: int | None = None,
-                  keyfunc: Callable[[Any], Any] = lambda x: x) -> "DataSet":
+                  keyfunc: Callable[[Any], Any] = natural_key) -> "DataSet":
         """``(k, v)`` pairs sorted by key across all partitions. Nothing runs now: when a job needs the
         sort, its input is computed once and kept while a sample of its keys sets the range bounds
         (PySpark runs a count and a sample job when sortByKey is called).
@@ -163,9 +164,21 @@ class WideMixin:
         shuffled = self._shuffle("sortByKey", partitioner)
         reverse = not ascending
 
+        fast = keyfunc is natural_key
+        if fast:  # the key itself: sorted by a C itemgetter, not two Python calls per record
+            sort_key = _first
+
         def sort_partition(it):
             # merges sorted runs from disk when the partition is over the task's memory budget
-            return external_sorted(it, key=sort_key, reverse=reverse)
+            try:
+                return external_sorted(it, key=sort_key, reverse=reverse)
+            except (TypeError, IndexError) as e:
+                # the itemgetter's own failure (raised in the sort, not in a user function upstream)
+                # says what the checked key says
+                if fast and narrow.raised_here(e, external_sorted) and (
+                        isinstance(e, IndexError) or "subscriptable" in str(e)):
+                    raise narrow.not_a_pair("sortByKey", e) from None
+                raise
 
         # a user's keyfunc is called here too: as the node's function, error notes name it and no filter
         # moves below the sort past its calls
@@ -385,6 +398,9 @@ def _in_both(kv):
 def _left_if_no_right(groups):
     left, right = groups
     return left if not right else ()
+
+
+_first = itemgetter(0)
 
 
 def _pair_sort_key(keyfunc: Callable[[Any], Any]) -> Callable[[Any], Any]:

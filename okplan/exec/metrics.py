@@ -124,9 +124,15 @@ class StageMetrics:
         """Compute elapsed time and the task-time spread from the tasks added so far."""
         if self._first is not None and self._last is not None:
             self.seconds = self._last - self._first
-        if self._times:
-            self.task_seconds_max = max(self._times)
-            self.task_seconds_median = statistics.median(self._times)
+        times = self._times
+        if times:
+            self.task_seconds_max = max(times)
+            if len(times) == 1:
+                self.task_seconds_median = times[0]
+            else:  # statistics.median's checks cost more than a small job's bookkeeping
+                times = sorted(times)
+                mid = len(times) // 2
+                self.task_seconds_median = times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
 
     @property
     def partition_skew(self) -> tuple[int, float] | None:

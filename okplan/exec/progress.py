@@ -35,7 +35,15 @@ def progress_wanted() -> bool:
     if env in _ON:
         return True
     stream = sys.stderr
-    return _isatty(stream) or type(stream).__module__.startswith("ipykernel")
+    global _asked
+    if _asked[0] is not stream:
+        # asked once per stream, not per job: an isatty is a system call, a tiny job's worth of time
+        _asked = (stream, _isatty(stream) or type(stream).__module__.startswith("ipykernel"))
+    return _asked[1]
+
+
+#: the last stderr asked about and the answer (a replaced stderr is asked again)
+_asked: tuple[Any, bool] = (None, False)
 
 
 def _isatty(stream: Any) -> bool:

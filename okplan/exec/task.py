@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
@@ -14,10 +15,10 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import NotHashableKeyError, OkplanError
 from ..io.formats import read_blocks
-from ..logical.aggregators import Aggregator, _append, _identity, _new_list, grouping
+from ..logical.aggregators import Aggregator, _append, _extend, _identity, _new_list, grouping, groups_values
 from ..logical.narrow import NotAPairError, not_a_pair, raised_here
 from ..logical.nodes import func_name
-from ..logical.partitioners import HashPartitioner, Partitioner, portable_hash
+from ..logical.partitioners import HashPartitioner, Partitioner, RangePartitioner, natural_key, portable_hash
 from ..physical.operators import (BroadcastJoinOp, CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp,
                                   LocalAggregate, PhysOp,
                                   Pipe, ReadFiles, ReadMaterialized, ReadRange, ReadSource, ShuffleRead,
@@ -90,8 +91,8 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
         it = compute(stage.root, partition, blocks, counter)
         out = stage.output
         if isinstance(out, ShuffleWrite):
-            buckets = bucketize(it, out.partitioner, out.kind, memory)
-            sizes = list(map(len, buckets))
+            buckets = bucketize(it, out.partitioner, out.kind, memory, out.grouped)
+            sizes = list(map(_values_in if out.grouped else len, buckets))
             return TaskResult(buckets, counter.records_in, sum(sizes), bucket_records=sizes)
         if isinstance(out, Materialize):
             if isinstance(it, list):
@@ -232,14 +233,25 @@ def _combine(op: CombineOp, i, blocks, counter):
 
 def _shuffle_read(op: ShuffleRead, i, blocks, counter):
     # buckets one after the other (a cluster decodes each only when it is reached), counted as reached
-    records = chain.from_iterable(_counted(blocks.shuffle_buckets(op.shuffle_id, i), counter))
+    size = _values_in if op.combined and groups_values(op.aggregator) else len
+    records = chain.from_iterable(_counted(blocks.shuffle_buckets(op.shuffle_id, i), counter, size))
     return _aggregate(records, op.aggregator, op.combined, op.kind, counter.memory)
 
 
-def _counted(buckets: Iterable, counter: _Counter) -> Iterator:
+def _counted(buckets: Iterable, counter: _Counter, size: Callable[[Any], int] = len) -> Iterator:
     for b in buckets:
-        counter.records_in += len(b)
+        counter.records_in += size(b)
         yield b
+
+
+_SECOND = itemgetter(1)
+
+
+def _values_in(bucket: Any) -> int:
+    """The values of a bucket of ``(k, [values])`` groups (groupByKey's grouped shuffle), so metrics count
+    records as the user wrote them, whatever the grouping; a bucket on disk counts its groups (reading
+    it twice would cost more than the figure is worth)."""
+    return sum(map(len, map(_SECOND, bucket))) if type(bucket) is list else len(bucket)
 
 
 def _local_aggregate(op: LocalAggregate, i, blocks, counter):
@@ -525,6 +537,17 @@ def _fold_combiners(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
     merge = agg.merge_combiners
     k = None
     try:
+        if merge is _extend:
+            # groups (groupByKey's grouped shuffle): concatenate in place, no Python call per key; the
+            # first list is copied, as a map output may be read again (a shuffle two stages read)
+            get = d.get
+            for k, c in it:
+                g = get(k)
+                if g is None:
+                    d[k] = c[:]
+                else:
+                    g.extend(c)
+            return
         for k, c in it:
             if k in d:
                 d[k] = merge(d[k], c)
@@ -536,13 +559,27 @@ def _fold_combiners(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
 
 
 def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
-              memory: TaskMemory | None = None) -> list[list]:
+              memory: TaskMemory | None = None, grouped: bool = False) -> list[list]:
     """Split ``(k, v)`` records into one list per reduce partition, keeping their order. With
-    ``memory``, buckets over its budget move to a spill file; such buckets become ``SpilledRecords``."""
+    ``memory``, buckets over its budget move to a spill file; such buckets become ``SpilledRecords``.
+
+    ``grouped``: values are first grouped per key in one dict (``groupByKey``'s map side), and the
+    groups go to the buckets as ``(k, [values])``: one dict pass per record, as plain Python would do,
+    and a hash and a bucket append per key instead of per record. Past the budget the groups so far go
+    to the buckets (a key may then have several groups, in order; the reduce side concatenates them).
+
+    >>> bucketize([("a", 1), ("b", 2), ("a", 3)], HashPartitioner(1), "groupByKey", grouped=True)
+    [[('a', [1, 3]), ('b', [2])]]
+    """
     n = partitioner.num_partitions
     buckets: list[list] = [[] for _ in range(n)]
+    groups: dict | None = {} if grouped else None
     if memory is None:
-        _fill_buckets(buckets, it, partitioner, kind)
+        if groups is None:
+            _fill_buckets(buckets, it, partitioner, kind)
+        else:
+            _fold_values(groups, it, _GROUPING, kind)
+            _fill_buckets(buckets, groups.items(), partitioner, kind)
         return buckets
     gauge = memory.gauge()
     source = iter(it)
@@ -551,23 +588,43 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
     items = 0
     while True:
         every = gauge.every
-        _fill_buckets(buckets, islice(source, every), partitioner, kind)
+        if groups is None:
+            _fill_buckets(buckets, islice(source, every), partitioner, kind)
+        else:
+            _fold_values(groups, islice(source, every), _GROUPING, kind)
         head = next(source, _END)  # does the input go on? (a list per slice cost 10%)
         if head is _END:
             break
-        _fill_buckets(buckets, (head,), partitioner, kind)
+        if groups is None:
+            _fill_buckets(buckets, (head,), partitioner, kind)
+        else:
+            _fold_values(groups, (head,), _GROUPING, kind)
         items += every + 1
         if gauge.over(items):
+            if groups is not None:
+                _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
+                groups = {}
             if writer is None:
                 writer = RunWriter(memory.spill_dir, "buckets")
             external.spill_buckets(buckets, writer, runs)
             memory.spills += 1
             items = 0
             gauge.spilled()
+    if groups:
+        _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
     if writer is None:
         return buckets
     writer.close()
     return [SpilledRecords(rs, b) if rs else b for rs, b in zip(runs, buckets)]  # type: ignore[misc]
+
+
+def _cut_groups(groups: dict, size: int) -> Iterable[tuple]:
+    """``groups.items()``, a group longer than ``size`` cut into pieces of ``size`` values (in order).
+    The reduce side checks its budget every so many records: a record carrying a whole hot key's
+    values would grow past the budget between two checks."""
+    if max(map(len, groups.values()), default=0) <= size:
+        return groups.items()
+    return ((k, vs[i:i + size]) for k, vs in groups.items() for i in range(0, len(vs), size))
 
 
 def _fill_buckets(buckets: list[list], it: Iterable, partitioner: Partitioner, kind: str) -> None:
@@ -587,6 +644,22 @@ def _fill_buckets(buckets: list[list], it: Iterable, partitioner: Partitioner, k
                 k, v = rec
                 # portable_hash(int) is hash(int); calling the builtin directly skips a Python call
                 appends[(hash(k) if type(k) is int else portable_hash(k)) % n](rec if type(rec) is tuple else (k, v))
+        elif type(partitioner) is RangePartitioner and partitioner.bounds is not None:
+            # sortByKey: the bisect inline, and no call of the default (identity) key function
+            bounds = partitioner.bounds
+            keyfunc = None if partitioner.keyfunc in (None, natural_key) else partitioner.keyfunc
+            last = n - 1
+            if partitioner.ascending:
+                for rec in it:
+                    k, v = rec
+                    p = bisect_left(bounds, k if keyfunc is None else keyfunc(k))
+                    appends[p if p < last else last](rec if type(rec) is tuple else (k, v))
+            else:
+                top = len(bounds)
+                for rec in it:
+                    k, v = rec
+                    p = top - bisect_right(bounds, k if keyfunc is None else keyfunc(k))
+                    appends[p if p < last else last](rec if type(rec) is tuple else (k, v))
         else:
             part = partitioner.partition
             for rec in it:

@@ -51,6 +51,15 @@ def grouping() -> Aggregator:
     return Aggregator(_new_list, _append, _extend, "group", False, ())
 
 
+def groups_values(agg: Aggregator | None) -> bool:
+    """Whether ``agg`` collects each key's values in a list (``groupByKey``'s shape).
+
+    >>> groups_values(grouping()), groups_values(reducing(max, "max"))
+    (True, False)
+    """
+    return agg is not None and agg.create_combiner is _new_list and agg.merge_value is _append
+
+
 def _first(a, _b):
     return a
 

@@ -23,11 +23,19 @@ class LogicalPlan:
     3
     """
 
-    __slots__ = ("root", "_graph")
+    __slots__ = ("root", "_graph", "_order")
 
     def __init__(self, root: Node):
         self.root = root
         self._graph: nx.MultiDiGraph | None = None
+        self._order: list[Node] | None = None
+
+    def _postorder(self) -> list[Node]:
+        # nodes are immutable, so the order is computed once per plan: every rule of every optimizer
+        # pass walks the plan, and a rule that changes nothing returns this same plan
+        if self._order is None:
+            self._order = postorder(self.root)
+        return self._order
 
     @property
     def graph(self) -> nx.MultiDiGraph:
@@ -37,13 +45,13 @@ class LogicalPlan:
             g = nx.MultiDiGraph()
             g.add_node(self.root)
             g.add_edges_from((parent, node, {"pos": pos})
-                             for node in postorder(self.root) for pos, parent in enumerate(node.inputs))
+                             for node in self._postorder() for pos, parent in enumerate(node.inputs))
             self._graph = g
         return self._graph
 
     def nodes(self) -> Iterator[Node]:
         """Every node once, inputs before the nodes that read them."""
-        return iter(postorder(self.root))
+        return iter(self._postorder())
 
     def check(self) -> "LogicalPlan":
         """Raise ``InvalidPlanError`` naming the first node that breaks an invariant every plan keeps
@@ -67,7 +75,13 @@ class LogicalPlan:
         """How often each node of this plan is read, by ``id(node)``: a node read by two consumers (or
         twice by one, as in ``a.union(a)``) counts 2. Look nodes up with the *original* node that
         ``transform(..., with_original=True)`` hands a rule."""
-        return {id(node): degree for node, degree in self.graph.out_degree() if degree}
+        # counted from the inputs directly: building the networkx graph for this cost more than a
+        # small job's tasks (rules ask it on every pass), and the graph's out-degrees are these counts
+        counts: dict[int, int] = {}
+        for node in self._postorder():
+            for parent in node.inputs:
+                counts[id(parent)] = counts.get(id(parent), 0) + 1
+        return counts
 
     def transform(self, fn: Callable[..., Node | None], with_original: bool = False) -> "LogicalPlan":
         """Rebuild the plan bottom-up: ``fn(node)`` (with its inputs already rewritten) returns a
@@ -75,7 +89,7 @@ class LogicalPlan:
         result is still a DAG. With ``with_original``, ``fn(node, original)`` also gets the node as it
         was in this plan, so a rule can ask questions of this plan (e.g. ``read_counts``)."""
         done: dict[int, Node] = {}
-        for node in postorder(self.root):
+        for node in self._postorder():
             new = node.with_inputs(tuple(done[id(i)] for i in node.inputs))
             out = fn(new, node) if with_original else fn(new)
             done[id(node)] = new if out is None else out

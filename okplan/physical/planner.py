@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 from ..logical import nodes as L
+from ..logical.aggregators import groups_values
 from ..logical.plan import LogicalPlan
 from .operators import (BroadcastJoinOp, CartesianOp, CoalesceOp, CoGroupOp, CombineOp, HashJoinOp, LocalAggregate,
                         PhysOp, Pipe,
@@ -50,7 +51,8 @@ class _Builder:
         self.parents, self.labels = saved_parents, saved_labels
         return sid
 
-    def shuffle(self, key, slot: ShuffleSlot, map_input: L.Node, partitioner, kind: str) -> int:
+    def shuffle(self, key, slot: ShuffleSlot, map_input: L.Node, partitioner, kind: str,
+                grouped: bool = False) -> int:
         """The id of the shuffle ``key`` stands for, planning its map stage the first time (a reused
         one as a skipped stage that reads nothing: the stages below it are not planned at all)."""
         if key not in self.shuffle_of:
@@ -61,7 +63,7 @@ class _Builder:
                 shuffle_id = len(self.shuffles)
                 self.shuffles[shuffle_id] = maps
                 self.shuffle_of[key] = shuffle_id
-                return ShuffleWrite(shuffle_id, partitioner, kind, keep_id, reused_from)
+                return ShuffleWrite(shuffle_id, partitioner, kind, keep_id, reused_from, grouped)
 
             if reused_from is not None:
                 sid = len(self.stages)
@@ -103,8 +105,13 @@ class _Builder:
         if isinstance(node, L.Shuffle):
             if node.elided:
                 return LocalAggregate(self.op(node.input), node.aggregator, node.combined, node.kind)
-            shuffle_id = self.shuffle(id(node), (node.nid, -1), node.input, node.partitioner_, node.kind)
-            return ShuffleRead(shuffle_id, node.aggregator, node.combined, node.kind)
+            # groupByKey's values are grouped on the map side (ShuffleWrite.grouped) and the reduce side
+            # merges those lists: the same lists, built with one dict pass instead of a hash, a bucket
+            # append and a dict pass per record (the logical plan still says "never combined": no
+            # partial aggregate is planned, the shuffle itself writes groups)
+            grouped = not node.combined and groups_values(node.aggregator)
+            shuffle_id = self.shuffle(id(node), (node.nid, -1), node.input, node.partitioner_, node.kind, grouped)
+            return ShuffleRead(shuffle_id, node.aggregator, node.combined or grouped, node.kind)
         if isinstance(node, (L.CoGroup, L.HashJoin)):
             parts = []
             kind = "cogroup" if isinstance(node, L.CoGroup) else node.how

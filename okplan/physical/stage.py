@@ -13,16 +13,20 @@ from .operators import PhysOp
 class ShuffleWrite:
     """The stage's records go to ``partitioner.num_partitions`` buckets of shuffle ``shuffle_id``.
     ``keep_id``: the executor keeps the finished output under that name for later jobs (shuffle
-    reuse); ``reused_from``: the job whose kept output this stage reads instead of running (skipped)."""
+    reuse); ``reused_from``: the job whose kept output this stage reads instead of running (skipped).
+    ``grouped``: the map side groups values per key before partitioning (``groupByKey``), so a bucket
+    holds ``(k, [values])`` records: one dict pass per record, and hashing per key, not per record."""
 
     shuffle_id: int
     partitioner: Partitioner
     kind: str
     keep_id: str | None = None
     reused_from: int | None = None
+    grouped: bool = False
 
     def describe(self) -> str:
-        return f"shuffle write {self.shuffle_id} -> {self.partitioner.describe()}"
+        grouped = ", values grouped per key" if self.grouped else ""
+        return f"shuffle write {self.shuffle_id} -> {self.partitioner.describe()}{grouped}"
 
 
 @dataclass(frozen=True)
