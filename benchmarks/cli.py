@@ -167,6 +167,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "results": [r.as_dict() for r in results],
         "optimizer": report.optimizer_rows(results, workloads),
         "adaptive": report.optimizer_rows(results, workloads, "okplan-local-noadapt"),
+        "reuse": report.reuse_rows(results, workloads),
         "cores": report.cores_rows(results, workloads),
         "micro": micro_rows,
         "files": files_rows,
@@ -187,7 +188,8 @@ def render(payload: dict[str, Any]) -> str:
     if skipped:
         parts += ["Engines skipped:", *skipped, ""]
     parts += ["## Workloads", report.results_table(results, workloads, engines), ""]
-    stages = report.stages_table([r for r in results if r.engine not in ("okplan-local-nopt", "okplan-local-noadapt")])
+    stages = report.stages_table([r for r in results if r.engine not in ("okplan-local-nopt", "okplan-local-noadapt",
+                                                                          "okplan-local-noreuse", "okplan-cluster-noreuse")])
     if stages.count("\n") > 1:
         parts += ["## okplan per stage (median run)", stages, ""]
     if payload["optimizer"]:
@@ -195,6 +197,8 @@ def render(payload: dict[str, Any]) -> str:
     if payload.get("adaptive"):
         parts += ["## Adaptive planning on / off (okplan local; broadcast join)",
                   report.optimizer_table(payload["adaptive"], "adaptive"), ""]
+    if payload.get("reuse"):
+        parts += ["## Shuffle reuse on / off (OKPLAN_REUSE_SHUFFLES)", report.reuse_table(payload["reuse"]), ""]
     if payload.get("cores"):
         parts += ["## Every core: local[2] against local[1] (in-process)", report.cores_table(payload["cores"]), ""]
     if payload.get("files"):

@@ -18,7 +18,11 @@ from .workloads import Workload
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-local-noadapt",
-                "okplan-cluster", "pyspark", "dask")
+                "okplan-local-noreuse", "okplan-cluster", "okplan-cluster-noreuse", "pyspark", "dask")
+#: workloads the engines without shuffle reuse run: the one reuse is for (notebook) and one-shot
+#: shuffles, which show what keeping an output for reuse costs when nothing reuses it
+NOREUSE_WORKLOADS = {"okplan-local-noreuse": ("notebook", "wordcount", "twoshuffle", "groupsort"),
+                     "okplan-cluster-noreuse": ("notebook",)}
 DEFAULT_ENGINES = ENGINE_NAMES
 
 
@@ -108,18 +112,24 @@ class _JobRecorder:
 
 class OkplanEngine(Engine):
     """okplan on ``master`` (``local`` or ``local-cluster[N]``), optimizer on or off, adaptive planning on
-    or off."""
+    or off, shuffle reuse on or off (then only on ``workloads``, when given)."""
 
     form = "rdd"
 
-    def __init__(self, name: str, master: str, optimize: bool = True, adaptive: bool = True):
+    def __init__(self, name: str, master: str, optimize: bool = True, adaptive: bool = True, reuse: bool = True,
+                 workloads: tuple[str, ...] | None = None):
         self.name = name
         self.master = master
         self.optimize = optimize
         self.in_process = master == "local"
         self.adaptive = adaptive
+        self.reuse = reuse
+        self.workloads = workloads
         self.ctx: Any = None
         self.recorder: _JobRecorder | None = None
+
+    def supports(self, wl: Workload) -> bool:
+        return super().supports(wl) and (self.workloads is None or wl.name in self.workloads)
 
     def available(self) -> tuple[bool, str]:
         if self.master.startswith("local-cluster"):
@@ -141,7 +151,8 @@ class OkplanEngine(Engine):
             from okplan import Context
 
             _export_repo_path()
-            self.ctx = Context(self.master, appName="okplan-bench", optimize=self.optimize, adaptive=self.adaptive)
+            self.ctx = Context(self.master, appName="okplan-bench", optimize=self.optimize, adaptive=self.adaptive,
+                               reuse_shuffles=self.reuse)
             self.recorder = _JobRecorder(self.ctx.executor)
 
     def stop(self) -> None:
@@ -277,8 +288,12 @@ def make_engine(name: str, cores: int = 2) -> Engine:
         return OkplanEngine(name, "local", False)
     if name == "okplan-local-noadapt":
         return OkplanEngine(name, "local", True, adaptive=False)
+    if name == "okplan-local-noreuse":
+        return OkplanEngine(name, "local", reuse=False, workloads=NOREUSE_WORKLOADS[name])
     if name == "okplan-cluster":
         return OkplanEngine(name, f"local-cluster[{cores}]", True)
+    if name == "okplan-cluster-noreuse":
+        return OkplanEngine(name, f"local-cluster[{cores}]", reuse=False, workloads=NOREUSE_WORKLOADS[name])
     if name == "pyspark":
         return PySparkEngine(cores)
     if name == "dask":

@@ -145,6 +145,32 @@ def optimizer_table(rows: list[dict[str, Any]], switch: str = "optimizer") -> st
                   "bytes shuffled", "median", "shuffled on vs off", "speedup"], lines, "llrrrrrrrrr")
 
 
+#: (engine with shuffle reuse, the same without) compared by ``reuse_rows``
+REUSE_PAIRS = (("okplan-local", "okplan-local-noreuse"), ("okplan-cluster", "okplan-cluster-noreuse"))
+
+
+def reuse_rows(results: list[RunResult], workloads: list[str]) -> list[dict[str, Any]]:
+    """Shuffle reuse on against off, per workload and executor: the notebook's later actions skip the
+    shuffle's map stages; a one-shot shuffle shows what keeping its output costs."""
+    cells = _by(results)
+    out = []
+    for wl in workloads:
+        for on_name, off_name in REUSE_PAIRS:
+            on, off = cells.get((wl, on_name)), cells.get((wl, off_name))
+            if not on or not off or on.status != "ok" or off.status != "ok":
+                continue
+            t_on, t_off = job_totals(on.jobs), job_totals(off.jobs)
+            out.append({"workload": wl, "engine": on_name, "seconds_on": on.median, "seconds_off": off.median,
+                        "tasks_on": t_on["tasks"], "tasks_off": t_off["tasks"],
+                        "speedup": off.median / on.median if on.median else None})
+    return out
+
+
+def reuse_table(rows: list[dict[str, Any]]) -> str:
+    lines = [[r["workload"], r["engine"], r["tasks_on"], r["tasks_off"], fmt_seconds(r["seconds_on"]),
+              fmt_seconds(r["seconds_off"]), f"{r['speedup']:.2f}x" if r["speedup"] else "-"] for r in rows]
+    return table(["workload", "engine", "tasks (reuse)", "tasks (no reuse)", "median (reuse)",
+                  "median (no reuse)", "speedup"], lines, "llrrrrr")
 #: issue 12's targets for local[N] / local[1] (median time); every other workload must not be slower
 CORES_TARGETS = {"pipeline": 0.6, "cpuheavy": 0.6}
 

@@ -379,7 +379,7 @@ WORKLOADS: dict[str, Workload] = {w.name: w for w in (
     Workload("cpuheavy", "range -> map(~5 us of Python per record) -> reduce", 200_000, _ident,
              py_cpuheavy, rdd_cpuheavy, bag_cpuheavy),
     Workload("notebook", "range -> map(~5 us) -> reduceByKey (10k keys), then 5 actions on it "
-             "(OKPLAN_REUSE_SHUFFLES=0: no shuffle reuse)", 200_000, _ident, py_notebook, rdd_notebook, None),
+             "(okplan-*-noreuse: no shuffle reuse)", 200_000, _ident, py_notebook, rdd_notebook, None),
     Workload("copartjoin", "join of two sides already partitionBy(8) and cached (optimizer benchmark)",
              500_000, _ident, py_copartjoin, rdd_copartjoin, None,
              rdd_setup=rdd_copartjoin_setup, rdd_teardown=rdd_copartjoin_teardown),

@@ -357,7 +357,7 @@ class Session:
                 self._remember(node.nid, prepared.physical)
                 for cache_id in prepared.temporary:
                     self.executor.drop_cached(cache_id)
-                self.reuse.finished(job, node, prepared.shuffles)
+                self.reuse.finished(job, node, prepared.shuffles, prepared.physical.kept_maps())
 
 
 def _recompute_lost(n: L.Node, lost: frozenset[str]) -> L.Node | None:

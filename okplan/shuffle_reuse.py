@@ -40,6 +40,7 @@ def reuse_enabled(option: bool | None) -> bool:
 class Kept:
     keep_id: str
     job: int
+    maps: int = 0   # map outputs it has
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Planned:
     fingerprint: Hashable
     keep_id: str
     reused_from: int | None
+    maps: int = 0
 
 
 def shuffle_slots(plan: LogicalPlan) -> list[tuple[ShuffleSlot, L.Node]]:
@@ -119,26 +121,30 @@ class ShuffleReuse:
                 self._release(fp, kept.keep_id)
                 kept = None
             if kept is not None:
-                planned.append(Planned(slot, fp, kept.keep_id, kept.job))
+                planned.append(Planned(slot, fp, kept.keep_id, kept.job, kept.maps))
             else:
                 planned.append(Planned(slot, fp, f"shuffle-{os.getpid()}-{next(_keep_ids)}", None))
         return planned
 
     @staticmethod
     def keep_map(planned: list[Planned]) -> dict[ShuffleSlot, Keep]:
-        return {p.slot: (p.keep_id, p.reused_from) for p in planned}
+        return {p.slot: (p.keep_id, p.reused_from, p.maps) for p in planned}
 
-    def finished(self, job: int, root: L.Node, planned: list[Planned]) -> None:
-        """Remember the outputs job ``job`` kept, each for as long as the user's node reading it lives."""
+    def finished(self, job: int, root: L.Node, planned: list[Planned], maps: dict[str, int] | None = None) -> None:
+        """Remember the outputs job ``job`` kept (``maps``: keep id -> map outputs), each for as long as
+        the user's node reading it lives."""
         if not planned:
             return
         by_nid = user_nodes(root)
         for p in planned:
-            if p.reused_from is not None or p.fingerprint in self._kept:
+            if p.reused_from is not None:
                 continue
-            if not self.executor.has_kept_shuffle(p.keep_id):
-                continue  # the map stage did not finish (the job failed or stopped early)
-            self._kept[p.fingerprint] = Kept(p.keep_id, job)
+            if p.fingerprint in self._kept or not self.executor.has_kept_shuffle(p.keep_id):
+                # a job of another thread kept it first, or the map stage did not finish (the job
+                # failed or stopped early): what this job wrote of it goes
+                self.executor.drop_kept_shuffle(p.keep_id)
+                continue
+            self._kept[p.fingerprint] = Kept(p.keep_id, job, (maps or {}).get(p.keep_id, 0))
             release = weakref.finalize(by_nid.get(p.slot[0], root), self._release, p.fingerprint, p.keep_id)
             release.atexit = False  # nothing to free in a process that is ending
 

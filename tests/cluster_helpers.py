@@ -33,10 +33,16 @@ def cluster_context(n: int = 2, **options) -> Iterator[Context]:
         ctx.stop()
 
 
-def job_keys(ctx: Context) -> list[str]:
-    """Every okplan key in the cluster's Redis, except named datasets."""
+def job_keys(ctx: Context, kept: bool = False) -> list[str]:
+    """Every okplan key in the cluster's Redis, except named datasets and (unless ``kept``) shuffles
+    kept for reuse: those live as long as the datasets that reach them (tests/test_shuffle_reuse.py)."""
     keys = sorted(k.decode() for k in ctx.executor.store.r.keys("okplan:*"))
-    return [k for k in keys if not k.startswith("okplan:named")]
+    return [k for k in keys if not k.startswith("okplan:named") and (kept or not k.startswith("okplan:kept:"))]
+
+
+def kept_keys(ctx: Context) -> list[str]:
+    """The keys of shuffles kept for reuse (``okplan:kept:``) in the cluster's Redis."""
+    return sorted(k.decode() for k in ctx.executor.store.r.keys("okplan:kept:*"))
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
@@ -137,5 +143,5 @@ def child_env() -> dict[str, str]:
     return env
 
 
-__all__ = ["LocalCluster", "cluster_context", "job_keys", "wait_until", "pids_gone", "redis_server", "free_port",
+__all__ = ["LocalCluster", "cluster_context", "job_keys", "kept_keys", "wait_until", "pids_gone", "redis_server", "free_port",
            "okplan_cmd", "child_env", "hand_made_cluster"]

@@ -9,10 +9,11 @@ import os
 import pytest
 
 from benchmarks.cli import main, parse_args, render, run_suite
+from benchmarks.engines import NOREUSE_WORKLOADS
 from benchmarks.report import job_totals
 from benchmarks.workloads import WORKLOADS
 
-ENGINES = os.environ.get("OKPLAN_BENCH_SMOKE_ENGINES", "python,okplan-local,okplan-local-nopt")
+ENGINES = os.environ.get("OKPLAN_BENCH_SMOKE_ENGINES", "python,okplan-local,okplan-local-nopt,okplan-local-noreuse")
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +29,16 @@ def test_every_workload_runs_and_checks_out(payload):
     for wl in WORKLOADS:
         for eng in engines:
             r = cells[(wl, eng)]
+            if wl not in NOREUSE_WORKLOADS.get(eng, (wl,)):
+                assert r["status"] == "skipped"    # engines without reuse run only the workloads it matters for
+                continue
             assert r["status"] == "ok", (wl, eng, r["note"])
             assert r["samples"] and r["median"] is not None
 
 
 def test_okplan_runs_carry_stage_metrics(payload):
     for r in payload["results"]:
-        if r["engine"].startswith("okplan"):
+        if r["engine"].startswith("okplan") and r["status"] == "ok":
             assert r["jobs"], r["workload"]
             for job in r["jobs"]:
                 for st in job["stages"].values():
@@ -48,9 +52,19 @@ def test_optimizer_table_compares_on_and_off(payload):
     assert rows["wordcount"]["on"]["records_shuffled"] < rows["wordcount"]["off"]["records_shuffled"]
 
 
+def test_reuse_table_compares_on_and_off(payload):
+    if not payload["engines"].get("okplan-local-noreuse", {}).get("available"):
+        pytest.skip("okplan-local-noreuse not in OKPLAN_BENCH_SMOKE_ENGINES")
+    rows = {r["workload"]: r for r in payload["reuse"] if r["engine"] == "okplan-local"}
+    assert set(rows) == set(NOREUSE_WORKLOADS["okplan-local-noreuse"])
+    # the notebook's five actions skip the map stage four times with reuse
+    assert rows["notebook"]["tasks_on"] < rows["notebook"]["tasks_off"]
+
+
 def test_render_prints_every_section(payload):
     text = render(payload)
-    for heading in ("## Workloads", "## okplan per stage", "## Optimizer on / off"):
+    reuse = ("## Shuffle reuse on / off",) if payload["reuse"] else ()
+    for heading in ("## Workloads", "## okplan per stage", "## Optimizer on / off", *reuse):
         assert heading in text
 
 

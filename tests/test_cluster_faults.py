@@ -62,7 +62,8 @@ def test_sigkill_of_a_worker_mid_job_still_gives_the_right_answer():
 
 
 def test_lost_shuffle_blocks_are_recomputed_from_lineage():
-    with cluster_context(2) as ctx:
+    # shuffles not kept: their keys are the job's (okplan:job:...:shuf:), which the test finds by id
+    with cluster_context(2, reuse_shuffles=False) as ctx:
         store = ctx.executor.store
 
         def late(i, it):

@@ -4,21 +4,24 @@ they exceed the task memory budget, then on disk (lz4 spill files of the job, re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import itertools
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import threading
 import time
+from itertools import chain
 from typing import Any, Callable, Iterator
 
 from ..errors import CacheLostError
 from ..physical.operators import ReadSource
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         moving_stages, new_job_id, stage_tables, write_blocks, write_bodies)
+                         moving_stages, new_job_id, stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
@@ -52,8 +55,8 @@ class _MemoryBlocks:
         #: partitions of caches this job fills (they join the executor's cache once their stage is done)
         self.new_caches: dict[str, list] = {}
         self.key = key   # of the files a pool job's cache() wrote
-        #: shuffle id -> the output an earlier job kept (per map task, its buckets pickled and compressed)
-        self.reused: dict[int, list[list[bytes]]] = {}
+        #: shuffle id -> the output an earlier job kept (per map task, its buckets: see ``kept_bucket``)
+        self.reused: dict[int, list[list]] = {}
 
     def grew(self, nbytes: int, cache_dir: SpillDir) -> None:
         """A task kept ``nbytes`` more; past the budget, every block this job holds in memory goes to disk."""
@@ -74,8 +77,8 @@ class _MemoryBlocks:
 
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
         kept = self.reused.get(shuffle_id)
-        if kept is not None:  # fresh objects on every read: a reduce may merge into its combiners in place
-            return [deserialize(decompress(buckets[reduce_index])) for buckets in kept]
+        if kept is not None:
+            return [kept_bucket(buckets[reduce_index], self.key) for buckets in kept]
         return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
 
     def materialized(self, cache_id: str, index: int) -> list:
@@ -92,6 +95,95 @@ class _MemoryBlocks:
             return part.load(self.key)
         except FileNotFoundError:
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
+
+
+#: types of record parts that nothing can change in place
+_IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+def unchangeable(records: list) -> bool:
+    """True when no code can change ``records`` in place: tuples of ints, strings, floats, bytes...
+    (tuples of those too). Checked in C loops (``map(type, ...)``); still, it touches every object,
+    which costs about two thirds of pickling them when they are no longer in the CPU's caches.
+
+    >>> unchangeable([("a", 1), ("b", (2, 3.0))]), unchangeable([("a", [1])])
+    (True, False)
+    """
+    if not records:
+        return True
+    if set(map(type, records)) != {tuple}:
+        return False
+    parts = set(map(type, chain.from_iterable(records)))
+    if parts <= _IMMUTABLE:
+        return True
+    if parts - _IMMUTABLE != {tuple}:
+        return False
+    return unchangeable([x for r in records for x in r if type(x) is tuple])
+
+
+#: records of a bucket whose types decide how it is kept
+_SAMPLE = 64
+
+
+class _Ref:
+    """A bucket kept by reference (copy-on-nothing). When it was kept a sample of its records could
+    not be changed in place; every record is checked before its first reuse (``checked``), and a
+    bucket that fails is never read again (a job may have changed its records in place)."""
+
+    __slots__ = ("records", "checked")
+
+    def __init__(self, records: list):
+        self.records = records
+        self.checked = False
+
+
+def _keepable(bucket: Any) -> Any:
+    """A finished bucket as a kept output holds it: a task process's block file as it is (each read
+    decodes fresh objects); the list itself (``_Ref``) when a sample of its records cannot change, so
+    that a job nothing reuses pays almost nothing; else pickled and compressed, so that every later
+    read gets fresh objects (a reduce may merge into its combiners in place, a user function may
+    change a record's list)."""
+    if type(bucket) is FileBlock:
+        return bucket
+    if type(bucket) is list and unchangeable(bucket[::max(1, len(bucket) // _SAMPLE)]):
+        return _Ref(bucket)
+    return compress(serialize(bucket))
+
+
+def _checked(kept: list[list]) -> bool:
+    """Every by-reference bucket of a kept output checked whole (once: it cannot change after)."""
+    for row in kept:
+        for b in row:
+            if type(b) is _Ref and not b.checked:
+                if not unchangeable(b.records):
+                    return False
+                b.checked = True
+    return True
+
+
+def kept_bucket(kept: Any, key: bytes) -> list:
+    """A kept bucket's records for a reader (see ``_keepable``; ``key`` seals the executor's files)."""
+    if type(kept) is _Ref:
+        return kept.records
+    if type(kept) is FileBlock:
+        return kept.load(key)
+    return deserialize(decompress(kept))
+
+
+def _kept_size(bucket: Any) -> int:
+    """Bytes a kept bucket holds: its compressed size (in memory or in a file), or an estimate of a
+    kept list's objects from a sample of its records."""
+    if type(bucket) is FileBlock:
+        return bucket.length
+    if type(bucket) is not _Ref:
+        return len(bucket)
+    bucket = bucket.records
+    n = len(bucket)
+    if not n:
+        return sys.getsizeof(bucket)
+    sample = bucket[::max(1, n // 16)]
+    per = sum(sys.getsizeof(r) + sum(map(sys.getsizeof, r)) for r in sample) / len(sample)
+    return sys.getsizeof(bucket) + int(per * n)
 
 
 #: the young-generation GC threshold while a job runs (Python's default is 700)
@@ -175,8 +267,8 @@ class LocalExecutor:
         self.cache: dict[str, list[list]] = {}
         self.named: dict[str, list[list]] = {}
         #: kept shuffle outputs (shuffle reuse), least recently used first: keep id -> (bytes, per map
-        #: task its buckets pickled and compressed); all together within the task memory budget
-        self.kept: dict[str, tuple[int, list[list[bytes]]]] = {}
+        #: task its buckets, see ``_keepable``); all together within the task memory budget
+        self.kept: dict[str, tuple[int, list[list]]] = {}
         self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
         self._metrics = LastMetrics()
         #: time each operator inside fused stages (sampled): ``Context(profile=True)``
@@ -286,10 +378,13 @@ class LocalExecutor:
                 if isinstance(out, Materialize) and out.cache_id in self.cache:
                     continue
                 if isinstance(out, ShuffleWrite) and out.reused_from is not None:
-                    # kept by an earlier job: the task processes read it from files
+                    # kept by an earlier job: the task processes read it from files (those of the
+                    # job that kept it, or new ones for an output an in-process job kept)
                     kept = self._reused_output(out)
                     shuffles[out.shuffle_id] = [
-                        write_bodies(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"), buckets, self._key)
+                        buckets if all(type(b) is FileBlock for b in buckets) else
+                        write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
+                                     [kept_bucket(b, self._key) for b in buckets], self._key)
                         for i, buckets in enumerate(kept)]
                     continue
                 m = metrics.stage(stage.id, _stage_kind(stage))
@@ -304,12 +399,11 @@ class LocalExecutor:
                     _add_pool_task(m, reply)
                 rows = [written[p] for p in range(stage.num_partitions)]
                 if isinstance(out, ShuffleWrite):
-                    shuffles[out.shuffle_id] = rows
-                    # kept for later jobs as in-process (its files go with this job); the compressed
-                    # size on disk tells whether it can fit the budget before anything is read back
                     if out.keep_id is not None and sum(b.length for row in rows for b in row) <= self.task_memory:
-                        # the files' bytes as they are: kept outputs are the same pickled, compressed form
-                        self._store_kept(out.keep_id, [[b.body(self._key) for b in row] for row in rows])
+                        # kept for later jobs: its files move out of the job's directory, nothing is read
+                        rows = self._moved(rows, out.keep_id)
+                        self._keep(out.keep_id, rows)
+                    shuffles[out.shuffle_id] = rows
                 elif isinstance(out, Materialize):
                     target = self.cache if out.scope == "context" else job_data
                     target[out.cache_id] = [row[0] for row in rows]
@@ -359,6 +453,10 @@ class LocalExecutor:
         kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
         if kept is None:
             raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it", out.keep_id)
+        if not _checked(kept):
+            self.drop_kept_shuffle(out.keep_id)  # type: ignore[arg-type]
+            raise CacheLostError(f"kept shuffle {out.keep_id} holds records a job may have changed in place",
+                                 out.keep_id)
         return kept
 
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
@@ -437,35 +535,49 @@ class LocalExecutor:
         finally:
             self._pool.release()
 
+    def _moved(self, rows: list[list[FileBlock]], keep_id: str) -> list[list[FileBlock]]:
+        """A pool job's map output, its files moved to the executor's directory (they outlive the job)."""
+        moved: dict[str, str] = {}
+        for row in rows:
+            for b in row:
+                if b.path not in moved:
+                    moved[b.path] = os.path.join(self._work_dir(), f"kept-{keep_id}-{os.path.basename(b.path)}")
+                    os.rename(b.path, moved[b.path])
+        return [[dataclasses.replace(b, path=moved[b.path]) for b in row] for row in rows]
+
+    def _discard(self, kept: list[list]) -> None:
+        """Delete the files of a dropped kept output (when no pool job may be reading them)."""
+        self._trash.extend({b.path for row in kept for b in row if type(b) is FileBlock})
+        self._empty_trash()
+
     def _keep(self, keep_id: str, outputs: list[list]) -> None:
-        """Keep a finished shuffle's buckets for later jobs, pickled and compressed before the reduce
-        side reads them (every read then gets fresh objects: a reduce may merge into its combiners in
-        place). They count against the task memory budget: an output larger than the budget is not
-        kept, and the least recently used ones are dropped to make room (a later job then computes
-        them again). Records pickle refuses are not kept either."""
+        """Keep a finished shuffle's buckets for later jobs, before the reduce side reads them: by
+        reference when their records cannot change, else pickled and compressed (``_keepable``).
+        They count against the task memory budget: an output larger than the budget is not kept, and
+        the least recently used ones are dropped to make room (a later job then computes them
+        again). Records pickle refuses are not kept either."""
         on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
         if on_disk > self.task_memory:
             return  # it would not fit when kept, and pickling a spilled output loads it whole
         try:
-            kept = [[compress(serialize(b)) for b in buckets] for buckets in outputs]
+            kept = [[_keepable(b) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
             return
-        self._store_kept(keep_id, kept)
-
-    def _store_kept(self, keep_id: str, kept: list[list[bytes]]) -> None:
-        """Keep an output already pickled and compressed (``_keep``), within the budget."""
-        size = sum(len(b) for buckets in kept for b in buckets)
+        size = sum(_kept_size(b) for buckets in kept for b in buckets)
         with self._kept_lock:
             if size > self.task_memory:
+                self._discard(kept)
                 return
             self.kept[keep_id] = (size, kept)
             total = sum(n for n, _ in self.kept.values())
             for old in list(self.kept):
                 if total <= self.task_memory:
                     break
-                total -= self.kept.pop(old)[0]
+                n, dropped = self.kept.pop(old)
+                total -= n
+                self._discard(dropped)
 
-    def _kept_output(self, keep_id: str) -> list[list[bytes]] | None:
+    def _kept_output(self, keep_id: str) -> list[list] | None:
         with self._kept_lock:
             found = self.kept.pop(keep_id, None)
             if found is None:
@@ -478,7 +590,9 @@ class LocalExecutor:
 
     def drop_kept_shuffle(self, keep_id: str) -> None:
         with self._kept_lock:
-            self.kept.pop(keep_id, None)
+            found = self.kept.pop(keep_id, None)
+        if found is not None:
+            self._discard(found[1])
 
     def save_named(self, label: str, partitions: list[list]) -> None:
         self.named[label] = [list(p) for p in partitions]

@@ -20,8 +20,9 @@ from .stage import Materialize, PhysicalPlan, Result, ShuffleWrite, Stage
 
 #: a shuffle of a logical plan: (nid of the Shuffle, CoGroup or HashJoin node, input position; -1 for a Shuffle)
 ShuffleSlot = tuple[int, int]
-#: what to do with a shuffle's output: (keep it under this id, reuse the one kept since this job or None)
-Keep = tuple[str, "int | None"]
+#: what to do with a shuffle's output: (keep it under this id, reuse the one kept since this job or None,
+#: the number of map outputs a reused one has: an adaptive re-plan below it may change the map side's)
+Keep = tuple[str, "int | None", int]
 
 
 class _Builder:
@@ -55,18 +56,18 @@ class _Builder:
         """The id of the shuffle ``key`` stands for, planning its map stage the first time (a reused
         one as a skipped stage that reads nothing: the stages below it are not planned at all)."""
         if key not in self.shuffle_of:
-            keep_id, reused_from = self.keep.get(slot, (None, None))
+            keep_id, reused_from, kept_maps = self.keep.get(slot, (None, None, 0))
+            maps = kept_maps if reused_from is not None and kept_maps else map_input.num_partitions
 
             def write() -> ShuffleWrite:
                 shuffle_id = len(self.shuffles)
-                self.shuffles[shuffle_id] = map_input.num_partitions
+                self.shuffles[shuffle_id] = maps
                 self.shuffle_of[key] = shuffle_id
                 return ShuffleWrite(shuffle_id, partitioner, kind, keep_id, reused_from, grouped)
 
             if reused_from is not None:
                 sid = len(self.stages)
-                self.stages.append(Stage(sid, ReusedOutput(keep_id, reused_from), map_input.num_partitions,
-                                         write(), ()))
+                self.stages.append(Stage(sid, ReusedOutput(keep_id, reused_from), maps, write(), ()))
             else:
                 sid = self.stage(map_input, write)
             self.map_stage[self.shuffle_of[key]] = sid

@@ -79,6 +79,11 @@ class PhysicalPlan:
     def result_stage(self) -> Stage:
         return self.stages[-1]
 
+    def kept_maps(self) -> dict[str, int]:
+        """Keep id -> map outputs of the shuffles this plan writes for reuse."""
+        return {s.output.keep_id: s.num_partitions for s in self.stages
+                if isinstance(s.output, ShuffleWrite) and s.output.keep_id is not None and s.output.reused_from is None}
+
     @property
     def num_tasks(self) -> int:
         return sum(s.num_partitions for s in self.stages)

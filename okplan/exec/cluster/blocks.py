@@ -72,7 +72,7 @@ class RedisBlocks:
     def __init__(self, store: BlockStore, spec: JobSpec, meter: TaskMeter):
         self.store = store
         self.spec = spec
-        self.keys = Keys(spec["job_id"], spec["client"])
+        self.keys = Keys.of(spec)
         self.meter = meter
         #: small sources the client sent in the spec instead of Redis
         self.inline: dict[str, bytes] = spec.get("inline_blocks") or {}
@@ -146,7 +146,7 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
                  meter: TaskMeter) -> tuple[bool, bytes]:
     """Put a task's output where its readers look. Returns ``(stored, inline)``: a result small
     enough travels in the reply (``inline``), a larger one goes to Redis (``stored``)."""
-    keys = Keys(spec["job_id"], spec["client"])
+    keys = Keys.of(spec)
     out = stage.output
     ttl = spec["ttl"]
     limit = store.chunk_bytes
@@ -164,7 +164,9 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
             else:
                 big.append((r, _counting(_chain(first, second, chunks), meter)))
         t0 = time.perf_counter()
-        store.put_buckets(keys.shuffle(out.shuffle_id, partition), small, ttl, big)
+        # a kept shuffle outlives the job as caches do (its client refreshes it)
+        kept = out.shuffle_id in keys.kept
+        store.put_buckets(keys.shuffle(out.shuffle_id, partition), small, spec["cache_ttl"] if kept else ttl, big)
         meter.store += time.perf_counter() - t0
         meter.bytes_written += sum(map(len, small.values()))
         return False, b""

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 import zmq
 
 from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationError, JobFailedError, TaskProcessDiedError
-from ...physical.stage import Materialize, PhysicalPlan
+from ...physical.operators import ReadSource
+from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite
 from ..accumulators import merge_updates
 from ...log import get_logger
 from ..memory import task_memory as task_memory_of
@@ -32,12 +33,14 @@ from .link import ClientLink
 from .remote_errors import unpack_exception
 from .blocks import BYTE_PIECES, encode_chunks
 from .spec import build_spec, encode_spec, sources_to_upload
-from .store import BlockStore, Keys, StoreUnavailableError, cache_key, redacted, with_env_password
+from .store import BlockStore, Keys, StoreUnavailableError, cache_key, kept_key, redacted, with_env_password
 
 log = get_logger(__name__)
 
 #: seconds a cache() partition outlives the last refresh by its client (refreshed every third of it)
 CACHE_TTL = 15 * 60
+#: seconds between deletions of dropped kept shuffles' keys
+_DROP_EVERY = 0.5
 #: source blocks of a job that add up to at most this many bytes travel in its spec (to every worker,
 #: with the job's functions) instead of Redis: a small job saves the upload and a read per task
 INLINE_SOURCES = 64 << 10
@@ -58,6 +61,8 @@ class ClusterExecutor:
     """
 
     name = "cluster"
+    #: finished shuffle outputs can be kept for later jobs (under ``okplan:kept:``, see ``spec.kept``)
+    keeps_shuffles = True
 
     def __init__(self, url: str, secret: str | bytes | None = None, redis: str | None = None,
                  connect_timeout: float = 3.0, alive_timeout: float = 15.0, job_ttl: int = 3600,
@@ -80,6 +85,11 @@ class ClusterExecutor:
         self.ui_web_url: str | None = None
         self.client_id = uuid.uuid4().hex[:12]
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
+        self._kept: dict[str, int] = {}            # keep id -> map tasks, of kept shuffles we wrote (LRU first)
+        self._kept_bytes: dict[str, int] = {}      # keep id -> bytes its map tasks wrote
+        #: keys of dropped kept shuffles, deleted by the keeper thread: a drop may come from the garbage
+        #: collector, inside any call of any thread (even one holding the Redis pool's lock)
+        self._dropped: list[list[str]] = []
         #: side files (addFile/addPyFile) published for this client; the Context counts them, and a job's
         #: spec says so, so that workers read the manifest only when there is one
         self.side_files = 0
@@ -97,6 +107,8 @@ class ClusterExecutor:
             welcome = self.hello(connect_timeout)
             self.store = BlockStore(with_env_password(redis) if redis else welcome["redis"])
             self.store.ping()
+            #: kept shuffles take at most a quarter of Redis's maxmemory (None: Redis has no limit)
+            self.kept_budget = self.store.max_memory() // 4 or None
         except BaseException:
             self.link.stop()
             raise
@@ -207,6 +219,7 @@ class ClusterExecutor:
                     ended = True
                     self._slots = body.get("slots") or self._slots
                     metrics.fill_from_wire(body["metrics"])
+                    self._account_kept(plan, metrics)
                     log.info("job finished", extra={"job": job_id, "seconds": round(time.perf_counter() - started, 6),
                                                     "tasks": sum(m.tasks for m in metrics.stages.values())})
                 elif msg.kind == P.JOB_FAILED:
@@ -269,6 +282,8 @@ class ClusterExecutor:
             out = stage.output
             if isinstance(out, Materialize) and out.scope == "context":
                 self._caches[out.cache_id] = stage.num_partitions
+            elif isinstance(out, ShuffleWrite) and out.keep_id is not None and out.reused_from is None:
+                self._kept[out.keep_id] = stage.num_partitions
         try:
             if uploads:
                 self.store.put_many(uploads, self.job_ttl)
@@ -330,6 +345,7 @@ class ClusterExecutor:
             return unpack_exception(body, blobs[0] if blobs else b"")
         if reason == "cache_lost":
             self._caches.pop(body.get("cache_id"), None)
+            self.drop_kept_shuffle(body.get("cache_id"))
             return CacheLostError(body.get("message") or "a cached dataset is gone", body.get("cache_id"))
         if reason == "integrity":
             return BlockIntegrityError(body.get("message") or "a block failed its integrity check")
@@ -367,6 +383,70 @@ class ClusterExecutor:
         if n:
             self.store.delete(self._cache_keys(cache_id, n))
 
+    # -- kept shuffles (shuffle reuse) -------------------------------------------------------------------
+    def _kept_keys(self, keep_id: str, maps: int) -> list[str]:
+        return [kept_key(self.client_id, keep_id, m) for m in range(maps)]
+
+    def has_kept_shuffle(self, keep_id: str) -> bool:
+        """True when every map task's output of the kept shuffle ``keep_id`` is in Redis (or its spill
+        tier); one that lost a block (Redis restarted, a key evicted) is dropped, and the plan computes
+        the shuffle again.
+
+        >>> executor.has_kept_shuffle("shuffle-1-1")             # doctest: +SKIP
+        True
+        """
+        maps = self._kept.get(keep_id)
+        if maps is None:
+            return False
+        if self.store.exists_all(self._kept_keys(keep_id, maps)):
+            return True
+        self.drop_kept_shuffle(keep_id)
+        return False
+
+    def _account_kept(self, plan: PhysicalPlan, metrics: JobMetrics) -> None:
+        """Note the sizes of the shuffles a finished job kept and which kept ones it used; past the
+        budget, the least recently used kept shuffles go (a later job computes them again)."""
+        for stage in plan.stages:
+            out = stage.output
+            if not isinstance(out, ShuffleWrite) or out.keep_id is None:
+                continue
+            if out.reused_from is None:
+                written = metrics.stages.get(stage.id)
+                self._kept_bytes[out.keep_id] = written.bytes_compressed if written is not None else 0
+            else:
+                maps = self._kept.pop(out.keep_id, None)
+                if maps is not None:
+                    self._kept[out.keep_id] = maps  # the most recently used now
+        if self.kept_budget is None:
+            return
+        kept = _items(self._kept)
+        total = sum(self._kept_bytes.get(keep_id, 0) for keep_id, _ in kept)
+        for keep_id, _ in kept:
+            if total <= self.kept_budget:
+                break
+            total -= self._kept_bytes.get(keep_id, 0)
+            self.drop_kept_shuffle(keep_id)
+
+    def drop_kept_shuffle(self, keep_id: str | None) -> None:
+        """Forget the kept shuffle ``keep_id``; its keys go soon after (the keeper thread deletes them).
+        Safe to call from a garbage collector's finalizer: single list and dict operations only.
+
+        >>> executor.drop_kept_shuffle("shuffle-1-1")            # doctest: +SKIP
+        """
+        maps = self._kept.pop(keep_id, None) if keep_id is not None else None
+        self._kept_bytes.pop(keep_id, None)
+        if maps is not None:
+            self._dropped.append(self._kept_keys(keep_id, maps))
+
+    def _delete_dropped(self) -> None:
+        while self._dropped:
+            keys = self._dropped.pop()
+            try:
+                self.store.delete(keys)
+            except StoreUnavailableError:
+                self._dropped.append(keys)  # tried again later; they expire anyway
+                return
+
     # -- named datasets ----------------------------------------------------------------------------------
     def save_named(self, label: str, partitions: list[list]) -> None:
         """Keep ``partitions`` under ``label`` for any client of this cluster."""
@@ -396,17 +476,25 @@ class ClusterExecutor:
 
     # -- keeping caches alive ----------------------------------------------------------------------------
     def _start_refresher(self) -> None:
-        """Cache and side-file keys expire ``cache_ttl`` after they were last refreshed; while this
-        client lives, a thread refreshes them every third of that, so a dead client's go away."""
-        if self.cache_ttl is None or self._refresher is not None:
+        """Cache, kept shuffle and side-file keys expire ``cache_ttl`` after they were last refreshed;
+        while this client lives, a thread refreshes them every third of that, so a dead client's go
+        away. The same thread deletes the keys of dropped kept shuffles (see ``drop_kept_shuffle``)."""
+        if self._refresher is not None:
             return
         self._refresher = threading.Thread(target=self._refresh_caches, name="okplan-cache-ttl", daemon=True)
         self._refresher.start()
 
     def _refresh_caches(self) -> None:
-        every = max(1.0, self.cache_ttl / 3) if self.cache_ttl else 0.0
-        while not self._refresh_stop.wait(every):
-            keys = [k for cache_id, n in list(self._caches.items()) for k in self._cache_keys(cache_id, n)]
+        every = max(1.0, self.cache_ttl / 3) if self.cache_ttl else None
+        due = time.monotonic() + every if every else None
+        # a short wait: dropped shuffles' keys go within half a second (as Spark's ContextCleaner thread)
+        while not self._refresh_stop.wait(_DROP_EVERY):
+            self._delete_dropped()
+            if due is None or time.monotonic() < due:
+                continue
+            due = time.monotonic() + every
+            keys = [k for cache_id, n in _items(self._caches) for k in self._cache_keys(cache_id, n)]
+            keys += [k for keep_id, n in _items(self._kept) for k in self._kept_keys(keep_id, n)]
             with contextlib.suppress(StoreUnavailableError, BlockIntegrityError):
                 keys += sidefiles.alive_keys(self.store, self.client_id, self.block_key)
             with contextlib.suppress(StoreUnavailableError):
@@ -419,16 +507,28 @@ class ClusterExecutor:
             return
         self._stopped = True
         self._refresh_stop.set()
-        for cache_id in list(self._caches):
-            try:
+        for keep_id, _ in _items(self._kept):
+            self.drop_kept_shuffle(keep_id)
+        try:
+            for cache_id in list(self._caches):
                 self.drop_cached(cache_id)
-            except StoreUnavailableError:
-                break
+            self._delete_dropped()
+        except StoreUnavailableError:
+            pass
         self.store.close()
         self.link.stop()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} redis={redacted(getattr(getattr(self, 'store', None), 'url', '?'))}>"
+
+
+def _items(d: dict) -> list[tuple]:
+    """A copy of ``d``'s items, safe against a garbage collector's finalizer changing ``d`` meanwhile."""
+    while True:
+        try:
+            return list(d.items())
+        except RuntimeError:  # changed during iteration
+            continue
 
 
 def _merge(acc_blobs: list | None) -> None:

@@ -73,7 +73,10 @@ class JobRun:
             s = StageRun(info, spec["partitions"] if is_result else None)
             self.order.append(s)
             self.stages[s.id] = s
-            if info["kind"] == "shuffle":
+            if info.get("reused"):
+                s.done.update(s.pending)  # kept by an earlier job: nothing to run, no writer to re-run
+                s.pending.clear()
+            elif info["kind"] == "shuffle":
                 self.shuffle_writer[info["shuffle_id"]] = s.id
             elif info["kind"] == "mat":
                 self.cache_writer[info["cache_id"]] = s.id
@@ -125,11 +128,16 @@ class JobRun:
 
     def keys_to_delete(self, success: bool) -> list[str]:
         """Every key this job may have written that must not outlive it. Results are read (and
-        deleted) by the client after a success; caches stay unless their stage did not finish."""
+        deleted) by the client after a success; caches and kept shuffles stay unless their stage did
+        not finish."""
         spec = self.spec
-        keys = Keys(self.id, spec["client"])
+        keys = Keys.of(spec)
         out = [keys.source(src, i) for src, n in spec["sources"].items() for i in range(n)]
-        out += [keys.shuffle(sh, m) for sh, maps in spec["shuffles"].items() for m in range(maps)]
+        for sh, maps in spec["shuffles"].items():
+            # a kept shuffle outlives the job (its client drops it), unless its map stage did not finish
+            writer = self.shuffle_writer.get(sh)
+            if sh not in keys.kept or not success and writer is not None and not self.stages[writer].complete:
+                out += [keys.shuffle(sh, m) for m in range(maps)]
         for s in self.order:
             info = s.info
             if info["kind"] == "mat" and (info["scope"] != "context" or not success and not s.complete):

@@ -519,9 +519,11 @@ class Master:
                 return
             writer = job.shuffle_writer.get(ident) if kind == "shuffle" else job.cache_writer.get(ident)
             if writer is None:
-                self._fail(job, "cache_lost", f"cached dataset {ident} is gone from Redis (evicted, expired "
+                # a cache or a shuffle kept by an earlier job: its client plans a recomputation
+                lost = job.spec.get("kept", {}).get(ident, ident) if kind == "shuffle" else ident
+                self._fail(job, "cache_lost", f"cached dataset {lost} is gone from Redis (evicted, expired "
                                               f"or Redis restarted); run the action again to recompute it",
-                           stage.id, p, {"cache_id": ident})
+                           stage.id, p, {"cache_id": lost})
                 return
             wstage = job.stages[writer]
             if wstage.reopen(index):

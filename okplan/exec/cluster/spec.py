@@ -40,6 +40,8 @@ class _StageInfo(TypedDict):
     buckets: NotRequired[_Count]
     cache_id: NotRequired[_Id]
     scope: NotRequired[_Id]
+    #: a shuffle kept by an earlier job: complete from the start, no task runs (shuffle reuse)
+    reused: NotRequired[bool]
     records: NotRequired[int]
 
 
@@ -55,6 +57,8 @@ class _Spec(TypedDict):
     cache_ttl: int | None
     inline_max: int
     sys_path: list[str]
+    #: shuffle id -> keep id, for shuffles whose output outlives the job (``okplan:kept:`` keys)
+    kept: NotRequired[dict[int, _Id]]
     #: source blocks small enough to travel in the spec instead of Redis: {key: block}
     inline_blocks: NotRequired[dict[str, bytes]]
     #: how many side files (addFile/addPyFile) the client published: none, no manifest to read
@@ -91,6 +95,8 @@ def decode_spec(blob: bytes) -> JobSpec:
             raise SpecError(f"shuffle stage {info['id']} without shuffle_id/buckets")
         if info["kind"] == "mat" and ("cache_id" not in info or "scope" not in info):
             raise SpecError(f"materialize stage {info['id']} without cache_id/scope")
+        if info.get("reused") and (info["kind"] != "shuffle" or info["shuffle_id"] not in spec.get("kept", {})):
+            raise SpecError(f"stage {info['id']}: only a kept shuffle can be reused")
         if info["kind"] == "result" and info is not spec["stages"][-1]:
             raise SpecError("the result stage must be the last stage")
         seen.add(info["id"])
@@ -119,12 +125,20 @@ def sources_to_upload(plan: PhysicalPlan) -> dict[str, ReadSource]:
     return found
 
 
+def kept_shuffles(plan: PhysicalPlan) -> dict[int, str]:
+    """Shuffle id -> keep id of the plan's shuffles whose output outlives the job (shuffle reuse)."""
+    return {s.output.shuffle_id: s.output.keep_id for s in plan.stages
+            if isinstance(s.output, ShuffleWrite) and s.output.keep_id is not None}
+
+
 def _stage_info(stage: Stage) -> dict[str, Any]:
     out = stage.output
     info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents),
                             "labels": list(stage.labels), "ops": operator_lines(stage)}
     if isinstance(out, ShuffleWrite):
         info.update(kind="shuffle", shuffle_id=out.shuffle_id, buckets=out.partitioner.num_partitions)
+        if out.reused_from is not None:
+            info["reused"] = True
     elif isinstance(out, Materialize):
         info.update(kind="mat", cache_id=out.cache_id, scope=out.scope)
     else:
@@ -169,6 +183,7 @@ def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[in
         "partitions": list(partitions),
         "shuffles": dict(plan.shuffles),
         "sources": sources,
+        "kept": kept_shuffles(plan),
         "cache_scopes": cache_scopes,
         "ttl": ttl,
         "cache_ttl": cache_ttl,

@@ -7,6 +7,8 @@ Keys (all under ``okplan:``; a job's keys expire, so a crashed client leaks noth
     okplan:job:{job}:mat:{cache}:{i}      a subplan shared within the job
     okplan:job:{job}:res:{p}              a result too large for a message
     okplan:cache:{client}:{cache}:{i}     a cache() partition, until unpersist()/stop()
+    okplan:kept:{client}:{keep}:{m}       hash: map task m's buckets of a shuffle kept for later jobs
+                                          (shuffle reuse), until its datasets are gone or stop()
     okplan:named:{label}                  hash: "n" and one field per partition of a named dataset
     okplan:named                          set of the labels of named datasets
 
@@ -76,18 +78,32 @@ class MissingBlockError(OkplanError):
 
 
 class Keys:
-    """Key names of one job (and of one client's caches)."""
+    """Key names of one job (and of one client's caches). ``kept``: shuffle id -> keep id of the
+    job's shuffles whose output outlives it (written by the job or reused from an earlier one).
 
-    __slots__ = ("job", "client")
+    >>> Keys("j1", "c1", {0: "shuffle-7"}).shuffle(0, 3)
+    'okplan:kept:c1:shuffle-7:3'
+    """
 
-    def __init__(self, job: str, client: str = ""):
+    __slots__ = ("job", "client", "kept")
+
+    def __init__(self, job: str, client: str = "", kept: dict[int, str] | None = None):
         self.job = job
         self.client = client
+        self.kept = kept or {}
+
+    @classmethod
+    def of(cls, spec: dict) -> "Keys":
+        """The keys of the job ``spec`` describes."""
+        return cls(spec["job_id"], spec["client"], spec.get("kept"))
 
     def source(self, source_id: str, i: int) -> str:
         return f"{PREFIX}job:{self.job}:src:{source_id}:{i}"
 
     def shuffle(self, shuffle_id: int, m: int) -> str:
+        keep_id = self.kept.get(shuffle_id)
+        if keep_id is not None:
+            return kept_key(self.client, keep_id, m)
         return f"{PREFIX}job:{self.job}:shuf:{shuffle_id}:{m}"
 
     def materialized(self, cache_id: str, scope: str, i: int) -> str:
@@ -101,6 +117,10 @@ class Keys:
 
 def cache_key(client: str, cache_id: str, i: int) -> str:
     return f"{PREFIX}cache:{client}:{cache_id}:{i}"
+
+
+def kept_key(client: str, keep_id: str, m: int) -> str:
+    return f"{PREFIX}kept:{client}:{keep_id}:{m}"
 
 
 def named_key(label: str) -> str:
@@ -157,6 +177,13 @@ class BlockStore:
             return False
         finally:
             probe.close()
+
+    def max_memory(self) -> int:
+        """Redis's ``maxmemory`` in bytes; 0 when it has none or does not say (``INFO`` refused)."""
+        try:
+            return int(self.r.info("memory").get("maxmemory") or 0)
+        except (redis.RedisError, ValueError):
+            return 0
 
     def ping(self) -> None:
         try:
