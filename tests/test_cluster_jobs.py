@@ -168,3 +168,27 @@ def test_a_missing_cached_block_without_lineage_fails_clearly(cctx):
         list(cctx.executor.run(physical, PartitionAction(list, "collect"), [0, 1]))
     assert ds2.collect() == list(range(1, 21))  # planned again: recomputed from lineage
     ds.unpersist()
+
+
+def test_short_tasks_run_in_batches_with_every_answer_and_accumulator_update_once(cctx):
+    ctx = cctx
+    seen = ctx.accumulator(0)
+
+    def count(x):
+        seen.add(1)
+        return x
+
+    assert ctx.range(600, numSlices=300).map(count).sum() == sum(range(600))
+    m = ctx.lastJobMetrics()
+    assert seen.value == 600 and m.retries == 0 and sum(m.tasks_per_worker.values()) == 300
+    # a stage over a small input is batched before any task is timed; tasks slower than a batch's
+    # budget hand the rest of it back, and every partition still comes back once, in order
+    assert ctx.parallelize(range(40), 20).mapPartitions(_slow_partition).collect() == list(range(40))
+    assert ctx.lastJobMetrics().retries == 0
+
+
+def _slow_partition(it):
+    import time
+
+    time.sleep(0.05)
+    return it

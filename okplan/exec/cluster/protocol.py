@@ -49,6 +49,7 @@ WORKER_HELLO = "worker_hello"     # {name, host, pid, slots, versions}
 READY = "ready"                   # {credit}: the worker can take ``credit`` more tasks
 HEARTBEAT = "heartbeat"           # {} (sent from the worker's heartbeat socket)
 DONE = "done"                     # {job_id, stage, partition, attempt, metrics, acc, stored}, blobs [value]
+DONES = "dones"                   # {items: [DONE body, ...], sizes}, blobs [the items' values, end to end]
 FAILED = "failed"                 # {job_id, stage, partition, attempt, reason, ...}, blobs [exc]
 BYE = "bye"                       # {}: the worker stops
 # master -> worker
@@ -190,6 +191,12 @@ class _Failed(_Task):
     requeue: NotRequired[bool]
 
 
+class _Dones(TypedDict):
+    items: Annotated[list[_Done], msgspec.Meta(min_length=1, max_length=4096)]
+    #: bytes of each item's value in the one blob, -1 for an item without one
+    sizes: Annotated[list[Annotated[int, msgspec.Meta(ge=-1)]], msgspec.Meta(max_length=4096)]
+
+
 class _Empty(TypedDict):
     pass
 
@@ -208,8 +215,27 @@ TO_MASTER: dict[str, tuple[type, int, int]] = {
     HEARTBEAT: (_Empty, 0, 0),
     BYE: (_Empty, 0, 0),
     DONE: (_Done, 0, 1),
+    DONES: (_Dones, 0, 1),
     FAILED: (_Failed, 0, 1),
 }
+
+
+def split_dones(msg: Message) -> list[Message]:
+    """The DONE messages a checked DONES message carries (``ProtocolError`` if its sizes do not add
+    up to its blob).
+
+    >>> [m.blobs for m in split_dones(Message(DONES, {"items": [{}, {}], "sizes": [2, -1]}, [b"ab"]))]
+    [[b'ab'], []]
+    """
+    items, sizes = msg.body["items"], msg.body["sizes"]
+    blob = msg.blobs[0] if msg.blobs else b""
+    if len(sizes) != len(items) or sum(n for n in sizes if n > 0) != len(blob):
+        raise ProtocolError("a dones message whose sizes do not match its items and blob")
+    out, at = [], 0
+    for body, n in zip(items, sizes):
+        out.append(Message(DONE, body, [blob[at:at + n]] if n >= 0 else []))
+        at += max(n, 0)
+    return out
 
 
 def check(msg: Message, accepted: dict[str, tuple[type, int, int]] = TO_MASTER) -> None:

@@ -43,6 +43,9 @@ log = get_logger(__name__)
 
 #: jobs whose functions the supervisor and each task process keep (the master also says when a job ended)
 _KEEP_JOBS = 8
+#: a batch's DONE whose value is bigger than this goes alone (a DONES message stays far below the
+#: master's message limit: at most 64 values of this size)
+_BATCHED_VALUE = 64 << 10
 
 
 class Worker:
@@ -230,11 +233,22 @@ class Worker:
         one), the rest are queued again without counting an attempt."""
         if o.reply is not None:
             replies, blobs = o.reply
+            dones: list[dict] = []
+            sizes: list[int] = []
+            values: list[bytes] = []
             at = 0
             for kind, body, n in replies:
-                self._send(kind, body, blobs[at:at + n])
+                if kind == P.DONE and len(replies) > 1 and (not n or len(blobs[at]) <= _BATCHED_VALUE):
+                    # a batch's DONEs go in one DONES message, their values end to end in one blob
+                    dones.append(body)
+                    sizes.append(len(blobs[at]) if n else -1)
+                    values += blobs[at:at + n]
+                else:
+                    self._send(kind, body, blobs[at:at + n])
                 at += n
                 _log_outcome(self.name, kind, body)
+            if dones:
+                self._send(P.DONES, {"items": dones, "sizes": sizes}, [b"".join(values)] if values else [])
             return
         tag = o.tag
         (first, attempt), rest = tag["tasks"][0], tag["tasks"][1:]
