@@ -18,7 +18,6 @@ from math import isinf, isnan
 from typing import Any, Callable, Iterable, Iterator
 
 from . import _checks as chk
-from ._tracebacks import trim
 from .exec.task import NotHashableKeyError
 from .logical import nodes as L
 from .logical.narrow import not_a_pair, raised_here

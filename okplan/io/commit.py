@@ -11,7 +11,7 @@ leaves nothing behind and can simply be run again.
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..errors import OkplanError
 from .filesystems import absolute, display_url, filesystem

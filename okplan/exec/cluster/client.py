@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterator
 import zmq
 
 from ...errors import CacheLostError, ClusterUnavailableError, ConfigurationError, JobFailedError, TaskProcessDiedError
-from ...physical.operators import ReadSource
 from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite
 from ..accumulators import merge_updates
 from ...log import get_logger

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import zmq
 

@@ -562,7 +562,7 @@ class Master:
         accumulator updates so far): a message per partition cost the master a send each."""
         if not job.outbox:
             return
-        (p, stored, blob), rest = job.outbox[0], job.outbox[1:]
+        (p, stored, _), rest = job.outbox[0], job.outbox[1:]
         body = {"job_id": job.id, "partition": p, "stored": stored, "acc": job.acc}
         if rest:
             body["more"] = [[q, q_stored] for q, q_stored, _ in rest]
