@@ -123,14 +123,20 @@ def hand_made_cluster(redis_url: str, workers: int = 1, secret: str | None = Non
                                           stderr=stderr(f"worker-{i}.log"), env=env))
         yield url
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
+        stop_processes(procs)
         master.stdout.close()
         for f in files:
             f.close()
         assert pids_gone([p.pid for p in procs])
+
+
+def stop_processes(procs) -> None:
+    """Terminate hand-started okplan processes (``None`` entries: never started) and reap them."""
+    procs = [p for p in procs if p is not None]
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(10)
 
 
 def okplan_cmd(*args: str) -> list[str]:

@@ -9,7 +9,8 @@ import subprocess
 import time
 
 import pytest
-from cluster_helpers import child_env, free_port, hand_made_cluster, okplan_cmd, redis_server, wait_until
+from cluster_helpers import (child_env, free_port, hand_made_cluster, okplan_cmd, redis_server, stop_processes,
+                             wait_until)
 
 from okplan.exec.cluster.launcher import redis_server_binary
 
@@ -177,10 +178,7 @@ def test_the_compose_services_commands_run_by_hand(tmp_path):
         finally:
             ctx.stop()
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
+        stop_processes(procs)
 
 
 def test_the_docker_build_context_sends_only_what_the_image_copies():

@@ -9,14 +9,13 @@ import ctypes
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from operator import add
 
 import psutil
 import pytest
-from cluster_helpers import child_env, cluster_context, okplan_cmd, redis_server, wait_until
+from cluster_helpers import child_env, cluster_context, okplan_cmd, redis_server, stop_processes, wait_until
 
 from okplan import Context, TaskProcessDiedError
 
@@ -218,7 +217,4 @@ def test_okplan_worker_restarts_its_supervisor():
             finally:
                 ctx.stop()
         finally:
-            for p in (worker, master):
-                if p is not None:
-                    p.terminate()
-                    p.wait(10)
+            stop_processes([worker, master])

@@ -18,7 +18,7 @@ from typing import Iterator
 import psutil
 import pytest
 import zmq
-from cluster_helpers import child_env, cluster_context, okplan_cmd, redis_server, wait_until
+from cluster_helpers import child_env, cluster_context, okplan_cmd, redis_server, stop_processes, wait_until
 
 from okplan import ClusterUnavailableError, Context, JobFailedError
 from okplan.exec.cluster import protocol as P
@@ -51,10 +51,7 @@ def hand_cluster(tmp_path: pathlib.Path, secret: str | None, workers: int = 2) -
                 procs.append(subprocess.Popen(okplan_cmd("worker", "--master", url), env=env))
             yield url, {"master": master, "log": log, "env": env, "redis": redis_url}
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(10)
+            stop_processes(procs)
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +145,7 @@ def test_secret_file_and_no_secret_on_any_command_line(tmp_path):
             finally:
                 ctx.stop()
         finally:
-            for p in (worker, master):
-                if p is not None:
-                    p.terminate()
-                    p.wait(10)
+            stop_processes([worker, master])
 
 
 def test_local_cluster_makes_up_a_secret_and_keeps_it_off_command_lines():
