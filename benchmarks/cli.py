@@ -21,7 +21,7 @@ from .machine import machine_info, versions
 from . import memory
 from .memory import engine_peaks, reset_peak
 from .micro import MICRO, run_micro
-from .runner import RunResult, run_one
+from .runner import RunResult, run_interleaved, run_one
 from .workloads import WORKLOADS
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -46,6 +46,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated, from {', '.join(WORKLOADS)}")
     p.add_argument("--repeat", type=int, default=5, help="timed samples per cell; the table shows their median")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before the samples")
+    p.add_argument("--order", choices=("interleaved", "engine"), default="interleaved",
+                   help="interleaved (default): all engines run side by side, one sample of each per round, "
+                        "so a machine that changes speed biases none of them; engine: every sample of one "
+                        "engine before the next (gives each engine's own client peak memory)")
     p.add_argument("--partitions", type=int, default=4, help="partitions of every input and shuffle")
     p.add_argument("--cores", type=int, default=2, help="PySpark local[N], Dask workers, local-cluster[N]")
     p.add_argument("--micro", default=",".join(MICRO), help=f"micro-benchmarks, from {', '.join(MICRO)}")
@@ -101,6 +105,12 @@ def _log(args: argparse.Namespace, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _logged(args: argparse.Namespace, r: RunResult) -> RunResult:
+    if r.status not in ("ok", "skipped"):
+        _log(args, f"  {r.engine} / {r.workload}: {r.status}: {r.note}")
+    return r
+
+
 def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     """Run the selected workloads on the selected engines and micro-benchmarks; return the run's
     JSON payload (also what the tables are printed from)."""
@@ -117,26 +127,48 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
 
     results: list[RunResult] = []
     engines_info: dict[str, dict[str, Any]] = {}
+    available: list[Engine] = []
     for name in engine_names:
         engine: Engine = make_engine(name, args.cores)
         ok, note = engine.available()
         engines_info[name] = {"available": ok, "note": note, "version": engine.version() if ok else None}
-        if not ok:
+        if ok:
+            available.append(engine)
+        else:
             _log(args, f"engine {name}: skipped ({note})")
-            continue
+    if args.order == "engine":
+        for engine in available:
+            try:
+                reset_peak()
+                engine.start()
+                for wl_name in workloads:
+                    n, inp, ref = inputs[wl_name]
+                    _log(args, f"{engine.name} / {wl_name} ...")
+                    results.append(_logged(args, run_one(engine, WORKLOADS[wl_name], inp, ref, n, args.partitions,
+                                                         args.repeat, args.warmup)))
+                engines_info[engine.name]["peak_rss"] = engine_peaks(engine)
+            finally:
+                engine.stop()
+    else:
+        started_engines: list[Engine] = []
         try:
             reset_peak()
-            engine.start()
+            for engine in available:
+                engine.start()
+                started_engines.append(engine)
             for wl_name in workloads:
                 n, inp, ref = inputs[wl_name]
-                _log(args, f"{name} / {wl_name} ...")
-                r = run_one(engine, WORKLOADS[wl_name], inp, ref, n, args.partitions, args.repeat, args.warmup)
-                if r.status != "ok":
-                    _log(args, f"  {r.status}: {r.note}")
-                results.append(r)
-            engines_info[name]["peak_rss"] = engine_peaks(engine)
+                _log(args, f"{wl_name} on {', '.join(e.name for e in available)} (interleaved) ...")
+                for r in run_interleaved(available, WORKLOADS[wl_name], inp, ref, n, args.partitions,
+                                         args.repeat, args.warmup):
+                    results.append(_logged(args, r))
+            for engine in available:
+                # the client process ran every in-process engine: its peak is theirs together
+                engines_info[engine.name]["peak_rss"] = engine_peaks(engine)
+                engines_info[engine.name]["client_shared"] = True
         finally:
-            engine.stop()
+            for engine in started_engines:
+                engine.stop()
 
     micro_rows: list[dict[str, Any]] = []
     if not args.no_micro and _csv(args.micro):
@@ -161,7 +193,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions(),
         "args": {"size": args.size, "scale": args.scale, "records": args.overrides, "engines": engine_names,
                  "workloads": workloads, "repeat": args.repeat, "warmup": args.warmup,
-                 "partitions": args.partitions, "cores": args.cores},
+                 "partitions": args.partitions, "cores": args.cores, "order": args.order},
         "engines": engines_info,
         "workloads": {w: {"description": WORKLOADS[w].description, "records": inputs[w][0]} for w in workloads},
         "results": [r.as_dict() for r in results],

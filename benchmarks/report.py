@@ -221,6 +221,8 @@ def memory_table(engines: dict[str, dict[str, Any]]) -> str:
     lines = []
     for name, info in engines.items():
         for process, peak in (info.get("peak_rss") or {}).items():
+            if process == "client" and info.get("client_shared"):
+                process = "client (all engines: --order engine separates them)"
             lines.append([name, process, "-" if peak is None else f"{peak / 2**20:,.0f} MB"])
     return table(["engine", "process", "peak RSS"], lines, "llr")
 
