@@ -15,13 +15,13 @@ import tempfile
 import threading
 import time
 from itertools import chain
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CacheLostError
-from ..physical.operators import ReadSource
+from ..physical.operators import ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         moving_stages, new_job_id, stage_tables, write_blocks)
+                         moves_records, moving_stages, new_job_id, pool_pays, stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
@@ -79,7 +79,10 @@ class _MemoryBlocks:
         kept = self.reused.get(shuffle_id)
         if kept is not None:
             return [kept_bucket(buckets[reduce_index], self.key) for buckets in kept]
-        return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
+        # a pool stage's buckets are files of the job (a stage of a pool job may run here, see ``_stage``)
+        key = self.key
+        return [b.load(key) if type(b) is FileBlock else b
+                for b in (buckets[reduce_index] for buckets in self.shuffles[shuffle_id])]
 
     def materialized(self, cache_id: str, index: int) -> list:
         parts = self.job_data.get(cache_id)
@@ -244,6 +247,119 @@ def _stage_kind(stage: Stage) -> str:
     return "result"
 
 
+def _as_files(parts: list, path: str, key: bytes) -> list[FileBlock]:
+    """Partitions (lists, spilled records, file blocks) as file blocks: those held here written to ``path``."""
+    held = [i for i, p in enumerate(parts) if type(p) is not FileBlock]
+    written = iter(write_blocks(path, [parts[i] for i in held], key)) if held else iter(())
+    return [p if type(p) is FileBlock else next(written) for p in parts]
+
+
+class _PoolJob:
+    """What one job needs to run stages on the task processes: its id and directory (shuffle files and
+    shared subplans, removed at its end), its functions pickled once (without the parallelized data),
+    each parallelized partition pickled once, and the file form of blocks an in-process stage left in
+    memory (written once, when a pool stage first reads them)."""
+
+    def __init__(self, executor: "LocalExecutor", plan: PhysicalPlan, action: Callable[[Iterator], Any],
+                 blocks: _MemoryBlocks):
+        self.ex, self.blocks = executor, blocks
+        # pickled up front, even if every stage ends up here: an unpicklable function fails every job
+        # that could go to the pool, named as on the cluster, not only those whose stages did
+        self.functions = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)
+        self.id = new_job_id()
+        self.dir = tempfile.mkdtemp(prefix=f"job-{self.id}-", dir=executor._work_dir())
+        self._pickled: dict[tuple[str, int], bytes] = {}
+        self._filed: dict[int, list[list[FileBlock]]] = {}
+        #: tasks per task process, and what was decided where (``explain(analyze=True)``)
+        self.per_slot: dict[str, int] = {}
+        self.notes: list[str] = []
+
+    def note(self, stage: Stage, text: str) -> None:
+        self.notes.append(f"{stage.name}: {text}")
+
+    def sources(self, op: ReadSource, i: int) -> bytes:
+        found = self._pickled.get((op.source_id, i))
+        if found is None:
+            found = self._pickled[(op.source_id, i)] = serialize(op.slices[i])
+        return found
+
+    def in_memory(self, op: Any) -> bool:
+        """Whether the blocks ``op`` reads are held in this process (a pool stage needs them written)."""
+        if isinstance(op, ShuffleRead):
+            if op.shuffle_id in self._filed:
+                return False
+            rows = self.blocks.reused.get(op.shuffle_id) or self.blocks.shuffles.get(op.shuffle_id) or ()
+            return any(type(b) is not FileBlock for row in rows for b in row)
+        parts = self.blocks.job_data.get(op.cache_id)
+        if parts is None:
+            parts = self.ex.cache.get(op.cache_id) or ()
+            if op.cache_id in self.ex._cache_files:
+                return False
+        return any(type(p) is not FileBlock for p in parts)
+
+    def shuffle_rows(self, shuffle_id: int) -> list[list[FileBlock]]:
+        """Every map task's buckets of a shuffle as file blocks (a kept output of an in-process job, or
+        buckets an in-process stage of this job made, are written once)."""
+        filed = self._filed.get(shuffle_id)
+        if filed is not None:
+            return filed
+        kept = self.blocks.reused.get(shuffle_id)
+        rows = kept if kept is not None else self.blocks.shuffles[shuffle_id]
+        key = self.ex._key
+        filed = self._filed[shuffle_id] = [
+            row if all(type(b) is FileBlock for b in row) else
+            write_blocks(os.path.join(self.dir, f"held-{shuffle_id}-{i}"),
+                         [kept_bucket(b, key) for b in row] if kept is not None else row, key)
+            for i, row in enumerate(rows)]
+        return filed
+
+    def run(self, stage: Stage, parts: list[int], m: StageMetrics,
+            action: Callable[[Iterator], Any] | None) -> Iterator[tuple[int, Any]]:
+        """Run ``parts`` of ``stage`` on the task processes; yield ``(partition, value)`` in their order:
+        a map task's buckets and a materialised partition as file blocks, a result as its value."""
+        ex = self.ex
+        pool = ex._pool
+        assert pool is not None
+        pool.budget, pool.profile = ex.task_memory, ex.profile   # read per job, as in-process
+        tables = stage_tables(stage, self.shuffle_rows, lambda c: ex._cached_blocks(c, self.blocks.job_data, self.dir))
+        out = stage.output
+        # a cache outlives the job: its files go to the executor's directory
+        where = ex._work_dir() if isinstance(out, Materialize) and out.scope == "context" else self.dir
+        done: dict[int, Any] = {}
+        order = iter(parts)
+        want = next(order, None)
+        results = pool.run_stage(self.id, self.functions, where, stage, parts, tables, self.per_slot, self.sources)
+        try:
+            for p, reply, blobs in results:
+                _add_pool_task(m, reply)
+                if action is not None:
+                    done[p] = deserialize(blobs[0])
+                elif isinstance(out, ShuffleWrite):
+                    done[p] = reply["blocks"]
+                else:
+                    done[p] = reply["blocks"][0]
+                while want is not None and want in done:  # in the order asked for
+                    yield want, done.pop(want)
+                    want = next(order, None)
+        finally:
+            results.close()
+
+    def movable(self, outputs: list[list], budget: int) -> list[list] | None:
+        """A finished map output to keep for later jobs, its files moved out of the job's directory (they
+        outlive the job; nothing is read); None when its files alone are over ``budget``."""
+        files = {b.path: b for row in outputs for b in row if type(b) is FileBlock and b.path.startswith(self.dir)}
+        if sum(b.length for row in outputs for b in row if type(b) is FileBlock) > budget:
+            return None
+        moved = {path: os.path.join(self.ex._work_dir(), f"kept-{os.path.basename(path)}") for path in files}
+        for old, new in moved.items():
+            os.rename(old, new)
+        return [[dataclasses.replace(b, path=moved[b.path]) if type(b) is FileBlock and b.path in moved else b
+                 for b in row] for row in outputs]
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class LocalExecutor:
     """In-process executor, plus (``processes`` > 1) a pool of task processes for big jobs (see
     ``local_pool``). ``cache()`` keeps partitions in this object until ``unpersist()``; a pool job's
@@ -259,7 +375,10 @@ class LocalExecutor:
     keeps_shuffles = True
 
     def __init__(self, parallelism: int | None = None, processes: int = 1, task_memory: str | int | None = None,
-                 pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES):
+                 pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES,
+                 pool_policy: str = "auto"):
+        if pool_policy not in ("auto", "pool", "mixed"):
+            raise ValueError(f"pool_policy must be 'auto', 'pool' or 'mixed', got {pool_policy!r}")
         self.default_parallelism = parallelism or os.cpu_count() or 1
         self.task_memory = task_memory_of(task_memory)
         #: cached partitions that went to disk (memory-and-disk) live here until unpersist or stop
@@ -282,6 +401,12 @@ class LocalExecutor:
         self._pool = LocalPool(processes, self._key, self.task_memory) if processes > 1 else None
         self._dir: str | None = None
         self._trash: list[str] = []   # files of dropped caches, deleted when no pool job reads them
+        #: cache id -> its partitions written for the task processes (the lists stay in ``cache``)
+        self._cache_files: dict[str, list[FileBlock]] = {}
+        #: where a pool job's stages run: "auto" (moving stages probe their first partition here and go
+        #: where it pays), "pool" (every stage on the pool) or "mixed" (probe here, the rest on the pool:
+        #: the test suite's way of running every job across both homes)
+        self.pool_policy = pool_policy
 
     def placement(self, plan: PhysicalPlan) -> str:
         """Where ``plan`` would run: ``on N task processes`` or ``in-process: <why>``."""
@@ -319,120 +444,52 @@ class LocalExecutor:
         metrics = JobMetrics(self.name, job_id=f"{_JOB_PREFIX}{next(_job_numbers):06x}")
         self._metrics.set(metrics)
         start = time.perf_counter()
-        if self._pool is not None and self.placement(plan).startswith("on ") and self._pool.try_acquire():
-            try:
-                yield from self._run_pool(plan, action, partitions, metrics, start)
-            finally:
-                self._pool.release()
-                self._empty_trash()
-            return
         spill_dir = SpillDir("job")
         blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory, self._key)
+        pool = None
+        if self._pool is not None and self.placement(plan).startswith("on ") and self._pool.try_acquire():
+            try:
+                pool = _PoolJob(self, plan, action, blocks)
+            except BaseException:
+                self._pool.release()
+                spill_dir.remove()
+                raise
         try:
             with _fewer_collections():
-                yield from self._run(plan, action, partitions, blocks, metrics, start)
+                yield from self._run(plan, action, partitions, blocks, metrics, start, pool)
         finally:
             blocks.shuffles.clear()
             blocks.job_data.clear()
             spill_dir.remove()
+            if pool is not None:
+                pool.close()
+                self._pool.release()  # type: ignore[union-attr]
+                self._empty_trash()
 
-    def _cached_blocks(self, cache_id: str, job_data: dict[str, list]) -> list[FileBlock]:
-        """A materialised dataset's partitions as file blocks, writing those held in memory to files."""
+    def _cached_blocks(self, cache_id: str, job_data: dict[str, list], job_dir: str) -> list[FileBlock]:
+        """A materialised dataset's partitions as file blocks for the task processes. Partitions held in
+        memory are written once (a cache's files stay beside it until it is dropped, so that in-process
+        jobs keep reading the lists)."""
         parts = job_data.get(cache_id)
         if parts is None:
             parts = self.cache.get(cache_id)
             if parts is None:
                 raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
-            if not all(isinstance(p, FileBlock) for p in parts):
+            if all(type(p) is FileBlock for p in parts):
+                return parts
+            filed = self._cache_files.get(cache_id)
+            if filed is None:
                 path = os.path.join(self._work_dir(), f"cache-{cache_id}-{new_job_id()}")
-                parts = [p if isinstance(p, FileBlock) else write_blocks(f"{path}-{i}", [p], self._key)[0]
-                         for i, p in enumerate(parts)]
-                self.cache[cache_id] = parts
+                filed = self._cache_files[cache_id] = _as_files(parts, path, self._key)
+            return filed
+        if not all(type(p) is FileBlock for p in parts):
+            parts[:] = _as_files(parts, os.path.join(job_dir, f"shared-{cache_id}"), self._key)
         return parts
-
-    def _run_pool(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
-                  metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
-        """Every stage on the pool; shuffle buckets and shared subplans in files of a job directory."""
-        assert self._pool is not None
-        # read per job, as in-process (the pool is this job's now)
-        self._pool.budget, self._pool.profile = self.task_memory, self.profile
-        # pickled once per job here, where an unpicklable function is named as on the cluster; the
-        # parallelized partitions go apart, each to the task that reads it, pickled once (C pickler)
-        functions = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)
-        pickled: dict[tuple[str, int], bytes] = {}
-
-        def sources(op: ReadSource, i: int) -> bytes:
-            found = pickled.get((op.source_id, i))
-            if found is None:
-                found = pickled[(op.source_id, i)] = serialize(op.slices[i])
-            return found
-
-        job = new_job_id()
-        job_dir = tempfile.mkdtemp(prefix=f"job-{job}-", dir=self._work_dir())
-        shuffles: dict[int, list[list[FileBlock]]] = {}
-        job_data: dict[str, list[FileBlock]] = {}
-        per_slot: dict[str, int] = {}
-        try:
-            for stage in plan.stages[:-1]:
-                out = stage.output
-                if isinstance(out, Materialize) and out.cache_id in self.cache:
-                    continue
-                if isinstance(out, ShuffleWrite) and out.reused_from is not None:
-                    # kept by an earlier job: the task processes read it from files (those of the
-                    # job that kept it, or new ones for an output an in-process job kept)
-                    kept = self._reused_output(out)
-                    shuffles[out.shuffle_id] = [
-                        buckets if all(type(b) is FileBlock for b in buckets) else
-                        write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
-                                     [kept_bucket(b, self._key) for b in buckets], self._key)
-                        for i, buckets in enumerate(kept)]
-                    continue
-                m = metrics.stage(stage.id, _stage_kind(stage))
-                tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
-                # a cache outlives the job: its files go to the executor's directory
-                where = self._work_dir() if isinstance(out, Materialize) and out.scope == "context" else job_dir
-                written: dict[int, list[FileBlock]] = {}
-                for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
-                                                        list(range(stage.num_partitions)), tables, per_slot,
-                                                        sources):
-                    written[p] = reply["blocks"]
-                    _add_pool_task(m, reply)
-                rows = [written[p] for p in range(stage.num_partitions)]
-                if isinstance(out, ShuffleWrite):
-                    if out.keep_id is not None and sum(b.length for row in rows for b in row) <= self.task_memory:
-                        # kept for later jobs: its files move out of the job's directory, nothing is read
-                        rows = self._moved(rows, out.keep_id)
-                        self._keep(out.keep_id, rows)
-                    shuffles[out.shuffle_id] = rows
-                elif isinstance(out, Materialize):
-                    target = self.cache if out.scope == "context" else job_data
-                    target[out.cache_id] = [row[0] for row in rows]
-            stage = plan.result_stage
-            m = metrics.stage(stage.id, "result")
-            tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
-            done: dict[int, Any] = {}
-            order = iter(partitions)
-            want = next(order, None)
-            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot, sources)
-            try:
-                for p, reply, out_blobs in results:
-                    _add_pool_task(m, reply)
-                    done[p] = deserialize(out_blobs[0])
-                    while want is not None and want in done:  # in the order asked for
-                        yield want, done.pop(want)
-                        want = next(order, None)
-            finally:
-                results.close()
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            metrics.seconds = time.perf_counter() - start
-            metrics.tasks_per_worker.update(per_slot)
-            metrics.finish()
 
     def _task(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
               action: Callable[[Iterator], Any] | None = None) -> Any:
-        """Run one task and fold its figures into ``m``; the task's value. (CPU time is taken per stage:
-        reading the thread's CPU clock costs microseconds, as much as a tiny task.)"""
+        """Run one task in this process and fold its figures into ``m``; its ``TaskResult``. (CPU time
+        is taken per stage: reading the thread's CPU clock costs microseconds, as much as a tiny task.)"""
         memory = TaskMemory(self.task_memory, blocks.spill_dir)
         t0 = time.perf_counter()
         if self.profile:
@@ -445,7 +502,7 @@ class LocalExecutor:
         m.add_task(TaskMetrics(r.records_in, r.records_out, t1 - t0, 0.0, {"compute": t1 - t0},
                                spill_bytes=r.spill_bytes, operators=operators or {},
                                partition_records=r.bucket_records or []), t0, t1)
-        return r.value
+        return r
 
     def _reused_output(self, out: ShuffleWrite) -> Any:
         """The kept output a reused shuffle reads; CacheLostError when it was dropped since the job was
@@ -460,7 +517,12 @@ class LocalExecutor:
         return kept
 
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
-             blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
+             blocks: _MemoryBlocks, metrics: JobMetrics, start: float,
+             pool: "_PoolJob | None") -> Iterator[tuple[int, Any]]:
+        """The one stage loop of both homes: each stage runs here, on the task processes (``pool``), or
+        its first partition here and the rest where that partition's time says (``_stage``). Outputs stay
+        where they were made (lists in ``blocks``, or files the task processes wrote) and each reader gets
+        them in its own form."""
         progress = job_progress(metrics.job_id or "")
         try:
             for stage in plan.stages[:-1]:
@@ -479,36 +541,83 @@ class LocalExecutor:
                         values = blocks.new_caches[out.cache_id] = []
                     else:
                         values = blocks.job_data[out.cache_id] = []
-                c0 = time.thread_time()
-                for p in range(stage.num_partitions):
-                    before = rss()
-                    values.append(self._task(stage, p, blocks, m))
-                    blocks.grew(rss() - before, self.cache_dir)
-                    if progress is not None:
-                        progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
-                m.cpu_seconds += time.thread_time() - c0
+                for _, value in self._stage(stage, range(stage.num_partitions), blocks, m, pool, None, progress):
+                    values.append(value)
                 if isinstance(out, Materialize) and out.scope == "context":
                     # a cache outlives the job: its spilled partitions move to the executor's directory
                     self.cache[out.cache_id] = relocate(values, self.cache_dir)
                 elif isinstance(out, ShuffleWrite) and out.keep_id is not None:
+                    if pool is not None:
+                        kept = pool.movable(values, self.task_memory)
+                        if kept is None:
+                            continue  # its files alone are over the budget: not kept
+                        values[:] = kept
                     self._keep(out.keep_id, values)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
-            # (includes what the caller does with each result before asking for the next: little, for
-            # actions; a toLocalIterator loop's body counts here too)
-            c0 = time.thread_time()
-            for p in partitions:
-                value = self._task(stage, p, blocks, m, action)
-                if progress is not None:
-                    progress.update(stage.id, m.tasks, len(partitions), m.records_out)
-                yield p, value
-            m.cpu_seconds += time.thread_time() - c0
+            yield from self._stage(stage, partitions, blocks, m, pool, action, progress)
         finally:
             if progress is not None:
                 progress.close()
             metrics.seconds = time.perf_counter() - start
-            metrics.tasks_per_worker["local"] = sum(s.tasks for s in metrics.stages.values())
+            here = sum(s.tasks for s in metrics.stages.values())
+            if pool is not None:
+                metrics.tasks_per_worker.update(pool.per_slot)
+                metrics.placement.extend(pool.notes)
+                here -= sum(pool.per_slot.values())
+            if here or pool is None:
+                metrics.tasks_per_worker["local"] = here
             metrics.finish()
+
+    def _stage(self, stage: Stage, parts: Iterable[int], blocks: _MemoryBlocks, m: StageMetrics,
+               pool: "_PoolJob | None", action: Callable[[Iterator], Any] | None,
+               progress: Any) -> Iterator[tuple[int, Any]]:
+        """Run ``parts`` of ``stage``; yield ``(partition, value)`` in their order. On a pool job a stage
+        that moves every record between processes (``moves_records``) runs its first partition here, and
+        its time decides where the others run (``pool_pays``); every other stage runs on the pool."""
+        here, there = list(parts), []
+        if pool is not None and here:
+            why = moves_records(stage, action, pool.in_memory)
+            if why is None or self.pool_policy == "pool":
+                here, there = [], here
+                pool.note(stage, "on the task processes" + (f" ({why})" if why else ""))
+            elif len(here) == 1:
+                pool.note(stage, f"in-process: a single task that {why}")
+            else:
+                first, rest = here[0], here[1:]
+                c0, t0 = time.thread_time(), time.perf_counter()
+                r = self._in_process(stage, first, blocks, m, action, progress)
+                seconds = time.perf_counter() - t0
+                m.cpu_seconds += time.thread_time() - c0
+                yield first, r.value
+                pays, there_s, here_s = pool_pays(seconds, r.records_in, r.records_out, len(rest),
+                                                  self.processes, action is not None)
+                pays = pays or self.pool_policy == "mixed"
+                here, there = ([], rest) if pays else (rest, [])
+                pool.note(stage, f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} "
+                                 f"records in, {r.records_out:,} out; the stage {why}), then the other "
+                                 f"{len(rest)} {'on the task processes' if pays else 'in-process'}: estimated "
+                                 f"{there_s * 1000:,.1f} ms there against {here_s * 1000:,.1f} ms here")
+        if here:
+            c0 = time.thread_time()
+            for p in here:
+                yield p, self._in_process(stage, p, blocks, m, action, progress).value
+            m.cpu_seconds += time.thread_time() - c0
+        if there:
+            yield from pool.run(stage, there, m, action)  # type: ignore[union-attr]
+
+    def _in_process(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
+                    action: Callable[[Iterator], Any] | None, progress: Any) -> Any:
+        """One task here; a map or materialise task's growth counts against the job's memory budget."""
+        if action is not None:
+            r = self._task(stage, p, blocks, m, action)
+        else:
+            before = rss()
+            r = self._task(stage, p, blocks, m)
+            blocks.grew(rss() - before, self.cache_dir)
+        if progress is not None:
+            progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
+        return r
 
     def has_cached(self, cache_id: str) -> bool:
         return cache_id in self.cache
@@ -521,6 +630,7 @@ class LocalExecutor:
             except OSError:
                 pass
         self._trash.extend(p.path for p in parts if isinstance(p, FileBlock))
+        self._trash.extend({p.path for p in self._cache_files.pop(cache_id, ())})
         self._empty_trash()
 
     def _empty_trash(self) -> None:
@@ -534,16 +644,6 @@ class LocalExecutor:
                     os.unlink(self._trash.pop())
         finally:
             self._pool.release()
-
-    def _moved(self, rows: list[list[FileBlock]], keep_id: str) -> list[list[FileBlock]]:
-        """A pool job's map output, its files moved to the executor's directory (they outlive the job)."""
-        moved: dict[str, str] = {}
-        for row in rows:
-            for b in row:
-                if b.path not in moved:
-                    moved[b.path] = os.path.join(self._work_dir(), f"kept-{keep_id}-{os.path.basename(b.path)}")
-                    os.rename(b.path, moved[b.path])
-        return [[dataclasses.replace(b, path=moved[b.path]) for b in row] for row in rows]
 
     def _discard(self, kept: list[list]) -> None:
         """Delete the files of a dropped kept output (when no pool job may be reading them)."""

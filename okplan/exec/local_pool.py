@@ -153,6 +153,60 @@ def moving_stages(plan: PhysicalPlan) -> int:
     return moving
 
 
+#: What moving one record costs, in seconds, from measurements of small records (``(int, int)`` pairs,
+#: words; memo-less pickle, lz4, a file in the page cache) on the reference 2-core machine:
+#: a task process pickles, compresses and writes it, and the next one reads and unpickles it
+MOVE_SECONDS = 0.4e-6
+#: this process pickles it (a parallelized partition, a block an in-process stage left in memory) or
+#: unpickles it (a result sent back): the client's share, which no other core takes
+CLIENT_SECONDS = 0.15e-6
+#: a task's own work on the pool against the same work in-process (two busy cores share caches)
+POOL_SLOWDOWN = 1.2
+#: what a task costs the pool beyond its work (round trip, waking the process, its reply)
+TASK_SECONDS = 0.3e-3
+
+
+def moves_records(stage: Stage, action: Any, in_memory: Callable[[PhysOp], bool]) -> str | None:
+    """Why running ``stage`` on the pool moves every record it reads or writes between processes, or
+    None: its output is combined or small (then the pool costs nearly nothing per record).
+
+    ``in_memory(op)`` says whether the blocks a ``ShuffleRead``/``ReadMaterialized`` reads are held in
+    this process (an in-process stage made them): the client would have to write them for the pool.
+    """
+    out = stage.output
+    if isinstance(out, ShuffleWrite) and type(stage.root) is not CombineOp:
+        return "writes every record to a shuffle"
+    if isinstance(out, Materialize):
+        return "materializes every record"
+    if not isinstance(out, (ShuffleWrite, Materialize)) and getattr(action, "counts", None) is len:
+        return "sends every record back"  # collect, take: the action's value is the records
+    for op in _ops(stage.root):
+        if type(op) is ReadSource and op.slices is not None:
+            return "reads parallelized data"
+        if isinstance(op, (ShuffleRead, ReadMaterialized)) and in_memory(op):
+            return "reads blocks held in this process"
+    return None
+
+
+def pool_pays(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
+              collected: bool) -> tuple[bool, float, float]:
+    """Whether the ``remaining`` tasks of a stage whose first task took ``seconds`` in-process (reading
+    ``records_in`` records, writing ``records_out``) finish sooner on ``processes`` task processes than
+    here, with both estimates: ``(pays, pool seconds, in-process seconds)``. ``collected``: the records
+    out come back to this process (collect), which unpickles them alone.
+
+    >>> pool_pays(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: the pool pays
+    True
+    >>> pool_pays(0.01, 100_000, 100_000, 3, 2, True)[0]   # cheap ones, every record back: it does not
+    False
+    """
+    here = remaining * seconds
+    per_task = seconds * POOL_SLOWDOWN + (records_in + records_out) * MOVE_SECONDS + TASK_SECONDS
+    client = (records_in + (records_out if collected else 0)) * CLIENT_SECONDS
+    there = remaining * per_task / max(1, min(processes, remaining)) + remaining * client
+    return there < here, there, here
+
+
 #: operators whose partition i reads partition i of every child
 _SAME_INDEX = (Pipe, CombineOp, LocalAggregate, CoGroupOp, HashJoinOp, ZipOp)
 
@@ -439,14 +493,14 @@ def _follow_client(env: dict[str, Any]) -> None:
         sidefiles._root = env["files"]
 
 
-def stage_tables(stage: Stage, shuffles: dict[int, list[list[FileBlock]]],
+def stage_tables(stage: Stage, shuffles: Callable[[int], list[list[FileBlock]]],
                  mats: Callable[[str], list[FileBlock]]) -> bytes:
     """The file blocks ``stage`` reads (every partition's: a union or coalesce reads other indices)."""
     shuffle: dict[int, list[list[FileBlock]]] = {}
     mat: dict[str, list[FileBlock]] = {}
     for op in _ops(stage.root):
         if isinstance(op, ShuffleRead):
-            shuffle[op.shuffle_id] = shuffles[op.shuffle_id]
+            shuffle[op.shuffle_id] = shuffles(op.shuffle_id)
         elif isinstance(op, ReadMaterialized):
             mat[op.cache_id] = mats(op.cache_id)
     return serialize({"shuffle": shuffle, "mat": mat})
@@ -456,5 +510,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "stage_tables",
+__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_pays", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]

@@ -176,6 +176,8 @@ class JobMetrics:
     bytes_written: int = 0
     bytes_read: int = 0
     job_id: str | None = None
+    #: local[N]: where each stage ran and why (``stage 0: on the task processes``)
+    placement: list[str] = field(default_factory=list)
 
     def stage(self, stage_id: int, kind: str) -> StageMetrics:
         m = self.stages.get(stage_id)
