@@ -247,6 +247,10 @@ def _stage_kind(stage: Stage) -> str:
     return "result"
 
 
+def _nothing_held(op: Any) -> bool:
+    return False
+
+
 def _as_files(parts: list, path: str, key: bytes) -> list[FileBlock]:
     """Partitions (lists, spilled records, file blocks) as file blocks: those held here written to ``path``."""
     held = [i for i, p in enumerate(parts) if type(p) is not FileBlock]
@@ -427,7 +431,13 @@ class LocalExecutor:
             if scale > 1:
                 why += f" for {scale - 1} stage{'s' if scale > 2 else ''} moving every record"
             return f"in-process: small job ({why})"
-        return f"on {self.processes} task processes"
+        probed = [s.id for s in plan.stages if moves_records(s, None, _nothing_held)]
+        if not probed or self.pool_policy == "pool":
+            return f"on {self.processes} task processes"
+        return (f"on {self.processes} task processes; stage{'s' if len(probed) > 1 else ''} "
+                f"{', '.join(map(str, probed))} move{'' if len(probed) > 1 else 's'} every record: "
+                f"{'each runs its' if len(probed) > 1 else 'it runs its'} first partition in-process, and "
+                f"that partition's time decides where the others run")
 
     def _work_dir(self) -> str:
         if self._dir is None:
@@ -590,8 +600,10 @@ class LocalExecutor:
                 seconds = time.perf_counter() - t0
                 m.cpu_seconds += time.thread_time() - c0
                 yield first, r.value
-                pays, there_s, here_s = pool_pays(seconds, r.records_in, r.records_out, len(rest),
-                                                  self.processes, action is not None)
+                # records out leave a task unless an action folds them (a result other than collect's)
+                collected = getattr(action, "counts", None) is len
+                out = r.records_out if action is None or collected else 0
+                pays, there_s, here_s = pool_pays(seconds, r.records_in, out, len(rest), self.processes, collected)
                 pays = pays or self.pool_policy == "mixed"
                 here, there = ([], rest) if pays else (rest, [])
                 pool.note(stage, f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} "

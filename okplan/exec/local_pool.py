@@ -191,7 +191,7 @@ def moves_records(stage: Stage, action: Any, in_memory: Callable[[PhysOp], bool]
 def pool_pays(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
               collected: bool) -> tuple[bool, float, float]:
     """Whether the ``remaining`` tasks of a stage whose first task took ``seconds`` in-process (reading
-    ``records_in`` records, writing ``records_out``) finish sooner on ``processes`` task processes than
+    ``records_in`` records, ``records_out`` leaving it) finish sooner on ``processes`` task processes than
     here, with both estimates: ``(pays, pool seconds, in-process seconds)``. ``collected``: the records
     out come back to this process (collect), which unpickles them alone.
 
