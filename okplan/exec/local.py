@@ -21,7 +21,8 @@ from ..errors import CacheLostError
 from ..physical.operators import ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         moves_records, moving_stages, new_job_id, pool_pays, stage_tables, write_blocks)
+                         StageRun, moves_records, moving_stages, new_job_id, pool_pays, stage_tables,
+                         write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
@@ -65,7 +66,9 @@ class _MemoryBlocks:
             return
         # in place: the running stage is still appending to these lists
         for outputs in self.shuffles.values():
-            outputs[:] = [to_disk(buckets, self.spill_dir, "shuffle") for buckets in outputs]
+            # (a running stage's outputs are filled by index: None until its task finished)
+            outputs[:] = [buckets if buckets is None else to_disk(buckets, self.spill_dir, "shuffle")
+                          for buckets in outputs]
         for parts in self.job_data.values():
             parts[:] = to_disk(parts, self.spill_dir, "shared")
         for parts in self.new_caches.values():
@@ -247,6 +250,23 @@ def _stage_kind(stage: Stage) -> str:
     return "result"
 
 
+def _in_order(finished: Iterator[tuple[int, Any]], order: list[int]) -> Iterator[tuple[int, Any]]:
+    """``(partition, value)`` pairs in ``order``, from pairs in the order they finished."""
+    done: dict[int, Any] = {}
+    want = iter(order)
+    p = next(want, None)
+    for q, value in finished:
+        done[q] = value
+        while p is not None and p in done:
+            yield p, done.pop(p)
+            p = next(want, None)
+
+
+def _spans(parts: list[int]) -> str:
+    """``1-2`` for ``[1, 2]``, ``3`` for ``[3]``."""
+    return f"{parts[0]}-{parts[-1]}" if len(parts) > 1 else str(parts[0])
+
+
 def _nothing_held(op: Any) -> bool:
     return False
 
@@ -317,36 +337,30 @@ class _PoolJob:
             for i, row in enumerate(rows)]
         return filed
 
-    def run(self, stage: Stage, parts: list[int], m: StageMetrics,
-            action: Callable[[Iterator], Any] | None) -> Iterator[tuple[int, Any]]:
-        """Run ``parts`` of ``stage`` on the task processes; yield ``(partition, value)`` in their order:
-        a map task's buckets and a materialised partition as file blocks, a result as its value."""
+    def start(self, stage: Stage, parts: list[int]) -> StageRun:
+        """Hand ``parts`` of ``stage`` to the task processes now (more can be ``add``ed later)."""
         ex = self.ex
-        pool = ex._pool
-        assert pool is not None
-        pool.budget, pool.profile = ex.task_memory, ex.profile   # read per job, as in-process
+        assert ex._pool is not None
+        ex._pool.budget, ex._pool.profile = ex.task_memory, ex.profile   # read per job, as in-process
         tables = stage_tables(stage, self.shuffle_rows, lambda c: ex._cached_blocks(c, self.blocks.job_data, self.dir))
         out = stage.output
         # a cache outlives the job: its files go to the executor's directory
         where = ex._work_dir() if isinstance(out, Materialize) and out.scope == "context" else self.dir
-        done: dict[int, Any] = {}
-        order = iter(parts)
-        want = next(order, None)
-        results = pool.run_stage(self.id, self.functions, where, stage, parts, tables, self.per_slot, self.sources)
-        try:
-            for p, reply, blobs in results:
-                _add_pool_task(m, reply)
-                if action is not None:
-                    done[p] = deserialize(blobs[0])
-                elif isinstance(out, ShuffleWrite):
-                    done[p] = reply["blocks"]
-                else:
-                    done[p] = reply["blocks"][0]
-                while want is not None and want in done:  # in the order asked for
-                    yield want, done.pop(want)
-                    want = next(order, None)
-        finally:
-            results.close()
+        run = StageRun(ex._pool, self.id, self.functions, where, stage, tables, self.per_slot, self.sources)
+        run.add(parts)
+        return run
+
+    @staticmethod
+    def finished(run: StageRun, m: StageMetrics, action: Callable[[Iterator], Any] | None) -> Iterator[tuple[int, Any]]:
+        """``(partition, value)`` of ``run``'s tasks as they finish: a map task's buckets and a
+        materialised partition as file blocks, a result as its value."""
+        shuffle = isinstance(run.stage.output, ShuffleWrite)
+        for p, reply, blobs in run.results():
+            _add_pool_task(m, reply)
+            if action is not None:
+                yield p, deserialize(blobs[0])
+            else:
+                yield p, reply["blocks"] if shuffle else reply["blocks"][0]
 
     def movable(self, outputs: list[list], budget: int) -> list[list] | None:
         """A finished map output to keep for later jobs, its files moved out of the job's directory (they
@@ -551,8 +565,9 @@ class LocalExecutor:
                         values = blocks.new_caches[out.cache_id] = []
                     else:
                         values = blocks.job_data[out.cache_id] = []
-                for _, value in self._stage(stage, range(stage.num_partitions), blocks, m, pool, None, progress):
-                    values.append(value)
+                values.extend([None] * stage.num_partitions)   # filled as tasks finish, here or there
+                for p, value in self._stage(stage, range(stage.num_partitions), blocks, m, pool, None, progress):
+                    values[p] = value
                 if isinstance(out, Materialize) and out.scope == "context":
                     # a cache outlives the job: its spilled partitions move to the executor's directory
                     self.cache[out.cache_id] = relocate(values, self.cache_dir)
@@ -565,7 +580,7 @@ class LocalExecutor:
                     self._keep(out.keep_id, values)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
-            yield from self._stage(stage, partitions, blocks, m, pool, action, progress)
+            yield from _in_order(self._stage(stage, partitions, blocks, m, pool, action, progress), partitions)
         finally:
             if progress is not None:
                 progress.close()
@@ -582,41 +597,63 @@ class LocalExecutor:
     def _stage(self, stage: Stage, parts: Iterable[int], blocks: _MemoryBlocks, m: StageMetrics,
                pool: "_PoolJob | None", action: Callable[[Iterator], Any] | None,
                progress: Any) -> Iterator[tuple[int, Any]]:
-        """Run ``parts`` of ``stage``; yield ``(partition, value)`` in their order. On a pool job a stage
-        that moves every record between processes (``moves_records``) runs its first partition here, and
-        its time decides where the others run (``pool_pays``); every other stage runs on the pool."""
-        here, there = list(parts), []
-        if pool is not None and here:
-            why = moves_records(stage, action, pool.in_memory)
-            if why is None or self.pool_policy == "pool":
-                here, there = [], here
-                pool.note(stage, "on the task processes" + (f" ({why})" if why else ""))
-            elif len(here) == 1:
-                pool.note(stage, f"in-process: a single task that {why}")
-            else:
-                first, rest = here[0], here[1:]
-                c0, t0 = time.thread_time(), time.perf_counter()
-                r = self._in_process(stage, first, blocks, m, action, progress)
-                seconds = time.perf_counter() - t0
-                m.cpu_seconds += time.thread_time() - c0
-                yield first, r.value
-                # records out leave a task unless an action folds them (a result other than collect's)
-                collected = getattr(action, "counts", None) is len
-                out = r.records_out if action is None or collected else 0
-                pays, there_s, here_s = pool_pays(seconds, r.records_in, out, len(rest), self.processes, collected)
-                pays = pays or self.pool_policy == "mixed"
-                here, there = ([], rest) if pays else (rest, [])
-                pool.note(stage, f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} "
-                                 f"records in, {r.records_out:,} out; the stage {why}), then the other "
-                                 f"{len(rest)} {'on the task processes' if pays else 'in-process'}: estimated "
-                                 f"{there_s * 1000:,.1f} ms there against {here_s * 1000:,.1f} ms here")
-        if here:
-            c0 = time.thread_time()
-            for p in here:
-                yield p, self._in_process(stage, p, blocks, m, action, progress).value
-            m.cpu_seconds += time.thread_time() - c0
-        if there:
-            yield from pool.run(stage, there, m, action)  # type: ignore[union-attr]
+        """Run ``parts`` of ``stage``; yield ``(partition, value)`` as they finish (not in order).
+
+        On a pool job, a stage that moves every record between processes (``moves_records``) runs its
+        first partition here while the task processes start on the next ones; that partition's CPU time
+        decides where the others go (``pool_pays``). Every other stage runs on the task processes."""
+        here = list(parts)
+        if pool is None or not here:
+            yield from self._here(stage, here, blocks, m, action, progress)
+            return
+        why = moves_records(stage, action, pool.in_memory)
+        if why is None or self.pool_policy == "pool":
+            pool.note(stage, "on the task processes" + (f" ({why})" if why else ""))
+            yield from pool.finished(pool.start(stage, here), m, action)
+            return
+        if len(here) == 1:
+            pool.note(stage, f"in-process: a single task that {why}")
+            yield from self._here(stage, here, blocks, m, action, progress)
+            return
+        first, ahead, later = here[0], here[1:1 + self.processes], here[1 + self.processes:]
+        run = pool.start(stage, ahead)   # they work while the first partition runs here
+        try:   # (an error or an early close waits for the tasks handed out)
+            c0, t0 = time.thread_time(), time.perf_counter()
+            r = self._in_process(stage, first, blocks, m, action, progress)
+            cpu = time.thread_time() - c0
+            m.cpu_seconds += cpu
+            # its CPU time, or its wall time less the share of the cores the task processes took meanwhile
+            # (a function that waits, on I/O or a sleep, costs time but no CPU)
+            seconds = max(cpu, (time.perf_counter() - t0) * self.processes / (self.processes + 1))
+            # records out leave a task unless an action folds them (a result other than collect's)
+            collected = getattr(action, "counts", None) is len
+            out = r.records_out if action is None or collected else 0
+            pays, there_s, here_s = pool_pays(seconds, r.records_in, out, len(later), self.processes, collected)
+            pays = pays or self.pool_policy == "mixed"
+            what = (f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} records in, "
+                    f"{out:,} out; the stage {why}), partitions {_spans(ahead)} on the task processes meanwhile")
+            if later:
+                what += (f", then the other {len(later)} {'on the task processes' if pays else 'in-process'}: "
+                         f"estimated {there_s * 1000:,.1f} ms there against {here_s * 1000:,.1f} ms here")
+            pool.note(stage, what)
+            yield first, r.value
+            if pays:
+                run.add(later)
+                yield from pool.finished(run, m, action)
+                return
+            # here first, while the task processes finish theirs (their results are read after)
+            done = list(self._here(stage, later, blocks, m, action, progress))
+            yield from pool.finished(run, m, action)
+            yield from done
+        finally:
+            run.close()
+
+    def _here(self, stage: Stage, parts: list[int], blocks: _MemoryBlocks, m: StageMetrics,
+              action: Callable[[Iterator], Any] | None, progress: Any) -> Iterator[tuple[int, Any]]:
+        c0 = time.thread_time()
+        for p in parts:
+            yield p, self._in_process(stage, p, blocks, m, action, progress).value
+        m.cpu_seconds += time.thread_time() - c0
 
     def _in_process(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
                     action: Callable[[Iterator], Any] | None, progress: Any) -> Any:

@@ -414,43 +414,71 @@ class LocalPool:
     def run_stage(self, job: str, functions: bytes, job_dir: str, stage: Stage, partitions: list[int],
                   tables: bytes, per_slot: dict[str, int],
                   sources: Callable[[ReadSource, int], bytes]) -> Iterator[tuple[int, dict, list[bytes]]]:
-        """Run ``stage`` on ``partitions``; yield ``(partition, reply, blobs)`` as tasks finish.
-        ``sources(op, i)`` is partition ``i`` of a parallelized source, pickled: each task gets only
-        those it reads.
+        """Run ``stage`` on ``partitions``; yield ``(partition, reply, blobs)`` as tasks finish (see
+        ``StageRun``)."""
+        run = StageRun(self, job, functions, job_dir, stage, tables, per_slot, sources)
+        run.add(partitions)
+        return run.results()
 
-        A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
-        here with its own type, message, note and the child's traceback. Closing the iterator early
-        waits for the tasks already running (their processes stay in the pool).
-        """
+
+class StageRun:
+    """Tasks of one stage on the pool. ``add`` queues partitions and hands them to the idle task
+    processes at once (so that they work while this process does something else: a probe task);
+    ``results`` yields ``(partition, reply, blobs)`` as tasks finish, handing out the queue as slots
+    free up. ``sources(op, i)`` is partition ``i`` of a parallelized source, pickled: each task gets
+    only those it reads.
+
+    A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
+    from ``results`` with its own type, message, note and the child's traceback. Closing ``results``
+    early, or ``close``, waits for the tasks already running (their processes stay in the pool).
+    """
+
+    def __init__(self, owner: LocalPool, job: str, functions: bytes, job_dir: str, stage: Stage, tables: bytes,
+                 per_slot: dict[str, int], sources: Callable[[ReadSource, int], bytes]):
+        self.owner, self.job, self.functions, self.job_dir = owner, job, functions, job_dir
+        self.stage, self.tables, self.per_slot, self.sources = stage, tables, per_slot, sources
+        self.pool = owner._started()
+        self.todo: list[tuple[int, int]] = []   # (partition, attempt), the next one last
+        self.pending = 0
+        self.queued = 0   # partitions added and not yet returned
+
+    def add(self, partitions: list[int]) -> None:
+        self.todo[:0] = [(p, 0) for p in reversed(partitions)]
+        self.queued += len(partitions)
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        pool, owner, stage = self.pool, self.owner, self.stage
+        for slot in pool.idle_slots():
+            if not self.todo:
+                break
+            p, attempt = self.todo.pop()
+            reads = sorted(source_reads(stage.root, p, set()), key=lambda r: (r[0].source_id, r[1]))
+            blobs = [self.tables] + [self.sources(op, i) for op, i in reads]
+            gen = pool.generation(slot)
+            if owner._known.get(slot) != (gen, self.job):
+                blobs.append(self.functions)
+                owner._known[slot] = (gen, self.job)
+            header = {"job": self.job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": self.job_dir,
+                      "budget": owner.budget, "profile": owner.profile,
+                      "src": [(op.source_id, i) for op, i in reads]}
+            if len(blobs) > 1:
+                header["env"] = _client_env()
+            pool.submit(slot, header, blobs, tag=(p, attempt))
+            self.pending += 1
+
+    def results(self) -> Iterator[tuple[int, dict, list[bytes]]]:
         from .cluster.remote_errors import unpack_exception  # noqa: PLC0415
 
-        pool = self._started()
-        todo = [(p, 0) for p in reversed(partitions)]
-        pending = 0
+        pool, stage = self.pool, self.stage
         try:
-            while todo or pending:
-                for slot in pool.idle_slots():
-                    if not todo:
-                        break
-                    p, attempt = todo.pop()
-                    reads = sorted(source_reads(stage.root, p, set()), key=lambda r: (r[0].source_id, r[1]))
-                    blobs = [tables] + [sources(op, i) for op, i in reads]
-                    gen = pool.generation(slot)
-                    if self._known.get(slot) != (gen, job):
-                        blobs.append(functions)
-                        self._known[slot] = (gen, job)
-                    header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir,
-                              "budget": self.budget, "profile": self.profile,
-                              "src": [(op.source_id, i) for op, i in reads]}
-                    if len(blobs) > 1:
-                        header["env"] = _client_env()
-                    pool.submit(slot, header, blobs, tag=(p, attempt))
-                    pending += 1
-                if not pending:
+            while self.queued:
+                self._hand_out()
+                if not self.pending:
                     pool.poll(pool.next_restart() or 0.05)  # every slot waits for a new child
                     continue
                 outcomes = pool.poll(None)
-                pending -= len(outcomes)  # all of them now: an early close must not wait for these again
+                self.pending -= len(outcomes)  # all of them now: an early close must not wait for these again
                 for o in outcomes:
                     p, attempt = o.tag
                     if o.died is not None:
@@ -458,7 +486,7 @@ class LocalPool:
                             raise TaskProcessDiedError(
                                 f"{task_place(stage.name, p, stage.labels)}: the task's process "
                                 f"{o.died.describe()} {MAX_CRASHES} times")
-                        todo.append((p, attempt + 1))
+                        self.todo.append((p, attempt + 1))
                         continue
                     if o.error is not None:
                         raise OkplanError(f"a local task process failed outside user code: {o.error}")
@@ -467,11 +495,19 @@ class LocalPool:
                         raise unpack_exception(reply["error"], out[0])
                     if reply["acc"]:
                         accumulators.merge_updates(deserialize(reply["acc"]))
-                    per_slot[f"task process {o.slot}"] = per_slot.get(f"task process {o.slot}", 0) + 1
+                    slot = f"task process {o.slot}"
+                    self.per_slot[slot] = self.per_slot.get(slot, 0) + 1
+                    self.queued -= 1
                     yield p, reply, out
         finally:
-            while pending:  # an error or an early close: let the running tasks finish, drop their outcomes
-                pending -= len(pool.poll(None))
+            self.close()
+
+    def close(self) -> None:
+        """Wait for the tasks running (an error or an early close: their outcomes are dropped)."""
+        self.todo.clear()
+        self.queued = 0
+        while self.pending:
+            self.pending -= len(self.pool.poll(None))
 
 
 def _client_env() -> dict[str, Any]:
@@ -510,5 +546,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_pays", "stage_tables",
+__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_pays", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]
