@@ -181,14 +181,15 @@ def test_a_stage_that_moves_every_record_probes_its_first_partition_in_process()
         assert "stage 0 moves every record: it runs its first partition in-process" in costly.toDebugString()
         assert sorted(costly.collect()) == [(0, 40), (1, 40), (2, 40)]
         per = ctx.lastJobMetrics().tasks_per_worker
-        assert per["local"] >= 1 and sum(n for w, n in per.items() if w != "local") >= 5
+        assert per["local"] >= 1 and sum(n for w, n in per.items() if w != "local") >= 4
         text = ctx.session.explain(costly._node, analyze=True)   # the job that just ran
         assert "ran stage 0: partition 0 in-process (" in text
-        assert "partitions 1-2 on the task processes meanwhile, then the other 3 on the task processes" in text
+        assert "partition 1 on the task processes meanwhile, then the other 4 " in text
+        assert "then the other 4 in-process" not in text   # all or most of them on the task processes
 
         # cheap functions and every record back to this process: the rest stays here
         cheap = ctx.parallelize(range(200_000), 4).map(lambda x: x + 1)
         assert cheap.collect() == list(range(1, 200_001))
-        per = ctx.lastJobMetrics().tasks_per_worker   # partitions 1-2 went ahead while 0 ran here
-        assert per["local"] == 2 and sum(per.values()) == 4
-        assert "then the other 1 in-process" in ctx.session.explain(cheap._node, analyze=True)
+        per = ctx.lastJobMetrics().tasks_per_worker   # partition 1 went ahead while 0 ran here
+        assert per["local"] == 3 and sum(per.values()) == 4
+        assert "then the other 2 in-process" in ctx.session.explain(cheap._node, analyze=True)

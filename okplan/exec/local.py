@@ -21,7 +21,7 @@ from ..errors import CacheLostError
 from ..physical.operators import ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         StageRun, moves_records, moving_stages, new_job_id, pool_pays, stage_tables,
+                         StageRun, moves_records, moving_stages, new_job_id, pool_share, stage_tables,
                          write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
@@ -262,9 +262,9 @@ def _in_order(finished: Iterator[tuple[int, Any]], order: list[int]) -> Iterator
             p = next(want, None)
 
 
-def _spans(parts: list[int]) -> str:
-    """``1-2`` for ``[1, 2]``, ``3`` for ``[3]``."""
-    return f"{parts[0]}-{parts[-1]}" if len(parts) > 1 else str(parts[0])
+def _partitions(parts: list[int]) -> str:
+    """``partitions 1-2`` for ``[1, 2]``, ``partition 3`` for ``[3]``."""
+    return f"partitions {parts[0]}-{parts[-1]}" if len(parts) > 1 else f"partition {parts[0]}"
 
 
 def _nothing_held(op: Any) -> bool:
@@ -600,8 +600,8 @@ class LocalExecutor:
         """Run ``parts`` of ``stage``; yield ``(partition, value)`` as they finish (not in order).
 
         On a pool job, a stage that moves every record between processes (``moves_records``) runs its
-        first partition here while the task processes start on the next ones; that partition's CPU time
-        decides where the others go (``pool_pays``). Every other stage runs on the task processes."""
+        first partition here while the task processes start on the next ones; that partition's time
+        decides how many of the others go there (``pool_share``). Every other stage runs there."""
         here = list(parts)
         if pool is None or not here:
             yield from self._here(stage, here, blocks, m, action, progress)
@@ -615,34 +615,38 @@ class LocalExecutor:
             pool.note(stage, f"in-process: a single task that {why}")
             yield from self._here(stage, here, blocks, m, action, progress)
             return
-        first, ahead, later = here[0], here[1:1 + self.processes], here[1 + self.processes:]
-        run = pool.start(stage, ahead)   # they work while the first partition runs here
+        # while the first partition runs here, N - 1 task processes start on the next ones: N busy
+        # processes on N cores, so the probe's time is its own, and nothing is lost if the pool pays
+        first, ahead, later = here[0], here[1:self.processes], here[self.processes:]
+        run = pool.start(stage, ahead)
         try:   # (an error or an early close waits for the tasks handed out)
             c0, t0 = time.thread_time(), time.perf_counter()
             r = self._in_process(stage, first, blocks, m, action, progress)
             cpu = time.thread_time() - c0
             m.cpu_seconds += cpu
-            # its CPU time, or its wall time less the share of the cores the task processes took meanwhile
-            # (a function that waits, on I/O or a sleep, costs time but no CPU)
-            seconds = max(cpu, (time.perf_counter() - t0) * self.processes / (self.processes + 1))
+            # its wall time (a function that waits, on I/O or a sleep, costs time but no CPU)
+            seconds = max(cpu, time.perf_counter() - t0)
             # records out leave a task unless an action folds them (a result other than collect's)
             collected = getattr(action, "counts", None) is len
             out = r.records_out if action is None or collected else 0
-            pays, there_s, here_s = pool_pays(seconds, r.records_in, out, len(later), self.processes, collected)
-            pays = pays or self.pool_policy == "mixed"
+            k, there_s, here_s = pool_share(seconds, r.records_in, out, len(later), self.processes, collected)
+            if self.pool_policy == "mixed":
+                k = len(later)
             what = (f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} records in, "
-                    f"{out:,} out; the stage {why}), partitions {_spans(ahead)} on the task processes meanwhile")
+                    f"{out:,} out; the stage {why}), {_partitions(ahead)} on the task processes meanwhile")
             if later:
-                what += (f", then the other {len(later)} {'on the task processes' if pays else 'in-process'}: "
-                         f"estimated {there_s * 1000:,.1f} ms there against {here_s * 1000:,.1f} ms here")
+                split = ("on the task processes" if k == len(later) else "in-process" if not k else
+                         f"split: {k} on the task processes, {len(later) - k} in-process")
+                what += (f", then the other {len(later)} {split}: estimated {there_s * 1000:,.1f} ms against "
+                         f"{here_s * 1000:,.1f} ms all in-process")
             pool.note(stage, what)
             yield first, r.value
-            if pays:
-                run.add(later)
-                yield from pool.finished(run, m, action)
-                return
-            # here first, while the task processes finish theirs (their results are read after)
-            done = list(self._here(stage, later, blocks, m, action, progress))
+            run.add(later[:k])
+            # here meanwhile (handing the task processes more between tasks), then their results
+            done = []
+            for p, value in self._here(stage, later[k:], blocks, m, action, progress):
+                done.append((p, value))
+                run.pump()
             yield from pool.finished(run, m, action)
             yield from done
         finally:

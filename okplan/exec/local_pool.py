@@ -188,23 +188,31 @@ def moves_records(stage: Stage, action: Any, in_memory: Callable[[PhysOp], bool]
     return None
 
 
-def pool_pays(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
-              collected: bool) -> tuple[bool, float, float]:
-    """Whether the ``remaining`` tasks of a stage whose first task took ``seconds`` in-process (reading
-    ``records_in`` records, ``records_out`` leaving it) finish sooner on ``processes`` task processes than
-    here, with both estimates: ``(pays, pool seconds, in-process seconds)``. ``collected``: the records
-    out come back to this process (collect), which unpickles them alone.
+def pool_share(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
+               collected: bool) -> tuple[int, float, float]:
+    """How many of the ``remaining`` tasks of a stage to send to ``processes`` task processes (the others
+    run here, at the same time), when its first task took ``seconds`` in-process, reading ``records_in``
+    records, ``records_out`` leaving it; with the estimated time of that split and of all in-process:
+    ``(tasks there, seconds, seconds all here)``. ``collected``: the records out come back to this
+    process (collect), which unpickles them alone, as it pickles parallelized data for them.
 
-    >>> pool_pays(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: the pool pays
-    True
-    >>> pool_pays(0.01, 100_000, 100_000, 3, 2, True)[0]   # cheap ones, every record back: it does not
-    False
+    >>> pool_share(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: all to the pool
+    3
+    >>> pool_share(0.01, 100_000, 100_000, 3, 2, True)[0]   # cheap ones, every record back: none
+    0
     """
-    here = remaining * seconds
     per_task = seconds * POOL_SLOWDOWN + (records_in + records_out) * MOVE_SECONDS + TASK_SECONDS
     client = (records_in + (records_out if collected else 0)) * CLIENT_SECONDS
-    there = remaining * per_task / max(1, min(processes, remaining)) + remaining * client
-    return there < here, there, here
+    best, best_time = 0, remaining * seconds
+    for k in range(1, remaining + 1):
+        here = (remaining - k) * seconds + k * client
+        there = -(-k // processes) * per_task   # whole rounds of tasks
+        # and no faster than the cores allow, with this process busy beside the task processes
+        cores = (k * per_task + here) / processes
+        t = max(here, there, cores)
+        if t < best_time:
+            best, best_time = k, t
+    return best, best_time, remaining * seconds
 
 
 #: operators whose partition i reads partition i of every child
@@ -441,6 +449,7 @@ class StageRun:
         self.todo: list[tuple[int, int]] = []   # (partition, attempt), the next one last
         self.pending = 0
         self.queued = 0   # partitions added and not yet returned
+        self.ready: list[tuple[int, dict, list[bytes]]] = []   # finished, not yet returned
 
     def add(self, partitions: list[int]) -> None:
         self.todo[:0] = [(p, 0) for p in reversed(partitions)]
@@ -468,43 +477,58 @@ class StageRun:
             self.pending += 1
 
     def results(self) -> Iterator[tuple[int, dict, list[bytes]]]:
-        from .cluster.remote_errors import unpack_exception  # noqa: PLC0415
-
-        pool, stage = self.pool, self.stage
+        pool = self.pool
         try:
             while self.queued:
+                while self.ready:
+                    self.queued -= 1
+                    yield self.ready.pop()
+                if not self.queued:
+                    break
                 self._hand_out()
                 if not self.pending:
                     pool.poll(pool.next_restart() or 0.05)  # every slot waits for a new child
                     continue
-                outcomes = pool.poll(None)
-                self.pending -= len(outcomes)  # all of them now: an early close must not wait for these again
-                for o in outcomes:
-                    p, attempt = o.tag
-                    if o.died is not None:
-                        if attempt + 1 >= MAX_CRASHES:
-                            raise TaskProcessDiedError(
-                                f"{task_place(stage.name, p, stage.labels)}: the task's process "
-                                f"{o.died.describe()} {MAX_CRASHES} times")
-                        self.todo.append((p, attempt + 1))
-                        continue
-                    if o.error is not None:
-                        raise OkplanError(f"a local task process failed outside user code: {o.error}")
-                    reply, out = o.reply
-                    if "error" in reply:
-                        raise unpack_exception(reply["error"], out[0])
-                    if reply["acc"]:
-                        accumulators.merge_updates(deserialize(reply["acc"]))
-                    slot = f"task process {o.slot}"
-                    self.per_slot[slot] = self.per_slot.get(slot, 0) + 1
-                    self.queued -= 1
-                    yield p, reply, out
+                self._take(pool.poll(None))
         finally:
             self.close()
+
+    def pump(self) -> None:
+        """Take the outcomes already in and hand queued tasks to the slots they freed, without waiting
+        (between tasks this process runs itself)."""
+        if self.pending:
+            self._take(self.pool.poll(0))
+        self._hand_out()
+
+    def _take(self, outcomes: list) -> None:
+        from .cluster.remote_errors import unpack_exception  # noqa: PLC0415
+
+        stage = self.stage
+        self.pending -= len(outcomes)  # all of them now: an early close must not wait for these again
+        for o in outcomes:
+            p, attempt = o.tag
+            if o.died is not None:
+                if attempt + 1 >= MAX_CRASHES:
+                    raise TaskProcessDiedError(
+                        f"{task_place(stage.name, p, stage.labels)}: the task's process "
+                        f"{o.died.describe()} {MAX_CRASHES} times")
+                self.todo.append((p, attempt + 1))
+                continue
+            if o.error is not None:
+                raise OkplanError(f"a local task process failed outside user code: {o.error}")
+            reply, out = o.reply
+            if "error" in reply:
+                raise unpack_exception(reply["error"], out[0])
+            if reply["acc"]:
+                accumulators.merge_updates(deserialize(reply["acc"]))
+            slot = f"task process {o.slot}"
+            self.per_slot[slot] = self.per_slot.get(slot, 0) + 1
+            self.ready.append((p, reply, out))
 
     def close(self) -> None:
         """Wait for the tasks running (an error or an early close: their outcomes are dropped)."""
         self.todo.clear()
+        self.ready.clear()
         self.queued = 0
         while self.pending:
             self.pending -= len(self.pool.poll(None))
@@ -546,5 +570,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_pays", "stage_tables",
+__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_share", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]
