@@ -18,11 +18,11 @@ from itertools import chain
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CacheLostError
-from ..physical.operators import ReadSource, ShuffleRead
+from ..physical.operators import ReadMaterialized, ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         StageRun, moves_records, moving_stages, new_job_id, pool_share, stage_tables,
-                         write_blocks)
+                         StageRun, walk_ops, moves_records, moving_stages, new_job_id, pool_share, source_reads,
+                         stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
@@ -321,6 +321,14 @@ class _PoolJob:
                 return False
         return any(type(p) is not FileBlock for p in parts)
 
+    def reads_held(self, stage: Stage) -> bool:
+        """Whether ``stage`` reads blocks held in this process (a pool stage needs them written)."""
+        return any(isinstance(op, (ShuffleRead, ReadMaterialized)) and self.in_memory(op) for op in walk_ops(stage.root))
+
+    def source_records(self, stage: Stage, p: int) -> int:
+        """Records of parallelized data that task ``p`` of ``stage`` reads (pickled here, unpickled there)."""
+        return sum(len(op.slices[i]) for op, i in source_reads(stage.root, p, set()) if op.slices is not None)
+
     def shuffle_rows(self, shuffle_id: int) -> list[list[FileBlock]]:
         """Every map task's buckets of a shuffle as file blocks (a kept output of an in-process job, or
         buckets an in-process stage of this job made, are written once)."""
@@ -616,9 +624,13 @@ class LocalExecutor:
             yield from self._here(stage, here, blocks, m, action, progress)
             return
         # while the first partition runs here, N - 1 task processes start on the next ones: N busy
-        # processes on N cores, so the probe's time is its own, and nothing is lost if the pool pays
-        first, ahead, later = here[0], here[1:self.processes], here[self.processes:]
-        run = pool.start(stage, ahead)
+        # processes on N cores, so the probe's time is its own, and nothing is lost if the pool pays.
+        # Not when the stage reads blocks held here: the pool would need them written first, and that
+        # is what the probe is to decide.
+        held = pool.reads_held(stage)
+        first, ahead = here[0], [] if held else here[1:self.processes]
+        later = here[1 + len(ahead):]
+        run = pool.start(stage, ahead) if ahead else None
         try:   # (an error or an early close waits for the tasks handed out)
             c0, t0 = time.thread_time(), time.perf_counter()
             r = self._in_process(stage, first, blocks, m, action, progress)
@@ -626,14 +638,18 @@ class LocalExecutor:
             m.cpu_seconds += cpu
             # its wall time (a function that waits, on I/O or a sleep, costs time but no CPU)
             seconds = max(cpu, time.perf_counter() - t0)
-            # records out leave a task unless an action folds them (a result other than collect's)
+            # records that would cross: parallelized data and blocks held here in, and what leaves a
+            # task unless an action folds it (a result other than collect's)
+            moved_in = r.records_in if held else pool.source_records(stage, first)
             collected = getattr(action, "counts", None) is len
             out = r.records_out if action is None or collected else 0
-            k, there_s, here_s = pool_share(seconds, r.records_in, out, len(later), self.processes, collected)
+            k, there_s, here_s = pool_share(seconds, moved_in, out, len(later), self.processes, collected)
             if self.pool_policy == "mixed":
                 k = len(later)
             what = (f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} records in, "
-                    f"{out:,} out; the stage {why}), {_partitions(ahead)} on the task processes meanwhile")
+                    f"{out:,} out; the stage {why})")
+            if ahead:
+                what += f", {_partitions(ahead)} on the task processes meanwhile"
             if later:
                 split = ("on the task processes" if k == len(later) else "in-process" if not k else
                          f"split: {k} on the task processes, {len(later) - k} in-process")
@@ -641,16 +657,23 @@ class LocalExecutor:
                          f"{here_s * 1000:,.1f} ms all in-process")
             pool.note(stage, what)
             yield first, r.value
-            run.add(later[:k])
+            if k:
+                if run is None:
+                    run = pool.start(stage, later[:k])
+                else:
+                    run.add(later[:k])
             # here meanwhile (handing the task processes more between tasks), then their results
             done = []
             for p, value in self._here(stage, later[k:], blocks, m, action, progress):
                 done.append((p, value))
-                run.pump()
-            yield from pool.finished(run, m, action)
+                if run is not None:
+                    run.pump()
+            if run is not None:
+                yield from pool.finished(run, m, action)
             yield from done
         finally:
-            run.close()
+            if run is not None:
+                run.close()
 
     def _here(self, stage: Stage, parts: list[int], blocks: _MemoryBlocks, m: StageMetrics,
               action: Callable[[Iterator], Any] | None, progress: Any) -> Iterator[tuple[int, Any]]:

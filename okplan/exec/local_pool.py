@@ -111,7 +111,7 @@ def _write(path: str, blocks: Iterable[tuple[bytes, int]]) -> list[FileBlock]:
 
 # -- placement --------------------------------------------------------------------------------------
 
-def _ops(root: PhysOp) -> Iterator[PhysOp]:
+def walk_ops(root: PhysOp) -> Iterator[PhysOp]:
     stack = [root]
     while stack:
         op = stack.pop()
@@ -123,7 +123,7 @@ def estimated_input(plan: PhysicalPlan, cache: dict[str, list]) -> tuple[int, in
     """Records of the plan's in-memory and range sources, bytes of its file sources."""
     records = size = 0
     for stage in plan.stages:
-        for op in _ops(stage.root):
+        for op in walk_ops(stage.root):
             if isinstance(op, ReadSource):
                 records += op.records or sum(map(len, op.slices or ()))
             elif isinstance(op, ReadRange):
@@ -156,7 +156,7 @@ def moving_stages(plan: PhysicalPlan) -> int:
 #: What moving one record costs, in seconds, from measurements of small records (``(int, int)`` pairs,
 #: words; memo-less pickle, lz4, a file in the page cache) on the reference 2-core machine:
 #: a task process pickles, compresses and writes it, and the next one reads and unpickles it
-MOVE_SECONDS = 0.4e-6
+MOVE_SECONDS = 0.25e-6
 #: this process pickles it (a parallelized partition, a block an in-process stage left in memory) or
 #: unpickles it (a result sent back): the client's share, which no other core takes
 CLIENT_SECONDS = 0.15e-6
@@ -180,7 +180,7 @@ def moves_records(stage: Stage, action: Any, in_memory: Callable[[PhysOp], bool]
         return "materializes every record"
     if not isinstance(out, (ShuffleWrite, Materialize)) and getattr(action, "counts", None) is len:
         return "sends every record back"  # collect, take: the action's value is the records
-    for op in _ops(stage.root):
+    for op in walk_ops(stage.root):
         if type(op) is ReadSource and op.slices is not None:
             return "reads parallelized data"
         if isinstance(op, (ShuffleRead, ReadMaterialized)) and in_memory(op):
@@ -196,8 +196,8 @@ def pool_share(seconds: float, records_in: int, records_out: int, remaining: int
     ``(tasks there, seconds, seconds all here)``. ``collected``: the records out come back to this
     process (collect), which unpickles them alone, as it pickles parallelized data for them.
 
-    >>> pool_share(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: all to the pool
-    3
+    >>> pool_share(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: a round of 2 there, 1 here
+    2
     >>> pool_share(0.01, 100_000, 100_000, 3, 2, True)[0]   # cheap ones, every record back: none
     0
     """
@@ -244,7 +244,7 @@ def source_reads(op: PhysOp, i: int, out: set[tuple[ReadSource, int]]) -> set[tu
         source_reads(op.stream, i, out)
         source_reads(op.build, 0, out)
     else:  # an operator this routing does not know: every partition of every source below it
-        for below in _ops(op):
+        for below in walk_ops(op):
             if type(below) is ReadSource:
                 out.update((below, j) for j in range(below.num_partitions))
     return out
@@ -558,7 +558,7 @@ def stage_tables(stage: Stage, shuffles: Callable[[int], list[list[FileBlock]]],
     """The file blocks ``stage`` reads (every partition's: a union or coalesce reads other indices)."""
     shuffle: dict[int, list[list[FileBlock]]] = {}
     mat: dict[str, list[FileBlock]] = {}
-    for op in _ops(stage.root):
+    for op in walk_ops(stage.root):
         if isinstance(op, ShuffleRead):
             shuffle[op.shuffle_id] = shuffles(op.shuffle_id)
         elif isinstance(op, ReadMaterialized):
@@ -570,5 +570,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_share", "stage_tables",
+__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_share", "walk_ops", "source_reads", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]
