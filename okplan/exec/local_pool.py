@@ -203,9 +203,13 @@ class _FileBlocks:
         with _unpickling():
             return deserialize(self.sources[(source_id, index)])
 
-    def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
+    def shuffle_buckets(self, shuffle_id: int, reduce_index: int,
+                        maps: tuple[int, int] | None = None) -> list[list]:
+        rows = self.tables["shuffle"][shuffle_id]
+        if maps is not None:
+            rows = rows[maps[0]:maps[1]]
         with _unpickling():
-            return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
+            return [row[reduce_index].load(self.key) for row in rows]
 
     def materialized(self, cache_id: str, index: int) -> list:
         try:

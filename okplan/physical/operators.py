@@ -153,11 +153,16 @@ class ShuffleRead(PhysOp):
     aggregator: Aggregator | None
     combined: bool
     kind: str
+    #: a skew-split join's side: task ``i`` reads reduce partition ``tasks[i][0]`` from the map outputs
+    #: ``[tasks[i][1], tasks[i][2])`` only (None: task ``i`` reads reduce partition ``i`` from all)
+    tasks: tuple[tuple[int, int, int], ...] | None = None
 
     def describe(self) -> str:
         agg = ""
         if self.aggregator is not None:
             agg = f", {'merge ' if self.combined else ''}{self.aggregator.name}"
+        if self.tasks is not None:
+            agg += f", {len(self.tasks)} tasks over {len({t[0] for t in self.tasks})} partitions (skew split)"
         return f"ShuffleRead [shuffle {self.shuffle_id}{agg}]"
 
 
