@@ -47,6 +47,9 @@ DEFAULT_SKEW_FACTOR = 5.0
 #: a partition smaller than this is never split; Spark's default is 256 MB for a JVM task, a Python task
 #: joins about 1 MB of pickled pairs (50-100k records) in a tenth of a second
 DEFAULT_SKEW_THRESHOLD = 1024 * 1024
+#: reduce partitions a shuffle needs before its map stage runs first only to coalesce them: a job of its
+#: own costs about as much as a dozen small tasks (joins run first for skew and broadcast at any count)
+MIN_COALESCE_PARTITIONS = 16
 #: rounds of run-then-re-plan in one job at most (one per level of nested shuffles)
 _MAX_ROUNDS = 32
 
@@ -186,7 +189,8 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
     done: dict[ShuffleSlot, MapOutput] = {}
     if not (order_free or concatenates):
         return plan, decisions, done
-    final: set[int] = set()          # nids nothing more is decided for
+    # nids nothing more is decided for; to start with, what a plan-time decision coalesced already
+    final: set[int] = {i.nid for n in plan.nodes() if isinstance(n, L.Coalesce) for i in n.inputs}
     tried_broadcast: set[int] = set()
     for _ in range(_MAX_ROUNDS):
         barriers = set(done) | set(reused)
@@ -258,7 +262,7 @@ def _candidate(n: L.Node, multiset: set[int], bounds: set[int], reused: frozense
         return None
     if isinstance(n, L.HashJoin) and not n.elided:
         return c
-    return c if c.boundaries and n.num_partitions > 1 else None
+    return c if c.boundaries and n.num_partitions >= MIN_COALESCE_PARTITIONS else None
 
 
 def _runs_alone(plan: LogicalPlan, slots: list[ShuffleSlot], barriers: set[ShuffleSlot]) -> bool:
