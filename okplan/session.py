@@ -28,6 +28,7 @@ from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
 from .physical.dot import render_dot
+from .physical.operators import RanFirst
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
 from .physical.stage import PhysicalPlan, ShuffleWrite, Stage
@@ -469,12 +470,13 @@ def _with_stages_first(physical: PhysicalPlan, metrics: JobMetrics,
                        ran: list[tuple[PhysicalPlan, JobMetrics | None]]) -> PhysicalPlan:
     """The job's plan with each stage that ran first as a query stage shown as it ran (its operators,
     its figures in ``metrics``) instead of as a skipped stage."""
-    first: dict[str, tuple[Stage, Any]] = {}
+    first: dict[str, tuple[Stage, Any, str]] = {}
     for plan, m in ran:
         for stage in plan.stages:
             out = stage.output
             if isinstance(out, ShuffleWrite) and out.keep_id is not None and out.reused_from is None:
-                first[out.keep_id] = (stage, m.stages.get(stage.id) if m is not None else None)
+                first[out.keep_id] = (stage, m.stages.get(stage.id) if m is not None else None,
+                                      (m.job_id if m is not None else None) or "-")
     stages = []
     for stage in physical.stages:
         out = stage.output
@@ -482,12 +484,13 @@ def _with_stages_first(physical: PhysicalPlan, metrics: JobMetrics,
         if found is None or out.reused_from is None:
             stages.append(stage)
             continue
-        ran_stage, m = found
-        stages.append(dataclasses.replace(stage, root=ran_stage.root, output=dataclasses.replace(out, reused_from=None),
-                                          labels=ran_stage.labels))
+        ran_stage, m, job_id = found
+        stages.append(dataclasses.replace(stage, root=RanFirst(out.keep_id, out.reused_from, job_id),
+                                          output=dataclasses.replace(out, reused_from=None), labels=ran_stage.labels))
         if m is not None and stage.id not in metrics.stages:
+            # the job's figures include the map stages it ran first (records shuffled, getProfile())
             metrics.stages[stage.id] = dataclasses.replace(m, stage_id=stage.id)
-    return PhysicalPlan(stages, physical.shuffles, physical.notes)
+    return PhysicalPlan(stages, physical.shuffles, physical.notes, list(ran))
 
 
 def _recompute_lost(n: L.Node, lost: frozenset[str]) -> L.Node | None:

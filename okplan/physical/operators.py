@@ -33,6 +33,16 @@ class ReusedOutput(PhysOp):
 
 
 @dataclass(frozen=True, eq=False)
+class RanFirst(ReusedOutput):
+    """As plans show a map stage that adaptive planning ran first, as a query stage of its own."""
+
+    query_job: str = ""
+
+    def describe(self) -> str:
+        return f"ran first: adaptive query stage (job {self.query_job}, below)"
+
+
+@dataclass(frozen=True, eq=False)
 class ReadSource(PhysOp):
     """Partitions the client cut up. ``slices`` is None once a cluster executor moved them to its
     block store under ``source_id``."""
