@@ -181,12 +181,14 @@ class _Candidate:
 
 
 def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Settings, runner: StageRunner,
-           reused: frozenset[ShuffleSlot] = frozenset()) -> tuple[LogicalPlan, list[Decision], dict[ShuffleSlot, MapOutput]]:
+           reused: frozenset[ShuffleSlot] = frozenset(), known: dict[ShuffleSlot, MapOutput] | None = None
+           ) -> tuple[LogicalPlan, list[Decision], dict[ShuffleSlot, MapOutput]]:
     """``plan`` with its hidden reduce stages re-planned from their map stages' measured sizes; the
     decisions; the shuffles that ran first (the job reads them kept). ``reused``: slots an earlier job's
-    kept output feeds (nothing below them runs, and their sizes are not known here)."""
+    kept output feeds whose sizes are not known (nothing below them runs); ``known``: those whose sizes
+    are (an earlier job measured them)."""
     decisions: list[Decision] = []
-    done: dict[ShuffleSlot, MapOutput] = {}
+    done: dict[ShuffleSlot, MapOutput] = dict(known or {})
     if not (order_free or concatenates):
         return plan, decisions, done
     # nids nothing more is decided for; to start with, what a plan-time decision coalesced already
@@ -211,6 +213,7 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
             if not any(o.nid in cands and o.nid != c.node.nid for o in below):
                 lowest.append(c)
         wanted: list[tuple[ShuffleSlot, L.Node]] = []
+        trying: set[int] = set()     # joins whose build side runs alone this round
         for c in lowest:
             pending = [s for s in slots_of(c.node) if s not in done]
             build = _broadcast_side(c, settings) if c.node.nid not in tried_broadcast else None
@@ -219,6 +222,7 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
                 first = [s for s in pending if s[1] == build]
                 if _runs_alone(plan, first, barriers):
                     pending = first  # the other side's map stage waits: it need not run if this one is small
+                    trying.add(c.node.nid)
             if pending and not _runs_alone(plan, pending, barriers):
                 final.add(c.node.nid)  # part of its map side is computed elsewhere in the job too
                 continue
@@ -226,7 +230,7 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
         if wanted:
             done.update(runner.run_maps(wanted, done))
         decided = {c.node.nid: c for c in lowest if c.node.nid not in final and any(s in done for s in slots_of(c.node))}
-        if not decided:
+        if not decided and not wanted:
             break
 
         def decide(node: L.Node, original: L.Node) -> L.Node | None:
@@ -236,7 +240,9 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
             if all(s in done for s in slots_of(node)):
                 final.add(node.nid)
                 return _after_maps(node, c, done, settings, decisions)
-            return _broadcast(node, c, done, settings, runner, decisions, final)
+            if node.nid in trying:
+                return _broadcast(node, c, done, settings, runner, decisions, final)
+            return None
 
         plan = plan.transform(decide, with_original=True)
     return plan, decisions, done
@@ -306,7 +312,7 @@ def _broadcast(node: L.Node, c: _Candidate, done: dict[ShuffleSlot, MapOutput], 
     """After the build side's map stage ran alone: a broadcast join if it is small, else nothing (the
     other side's map stage runs next round)."""
     assert isinstance(node, L.HashJoin)
-    (slot,) = [s for s in slots_of(node) if s in done]
+    (slot,) = [s for s in slots_of(node) if s in done]  # the build side, run alone
     out = done[slot]
     side = slot[1]
     name = "left" if side == 0 else "right"
@@ -408,7 +414,8 @@ def _skewed(node: L.HashJoin, c: _Candidate, outs: dict[int, MapOutput], setting
             split.setdefault(pos, {})[p] = k
             ratio = sizes[p] / median if median else math.inf
             side = "left" if pos == 0 else "right"
-            decisions.append(Decision(name, f"split partition {p} ({out.records[p]:,} records, "
+            records = out.records[p] if p < len(out.records) else 0
+            decisions.append(Decision(name, f"split partition {p} ({records:,} records, "
                                             f"{human_bytes(sizes[p])}, {ratio:.1f}x median) into {k} tasks "
                                             f"({side} side)"))
     return split

@@ -223,9 +223,12 @@ class Session:
                 if getattr(self.executor, "keeps_shuffles", False) and hasattr(self.executor, "pin_shuffle"):
                     stages = _QueryStages(self.executor, job, keep)
                     settings = Settings(self.broadcast_threshold, self.skew_factor, self.skew_threshold)
+                    # reused outputs whose sizes an earlier job measured are re-planned from them
+                    known = {p.slot: MapOutput((p.keep_id, p.reused_from, p.maps), p.records, p.bytes)
+                             for p in shuffles if p.reused_from is not None and p.records}
                     try:
                         optimized, at_runtime, done = replan(optimized, order_free, concatenates, settings, stages,
-                                                             frozenset(reused))
+                                                             frozenset(reused) - set(known), known)
                     except BaseException:
                         stages.release(set())
                         for cache_id in temporary:
@@ -394,7 +397,8 @@ class Session:
                     self.executor.drop_cached(cache_id)
                 if prepared.pinned:
                     _QueryStages.unpin(self.executor, prepared.pinned, {p.keep_id for p in prepared.shuffles})
-                self.reuse.finished(job, node, prepared.shuffles, {**prepared.pinned, **prepared.physical.kept_maps()})
+                self.reuse.finished(job, node, prepared.shuffles, {**prepared.pinned, **prepared.physical.kept_maps()},
+                                    _kept_sizes(prepared, self.executor.last_metrics))
 
 
 _stage_ids = itertools.count(1)
@@ -464,6 +468,20 @@ class _QueryStages:
             executor.unpin_shuffle(keep_id)
             if keep_id not in planned:
                 executor.drop_kept_shuffle(keep_id)
+
+
+def _kept_sizes(prepared: Prepared, metrics: JobMetrics | None) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Keep id -> records and bytes per reduce partition of the shuffles a job wrote to keep."""
+    sizes = {}
+    for plan, m in [(prepared.physical, metrics), *prepared.stages_first]:
+        if m is None:
+            continue
+        for stage in plan.stages:
+            out = stage.output
+            found = m.stages.get(stage.id)
+            if isinstance(out, ShuffleWrite) and out.keep_id and out.reused_from is None and found is not None:
+                sizes[out.keep_id] = (tuple(found.partition_records), tuple(found.partition_bytes))
+    return sizes
 
 
 def _with_stages_first(physical: PhysicalPlan, metrics: JobMetrics,

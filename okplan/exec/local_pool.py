@@ -316,7 +316,8 @@ class LocalTaskHandler:
         base = os.path.join(h["dir"], f"{h['job']}-s{stage.id}-p{p}-a{h['attempt']}")
         if isinstance(out, ShuffleWrite):
             reply["blocks"] = write_blocks(base + ".shuffle", result.value, self.key)
-            reply["precs"], reply["pbytes"] = result.bucket_records, [b.length for b in reply["blocks"]]
+            # bytes as every executor reports them (pickled, estimated), so that thresholds mean one thing
+            reply["precs"], reply["pbytes"] = result.bucket_records, result.bucket_bytes
         elif isinstance(out, Materialize):
             reply["blocks"] = write_blocks(base + ".part", [result.value], self.key)
         else:
