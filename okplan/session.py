@@ -315,7 +315,10 @@ class Session:
         metrics = self.executor.last_metrics
         if metrics is None:
             return
+        metrics.notes = list(physical.notes)
         if stages_first:
+            # a copy: the executor's own figures stay those of the job it ran (getProfile() adds jobs up)
+            metrics = dataclasses.replace(metrics, stages=dict(metrics.stages))
             physical = _with_stages_first(physical, metrics, stages_first)
         with self._analyzed_lock:
             self._analyzed[nid] = (physical, metrics)
@@ -506,7 +509,6 @@ def _with_stages_first(physical: PhysicalPlan, metrics: JobMetrics,
         stages.append(dataclasses.replace(stage, root=RanFirst(out.keep_id, out.reused_from, job_id),
                                           output=dataclasses.replace(out, reused_from=None), labels=ran_stage.labels))
         if m is not None and stage.id not in metrics.stages:
-            # the job's figures include the map stages it ran first (records shuffled, getProfile())
             metrics.stages[stage.id] = dataclasses.replace(m, stage_id=stage.id)
     return PhysicalPlan(stages, physical.shuffles, physical.notes, list(ran))
 

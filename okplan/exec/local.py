@@ -305,6 +305,11 @@ class LocalExecutor:
         if tasks < 2:
             return "in-process: a single task"
         records, size = estimated_input(plan, self.cache)
+        for stage in plan.stages:  # a kept shuffle output a stage reads instead of running (reuse, AQE)
+            out = stage.output
+            if isinstance(out, ShuffleWrite) and out.reused_from is not None:
+                kept_records, kept_bytes = self._kept_input(out.keep_id)  # type: ignore[arg-type]
+                records, size = records + kept_records, size + kept_bytes
         # a stage that sends every record to another process (a shuffle without a map-side combine, a
         # materialised dataset) costs 1.5-1.7x its in-process CPU there (pickled, written, read,
         # unpickled; measured on groupByKey, join, sortByKey): such a job needs as much input again per
@@ -637,6 +642,20 @@ class LocalExecutor:
                 self._job_only.discard(keep_id)
                 self.drop_kept_shuffle(keep_id)
             self._trim()
+
+    def _kept_input(self, keep_id: str) -> tuple[int, int]:
+        """Records (of buckets that know their count) and bytes (of pickled ones) of a kept output."""
+        found = self.kept.get(keep_id)
+        records = size = 0
+        for row in found[1] if found is not None else ():
+            for b in row:
+                if type(b) is FileBlock:
+                    records += b.records
+                elif type(b) is _Ref:
+                    records += len(b.records)
+                else:
+                    size += len(b)
+        return records, size
 
     def _kept_output(self, keep_id: str) -> list[list] | None:
         with self._kept_lock:

@@ -176,6 +176,8 @@ class JobMetrics:
     bytes_written: int = 0
     bytes_read: int = 0
     job_id: str | None = None
+    #: what adaptive planning decided for the job (``adaptive: join #7: split partition 3 ...``)
+    notes: list[str] = field(default_factory=list)
 
     def stage(self, stage_id: int, kind: str) -> StageMetrics:
         m = self.stages.get(stage_id)
