@@ -441,6 +441,10 @@ class _QueryStages:
         for _ in self.executor.run(physical, PartitionAction(_count, "adaptive: map stages first", counts=int), []):
             pass
         metrics = self.executor.last_metrics
+        if metrics is not None:
+            found = metrics.stages.get(physical.result_stage.id)
+            if found is not None and not found.tasks:
+                del metrics.stages[physical.result_stage.id]  # the query stage's job ran no result task
         self.ran.append((physical, metrics))
         outputs = {}
         for stage in physical.stages:
