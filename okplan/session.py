@@ -209,15 +209,17 @@ class Session:
         if sample_bounds:
             reused = {slot: k for slot, k in keep.items() if k[1] is not None}
 
-            def run(root: L.Node, action: PartitionAction) -> list:
+            def run(root: L.Node, action: PartitionAction, keeping: bool = False) -> list:
                 """Sort bounds' sketch jobs and adaptive planning's jobs (on the optimized plan), reading
-                reused shuffles too."""
-                physical = plan_physical(LogicalPlan(root), keep=reused)
+                reused shuffles too; ``keeping``: keeping the shuffles they write as reuse planned (the
+                job will not run them: a broadcast side collected first)."""
+                physical = plan_physical(LogicalPlan(root), keep=keep if keeping else reused)
                 return [value for _, value in self.executor.run(physical, action, list(range(root.num_partitions)))]
 
             optimized, temporary = resolve_sort_bounds(optimized, run, frozenset(s[0] for s in reused))
             if self.adaptive and use:
-                optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold, run)
+                optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold,
+                                                       lambda root, action: run(root, action, keeping=True))
                 optimized, coalesced = plan_coalescing(optimized, order_free, concatenates)
                 decisions += coalesced
                 if getattr(self.executor, "keeps_shuffles", False) and hasattr(self.executor, "pin_shuffle"):
@@ -420,7 +422,9 @@ class _QueryStages:
         self.ran: list[tuple[PhysicalPlan, JobMetrics | None]] = []
 
     def _keep_map(self, done: dict) -> dict:
-        keep = {slot: k for slot, k in self.keep.items() if k[1] is not None}
+        # shuffles below the ones run first are kept as shuffle reuse planned (the job will not run
+        # them again: they are below a skipped stage), so later jobs can still reuse them
+        keep = dict(self.keep)
         keep.update({slot: out.keep for slot, out in done.items()})
         return keep
 

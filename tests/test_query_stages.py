@@ -270,3 +270,24 @@ def test_skew_and_runtime_decisions_keep_answers_exact(ctx, hot, keys, n, parts,
         expected = run(joined), joined.getNumPartitions()
     with tuned(ctx, True, broadcast=broadcast, factor=factor, threshold=1):
         assert (run(joined), joined.getNumPartitions()) == expected
+
+
+def test_shuffles_run_first_stay_reusable_by_later_jobs(ctx):
+    seen_f, seen_g = ctx.accumulator(0), ctx.accumulator(0)
+
+    def f(x):
+        seen_f.add(1)
+        return (x % 10, x)
+
+    def g(x):
+        seen_g.add(1)
+        return [(x % 10, -x)]
+
+    counts = ctx.parallelize(range(1_000), 4).map(f).reduceByKey(add, 4)          # size known: plan time
+    unknown = ctx.parallelize(range(500), 4).flatMap(g).reduceByKey(add, 4)     # size unknown: run time
+    assert counts.join(unknown, 3).count() == 10
+    assert counts.leftOuterJoin(unknown, 5).count() == 10
+    assert sorted(counts.collect()) == sorted(ctx.parallelize(range(1_000)).map(lambda x: (x % 10, x))
+                                              .reduceByKey(add).collect())
+    assert unknown.count() == 10 and len(unknown.collect()) == 10
+    assert (seen_f.value, seen_g.value) == (1_000, 500)
