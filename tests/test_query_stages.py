@@ -291,3 +291,30 @@ def test_shuffles_run_first_stay_reusable_by_later_jobs(ctx):
                                               .reduceByKey(add).collect())
     assert unknown.count() == 10 and len(unknown.collect()) == 10
     assert (seen_f.value, seen_g.value) == (1_000, 500)
+
+
+def test_outputs_run_first_are_kept_whatever_the_budget(ctx):
+    """A budget that keeps nothing for reuse (and, locally, spills every task) still keeps what a job
+    ran first until the job ends: nothing runs twice, and nothing stays pinned after."""
+    executor = ctx.executor
+    budget = "kept_budget" if hasattr(executor, "kept_budget") else "task_memory"
+    saved = getattr(executor, budget)
+    seen = ctx.accumulator(0)
+
+    def f(kv):
+        seen.add(1)
+        return kv
+
+    setattr(executor, budget, 1 if budget == "kept_budget" else 4096)
+    try:
+        left, right = _skewed(ctx)
+        with tuned(ctx, True, broadcast=0, threshold=1_000):
+            joined = left.map(f).join(right, 8)
+            assert joined.count() == 4_000
+            assert any("split partition 0" in n for n in _notes(ctx, joined))
+    finally:
+        setattr(executor, budget, saved)
+    assert seen.value == 4_000
+    assert not executor.pinned
+    with tuned(ctx, False):
+        assert left.join(right, 8).count() == 4_000

@@ -135,15 +135,16 @@ _BYTES_SAMPLE = 16
 
 def bucket_bytes(buckets: list) -> list[int]:
     """Each bucket's pickled size, estimated from up to ``_BYTES_SAMPLE`` records of the first bucket
-    held in memory (one small pickle per map task: adaptive planning compares partitions' sizes, it
+    with records in memory (one small pickle per map task: adaptive planning compares partitions' sizes, it
     needs no exact figure); zeros when no record pickles.
 
     >>> bucket_bytes([[(1, 2)] * 10, []])[1]
     0
     """
     for b in buckets:
-        if type(b) is list and b:
-            sample = b[:_BYTES_SAMPLE]
+        held = b if type(b) is list else getattr(b, "tail", None)  # a spilled bucket's records in memory
+        if held:
+            sample = held[:_BYTES_SAMPLE]
             try:
                 per = len(pickle.dumps(sample, protocol=5)) / len(sample)
             except Exception:  # noqa: BLE001 - a record pickle refuses: the figure is only an estimate
