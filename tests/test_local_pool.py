@@ -170,22 +170,21 @@ def test_a_job_whose_stages_move_every_record_needs_more_input_for_the_pool():
 
 
 def test_a_stage_that_moves_every_record_probes_its_first_partition_in_process():
-    import time
-
-    def slow(x):
-        time.sleep(0.005)   # costly work per record: the pool pays
+    def costly(x):
+        sum(range(40_000))   # a millisecond or so of CPU per record: the pool pays
         return (x % 3, x)
 
     with Context("local[2]", pool_min_records=0, adaptive=False) as ctx:
-        costly = ctx.parallelize(range(120), 6).map(slow).groupByKey(2).mapValues(len)
-        assert "stage 0 moves every record: it runs its first partition in-process" in costly.toDebugString()
-        assert sorted(costly.collect()) == [(0, 40), (1, 40), (2, 40)]
+        ds = ctx.parallelize(range(120), 6).map(costly).groupByKey(2).mapValues(len)
+        assert "stage 0 moves every record: it runs its first partition in-process" in ds.toDebugString()
+        assert sorted(ds.collect()) == [(0, 40), (1, 40), (2, 40)]
         per = ctx.lastJobMetrics().tasks_per_worker
-        assert per["local"] >= 1 and sum(n for w, n in per.items() if w != "local") >= 4
-        text = ctx.session.explain(costly._node, analyze=True)   # the job that just ran
-        assert "ran stage 0: partition 0 in-process (" in text
-        assert "partition 1 on the task processes meanwhile, then the other 4 " in text
-        assert "then the other 4 in-process" not in text   # all or most of them on the task processes
+        assert per["local"] >= 1 and sum(n for w, n in per.items() if w != "local") >= 3
+        text = ctx.session.explain(ds._node, analyze=True)   # the job that just ran
+        # partition 1 went to a task process while 0 ran here; of the other 4, one round of 2 there and
+        # 2 here at the same time is the quickest (pool_share)
+        assert ("ran stage 0: partition 0 in-process (" in text and "partition 1 on the task processes meanwhile, "
+                "then the other 4 split: 2 on the task processes, 2 in-process" in text), text
 
         # cheap functions and every record back to this process: the rest stays here
         cheap = ctx.parallelize(range(200_000), 4).map(lambda x: x + 1)
