@@ -780,8 +780,10 @@ class LocalExecutor:
 
     def _keep_as_is(self, keep_id: str, outputs: list[list]) -> None:
         """A pinned output that cannot be kept for later jobs (too big, unpicklable): its buckets by
-        reference (spilled ones moved out of the job's directory), for the job that pinned it only."""
-        kept = [[_checked_ref(b) for b in relocate(buckets, self.cache_dir)] for buckets in outputs]
+        reference (spilled ones moved out of the job's directory; a task process's block files as they
+        are), for the job that pinned it only."""
+        kept = [[b if type(b) is FileBlock else _checked_ref(b) for b in relocate(buckets, self.cache_dir)]
+                for buckets in outputs]
         with self._kept_lock:
             self._job_only.add(keep_id)
             self.kept[keep_id] = (0, kept)
