@@ -608,7 +608,10 @@ class LocalExecutor:
                     self._keep(out.keep_id, values)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
-            yield from _in_order(self._stage(stage, partitions, blocks, m, pool, action, progress), partitions)
+            if pool is None:   # in order already (and the shortest way: tiny jobs feel every generator)
+                yield from self._here(stage, partitions, blocks, m, action, progress)
+            else:
+                yield from _in_order(self._stage(stage, partitions, blocks, m, pool, action, progress), partitions)
         finally:
             if progress is not None:
                 progress.close()
