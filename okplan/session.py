@@ -435,7 +435,7 @@ class _QueryStages:
             planned = self.keep.get(slot)
             keep_id = planned[0] if planned is not None and planned[1] is None else \
                 f"stage-{os.getpid()}-{next(_stage_ids)}"
-            self.executor.pin_shuffle(keep_id)
+            self.executor.pin_shuffle(keep_id, reusable=planned is not None and planned[1] is None)
             self.pinned[keep_id] = 0
             keep[(reader.nid, -1)] = (keep_id, None, 0)
             slot_of[keep_id] = slot
