@@ -638,13 +638,21 @@ class LocalExecutor:
     def pin_shuffle(self, keep_id: str, reusable: bool = True) -> None:
         """Keep the output written under ``keep_id`` whatever the budget, until ``unpin_shuffle``: an
         adaptive job ran its map stage first and reads it next (``okplan/query_stages.py``).
-        ``reusable=False``: no later job will read it (it is not copied for them)."""
+        ``reusable=False``: no later job will read it (it is not copied for them).
+
+        >>> ex = LocalExecutor(); ex.pin_shuffle("s-1"); sorted(ex.pinned)
+        ['s-1']
+        """
         self.pinned.add(keep_id)
         if not reusable:
             self._job_only.add(keep_id)
 
     def unpin_shuffle(self, keep_id: str) -> None:
-        """The pinning job is done: the output stays for later jobs within the budget, or goes."""
+        """The pinning job is done: the output stays for later jobs within the budget, or goes.
+
+        >>> ex = LocalExecutor(); ex.pin_shuffle("s-1"); ex.unpin_shuffle("s-1"); ex.pinned
+        set()
+        """
         with self._kept_lock:
             self.pinned.discard(keep_id)
             self._pinned_raw.pop(keep_id, None)
