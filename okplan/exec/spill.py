@@ -27,6 +27,7 @@ import shutil
 import struct
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -319,6 +320,66 @@ def detach(value: Any) -> Any:
 
 
 
+class OwnedFiles:
+    """Spill files that outlive the directory of the job that wrote them (kept in another ``SpillDir``):
+    deleted when nothing references this object any more, or with their directory.
+
+    >>> d = SpillDir(); owner = OwnedFiles(); owner.paths.append(d.new_path("x")); open(owner.paths[0], "w").close()
+    >>> path = owner.paths[0]; del owner; os.path.exists(path)
+    False
+    >>> d.remove()
+    """
+
+    __slots__ = ("paths", "__weakref__")
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        weakref.finalize(self, _unlink_paths, self.paths)
+
+
+def _unlink_paths(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def linked(rows: list[list], spill_dir: SpillDir) -> tuple[list[list], OwnedFiles]:
+    """Rows of blocks with every ``SpilledRecords`` replaced by one wholly in ``spill_dir``: its runs'
+    files hard-linked there (nothing is read or copied, and the job may delete its own names), its
+    in-memory tail written there as one more run. Other blocks stay as they are. Raises ``OSError``
+    where the directory cannot link to the files (another file system)."""
+    owner = OwnedFiles()
+    links: dict[str, str] = {}
+    writer: RunWriter | None = None
+    out: list[list] = []
+    try:
+        for row in rows:
+            new_row = []
+            for b in row:
+                if type(b) is not SpilledRecords:
+                    new_row.append(b)
+                    continue
+                runs = []
+                for r in b.runs:
+                    path = links.get(r.path)
+                    if path is None:
+                        path = links[r.path] = spill_dir.new_path("kept")
+                        os.link(r.path, path)
+                        owner.paths.append(path)
+                    runs.append(Run(path, r.offset, r.length, r.count))
+                if b.tail:
+                    if writer is None:
+                        writer = RunWriter(spill_dir, "kept")
+                        owner.paths.append(writer.path)
+                    runs.append(writer.write(b.tail))
+                new_row.append(SpilledRecords(runs))
+            out.append(new_row)
+    finally:
+        if writer is not None:
+            writer.close()
+    return out, owner
+
+
 def to_disk(blocks: list, spill_dir: SpillDir, what: str = "block") -> list:
     """The same blocks (lists or ``SpilledRecords``) with everything they hold in memory written to one
     new spill file: the memory of the lists can then be freed."""
@@ -360,4 +421,4 @@ def relocate(blocks: list, spill_dir: SpillDir) -> list:
 
 
 __all__ = ["SpillDir", "Run", "RunWriter", "write_run", "read_run", "SpilledRecords", "SpillSpaceError",
-           "sweep_stale", "paused_gc", "detach", "to_disk", "relocate", "BATCH_RECORDS"]
+           "sweep_stale", "paused_gc", "detach", "to_disk", "relocate", "linked", "OwnedFiles", "BATCH_RECORDS"]
