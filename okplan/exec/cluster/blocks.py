@@ -18,7 +18,7 @@ from ...physical.stage import Materialize, ShuffleWrite, Stage
 from ..memory import TaskMemory
 from ..memory import task_memory as task_memory_of
 from ..serialization import UNKEYED, decompress, deserialize, open_block, seal, serialize
-from ..spill import SpillDir
+from ..spill import SpillDir, paused_gc
 from .spec import JobSpec
 from .store import BlockStore, Keys, MissingBlockError
 
@@ -39,7 +39,8 @@ class TaskMeter:
         t0 = time.perf_counter()
         raw = decompress(open_block(blob, self.key, what))
         t1 = time.perf_counter()
-        obj = deserialize(raw)
+        with paused_gc():  # unpickling makes no garbage; collections rescanning its records doubled it
+            obj = deserialize(raw)
         self.compress += t1 - t0
         self.serialize += time.perf_counter() - t1
         self.bytes_read += len(blob)
@@ -146,6 +147,14 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
                  meter: TaskMeter) -> tuple[bool, bytes]:
     """Put a task's output where its readers look. Returns ``(stored, inline)``: a result small
     enough travels in the reply (``inline``), a larger one goes to Redis (``stored``)."""
+    # no cyclic collection while the output is encoded: a spilled output is read back from disk
+    # batch by batch, and collections scanning the heap after every batch took most of the time
+    with paused_gc():
+        return _write_output(store, spec, stage, partition, value, meter)
+
+
+def _write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int, value: Any,
+                  meter: TaskMeter) -> tuple[bool, bytes]:
     keys = Keys.of(spec)
     out = stage.output
     ttl = spec["ttl"]
