@@ -290,3 +290,27 @@ def test_cartesian_streams_its_right_partition_from_disk_past_the_budget(local_c
         spilled = sum(s.spill_bytes for s in local_ctx.lastJobMetrics().stages.values())
     assert got == expected
     assert spilled > 0
+
+
+def test_cluster_a_record_bigger_than_a_chunk_goes_in_pieces(small_store_cluster):
+    """A single record over the chunk size (8 KB here; Redis's 512 MB limit for real) is stored as
+    pieces of its pickled bytes, in every kind of block: sources, buckets, caches, results, named."""
+    ctx, _ = small_store_cluster
+    big = os.urandom(40_000)                                             # incompressible: 5 chunks' worth
+    data = [(1, b"small"), (2, big), (1, big[:9_000]), (3, b"")]
+    d = ctx.parallelize(data, 2)
+    assert sorted(d.collect()) == sorted(data)                           # source upload and results
+    grouped = dict(d.groupByKey(1).mapValues(sorted).collect())          # one bucket holds the big record
+    assert grouped == {1: sorted([b"small", big[:9_000]]), 2: [big], 3: [b""]}
+    cached = d.map(lambda kv: kv).cache()
+    assert sorted(cached.collect()) == sorted(data) and cached.count() == 4
+    r = ctx.executor.store.r
+    values = [v for key in r.scan_iter(match="okplan:cache:*")
+              for v in (r.hvals(key) if r.type(key) == b"hash" else [r.get(key)])]
+    assert values and max(map(len, values)) <= 8 * 1024                   # no value over a chunk
+    cached.unpersist()
+    d.save("spill-big-record")
+    try:
+        assert sorted(ctx.dataSet(label="spill-big-record", fromExisting=True).collect()) == sorted(data)
+    finally:
+        ctx.executor.drop_named("spill-big-record")

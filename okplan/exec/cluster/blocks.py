@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from ...physical.stage import Materialize, ShuffleWrite, Stage
 from ..memory import TaskMemory
@@ -123,9 +123,8 @@ class RedisBlocks:
         for m, row in enumerate(rows):
             key = self.keys.shuffle(shuffle_id, m)
             if type(row) is int:
-                for i in range(row):
-                    yield decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)),
-                                 f"chunk {i} of bucket {reduce_index} of block {key}")
+                yield from joined(decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)),
+                                         f"chunk {i} of bucket {reduce_index} of block {key}") for i in range(row))
             elif row:
                 yield decode(row, f"bucket {reduce_index} of block {key}")
 
@@ -263,12 +262,13 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
         if step >= n:
             blob = encode(records)
             if len(blob) <= limit or n < 2:
-                yield blob
+                yield from _fitted(records, blob, encode, limit)
                 return
             step = max(1, n // (2 * -(-len(blob) // limit)))  # the sample misjudged: aim at half the limit
             del blob
         for i in range(0, n, step):
-            yield encode(records[i:i + step])
+            part = records[i:i + step]
+            yield from _fitted(part, encode(part), encode, limit)
         return
     it = iter(records)
     step = min(_SAMPLE, max_records)
@@ -282,12 +282,63 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
             raw_per = len(serialize(part[:16])) / min(16, len(part))
         blob = encode(part)
         produced = True
-        yield blob
+        size = len(blob)
+        yield from _fitted(part, blob, encode, limit)
+        del blob
         # size the next slice from this one's bytes per record (and the pickled size, as for lists)
-        per = max(1.0, len(blob) / len(part), raw_per)
+        per = max(1.0, size / len(part), raw_per)
         step = max(1, min(max_records, int(limit // 2 / per)))
     if not produced:
         yield encode([])
+
+
+def _fitted(part: list, blob: bytes, encode: Callable[[Any], bytes], limit: int) -> Iterator[bytes]:
+    """``blob`` (``part`` encoded) if it fits a chunk; else ``part`` in halves, down to single records,
+    and a record bigger than a chunk in pieces of its pickled bytes (``RecordPiece``)."""
+    if len(blob) <= limit:
+        yield blob
+        return
+    del blob
+    if len(part) > 1:
+        half = len(part) // 2
+        for side in (part[:half], part[half:]):
+            yield from _fitted(side, encode(side), encode, limit)
+        return
+    raw = serialize(part[0])
+    size = max(1, limit // 2)  # a piece's block adds a pickle header, lz4's worst case and a MAC
+    for i in range(0, len(raw), size):
+        yield encode(RecordPiece(raw[i:i + size], i + size >= len(raw)))
+
+
+class RecordPiece(NamedTuple):
+    """A block holding a piece of the pickled bytes of one record bigger than a chunk (no Redis value
+    may exceed 512 MB, and a record may): readers join the pieces (``joined``) and unpickle the record;
+    every piece's MAC was checked when its block was decoded.
+
+    >>> import os; from okplan.exec.serialization import encode_block, decode_block
+    >>> blobs = list(encode_chunks([b"x" * 10_000, os.urandom(5_000)], encode_block, 2_048))
+    >>> records = [r for chunk in joined(decode_block(b) for b in blobs) for r in chunk]
+    >>> len(blobs) > 2, [len(r) for r in records]
+    (True, [10000, 5000])
+    """
+
+    data: bytes
+    last: bool
+
+
+def joined(chunks: Iterable[Any]) -> Iterator[list]:
+    """Decoded chunks of a block as lists of records, the pieces of a record bigger than a chunk
+    joined and unpickled (see ``RecordPiece``)."""
+    pieces: list[bytes] = []
+    for chunk in chunks:
+        if type(chunk) is not RecordPiece:
+            yield chunk
+            continue
+        pieces.append(chunk.data)
+        if chunk.last:
+            data = b"".join(pieces)
+            pieces.clear()
+            yield [deserialize(data)]
 
 
 def _chain(a: bytes, b: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -317,8 +368,8 @@ class ChunkedRecords:
         return self.count
 
     def __iter__(self) -> Iterator:
-        for fetch in self.fetches:
-            yield from self.decode(fetch())
+        for chunk in joined(self.decode(fetch()) for fetch in self.fetches):
+            yield from chunk
 
     def __reduce__(self):
         return list, (list(self),)
