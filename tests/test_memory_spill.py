@@ -81,6 +81,19 @@ def test_every_wide_operator_gives_the_in_memory_answer_when_it_spills(local_ctx
     assert got == expected
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow])
+@given(data=PAIRS, other=st.lists(st.tuples(KEYS, st.integers()), max_size=60),
+       size=st.sampled_from(["1", "2k", "1m"]))
+def test_the_property_holds_on_every_executor(ctx, data, other, size):
+    data = [(str(k), v) for k, v in data]
+    other = [(str(k), v) for k, v in other]
+    expected = wide_answers(ctx, data, other)
+    with budget(ctx, size):
+        got = wide_answers(ctx, data, other)
+    assert got == expected
+
+
 def test_every_wide_operator_spills_on_every_executor(ctx):
     data = [(i % 37, i) for i in range(6000)] + [("hot", i) for i in range(3000)]
     data = [(str(k), v) for k, v in data]
@@ -314,3 +327,27 @@ def test_cluster_a_record_bigger_than_a_chunk_goes_in_pieces(small_store_cluster
         assert sorted(ctx.dataSet(label="spill-big-record", fromExisting=True).collect()) == sorted(data)
     finally:
         ctx.executor.drop_named("spill-big-record")
+
+
+def test_a_spilled_shuffle_output_is_kept_by_its_files(spill_root):
+    """Shuffle reuse keeps a spilled map output as its spill files (linked into the executor's
+    directory), not read back and pickled: a later job reads them, and they go with the context."""
+    with Context("local", task_memory="256k") as ctx:
+        seen = ctx.accumulator(0)
+
+        def f(x):
+            seen.add(1)
+            return x % 1000, x
+
+        groups = ctx.parallelize(range(40_000), 2).map(f).groupByKey()
+        assert groups.count() == 1000
+        assert sum(s.spill_bytes for s in ctx.lastJobMetrics().stages.values()) > 0
+        kept = [b for _, rows in ctx.executor.kept.values() for row in rows for b in row]
+        files = {r.path for b in kept if hasattr(b, "files") for r in b.records.runs}
+        assert files and all(os.path.exists(p) for p in files)
+        assert sorted(groups.mapValues(len).collect()) == [(k, 40) for k in range(1000)]
+        assert seen.value == 40_000                                        # the map ran once
+        ctx.executor.drop_kept_shuffle(next(iter(ctx.executor.kept)))
+        del kept
+        assert not any(os.path.exists(p) for p in files)
+    assert os.listdir(spill_root) == []
