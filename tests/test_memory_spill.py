@@ -351,3 +351,26 @@ def test_a_spilled_shuffle_output_is_kept_by_its_files(spill_root):
         del kept
         assert not any(os.path.exists(p) for p in files)
     assert os.listdir(spill_root) == []
+
+
+def test_spilled_blocks_go_to_chunks_without_unpickling(tmp_path):
+    """A spilled bucket's batches become block chunks as they are (sealed, never unpickled); a batch
+    naming __main__ is encoded again, and a record bigger than a chunk is cut into pieces."""
+    from okplan.exec.cluster.blocks import encode_chunks, joined
+    from okplan.exec.serialization import decode_block, encode_block, seal
+    from okplan.exec.spill import RunWriter, STREAM_BATCH
+
+    d = SpillDir(root=str(tmp_path))
+    records = [(i, "v" * (i % 7)) for i in range(5000)] + [(0, "__main__")] + [(1, os.urandom(20_000))]
+    with RunWriter(d, "buckets") as w:
+        runs = [w.write(records[:4000], STREAM_BATCH), w.write(records[4000:], STREAM_BATCH)]
+    spilled = SpilledRecords(runs, [(2, "tail")])
+    sealed = []
+
+    def counting_seal(raw: bytes) -> bytes:
+        sealed.append(len(raw))
+        return seal(raw)
+    blobs = list(encode_chunks(spilled, encode_block, 8 * 1024, seal=counting_seal))
+    assert max(map(len, blobs)) <= 8 * 1024 and sealed
+    assert [r for chunk in joined(decode_block(b) for b in blobs) for r in chunk] == records + [(2, "tail")]
+    d.remove()

@@ -20,7 +20,7 @@ from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator
 
 from .memory import Gauge, TaskMemory, current
-from .spill import BATCH_BYTES, Run, RunWriter, SpilledRecords, paused_gc, read_batches, write_run
+from .spill import BATCH_BYTES, STREAM_BATCH, Run, RunWriter, SpilledRecords, paused_gc, read_batches, write_run
 
 _END = object()
 #: values of one key per spilled record, so that a huge group is written and read in pieces
@@ -444,7 +444,7 @@ def spool(records: Iterable, memory: TaskMemory) -> list | SpilledRecords:
         if not last:
             if writer is None:
                 writer = RunWriter(memory.spill_dir, "part")
-            runs.append(writer.write(buf))
+            runs.append(writer.write(buf, STREAM_BATCH))
             buf.clear()  # written: free it now, not when the next buffer is full (this name holds it)
     if writer is None:
         return buf
@@ -482,7 +482,7 @@ def spill_buckets(buckets: list[list], writer: RunWriter, runs: list[list]) -> N
     lists are emptied in place."""
     for b, rs in zip(buckets, runs):
         if b:
-            rs.append(writer.write(b))
+            rs.append(writer.write(b, STREAM_BATCH))
             b.clear()
 
 

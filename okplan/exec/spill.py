@@ -38,6 +38,9 @@ from .memory import local_dir
 
 #: records per pickled batch at most: big enough that pickling is whole-list fast, small enough to stream
 BATCH_RECORDS = 1024
+#: records per batch at most of a run that is read straight through, never merged with others (shuffle
+#: buckets, partitions): as many as fit BATCH_BYTES; on a cluster each batch becomes one block chunk
+STREAM_BATCH = 1 << 16
 #: pickled bytes per batch aimed at: records of a megabyte each go a few at a time, not 1,024 at once
 BATCH_BYTES = 1 << 20
 _LEN = struct.Struct("<Q")
@@ -180,7 +183,7 @@ class RunWriter:
                     break
                 count += len(batch)
                 raw = pickle.dumps(batch, 5)
-                self.size = max(1, min(1 << 16, BATCH_BYTES * len(batch) // max(1, len(raw))))
+                self.size = max(1, min(STREAM_BATCH, BATCH_BYTES * len(batch) // max(1, len(raw))))
                 size = min(self.size, batch_records)
                 data = lz4.frame.compress(raw, store_size=False)
                 del raw
@@ -218,6 +221,14 @@ def read_run(run: Run) -> Iterator:
 
 def read_batches(run: Run) -> Iterator[list]:
     """The records of ``run`` as the lists they were written in (iterating those stays in C)."""
+    for raw in read_pickled_batches(run):
+        with paused_gc():
+            batch = pickle.loads(raw)
+        yield batch
+
+
+def read_pickled_batches(run: Run) -> Iterator[bytes]:
+    """The batches of ``run`` still pickled: each is a list of records pickled with protocol 5."""
     if run.count == 0:
         return
     with open(run.path, "rb", buffering=_BUFFER) as f:
@@ -228,9 +239,7 @@ def read_batches(run: Run) -> Iterator[list]:
             (n,) = _LEN.unpack(read(_LEN.size))
             data = read(n)
             left -= _LEN.size + n
-            with paused_gc():
-                batch = pickle.loads(lz4.frame.decompress(data))
-            yield batch
+            yield lz4.frame.decompress(data)
 
 
 @contextlib.contextmanager
@@ -421,4 +430,4 @@ def relocate(blocks: list, spill_dir: SpillDir) -> list:
 
 
 __all__ = ["SpillDir", "Run", "RunWriter", "write_run", "read_run", "SpilledRecords", "SpillSpaceError",
-           "sweep_stale", "paused_gc", "detach", "to_disk", "relocate", "linked", "OwnedFiles", "BATCH_RECORDS"]
+           "sweep_stale", "paused_gc", "read_pickled_batches", "STREAM_BATCH", "detach", "to_disk", "relocate", "linked", "OwnedFiles", "BATCH_RECORDS"]

@@ -18,7 +18,7 @@ from ...physical.stage import Materialize, ShuffleWrite, Stage
 from ..memory import TaskMemory
 from ..memory import task_memory as task_memory_of
 from ..serialization import UNKEYED, decompress, deserialize, open_block, seal, serialize
-from ..spill import SpillDir, paused_gc
+from ..spill import SpillDir, SpilledRecords, paused_gc, read_pickled_batches
 from .spec import JobSpec
 from .store import BlockStore, Keys, MissingBlockError
 
@@ -45,6 +45,15 @@ class TaskMeter:
         self.serialize += time.perf_counter() - t1
         self.bytes_read += len(blob)
         return obj
+
+    def seal(self, raw: bytes) -> bytes:
+        """A block of what is already pickled (a spill file's batch)."""
+        t0 = time.perf_counter()
+        blob = seal(raw, self.key)
+        self.compress += time.perf_counter() - t0
+        self.bytes_raw += len(raw)
+        self.bytes_compressed += len(blob)
+        return blob
 
     def encode(self, obj: Any) -> bytes:
         t0 = time.perf_counter()
@@ -164,7 +173,7 @@ def _write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int
         for r, b in enumerate(value):
             if not b:
                 continue
-            chunks = encode_chunks(b, meter.encode, limit)
+            chunks = encode_chunks(b, meter.encode, limit, seal=meter.seal)
             first = next(chunks)
             second = next(chunks, None)
             if second is None:
@@ -181,7 +190,7 @@ def _write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int
     if isinstance(out, Materialize):
         t0 = time.perf_counter()
         store.put_chunked(keys.materialized(out.cache_id, out.scope, partition),
-                          _counting(encode_chunks(value, meter.encode, limit), meter), len(value),
+                          _counting(encode_chunks(value, meter.encode, limit, seal=meter.seal), meter), len(value),
                           spec["cache_ttl"] if out.scope == "context" else ttl)
         meter.store += time.perf_counter() - t0
         return False, b""
@@ -240,10 +249,11 @@ _SAMPLE = 64
 
 
 def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
-                  max_records: int = CHUNK_RECORDS) -> Iterator[bytes]:
+                  max_records: int = CHUNK_RECORDS, seal: Callable[[bytes], bytes] | None = None) -> Iterator[bytes]:
     """A partition or bucket (a list or ``SpilledRecords``) as encoded lists of at most ~``limit``
     bytes and ``max_records`` records each; decoded and concatenated they are the records. A small
-    list is encoded once, as before; a spilled one streams from disk, one slice in memory at a time.
+    list is encoded once, as before; a spilled one streams from disk, one slice in memory at a time,
+    or with ``seal`` (which makes a block of pickled bytes) one spill batch per chunk, never unpickled.
 
     >>> from okplan.exec.serialization import encode_block, decode_block
     >>> chunks = list(encode_chunks(list(range(10_000)), encode_block, 4096))
@@ -270,6 +280,9 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
             part = records[i:i + step]
             yield from _fitted(part, encode(part), encode, limit)
         return
+    if seal is not None and type(records) is SpilledRecords:
+        yield from _spilled_chunks(records, encode, seal, limit, max_records)
+        return
     it = iter(records)
     step = min(_SAMPLE, max_records)
     produced = False
@@ -290,6 +303,29 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
         step = max(1, min(max_records, int(limit // 2 / per)))
     if not produced:
         yield encode([])
+
+
+def _spilled_chunks(records: SpilledRecords, encode: Callable[[Any], bytes], seal: Callable[[bytes], bytes],
+                    limit: int, max_records: int) -> Iterator[bytes]:
+    """Chunks of a spilled block: a spill batch is a pickled list of records, as a block's payload is,
+    so it is only compressed again and sealed (unpickling and pickling it again cost most of a spilling
+    map task's output). A batch naming ``__main__`` is encoded again (``serialize`` ships such classes
+    by value), and one bigger than a chunk is cut (``_fitted``)."""
+    produced = False
+    for run in records.runs:
+        for raw in read_pickled_batches(run):
+            produced = True
+            blob = None if b"__main__" in raw else seal(raw)
+            if blob is not None and len(blob) <= limit:
+                yield blob
+                continue
+            del blob
+            with paused_gc():
+                part = deserialize(raw)
+            del raw
+            yield from _fitted(part, encode(part), encode, limit)
+    if records.tail or not produced:
+        yield from encode_chunks(records.tail, encode, limit, max_records)
 
 
 def _fitted(part: list, blob: bytes, encode: Callable[[Any], bytes], limit: int) -> Iterator[bytes]:
