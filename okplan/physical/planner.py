@@ -115,12 +115,15 @@ class _Builder:
         if isinstance(node, (L.CoGroup, L.HashJoin)):
             parts = []
             kind = "cogroup" if isinstance(node, L.CoGroup) else node.how
+            splits = getattr(node, "splits", ())
             for pos, child in enumerate(node.inputs):
                 if pos in node.elided:
                     parts.append(self.op(child))
                 else:
                     shuffle_id = self.shuffle((id(node), pos), (node.nid, pos), child, node.partitioner_, kind)
-                    parts.append(ShuffleRead(shuffle_id, None, False, kind))
+                    # a skew-split join's tasks each read a slice of the map outputs of one reduce partition
+                    tasks = tuple((s[0], s[1 + 2 * pos], s[2 + 2 * pos]) for s in splits) if splits else None
+                    parts.append(ShuffleRead(shuffle_id, None, False, kind, tasks))
             if isinstance(node, L.HashJoin):
                 return HashJoinOp((parts[0], parts[1]), node.how)
             return CoGroupOp(tuple(parts))
