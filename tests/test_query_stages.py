@@ -321,3 +321,18 @@ def test_outputs_run_first_are_kept_whatever_the_budget(ctx):
     assert not executor.pinned
     with tuned(ctx, False):
         assert left.join(right, 8).count() == 4_000
+
+
+def test_an_error_in_a_stage_run_first_reaches_the_caller_and_unpins(ctx):
+    def bad(k):
+        if k == 7:
+            raise ValueError("bad key 7")
+        return [(k, k)]
+
+    left = ctx.parallelize([(i % 10, i) for i in range(100)], 4)
+    right = ctx.parallelize(range(10), 2).flatMap(bad)   # size unknown: its map stage runs first
+    with pytest.raises(ValueError, match="bad key 7") as info:
+        left.leftOuterJoin(right, 4).count()
+    assert any("in FlatMap(" in note and "bad)" in note for note in getattr(info.value, "__notes__", ()))
+    assert not ctx.executor.pinned
+    assert left.leftOuterJoin(left, 4).count() == 1_000
