@@ -198,7 +198,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
         "workloads": {w: {"description": WORKLOADS[w].description, "records": inputs[w][0]} for w in workloads},
         "results": [r.as_dict() for r in results],
         "optimizer": report.optimizer_rows(results, workloads),
-        "adaptive": report.optimizer_rows(results, workloads, "okplan-local-noadapt"),
+        "adaptive": report.adaptive_rows(results, workloads),
         "reuse": report.reuse_rows(results, workloads),
         "cores": report.cores_rows(results, workloads),
         "micro": micro_rows,
@@ -220,14 +220,15 @@ def render(payload: dict[str, Any]) -> str:
     if skipped:
         parts += ["Engines skipped:", *skipped, ""]
     parts += ["## Workloads", report.results_table(results, workloads, engines), ""]
-    stages = report.stages_table([r for r in results if r.engine not in ("okplan-local-nopt", "okplan-local-noadapt",
-                                                                          "okplan-local-noreuse", "okplan-cluster-noreuse")])
+    stages = report.stages_table([r for r in results if r.engine not in (
+        "okplan-local-nopt", "okplan-local-noadapt", "okplan-local[2]-noadapt", "okplan-cluster-noadapt",
+        "okplan-local-noreuse", "okplan-cluster-noreuse")])
     if stages.count("\n") > 1:
         parts += ["## okplan per stage (median run)", stages, ""]
     if payload["optimizer"]:
         parts += ["## Optimizer on / off (okplan local)", report.optimizer_table(payload["optimizer"]), ""]
     if payload.get("adaptive"):
-        parts += ["## Adaptive planning on / off (okplan local; broadcast join)",
+        parts += ["## Adaptive planning on / off (broadcast join, skew split, coalescing; per executor)",
                   report.optimizer_table(payload["adaptive"], "adaptive"), ""]
     if payload.get("reuse"):
         parts += ["## Shuffle reuse on / off (OKPLAN_REUSE_SHUFFLES)", report.reuse_table(payload["reuse"]), ""]

@@ -18,11 +18,16 @@ from .workloads import Workload
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ENGINE_NAMES = ("python", "okplan-local", "okplan-local[2]", "okplan-local-nopt", "okplan-local-noadapt",
-                "okplan-local-noreuse", "okplan-cluster", "okplan-cluster-noreuse", "pyspark", "dask")
+                "okplan-local[2]-noadapt", "okplan-local-noreuse", "okplan-cluster", "okplan-cluster-noadapt",
+                "okplan-cluster-noreuse", "pyspark", "dask")
 #: workloads the engines without shuffle reuse run: the one reuse is for (notebook) and one-shot
 #: shuffles, which show what keeping an output for reuse costs when nothing reuses it
 NOREUSE_WORKLOADS = {"okplan-local-noreuse": ("notebook", "wordcount", "twoshuffle", "groupsort"),
                      "okplan-cluster-noreuse": ("notebook",)}
+#: workloads the engines without adaptive planning run besides okplan-local-noadapt (which runs all):
+#: those adaptive planning changes (a broadcast join, a skew split) and one it leaves alone
+NOADAPT_WORKLOADS = {"okplan-local[2]-noadapt": ("join", "skewjoin", "groupsort"),
+                     "okplan-cluster-noadapt": ("join", "skewjoin", "groupsort")}
 DEFAULT_ENGINES = ENGINE_NAMES
 
 
@@ -288,6 +293,10 @@ def make_engine(name: str, cores: int = 2) -> Engine:
         return OkplanEngine(name, "local", False)
     if name == "okplan-local-noadapt":
         return OkplanEngine(name, "local", True, adaptive=False)
+    if name == "okplan-local[2]-noadapt":
+        return OkplanEngine(name, "local[2]", True, adaptive=False, workloads=NOADAPT_WORKLOADS[name])
+    if name == "okplan-cluster-noadapt":
+        return OkplanEngine(name, f"local-cluster[{cores}]", True, adaptive=False, workloads=NOADAPT_WORKLOADS[name])
     if name == "okplan-local-noreuse":
         return OkplanEngine(name, "local", reuse=False, workloads=NOREUSE_WORKLOADS[name])
     if name == "okplan-cluster":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Iterable, Sequence
 
 from .runner import RunResult
@@ -131,6 +132,44 @@ def optimizer_rows(results: list[RunResult], workloads: list[str], off_engine: s
     return out
 
 
+#: (engine with adaptive planning, the same without) compared by ``adaptive_rows``
+ADAPTIVE_PAIRS = (("okplan-local", "okplan-local-noadapt"), ("okplan-local[2]", "okplan-local[2]-noadapt"),
+                  ("okplan-cluster", "okplan-cluster-noadapt"))
+
+
+def adaptive_rows(results: list[RunResult], workloads: list[str]) -> list[dict[str, Any]]:
+    """Adaptive planning on against off, per workload and executor, with what it decided (the notes of
+    the median run's jobs: broadcast, split, coalesced)."""
+    cells = _by(results)
+    out = []
+    for wl in workloads:
+        for on_name, off_name in ADAPTIVE_PAIRS:
+            on, off = cells.get((wl, on_name)), cells.get((wl, off_name))
+            if not on or not off or on.status != "ok" or off.status != "ok":
+                continue
+            t_on, t_off = job_totals(on.jobs), job_totals(off.jobs)
+            out.append({"workload": f"{wl} ({on_name.removeprefix('okplan-')})", "on": t_on, "off": t_off,
+                        "seconds_on": on.median, "seconds_off": off.median,
+                        "shuffle_reduction": (t_off["records_shuffled"] / t_on["records_shuffled"]
+                                              if t_on["records_shuffled"] else None),
+                        "speedup": off.median / on.median if on.median else None,
+                        "decided": decided(on.jobs)})
+    return out
+
+
+def decided(jobs: list[dict]) -> str:
+    """What adaptive planning did in these jobs, briefly: ``broadcast``, ``split p0 into 4``, ``coalesced``."""
+    found: list[str] = []
+    for job in jobs:
+        for note in job.get("notes") or ():
+            m = re.search(r"split partition (\d+) .* into (\d+) tasks", note)
+            tag = (f"split p{m.group(1)} into {m.group(2)}" if m else "broadcast" if "broadcast join" in note
+                   else "coalesced" if "read by" in note or "coalesced" in note else None)
+            if tag and tag not in found:
+                found.append(tag)
+    return ", ".join(found) or "-"
+
+
 def optimizer_table(rows: list[dict[str, Any]], switch: str = "optimizer") -> str:
     lines = []
     for r in rows:
@@ -140,9 +179,12 @@ def optimizer_table(rows: list[dict[str, Any]], switch: str = "optimizer") -> st
                           fmt_int(t["records_shuffled"]), fmt_int(t["bytes_shuffled"]) if t["bytes_shuffled"] else "-",
                           fmt_seconds(s),
                           (f"{red:.1f}x fewer" if red else "-") if label == "on" else "",
-                          (f"{r['speedup']:.2f}x" if r["speedup"] else "-") if label == "on" else ""])
+                          (f"{r['speedup']:.2f}x" if r["speedup"] else "-") if label == "on" else ""]
+                         + ([r["decided"] if label == "on" else ""] if "decided" in r else []))
+    extra = ["decided"] if rows and "decided" in rows[0] else []
     return table(["workload", switch, "jobs", "stages", "shuffles", "tasks", "records shuffled",
-                  "bytes shuffled", "median", "shuffled on vs off", "speedup"], lines, "llrrrrrrrrr")
+                  "bytes shuffled", "median", "shuffled on vs off", "speedup", *extra], lines,
+                 "llrrrrrrrrr" + "l" * len(extra))
 
 
 #: (engine with shuffle reuse, the same without) compared by ``reuse_rows``

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterable, Iterator
 from . import _checks as chk
 from .actions import PartitionAction
 from .adaptive import adaptive_enabled, broadcast_threshold
+from .query_stages import skew_factor, skew_threshold
 from .broadcast import Broadcast
 from .context_files import FileReadersMixin
 from .dataset import DataSet, union_node
@@ -44,7 +45,10 @@ class Context(FileReadersMixin):
     ``OKPLAN_REUSE_SHUFFLES=0``) makes later jobs run a finished shuffle's map side again instead of
     reusing its output (see ``okplan/shuffle_reuse.py``). ``adaptive=False`` (or ``OKPLAN_ADAPTIVE=0``)
     turns off adaptive planning: broadcast joins below ``broadcast_threshold`` (bytes or ``"10MB"``;
-    default ``OKPLAN_BROADCAST_THRESHOLD``, else 10 MB; see ``okplan/adaptive.py``).
+    default ``OKPLAN_BROADCAST_THRESHOLD``, else 10 MB; see ``okplan/adaptive.py``), coalescing of small
+    reduce partitions and splitting of a join's skewed ones: over ``skew_factor`` times the median
+    (``OKPLAN_SKEW_FACTOR``, 5) and over ``skew_threshold`` bytes (``OKPLAN_SKEW_THRESHOLD``, 1MB; see
+    ``okplan/query_stages.py``).
 
     >>> with Context() as ctx:
     ...     ctx.parallelize(range(10)).map(lambda x: x * x).sum()
@@ -63,13 +67,14 @@ class Context(FileReadersMixin):
         reuse_shuffles = options.pop("reuse_shuffles", None)
         adaptive = adaptive_enabled(options.pop("adaptive", None))
         threshold = broadcast_threshold(options.pop("broadcast_threshold", None))  # a bad value fails before any start
+        skew = (skew_factor(options.pop("skew_factor", None)), skew_threshold(options.pop("skew_threshold", None)))
         self._executor = make_executor(master, **options)
         if profile is not None:
             self._executor.profile = bool(profile)
         if hasattr(self._executor, "app_name"):
             self._executor.app_name = self.appName
         #: owns this Context's jobs, caches and checkpoints (what DataSet and its actions call)
-        self.session = Session(self._executor, optimize, reuse_shuffles, adaptive, threshold)
+        self.session = Session(self._executor, optimize, reuse_shuffles, adaptive, threshold, *skew)
         self._checkpoint_dir: str | None = None
         self._side_files: dict[str, dict] = {}       # addFile/addPyFile: name -> {"sha", "py"}
 

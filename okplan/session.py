@@ -9,14 +9,16 @@ skipped stages included. ``DataSet`` and its actions call the public methods her
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ._tracebacks import trim
-from .actions import PartitionAction, _count
+from .actions import PartitionAction, _count, _to_list
 from .adaptive import Decision, adaptive_enabled, plan_broadcasts, plan_coalescing
 from .adaptive import broadcast_threshold as broadcast_threshold_
 from .errors import CacheLostError
@@ -26,9 +28,13 @@ from .logical.optimizer import Firing, optimize
 from .logical.plan import LogicalPlan
 from .logical.render import render_tree
 from .physical.dot import render_dot
+from .physical.operators import RanFirst
 from .physical.planner import plan_physical
 from .physical.render import render_compact, render_physical
-from .physical.stage import PhysicalPlan
+from .physical.stage import PhysicalPlan, ShuffleWrite, Stage
+from .query_stages import MapOutput, Settings, replan
+from .query_stages import skew_factor as skew_factor_
+from .query_stages import skew_threshold as skew_threshold_
 from .shuffle_reuse import Planned, ShuffleReuse, reuse_enabled
 from .sort_bounds import resolve_sort_bounds
 
@@ -48,6 +54,9 @@ class Prepared:
     physical: PhysicalPlan
     temporary: list[str] = field(default_factory=list)  # caches of sort bounds, dropped after the job
     shuffles: list[Planned] = field(default_factory=list)  # kept or reused shuffle outputs
+    #: adaptive query stages: map stages run first (their plans and figures), kept pinned until the job ends
+    stages_first: list[tuple[PhysicalPlan, JobMetrics | None]] = field(default_factory=list)
+    pinned: dict[str, int] = field(default_factory=dict)   # keep id -> map outputs
 
 
 class Session:
@@ -59,13 +68,18 @@ class Session:
     """
 
     def __init__(self, executor: Any, optimize: bool = True, reuse_shuffles: bool | None = None,
-                 adaptive: bool | None = None, broadcast_threshold: int | str | None = None):
+                 adaptive: bool | None = None, broadcast_threshold: int | str | None = None,
+                 skew_factor: float | str | None = None, skew_threshold: int | str | None = None):
         self.executor = executor
         #: the optimizer switch for the jobs that follow (``ctx.setOptimize``)
         self.optimize = bool(optimize)
         #: adaptive planning (``Context(adaptive=...)``, else ``OKPLAN_ADAPTIVE``) and its broadcast threshold
         self.adaptive = adaptive_enabled(adaptive)
         self.broadcast_threshold = broadcast_threshold_(broadcast_threshold)
+        #: skew splitting: a join's reduce partition over this many times its side's median and over
+        #: this many bytes runs as several tasks (``okplan/query_stages.py``)
+        self.skew_factor = skew_factor_(skew_factor)
+        self.skew_threshold = skew_threshold_(skew_threshold)
         self.stopped = False
         #: finished shuffles kept for later jobs (``reuse_shuffles``, else ``OKPLAN_REUSE_SHUFFLES``)
         self.reuse = ShuffleReuse(executor, reuse_enabled(reuse_shuffles))
@@ -168,7 +182,8 @@ class Session:
 
     # -- planning --------------------------------------------------------------------------------------
     def prepare(self, node: L.Node, optimize_: bool | None = None, lost: frozenset[str] = frozenset(),
-                sample_bounds: bool = False, order_free: bool = False, concatenates: bool = False) -> Prepared:
+                sample_bounds: bool = False, order_free: bool = False, concatenates: bool = False,
+                job: int = 0) -> Prepared:
         """The plans of a job on ``node``: caches swapped in (reads of ``lost`` caches recompute them),
         optimized (as set, or as ``optimize_`` says), each shuffle either reusing a kept output or kept
         by this job, sorts' range bounds sampled when ``sample_bounds`` (that runs a sketch job per
@@ -190,23 +205,44 @@ class Session:
         keep = ShuffleReuse.keep_map(shuffles)
         temporary: list[str] = []
         decisions: list[Decision] = []
+        stages: _QueryStages | None = None
         if sample_bounds:
             reused = {slot: k for slot, k in keep.items() if k[1] is not None}
 
-            def run(root: L.Node, action: PartitionAction) -> list:
+            def run(root: L.Node, action: PartitionAction, keeping: bool = False) -> list:
                 """Sort bounds' sketch jobs and adaptive planning's jobs (on the optimized plan), reading
-                reused shuffles too."""
-                physical = plan_physical(LogicalPlan(root), keep=reused)
+                reused shuffles too; ``keeping``: keeping the shuffles they write as reuse planned (the
+                job will not run them: a broadcast side collected first)."""
+                physical = plan_physical(LogicalPlan(root), keep=keep if keeping else reused)
                 return [value for _, value in self.executor.run(physical, action, list(range(root.num_partitions)))]
 
             optimized, temporary = resolve_sort_bounds(optimized, run, frozenset(s[0] for s in reused))
             if self.adaptive and use:
-                optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold, run)
+                optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold,
+                                                       lambda root, action: run(root, action, keeping=True))
                 optimized, coalesced = plan_coalescing(optimized, order_free, concatenates)
                 decisions += coalesced
+                if getattr(self.executor, "keeps_shuffles", False) and hasattr(self.executor, "pin_shuffle"):
+                    stages = _QueryStages(self.executor, job, keep)
+                    settings = Settings(self.broadcast_threshold, self.skew_factor, self.skew_threshold)
+                    # reused outputs whose sizes an earlier job measured are re-planned from them
+                    known = {p.slot: MapOutput((p.keep_id, p.reused_from, p.maps), p.records, p.bytes)
+                             for p in shuffles if p.reused_from is not None and p.records}
+                    try:
+                        optimized, at_runtime, done = replan(optimized, order_free, concatenates, settings, stages,
+                                                             frozenset(reused) - set(known), known)
+                    except BaseException:
+                        stages.release(set())
+                        for cache_id in temporary:
+                            self.executor.drop_cached(cache_id)
+                        raise
+                    decisions += at_runtime
+                    keep = {**keep, **{slot: out.keep for slot, out in done.items()}}
         physical = plan_physical(optimized, keep=keep)
         physical.notes = [str(d) for d in decisions]
-        return Prepared(logical, optimized, fired, physical, temporary, shuffles)
+        if stages is None:
+            return Prepared(logical, optimized, fired, physical, temporary, shuffles)
+        return Prepared(logical, optimized, fired, physical, temporary, shuffles, stages.ran, stages.pinned)
 
     def plan(self, node: L.Node, optimize_: bool | None = None
              ) -> tuple[LogicalPlan, LogicalPlan, list[Firing], PhysicalPlan]:
@@ -274,11 +310,18 @@ class Session:
                 found = (self.prepare(node).physical, JobMetrics(self.executor.name))
         return found
 
-    def _remember(self, nid: int, physical: PhysicalPlan) -> None:
-        """Keep the plan and figures of the job this thread just ran, for ``explain(analyze=True)``."""
+    def _remember(self, nid: int, physical: PhysicalPlan,
+                  stages_first: list[tuple[PhysicalPlan, JobMetrics | None]] = ()) -> None:  # type: ignore[assignment]
+        """Keep the plan and figures of the job this thread just ran, for ``explain(analyze=True)``
+        (map stages that ran first as adaptive query stages shown in place, with their figures)."""
         metrics = self.executor.last_metrics
         if metrics is None:
             return
+        metrics.notes = list(physical.notes)
+        if stages_first:
+            # a copy: the executor's own figures stay those of the job it ran (getProfile() adds jobs up)
+            metrics = dataclasses.replace(metrics, stages=dict(metrics.stages))
+            physical = _with_stages_first(physical, metrics, stages_first)
         with self._analyzed_lock:
             self._analyzed[nid] = (physical, metrics)
             self._analyzed.move_to_end(nid)
@@ -332,7 +375,7 @@ class Session:
         order_free, concatenates = action.order_free and whole, action.concatenates and whole
         for attempt in range(_CACHE_LOST_RETRIES + 1):
             prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True, order_free=order_free,
-                                    concatenates=concatenates)
+                                    concatenates=concatenates, job=job)
             if prepared.physical.notes and concatenates:
                 # adaptive planning changed the partitioning where the answer cannot tell
                 parts = list(range(prepared.physical.result_stage.num_partitions))
@@ -354,10 +397,128 @@ class Session:
                 close = getattr(results, "close", None)
                 if close is not None:
                     close()
-                self._remember(node.nid, prepared.physical)
+                self._remember(node.nid, prepared.physical, prepared.stages_first)
                 for cache_id in prepared.temporary:
                     self.executor.drop_cached(cache_id)
-                self.reuse.finished(job, node, prepared.shuffles, prepared.physical.kept_maps())
+                if prepared.pinned:
+                    _QueryStages.unpin(self.executor, prepared.pinned, {p.keep_id for p in prepared.shuffles})
+                self.reuse.finished(job, node, prepared.shuffles, {**prepared.pinned, **prepared.physical.kept_maps()},
+                                    _kept_sizes(prepared, self.executor.last_metrics))
+
+
+_stage_ids = itertools.count(1)
+
+
+class _QueryStages:
+    """Runs a job's map stages first for ``query_stages.replan``: a job on the executor whose result
+    stage runs no task, its shuffles kept pinned (whatever the budget) until the job ends, under the id
+    shuffle reuse planned for them (so later jobs reuse them too) or one of their own."""
+
+    def __init__(self, executor: Any, job: int, keep: dict):
+        self.executor = executor
+        self.job = job
+        self.keep = keep                          # shuffle reuse's plan: slot -> (keep id, reused from, maps)
+        self.pinned: dict[str, int] = {}          # keep id -> map outputs
+        self.ran: list[tuple[PhysicalPlan, JobMetrics | None]] = []
+
+    def _keep_map(self, done: dict) -> dict:
+        # shuffles below the ones run first are kept as shuffle reuse planned (the job will not run
+        # them again: they are below a skipped stage), so later jobs can still reuse them
+        keep = dict(self.keep)
+        keep.update({slot: out.keep for slot, out in done.items()})
+        return keep
+
+    def run_maps(self, shuffles: list[tuple[tuple[int, int], L.Node]], done: dict) -> dict:
+        keep = self._keep_map(done)
+        slot_of: dict[str, tuple[int, int]] = {}
+        for slot, reader in shuffles:
+            planned = self.keep.get(slot)
+            keep_id = planned[0] if planned is not None and planned[1] is None else \
+                f"stage-{os.getpid()}-{next(_stage_ids)}"
+            self.executor.pin_shuffle(keep_id)
+            self.pinned[keep_id] = 0
+            keep[(reader.nid, -1)] = (keep_id, None, 0)
+            slot_of[keep_id] = slot
+        readers = [r for _, r in shuffles]
+        root = readers[0] if len(readers) == 1 else L.Union(inputs=tuple(readers))
+        physical = plan_physical(LogicalPlan(root), keep=keep)
+        for _ in self.executor.run(physical, PartitionAction(_count, "adaptive: map stages first", counts=int), []):
+            pass
+        metrics = self.executor.last_metrics
+        if metrics is not None:
+            found = metrics.stages.get(physical.result_stage.id)
+            if found is not None and not found.tasks:
+                del metrics.stages[physical.result_stage.id]  # the query stage's job ran no result task
+        self.ran.append((physical, metrics))
+        outputs = {}
+        for stage in physical.stages:
+            out = stage.output
+            if isinstance(out, ShuffleWrite) and out.keep_id in slot_of and out.reused_from is None:
+                m = metrics.stages.get(stage.id) if metrics is not None else None
+                n = out.partitioner.num_partitions
+                records = list(m.partition_records if m is not None else ())[:n]
+                sizes = list(m.partition_bytes if m is not None else ())[:n]
+                self.pinned[out.keep_id] = stage.num_partitions
+                outputs[slot_of[out.keep_id]] = MapOutput(
+                    (out.keep_id, self.job, stage.num_partitions), tuple(records + [0] * (n - len(records))),
+                    tuple(sizes + [0] * (n - len(sizes))))
+        return outputs
+
+    def read_back(self, reader: L.Node, output: MapOutput) -> list[list]:
+        physical = plan_physical(LogicalPlan(reader), keep={(reader.nid, -1): output.keep})
+        action = PartitionAction(_to_list, "adaptive: broadcast side", counts=len)
+        return [v for _, v in self.executor.run(physical, action, list(range(reader.num_partitions)))]
+
+    def release(self, planned: set[str]) -> None:
+        self.unpin(self.executor, self.pinned, planned)
+
+    @staticmethod
+    def unpin(executor: Any, pinned: dict[str, int], planned: set[str]) -> None:
+        """Unpin a job's outputs; those shuffle reuse did not plan go (it keeps the others, or drops them)."""
+        for keep_id in pinned:
+            executor.unpin_shuffle(keep_id)
+            if keep_id not in planned:
+                executor.drop_kept_shuffle(keep_id)
+
+
+def _kept_sizes(prepared: Prepared, metrics: JobMetrics | None) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Keep id -> records and bytes per reduce partition of the shuffles a job wrote to keep."""
+    sizes = {}
+    for plan, m in [(prepared.physical, metrics), *prepared.stages_first]:
+        if m is None:
+            continue
+        for stage in plan.stages:
+            out = stage.output
+            found = m.stages.get(stage.id)
+            if isinstance(out, ShuffleWrite) and out.keep_id and out.reused_from is None and found is not None:
+                sizes[out.keep_id] = (tuple(found.partition_records), tuple(found.partition_bytes))
+    return sizes
+
+
+def _with_stages_first(physical: PhysicalPlan, metrics: JobMetrics,
+                       ran: list[tuple[PhysicalPlan, JobMetrics | None]]) -> PhysicalPlan:
+    """The job's plan with each stage that ran first as a query stage shown as it ran (its operators,
+    its figures in ``metrics``) instead of as a skipped stage."""
+    first: dict[str, tuple[Stage, Any, str]] = {}
+    for plan, m in ran:
+        for stage in plan.stages:
+            out = stage.output
+            if isinstance(out, ShuffleWrite) and out.keep_id is not None and out.reused_from is None:
+                first[out.keep_id] = (stage, m.stages.get(stage.id) if m is not None else None,
+                                      (m.job_id if m is not None else None) or "-")
+    stages = []
+    for stage in physical.stages:
+        out = stage.output
+        found = first.get(out.keep_id) if isinstance(out, ShuffleWrite) and out.keep_id else None
+        if found is None or out.reused_from is None:
+            stages.append(stage)
+            continue
+        ran_stage, m, job_id = found
+        stages.append(dataclasses.replace(stage, root=RanFirst(out.keep_id, out.reused_from, job_id),
+                                          output=dataclasses.replace(out, reused_from=None), labels=ran_stage.labels))
+        if m is not None and stage.id not in metrics.stages:
+            metrics.stages[stage.id] = dataclasses.replace(m, stage_id=stage.id)
+    return PhysicalPlan(stages, physical.shuffles, physical.notes, list(ran))
 
 
 def _recompute_lost(n: L.Node, lost: frozenset[str]) -> L.Node | None:

@@ -41,6 +41,10 @@ class Kept:
     keep_id: str
     job: int
     maps: int = 0   # map outputs it has
+    #: what each reduce partition holds, records and (estimated) bytes, as its map stage measured them
+    #: (adaptive planning of a later job re-plans from them: ``okplan/query_stages.py``)
+    records: tuple[int, ...] = ()
+    bytes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Planned:
     keep_id: str
     reused_from: int | None
     maps: int = 0
+    records: tuple[int, ...] = ()
+    bytes: tuple[int, ...] = ()
 
 
 def shuffle_slots(plan: LogicalPlan) -> list[tuple[ShuffleSlot, L.Node]]:
@@ -121,7 +127,7 @@ class ShuffleReuse:
                 self._release(fp, kept.keep_id)
                 kept = None
             if kept is not None:
-                planned.append(Planned(slot, fp, kept.keep_id, kept.job, kept.maps))
+                planned.append(Planned(slot, fp, kept.keep_id, kept.job, kept.maps, kept.records, kept.bytes))
             else:
                 planned.append(Planned(slot, fp, f"shuffle-{os.getpid()}-{next(_keep_ids)}", None))
         return planned
@@ -130,9 +136,10 @@ class ShuffleReuse:
     def keep_map(planned: list[Planned]) -> dict[ShuffleSlot, Keep]:
         return {p.slot: (p.keep_id, p.reused_from, p.maps) for p in planned}
 
-    def finished(self, job: int, root: L.Node, planned: list[Planned], maps: dict[str, int] | None = None) -> None:
-        """Remember the outputs job ``job`` kept (``maps``: keep id -> map outputs), each for as long as
-        the user's node reading it lives."""
+    def finished(self, job: int, root: L.Node, planned: list[Planned], maps: dict[str, int] | None = None,
+                 sizes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] | None = None) -> None:
+        """Remember the outputs job ``job`` kept (``maps``: keep id -> map outputs; ``sizes``: keep id ->
+        records and bytes per reduce partition), each for as long as the user's node reading it lives."""
         if not planned:
             return
         by_nid = user_nodes(root)
@@ -144,7 +151,8 @@ class ShuffleReuse:
                 # failed or stopped early): what this job wrote of it goes
                 self.executor.drop_kept_shuffle(p.keep_id)
                 continue
-            self._kept[p.fingerprint] = Kept(p.keep_id, job, (maps or {}).get(p.keep_id, 0))
+            records, nbytes = (sizes or {}).get(p.keep_id, ((), ()))
+            self._kept[p.fingerprint] = Kept(p.keep_id, job, (maps or {}).get(p.keep_id, 0), records, nbytes)
             release = weakref.finalize(by_nid.get(p.slot[0], root), self._release, p.fingerprint, p.keep_id)
             release.atexit = False  # nothing to free in a process that is ending
 

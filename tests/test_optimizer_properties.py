@@ -39,6 +39,13 @@ PAIR_OPS = [
         .mapValues(lambda vw: vw[0] if vw[1] is None else vw[0] * vw[1])),
     ("joinFilterKey", "kv", lambda d, a: d.leftOuterJoin(d.filter(lambda kv: kv[1] % 2).reduceByKey(min), a % 3 + 1)
         .filter(lambda kv: kv[0] % 3 != a % 3).mapValues(lambda vw: vw[0] if vw[1] is None else vw[0] - vw[1])),
+    # 16+ reduce partitions: adaptive planning runs the map stage first and coalesces by measured sizes
+    ("reduceByKeyWide", "kv", lambda d, a: d.reduceByKey(add, 16 + a)),
+    # a right side whose size the plan cannot bound (flatMap): broadcast or not decided at run time
+    ("joinFlat", "kv", lambda d, a: d.join(d.flatMap(lambda kv: [kv] * (a % 2 + 1)).reduceByKey(max), a % 4 + 2)
+        .mapValues(lambda vw: vw[0] - vw[1])),
+    ("leftJoinFlat", "kv", lambda d, a: d.leftOuterJoin(d.flatMap(lambda kv: [kv][:a % 2 + kv[0] % 2]), a % 4 + 2)
+        .mapValues(lambda vw: vw[0] if vw[1] is None else vw[0] + vw[1])),
     ("sortByKey", "kv", lambda d, a: d.sortByKey(a % 2 == 0)),
     ("subtractByKey", "kv", lambda d, a: d.subtractByKey(d.filter(lambda kv: kv[0] == a % 3))),
     ("cachePair", "kv", lambda d, a: d.cache()),
@@ -74,8 +81,9 @@ def _order_defined(ops) -> bool:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.lists(st.integers(-30, 30), max_size=40), parts=st.integers(1, 5), ops=pipelines(),
-       action=st.sampled_from(["collect", "count", "sum", "fold"]))
-def test_optimized_and_unoptimized_plans_agree(ctx, data, parts, ops, action):
+       action=st.sampled_from(["collect", "count", "sum", "fold"]),
+       broadcast=st.sampled_from([0, 100, 10 * 1024 * 1024]))
+def test_optimized_and_unoptimized_plans_agree(ctx, data, parts, ops, action, broadcast):
     ds = ctx.parallelize(data, parts)
     for _, build, arg in ops:
         ds = build(ds, arg)
@@ -84,12 +92,17 @@ def test_optimized_and_unoptimized_plans_agree(ctx, data, parts, ops, action):
            "fold": lambda d: d.map(lambda r: r if isinstance(r, int) else r[0] * 3 + r[1]).fold(0, add)}[action]
     with ctx.optimizing(False):
         expected = run(ds)
-    got = run(ds)
-    adaptive, ctx.session.adaptive = ctx.session.adaptive, not ctx.session.adaptive
+    s = ctx.session
+    saved = s.adaptive, s.broadcast_threshold, s.skew_factor, s.skew_threshold
+    # adaptive planning at its most eager: any partition over its side's median is split, sides up to
+    # ``broadcast`` bytes are broadcast (at plan time or after their map stage ran)
+    s.adaptive, s.broadcast_threshold, s.skew_factor, s.skew_threshold = True, broadcast, 1.0, 1
     try:
+        got = run(ds)
+        s.adaptive = False
         assert run(ds) == got  # exactly, order included
     finally:
-        ctx.session.adaptive = adaptive
+        s.adaptive, s.broadcast_threshold, s.skew_factor, s.skew_threshold = saved
     if action == "collect" and not _order_defined(ops):
         got, expected = sorted(got, key=repr), sorted(expected, key=repr)
     assert got == expected

@@ -82,11 +82,15 @@ class _MemoryBlocks:
         """Whether the buckets of ``shuffle_id`` are their reader's alone (it may change them)."""
         return shuffle_id in self.once and shuffle_id not in self.reused
 
-    def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
+    def shuffle_buckets(self, shuffle_id: int, reduce_index: int,
+                        maps: tuple[int, int] | None = None) -> list[list]:
         kept = self.reused.get(shuffle_id)
+        rows = kept if kept is not None else self.shuffles[shuffle_id]
+        if maps is not None:
+            rows = rows[maps[0]:maps[1]]
         if kept is not None:
-            return [kept_bucket(buckets[reduce_index], self.key) for buckets in kept]
-        return [buckets[reduce_index] for buckets in self.shuffles[shuffle_id]]
+            return [kept_bucket(buckets[reduce_index], self.key) for buckets in rows]
+        return [buckets[reduce_index] for buckets in rows]
 
     def materialized(self, cache_id: str, index: int) -> list:
         parts = self.job_data.get(cache_id)
@@ -166,6 +170,12 @@ def _checked(kept: list[list]) -> bool:
                     return False
                 b.checked = True
     return True
+
+
+def _checked_ref(bucket: Any) -> _Ref:
+    ref = _Ref(bucket)
+    ref.checked = True
+    return ref
 
 
 def kept_bucket(kept: Any, key: bytes) -> list:
@@ -277,6 +287,10 @@ class LocalExecutor:
         #: task its buckets, see ``_keepable``); all together within the task memory budget
         self.kept: dict[str, tuple[int, list[list]]] = {}
         self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
+        #: kept outputs a running adaptive job still reads (``pin_shuffle``): kept whatever the budget
+        self.pinned: set[str] = set()
+        self._job_only: set[str] = set()   # pinned ones kept by reference as they were: never reused
+        self._pinned_refs: dict[str, list[list]] = {}
         self._metrics = LastMetrics()
         #: time each operator inside fused stages (sampled): ``Context(profile=True)``
         self.profile = profile_wanted()
@@ -298,6 +312,11 @@ class LocalExecutor:
         if tasks < 2:
             return "in-process: a single task"
         records, size = estimated_input(plan, self.cache)
+        for stage in plan.stages:  # a kept shuffle output a stage reads instead of running (reuse, AQE)
+            out = stage.output
+            if isinstance(out, ShuffleWrite) and out.reused_from is not None:
+                kept_records, kept_bytes = self._kept_input(out.keep_id)  # type: ignore[arg-type]
+                records, size = records + kept_records, size + kept_bytes
         # a stage that sends every record to another process (a shuffle without a map-side combine, a
         # materialised dataset) costs 1.5-1.7x its in-process CPU there (pickled, written, read,
         # unpickled; measured on groupByKey, join, sortByKey): such a job needs as much input again per
@@ -408,7 +427,8 @@ class LocalExecutor:
                     _add_pool_task(m, reply)
                 rows = [written[p] for p in range(stage.num_partitions)]
                 if isinstance(out, ShuffleWrite):
-                    if out.keep_id is not None and sum(b.length for row in rows for b in row) <= self.task_memory:
+                    if out.keep_id is not None and (out.keep_id in self.pinned or
+                                                    sum(b.length for row in rows for b in row) <= self.task_memory):
                         # kept for later jobs: its files move out of the job's directory, nothing is read
                         rows = self._moved(rows, out.keep_id)
                         self._keep(out.keep_id, rows)
@@ -453,7 +473,8 @@ class LocalExecutor:
         t1 = time.perf_counter()
         m.add_task(TaskMetrics(r.records_in, r.records_out, t1 - t0, 0.0, {"compute": t1 - t0},
                                spill_bytes=r.spill_bytes, operators=operators or {},
-                               partition_records=r.bucket_records or []), t0, t1)
+                               partition_records=r.bucket_records or [],
+                               partition_bytes=r.bucket_bytes or []), t0, t1)
         return r.value
 
     def _reused_output(self, out: ShuffleWrite) -> Any:
@@ -565,26 +586,85 @@ class LocalExecutor:
         They count against the task memory budget: an output larger than the budget is not kept, and
         the least recently used ones are dropped to make room (a later job then computes them
         again). Records pickle refuses are not kept either."""
+        pinned = keep_id in self.pinned
         on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
         if on_disk > self.task_memory:
+            if pinned:
+                self._keep_as_is(keep_id, outputs)
             return  # it would not fit when kept, and pickling a spilled output loads it whole
         try:
             kept = [[_keepable(b) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
+            if pinned:
+                self._keep_as_is(keep_id, outputs)
             return
         size = sum(_kept_size(b) for buckets in kept for b in buckets)
         with self._kept_lock:
-            if size > self.task_memory:
+            if size > self.task_memory and not pinned:
                 self._discard(kept)
                 return
+            if pinned:  # the job that pinned it reads it next, as it wrote it: no check needed for that read
+                for row in kept:
+                    for b in row:
+                        if type(b) is _Ref:
+                            b.checked = True
+                self._pinned_refs[keep_id] = kept
             self.kept[keep_id] = (size, kept)
+            self._trim()
+
+    def _keep_as_is(self, keep_id: str, outputs: list[list]) -> None:
+        """A pinned output that cannot be kept for later jobs (too big, unpicklable): its buckets by
+        reference (spilled ones moved out of the job's directory), for the job that pinned it only."""
+        kept = [[_checked_ref(b) for b in relocate(buckets, self.cache_dir)] for buckets in outputs]
+        with self._kept_lock:
+            self._job_only.add(keep_id)
+            self.kept[keep_id] = (0, kept)
+
+    def _trim(self) -> None:
+        """Drop the least recently used kept outputs past the budget (never a pinned one)."""
+        with self._kept_lock:
             total = sum(n for n, _ in self.kept.values())
             for old in list(self.kept):
                 if total <= self.task_memory:
                     break
+                if old in self.pinned:
+                    continue
                 n, dropped = self.kept.pop(old)
                 total -= n
                 self._discard(dropped)
+
+    def pin_shuffle(self, keep_id: str) -> None:
+        """Keep the output written under ``keep_id`` whatever the budget, until ``unpin_shuffle``: an
+        adaptive job ran its map stage first and reads it next (``okplan/query_stages.py``)."""
+        self.pinned.add(keep_id)
+
+    def unpin_shuffle(self, keep_id: str) -> None:
+        """The pinning job is done: the output stays for later jobs within the budget (by-reference
+        buckets checked whole again before a later job reads them), or goes."""
+        with self._kept_lock:
+            self.pinned.discard(keep_id)
+            for row in self._pinned_refs.pop(keep_id, ()):
+                for b in row:
+                    if type(b) is _Ref:
+                        b.checked = False
+            if keep_id in self._job_only:
+                self._job_only.discard(keep_id)
+                self.drop_kept_shuffle(keep_id)
+            self._trim()
+
+    def _kept_input(self, keep_id: str) -> tuple[int, int]:
+        """Records (of buckets that know their count) and bytes (of pickled ones) of a kept output."""
+        found = self.kept.get(keep_id)
+        records = size = 0
+        for row in found[1] if found is not None else ():
+            for b in row:
+                if type(b) is FileBlock:
+                    records += b.records
+                elif type(b) is _Ref:
+                    records += len(b.records)
+                else:
+                    size += len(b)
+        return records, size
 
     def _kept_output(self, keep_id: str) -> list[list] | None:
         with self._kept_lock:

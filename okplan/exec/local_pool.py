@@ -203,9 +203,13 @@ class _FileBlocks:
         with _unpickling():
             return deserialize(self.sources[(source_id, index)])
 
-    def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
+    def shuffle_buckets(self, shuffle_id: int, reduce_index: int,
+                        maps: tuple[int, int] | None = None) -> list[list]:
+        rows = self.tables["shuffle"][shuffle_id]
+        if maps is not None:
+            rows = rows[maps[0]:maps[1]]
         with _unpickling():
-            return [row[reduce_index].load(self.key) for row in self.tables["shuffle"][shuffle_id]]
+            return [row[reduce_index].load(self.key) for row in rows]
 
     def materialized(self, cache_id: str, index: int) -> list:
         try:
@@ -312,7 +316,8 @@ class LocalTaskHandler:
         base = os.path.join(h["dir"], f"{h['job']}-s{stage.id}-p{p}-a{h['attempt']}")
         if isinstance(out, ShuffleWrite):
             reply["blocks"] = write_blocks(base + ".shuffle", result.value, self.key)
-            reply["precs"], reply["pbytes"] = result.bucket_records, [b.length for b in reply["blocks"]]
+            # bytes as every executor reports them (pickled, estimated), so that thresholds mean one thing
+            reply["precs"], reply["pbytes"] = result.bucket_records, result.bucket_bytes
         elif isinstance(out, Materialize):
             reply["blocks"] = write_blocks(base + ".part", [result.value], self.key)
         else:

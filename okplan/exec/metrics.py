@@ -30,7 +30,7 @@ class TaskMetrics:
     spill_bytes: int = 0
     #: seconds per operator, sampled (only with ``Context(profile=True)``)
     operators: dict[str, float] = field(default_factory=dict)
-    #: a map task's records (and, where they are serialized one by one, bytes) per reduce partition
+    #: a map task's records and (pickled, estimated from a sample of records) bytes per reduce partition
     partition_records: list[int] = field(default_factory=list)
     partition_bytes: list[int] = field(default_factory=list)
 
@@ -80,8 +80,8 @@ class StageMetrics:
     retries: int = 0
     #: seconds per operator summed over tasks, sampled (``Context(profile=True)``)
     operators: dict[str, float] = field(default_factory=dict)
-    #: a map stage's output per reduce partition, summed over its tasks: records, and bytes where the
-    #: executor serializes buckets one by one (``local[N]``'s task processes); what skew looks like
+    #: a map stage's output per reduce partition, summed over its tasks: records, and pickled bytes
+    #: (estimated from a sample of each task's records); what skew looks like, what adaptive planning reads
     partition_records: list[int] = field(default_factory=list)
     partition_bytes: list[int] = field(default_factory=list)
 
@@ -176,6 +176,8 @@ class JobMetrics:
     bytes_written: int = 0
     bytes_read: int = 0
     job_id: str | None = None
+    #: what adaptive planning decided for the job (``adaptive: join #7: split partition 3 ...``)
+    notes: list[str] = field(default_factory=list)
 
     def stage(self, stage_id: int, kind: str) -> StageMetrics:
         m = self.stages.get(stage_id)

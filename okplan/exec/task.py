@@ -3,6 +3,7 @@ only in the ``BlockSource`` that hands it inputs and in where they put what it r
 
 from __future__ import annotations
 
+import pickle
 import threading
 import weakref
 from bisect import bisect_left, bisect_right
@@ -35,7 +36,11 @@ class BlockSource(Protocol):
 
     def source(self, source_id: str, index: int) -> list: ...
 
-    def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> Iterable[list]: ...
+    def shuffle_buckets(self, shuffle_id: int, reduce_index: int,
+                        maps: tuple[int, int] | None = None) -> Iterable[list]:
+        """Bucket ``reduce_index`` of every map output (of maps ``[maps[0], maps[1])`` only, when given:
+        a skew-split join's task)."""
+        ...
 
     def materialized(self, cache_id: str, index: int) -> list: ...
 
@@ -59,6 +64,8 @@ class TaskResult:
     spill_bytes: int = 0
     #: a map task's records per reduce partition (what adaptive planning and explain read)
     bucket_records: list[int] | None = None
+    #: and their pickled bytes, estimated from a sample of records (``bucket_bytes``)
+    bucket_bytes: list[int] | None = None
 
 
 _FIRST = itemgetter(0)
@@ -101,7 +108,8 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
         if isinstance(out, ShuffleWrite):
             buckets = bucketize(it, out.partitioner, out.kind, memory, out.grouped)
             sizes = list(map(_values_in if out.grouped else len, buckets))
-            return TaskResult(buckets, counter.records_in, sum(sizes), bucket_records=sizes)
+            return TaskResult(buckets, counter.records_in, sum(sizes), bucket_records=sizes,
+                              bucket_bytes=bucket_bytes(buckets))
         if isinstance(out, Materialize):
             if isinstance(it, list):
                 data = it
@@ -127,6 +135,30 @@ def _run(stage: Stage, partition: int, blocks: BlockSource, action: Callable[[It
         if not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             annotate(exc, stage, partition, action)
         raise
+
+
+#: records pickled per map task to estimate its buckets' bytes
+_BYTES_SAMPLE = 16
+
+
+def bucket_bytes(buckets: list) -> list[int]:
+    """Each bucket's pickled size, estimated from up to ``_BYTES_SAMPLE`` records of the first bucket
+    with records in memory (one small pickle per map task: adaptive planning compares partitions' sizes, it
+    needs no exact figure); zeros when no record pickles.
+
+    >>> bucket_bytes([[(1, 2)] * 10, []])[1]
+    0
+    """
+    for b in buckets:
+        held = b if type(b) is list else getattr(b, "tail", None)  # a spilled bucket's records in memory
+        if held:
+            sample = held[:_BYTES_SAMPLE]
+            try:
+                per = len(pickle.dumps(sample, protocol=5)) / len(sample)
+            except Exception:  # noqa: BLE001 - a record pickle refuses: the figure is only an estimate
+                break
+            return [int(len(x) * per) for x in buckets]
+    return [0] * len(buckets)
 
 
 def annotate(exc: BaseException, stage: Stage, partition: int, action: Callable | None) -> None:
@@ -242,7 +274,12 @@ def _combine(op: CombineOp, i, blocks, counter):
 def _shuffle_read(op: ShuffleRead, i, blocks, counter):
     # buckets one after the other (a cluster decodes each only when it is reached), counted as reached
     size = _values_in if op.combined and groups_values(op.aggregator) else len
-    records = chain.from_iterable(_counted(blocks.shuffle_buckets(op.shuffle_id, i), counter, size))
+    if op.tasks is None:
+        buckets = blocks.shuffle_buckets(op.shuffle_id, i)
+    else:
+        p, lo, hi = op.tasks[i]
+        buckets = blocks.shuffle_buckets(op.shuffle_id, p, (lo, hi))
+    records = chain.from_iterable(_counted(buckets, counter, size))
     owned = getattr(blocks, "hands_over", _keeps_buckets)(op.shuffle_id)
     return _aggregate(records, op.aggregator, op.combined, op.kind, counter.memory, owned)
 

@@ -178,13 +178,19 @@ class Coalesce(Node):
     input partitions (``groups()``)."""
 
     target: int
+    #: explicit runs of input partitions (adaptive planning cuts them by measured sizes), else even runs
+    ranges: tuple[tuple[int, ...], ...] = ()
     op_name: ClassVar[str] = "Coalesce"
 
     @property
     def num_partitions(self) -> int:
+        if self.ranges:
+            return len(self.ranges)
         return max(1, min(self.target, self.input.num_partitions)) if self.input.num_partitions else 0
 
     def groups(self) -> tuple[tuple[int, ...], ...]:
+        if self.ranges:
+            return self.ranges
         n, k = self.input.num_partitions, self.num_partitions
         return tuple(tuple(range(i * n // k, (i + 1) * n // k)) for i in range(k))
 
@@ -192,7 +198,7 @@ class Coalesce(Node):
         return f"{self.input.num_partitions} -> {self.num_partitions}"
 
     def key(self) -> tuple:
-        return (type(self), self.target)
+        return (type(self), self.target, self.ranges)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -394,13 +400,27 @@ class HashJoin(Regrouped):
     product, which groups both sides into lists first."""
 
     how: str
+    #: adaptive skew splitting (``okplan/query_stages.py``): output partition ``i`` joins reduce partition
+    #: ``splits[i][0]`` of the left side's map outputs ``[splits[i][1], splits[i][2])`` with the right
+    #: side's ``[splits[i][3], splits[i][4])``; the output is then no longer partitioned by the partitioner
+    splits: tuple[tuple[int, int, int, int, int], ...] = ()
     op_name: ClassVar[str] = "HashJoin"
 
+    @property
+    def num_partitions(self) -> int:
+        return len(self.splits) if self.splits else self.partitioner_.num_partitions
+
+    @property
+    def partitioner(self) -> Partitioner | None:
+        return None if self.splits else self.partitioner_
+
     def details(self) -> str:
-        return f"{self.how}, {self.partitioner_.describe()}, build right{self.elided_note()}"
+        split = f", {len(self.splits)} tasks for {self.partitioner_.num_partitions} partitions (skew split)" \
+            if self.splits else ""
+        return f"{self.how}, {self.partitioner_.describe()}, build right{self.elided_note()}{split}"
 
     def key(self) -> tuple:
-        return (type(self), self.how, self.partitioner_, self.elided)
+        return (type(self), self.how, self.partitioner_, self.elided, self.splits)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

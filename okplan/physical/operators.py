@@ -33,6 +33,16 @@ class ReusedOutput(PhysOp):
 
 
 @dataclass(frozen=True, eq=False)
+class RanFirst(ReusedOutput):
+    """As plans show a map stage that adaptive planning ran first, as a query stage of its own."""
+
+    query_job: str = ""
+
+    def describe(self) -> str:
+        return f"ran first: adaptive query stage (job {self.query_job}, below)"
+
+
+@dataclass(frozen=True, eq=False)
 class ReadSource(PhysOp):
     """Partitions the client cut up. ``slices`` is None once a cluster executor moved them to its
     block store under ``source_id``."""
@@ -153,11 +163,16 @@ class ShuffleRead(PhysOp):
     aggregator: Aggregator | None
     combined: bool
     kind: str
+    #: a skew-split join's side: task ``i`` reads reduce partition ``tasks[i][0]`` from the map outputs
+    #: ``[tasks[i][1], tasks[i][2])`` only (None: task ``i`` reads reduce partition ``i`` from all)
+    tasks: tuple[tuple[int, int, int], ...] | None = None
 
     def describe(self) -> str:
         agg = ""
         if self.aggregator is not None:
             agg = f", {'merge ' if self.combined else ''}{self.aggregator.name}"
+        if self.tasks is not None:
+            agg += f", {len(self.tasks)} tasks over {len({t[0] for t in self.tasks})} partitions (skew split)"
         return f"ShuffleRead [shuffle {self.shuffle_id}{agg}]"
 
 

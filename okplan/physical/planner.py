@@ -115,12 +115,15 @@ class _Builder:
         if isinstance(node, (L.CoGroup, L.HashJoin)):
             parts = []
             kind = "cogroup" if isinstance(node, L.CoGroup) else node.how
+            splits = getattr(node, "splits", ())
             for pos, child in enumerate(node.inputs):
                 if pos in node.elided:
                     parts.append(self.op(child))
                 else:
                     shuffle_id = self.shuffle((id(node), pos), (node.nid, pos), child, node.partitioner_, kind)
-                    parts.append(ShuffleRead(shuffle_id, None, False, kind))
+                    # a skew-split join's tasks each read a slice of the map outputs of one reduce partition
+                    tasks = tuple((s[0], s[1 + 2 * pos], s[2 + 2 * pos]) for s in splits) if splits else None
+                    parts.append(ShuffleRead(shuffle_id, None, False, kind, tasks))
             if isinstance(node, L.HashJoin):
                 return HashJoinOp((parts[0], parts[1]), node.how)
             return CoGroupOp(tuple(parts))
@@ -162,8 +165,9 @@ def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset(),
 
 def read_once(stages: list[Stage]) -> frozenset[int]:
     """Shuffles whose every bucket is read by one task, once: a single ``ShuffleRead`` in the plan, not
-    under a cartesian product (whose tasks read each partition of either side many times). An executor
-    that hands such buckets over lets the reduce side grow them in place instead of copying.
+    under a cartesian product (whose tasks read each partition of either side many times) and not split
+    by skew (the other side's partition is read by every piece). An executor that hands such buckets over
+    lets the reduce side grow them in place instead of copying.
 
     >>> from okplan.logical.partitioners import HashPartitioner
     >>> read = ShuffleRead(0, None, False, "groupByKey")
@@ -175,7 +179,7 @@ def read_once(stages: list[Stage]) -> frozenset[int]:
 
     def walk(op: PhysOp, weight: int) -> None:
         if isinstance(op, ShuffleRead):
-            reads[op.shuffle_id] = reads.get(op.shuffle_id, 0) + weight
+            reads[op.shuffle_id] = reads.get(op.shuffle_id, 0) + (weight if op.tasks is None else 2)
         for child in op.children():
             walk(child, 2 if isinstance(op, CartesianOp) else weight)
 

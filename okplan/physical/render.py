@@ -57,6 +57,12 @@ def render_physical(plan: PhysicalPlan, metrics: Any = None) -> str:
             lines += ["  " + line for line in measured_lines(m)] if m is not None else ["  measured: not run "
                                                                                            "(read from cache)"]
         _op_lines(stage.root, "  ", "", "", lines)
+    if metrics is not None:
+        for first, m in plan.stages_first:
+            # the query stage's job runs no result task: its map stages are what it is
+            ran = PhysicalPlan(first.stages[:-1], first.shuffles)
+            lines += ["", f"== Ran first: adaptive query stage (job {getattr(m, 'job_id', None) or '-'}) =="]
+            lines += render_physical(ran, m).splitlines()
     return "\n".join(lines)
 
 

@@ -74,6 +74,8 @@ class PhysicalPlan:
     shuffles: dict[int, int] = field(default_factory=dict)
     #: what adaptive planning decided for this job and why (``adaptive: join #7: broadcast join, ...``)
     notes: list[str] = field(default_factory=list)
+    #: map stages adaptive planning ran first, as jobs of their own: (plan, metrics) each, for explain
+    stages_first: list[tuple["PhysicalPlan", Any]] = field(default_factory=list)
     #: shuffles each bucket of which one task of this plan reads, once (see ``read_once``)
     read_once: frozenset[int] = frozenset()
 

@@ -106,20 +106,21 @@ class RedisBlocks:
     def source(self, source_id: str, index: int) -> list:
         return self._get(self.keys.source(source_id, index), ("source", source_id, index))
 
-    def shuffle_buckets(self, shuffle_id: int, reduce_index: int) -> list[list]:
-        maps = self.spec["shuffles"][shuffle_id]
+    def shuffle_buckets(self, shuffle_id: int, reduce_index: int,
+                        maps: tuple[int, int] | None = None) -> list[list]:
+        first, end = maps if maps is not None else (0, self.spec["shuffles"][shuffle_id])
         t0 = time.perf_counter()
-        rows = self.store.get_buckets([self.keys.shuffle(shuffle_id, m) for m in range(maps)], reduce_index)
+        rows = self.store.get_buckets([self.keys.shuffle(shuffle_id, m) for m in range(first, end)], reduce_index)
         self.meter.store += time.perf_counter() - t0
-        missing = [("shuffle", shuffle_id, m) for m, row in enumerate(rows) if row is False]
+        missing = [("shuffle", shuffle_id, first + m) for m, row in enumerate(rows) if row is False]
         if missing:
             raise MissingBlockError(missing)
-        return self._decoded(shuffle_id, reduce_index, rows)
+        return self._decoded(shuffle_id, reduce_index, rows, first)
 
-    def _decoded(self, shuffle_id: int, reduce_index: int, rows: list) -> Iterator[list]:
+    def _decoded(self, shuffle_id: int, reduce_index: int, rows: list, first: int = 0) -> Iterator[list]:
         """Each bucket decoded only when the task reaches it: the compressed blobs are what waits."""
         decode = self.meter.decode
-        for m, row in enumerate(rows):
+        for m, row in enumerate(rows, first):
             key = self.keys.shuffle(shuffle_id, m)
             if type(row) is int:
                 for i in range(row):

@@ -86,6 +86,8 @@ class ClusterExecutor:
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
         self._kept: dict[str, int] = {}            # keep id -> map tasks, of kept shuffles we wrote (LRU first)
         self._kept_bytes: dict[str, int] = {}      # keep id -> bytes its map tasks wrote
+        #: kept shuffles a running adaptive job still reads (``pin_shuffle``): outside the budget
+        self.pinned: set[str] = set()
         #: keys of dropped kept shuffles, deleted by the keeper thread: a drop may come from the garbage
         #: collector, inside any call of any thread (even one holding the Redis pool's lock)
         self._dropped: list[list[str]] = []
@@ -416,6 +418,10 @@ class ClusterExecutor:
                 maps = self._kept.pop(out.keep_id, None)
                 if maps is not None:
                     self._kept[out.keep_id] = maps  # the most recently used now
+        self._trim_kept()
+
+    def _trim_kept(self) -> None:
+        """Past the budget, drop the least recently used kept shuffles (never a pinned one)."""
         if self.kept_budget is None:
             return
         kept = _items(self._kept)
@@ -423,8 +429,26 @@ class ClusterExecutor:
         for keep_id, _ in kept:
             if total <= self.kept_budget:
                 break
+            if keep_id in self.pinned:
+                continue
             total -= self._kept_bytes.get(keep_id, 0)
             self.drop_kept_shuffle(keep_id)
+
+    def pin_shuffle(self, keep_id: str) -> None:
+        """Keep the shuffle written under ``keep_id`` whatever the budget until ``unpin_shuffle``: an
+        adaptive job ran its map stage first and reads it next (``okplan/query_stages.py``).
+
+        >>> executor.pin_shuffle("shuffle-1-1")                  # doctest: +SKIP
+        """
+        self.pinned.add(keep_id)
+
+    def unpin_shuffle(self, keep_id: str) -> None:
+        """The pinning job is done: the shuffle stays for later jobs within the budget, or goes.
+
+        >>> executor.unpin_shuffle("shuffle-1-1")                # doctest: +SKIP
+        """
+        self.pinned.discard(keep_id)
+        self._trim_kept()
 
     def drop_kept_shuffle(self, keep_id: str | None) -> None:
         """Forget the kept shuffle ``keep_id``; its keys go soon after (the keeper thread deletes them).

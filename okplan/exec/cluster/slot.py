@@ -188,6 +188,6 @@ class SlotRunner:
             {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
              "store": meter.store},
             meter.bytes_raw, meter.bytes_compressed, meter.bytes_read, meter.bytes_written, result.spill_bytes,
-            operators, result.bucket_records or [],
+            operators, result.bucket_records or [], result.bucket_bytes or [],
         ).to_wire()
         return P.DONE, {**ident, "metrics": metrics, "acc": acc, "stored": stored}, (inline,) if inline else ()
