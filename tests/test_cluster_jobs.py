@@ -192,3 +192,35 @@ def _slow_partition(it):
 
     time.sleep(0.05)
     return it
+
+
+def test_a_thread_waiting_for_its_job_reads_the_socket_itself(cctx):
+    link = cctx.executor.link
+    decoded_by: list[str] = []
+    decode = link._decode
+
+    def recording(frames):
+        msg = decode(frames)
+        if msg.kind in ("result", "job_done"):
+            decoded_by.append(threading.current_thread().name)
+        return msg
+
+    link._decode = recording
+    try:
+        for _ in range(5):
+            assert cctx.parallelize(range(10), 2).map(lambda x: x + 1).collect() == list(range(1, 11))
+        # no hop through the link's thread: the caller took the master's answers off the socket itself
+        # (the link's thread drains the socket once a second while nobody waits: it may catch one)
+        mine = decoded_by.count(threading.current_thread().name)
+        assert len(decoded_by) >= 10 and mine >= len(decoded_by) - 2
+        # many threads at once: each gets its own job's answers, whoever read them
+        got: dict[int, list] = {}
+        threads = [threading.Thread(target=lambda i=i: got.__setitem__(
+            i, cctx.parallelize(range(i * 10, i * 10 + 10), 3).map(lambda x: x * 2).collect())) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert got == {i: [x * 2 for x in range(i * 10, i * 10 + 10)] for i in range(6)}
+    finally:
+        link._decode = decode

@@ -63,6 +63,19 @@ def test_a_late_report_of_a_given_up_attempt_deletes_the_forgotten_jobs_keys_aga
     assert deleted[1:] == [deleted[0]]
 
 
+
+def test_a_finished_job_tells_its_client_before_its_workers(master):
+    deleted = []
+    master._delete = deleted.append
+    master._on_worker_hello(b"w", HELLO)
+    master._schedule()
+    master.sent.clear()
+    master._on_done(b"w", P.Message("done", {"job_id": "j", "stage": 0, "partition": 0, "attempt": 0,
+                                             "metrics": {}, "acc": [], "stored": False}, [b"v"]))
+    # the keys go first (the client never sees a finished job's keys), the workers' JOB_END after
+    assert [k for _, k in master.sent] == [P.RESULT, P.JOB_DONE, P.JOB_END] and len(deleted) == 1
+    assert "j" not in master.jobs
+
 # -- batches of short tasks -------------------------------------------------------------------------
 
 MANY = {**SPEC, "stages": [{"id": 0, "n": 40, "parents": (), "kind": "result"}], "partitions": list(range(40))}

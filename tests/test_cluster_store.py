@@ -223,3 +223,23 @@ def test_a_redis_password_from_the_environment_joins_urls_that_have_none(monkeyp
     assert with_env_password("redis://h:6379/0") == "redis://:p%40ss%20word@h:6379/0"
     assert with_env_password("redis://:own@h:6379/0") == "redis://:own@h:6379/0"
     assert redacted(with_env_password("redis://h:6379/0")) == "redis://***@h:6379/0"
+
+
+
+def test_a_result_is_taken_in_one_round_trip_and_a_chunked_one_left_to_its_reader(ctx, monkeypatch):
+    store = ctx.executor.store
+    store.put_many([("okplan:test:take", b"value")], 60)
+    assert store.take("okplan:test:take") == b"value" and store.take("okplan:test:take") is None
+    store.r.hset("okplan:test:chunked", mapping={"0": b"chunk", "n": 1})
+    try:
+        assert store.take("okplan:test:chunked") is None and store.r.exists("okplan:test:chunked")
+    finally:
+        store.delete(["okplan:test:chunked"])
+
+    def unknown(key):
+        raise redis.ResponseError("unknown command 'GETDEL'")
+
+    monkeypatch.setattr(store.r, "getdel", unknown)   # a Redis older than 6.2: GET, then UNLINK
+    monkeypatch.setattr(store, "_getdel", True)
+    store.put_many([("okplan:test:take", b"again")], 60)
+    assert store.take("okplan:test:take") == b"again" and not store.r.exists("okplan:test:take")

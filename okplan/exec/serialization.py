@@ -206,20 +206,27 @@ def loads_function(data: bytes) -> Any:
     return pickle.loads(data)
 
 
+class _Stripping(cloudpickle.CloudPickler):
+    """A CloudPickler that asks ``strip`` first (one class for every job: making a class per job cost
+    about as much as pickling a small job)."""
+
+    def __init__(self, file: Any, strip: Callable[[Any], Any]):
+        super().__init__(file, protocol=PROTOCOL)
+        self.strip = strip
+
+    def reducer_override(self, o: Any) -> Any:
+        r = self.strip(o)
+        if r is not None:
+            return r
+        return super().reducer_override(o)
+
+
 def _dumps(obj: Any, strip: Callable[[Any], Any] | None) -> bytes:
     buf = io.BytesIO()
     if strip is None:
         cloudpickle.CloudPickler(buf, protocol=PROTOCOL).dump(obj)
-        return buf.getvalue()
-
-    class _Stripping(cloudpickle.CloudPickler):
-        def reducer_override(self, o):
-            r = strip(o)
-            if r is not None:
-                return r
-            return super().reducer_override(o)
-
-    _Stripping(buf, protocol=PROTOCOL).dump(obj)
+    else:
+        _Stripping(buf, strip).dump(obj)
     return buf.getvalue()
 
 

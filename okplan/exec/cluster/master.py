@@ -573,11 +573,15 @@ class Master:
     def _finish(self, job: JobRun) -> None:
         self._send_results(job)  # before JOB_DONE, which tells the client there are no more
         job.state = "done"
-        self._ended(job)
-        self._maybe_forget(job)  # first, so the client never sees a finished job's keys
+        # the keys go first, so the client never sees a finished job's keys; then the client hears at
+        # once: the dashboard's view and the workers' JOB_END wait until the JOB_DONE is on its way
+        forgotten = self._maybe_forget(job, tell_workers=False)
         metrics = job.metrics()
         self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": metrics.to_wire(), "acc": job.acc,
                                             "slots": sum(w.slots for w in self.workers.values())})
+        if forgotten:
+            self._job_ended_on_workers(job)
+        self._ended(job)
         result = metrics.stages[job.result_stage.id]
         log.info("job finished", extra={"job": job.id, "app": job.spec.get("app"),
                                         "seconds": round(metrics.seconds, 6), "records": result.records_out,
@@ -605,10 +609,11 @@ class Master:
         self._send(job.client, P.JOB_FAILED, body, tuple(blobs))
         job.acc = []
 
-    def _maybe_forget(self, job: JobRun) -> None:
-        """Once no task of a finished job runs any more, delete its keys and tell workers."""
+    def _maybe_forget(self, job: JobRun, tell_workers: bool = True) -> bool:
+        """Once no task of a finished job runs any more, delete its keys and (unless ``tell_workers``
+        is false: the caller does it later) tell workers; True when it did."""
         if job.state == "running" or job.running_tasks:
-            return
+            return False
         for s in job.order:
             s.pending.clear()
         self.jobs.pop(job.id, None)
@@ -617,6 +622,12 @@ class Master:
         self.forgotten[job.id] = keys
         while len(self.forgotten) > _FORGOTTEN_JOBS:
             self.forgotten.popitem(last=False)
+        if tell_workers:
+            self._job_ended_on_workers(job)
+        return True
+
+    def _job_ended_on_workers(self, job: JobRun) -> None:
+        """Tell the workers that loaded ``job``'s functions to drop them."""
         for w in self.workers.values():
             if job.id in w.jobs:
                 w.jobs.discard(job.id)

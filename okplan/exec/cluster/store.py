@@ -140,6 +140,7 @@ class BlockStore:
         tier = tier or os.environ.get("OKPLAN_STORE_SPILL_DIR")
         self.tier: SpillTier | None = SpillTier(tier) if tier else None
         self.chunk_bytes = chunk_bytes()
+        self._getdel = True  # until a Redis older than 6.2 says it has no GETDEL
         try:
             # A few quick retries ride out a Redis restart; past them the caller gets a clear error.
             self.r = redis.Redis.from_url(
@@ -219,11 +220,20 @@ class BlockStore:
         return blobs
 
     def take(self, key: str) -> bytes | None:
-        """Read and delete (a result is read once)."""
+        """Read and delete (a result is read once): one round trip (``GETDEL``, Redis 6.2), two on an
+        older Redis."""
         try:
-            blob = self.r.get(key)
-            if blob is not None:
-                self.r.unlink(key)
+            if self._getdel:
+                try:
+                    blob = self.r.getdel(key)
+                except redis.ResponseError as e:
+                    if "unknown command" not in str(e).lower():
+                        raise
+                    self._getdel = False
+            if not self._getdel:
+                blob = self.r.get(key)
+                if blob is not None:
+                    self.r.unlink(key)
         except redis.ResponseError:  # a chunked block (a hash): chunk_info and get_field serve it
             return None
         except redis.RedisError as e:
@@ -258,6 +268,8 @@ class BlockStore:
             raise self._fail(e) from None
 
     def delete(self, keys: Sequence[str]) -> None:
+        if not keys:  # a small job's (inline sources and results) ends without a look at the spill tier
+            return
         try:
             for i in range(0, len(keys), _DELETE_CHUNK):
                 self.r.unlink(*keys[i:i + _DELETE_CHUNK])
