@@ -121,7 +121,12 @@ class StageRunner(Protocol):
 
 def reader_of(node: L.Node, pos: int) -> L.Node:
     """A ``Shuffle`` that writes what the slot ``(node, pos)`` writes: the node itself for a shuffle;
-    for a join's or cogroup's input, a plain shuffle of that input by the join's partitioner."""
+    for a join's or cogroup's input, a plain shuffle of that input by the join's partitioner.
+
+    >>> pairs = ctx.parallelize([(1, 2)], 2)
+    >>> reader_of(pairs.cogroup(pairs, 3)._node, 1).details()
+    'cogroup, hash(3)'
+    """
     if pos < 0:
         return node
     kind = node.how if isinstance(node, L.HashJoin) else "cogroup"
@@ -130,7 +135,12 @@ def reader_of(node: L.Node, pos: int) -> L.Node:
 
 
 def slots_of(node: L.Node) -> list[ShuffleSlot]:
-    """The shuffles ``node`` reads (none when it reads its inputs in place)."""
+    """The shuffles ``node`` reads (none when it reads its inputs in place).
+
+    >>> node = ctx.parallelize([(1, 2)]).reduceByKey(add)._node
+    >>> slots_of(node) == [(node.nid, -1)]
+    True
+    """
     if isinstance(node, L.Shuffle):
         return [] if node.elided else [(node.nid, -1)]
     if isinstance(node, (L.CoGroup, L.HashJoin)):
@@ -144,7 +154,12 @@ def _map_input(node: L.Node, pos: int) -> L.Node:
 
 def live_nodes(root: L.Node, barriers: set[ShuffleSlot] | frozenset) -> list[L.Node]:
     """The nodes whose stages would run: everything reachable from ``root`` except below a shuffle
-    whose output is kept (``barriers``), inputs before their readers."""
+    whose output is kept (``barriers``), inputs before their readers.
+
+    >>> node = ctx.parallelize([(1, 2)]).reduceByKey(add)._node
+    >>> len(live_nodes(node, set())), len(live_nodes(node, {(node.nid, -1)}))
+    (2, 1)
+    """
     out: list[L.Node] = []
     seen: set[int] = set()
     stack: list[tuple[L.Node, bool]] = [(root, False)]
@@ -186,7 +201,12 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
     """``plan`` with its hidden reduce stages re-planned from their map stages' measured sizes; the
     decisions; the shuffles that ran first (the job reads them kept). ``reused``: slots an earlier job's
     kept output feeds whose sizes are not known (nothing below them runs); ``known``: those whose sizes
-    are (an earlier job measured them)."""
+    are (an earlier job measured them). The session calls it for every job it runs:
+
+    >>> words = ctx.parallelize(["a b", "b"], 2).flatMap(str.split).map(lambda w: (w, 1))
+    >>> sorted(words.reduceByKey(add, 20).collect()), ctx.lastJobMetrics().notes[0].split(",")[0]
+    ([('a', 1), ('b', 2)], 'adaptive: reduceByKey #...: 20 reduce partitions read by 1 task')
+    """
     decisions: list[Decision] = []
     done: dict[ShuffleSlot, MapOutput] = dict(known or {})
     if not (order_free or concatenates):
@@ -249,7 +269,11 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
 
 
 def live_nodes_below(node: L.Node, barriers: set[ShuffleSlot]) -> list[L.Node]:
-    """The nodes whose stages would run to write the shuffles ``node`` reads."""
+    """The nodes whose stages would run to write the shuffles ``node`` reads.
+
+    >>> [n.op_name for n in live_nodes_below(ctx.parallelize([(1, 2)]).reduceByKey(add)._node, set())]
+    ['Parallelize']
+    """
     out: list[L.Node] = []
     for slot in slots_of(node):
         if slot not in barriers:

@@ -435,7 +435,7 @@ class _QueryStages:
             planned = self.keep.get(slot)
             keep_id = planned[0] if planned is not None and planned[1] is None else \
                 f"stage-{os.getpid()}-{next(_stage_ids)}"
-            self.executor.pin_shuffle(keep_id)
+            self.executor.pin_shuffle(keep_id, reusable=planned is not None and planned[1] is None)
             self.pinned[keep_id] = 0
             keep[(reader.nid, -1)] = (keep_id, None, 0)
             slot_of[keep_id] = slot
@@ -516,7 +516,8 @@ def _with_stages_first(physical: PhysicalPlan, metrics: JobMetrics,
         ran_stage, m, job_id = found
         stages.append(dataclasses.replace(stage, root=RanFirst(out.keep_id, out.reused_from, job_id),
                                           output=dataclasses.replace(out, reused_from=None), labels=ran_stage.labels))
-        if m is not None and stage.id not in metrics.stages:
+        found_here = metrics.stages.get(stage.id)
+        if m is not None and (found_here is None or not found_here.tasks):  # (a cluster reports it, empty)
             metrics.stages[stage.id] = dataclasses.replace(m, stage_id=stage.id)
     return PhysicalPlan(stages, physical.shuffles, physical.notes, list(ran))
 

@@ -202,13 +202,16 @@ def test_coalescing_keeps_split_slices_alone():
     assert MapOutput(("k", 1, 4), (1,), (2,)).maps == 4
 
 
-def test_explain_analyze_golden_for_a_split_join(local_ctx):
-    left = local_ctx.parallelize([(0, i) if i % 2 else (i % 40, i) for i in range(400)], 4).setName("big")
-    right = local_ctx.parallelize(range(40), 2).flatMap(lambda k: [(k, -k)]).setName("keys")
+def test_explain_analyze_golden_for_a_split_join(ctx):
+    left = ctx.parallelize([(0, i) if i % 2 else (i % 40, i) for i in range(400)], 4).setName("big")
+    right = ctx.parallelize(range(40), 2).flatMap(lambda k: [(k, -k)]).setName("keys")
     joined = left.join(right, 4).values().map(sum)
-    with tuned(local_ctx, True, broadcast=0, threshold=100):
+    with tuned(ctx, True, broadcast=0, threshold=100):
         assert joined.count() == 400
-        text = local_ctx.session.explain(joined._node, analyze=True)
+        text = ctx.session.explain(joined._node, analyze=True)
+    # what differs by executor: its name, bytes in Redis, time per phase
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(("  bytes:", "  time:")))
+    text = text.replace(f"({ctx.executor.name})", "(local)")
     text = re.sub(r"job \S+: .*", "job", text)
     text = re.sub(r"\(job \w+", "(job J", text)
     text = re.sub(r"measured: .*", "measured", text)

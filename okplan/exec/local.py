@@ -289,8 +289,9 @@ class LocalExecutor:
         self._kept_lock = threading.RLock()  # re-entrant: a drop may run from the GC inside a keep
         #: kept outputs a running adaptive job still reads (``pin_shuffle``): kept whatever the budget
         self.pinned: set[str] = set()
-        self._job_only: set[str] = set()   # pinned ones kept by reference as they were: never reused
-        self._pinned_refs: dict[str, list[list]] = {}
+        self._job_only: set[str] = set()   # pinned ones no later job reads
+        #: a pinned output's buckets by reference, as the job that pinned it reads them
+        self._pinned_raw: dict[str, list[list]] = {}
         self._metrics = LastMetrics()
         #: time each operator inside fused stages (sampled): ``Context(profile=True)``
         self.profile = profile_wanted()
@@ -480,6 +481,9 @@ class LocalExecutor:
     def _reused_output(self, out: ShuffleWrite) -> Any:
         """The kept output a reused shuffle reads; CacheLostError when it was dropped since the job was
         planned (the session then plans again, recomputing it)."""
+        raw = self._pinned_raw.get(out.keep_id)  # type: ignore[arg-type]
+        if raw is not None:
+            return raw
         kept = self._kept_output(out.keep_id)  # type: ignore[arg-type]
         if kept is None:
             raise CacheLostError(f"kept shuffle {out.keep_id} was dropped while a job read it", out.keep_id)
@@ -586,39 +590,46 @@ class LocalExecutor:
         They count against the task memory budget: an output larger than the budget is not kept, and
         the least recently used ones are dropped to make room (a later job then computes them
         again). Records pickle refuses are not kept either."""
-        pinned = keep_id in self.pinned
+        if keep_id in self.pinned:
+            self._keep_pinned(keep_id, outputs)
+            return
         on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
         if on_disk > self.task_memory:
-            if pinned:
-                self._keep_as_is(keep_id, outputs)
             return  # it would not fit when kept, and pickling a spilled output loads it whole
         try:
             kept = [[_keepable(b) for b in buckets] for buckets in outputs]
         except (pickle.PicklingError, TypeError, AttributeError):
-            if pinned:
-                self._keep_as_is(keep_id, outputs)
             return
         size = sum(_kept_size(b) for buckets in kept for b in buckets)
         with self._kept_lock:
-            if size > self.task_memory and not pinned:
+            if size > self.task_memory:
                 self._discard(kept)
                 return
-            if pinned:  # the job that pinned it reads it next, as it wrote it: no check needed for that read
-                for row in kept:
-                    for b in row:
-                        if type(b) is _Ref:
-                            b.checked = True
-                self._pinned_refs[keep_id] = kept
             self.kept[keep_id] = (size, kept)
             self._trim()
 
-    def _keep_as_is(self, keep_id: str, outputs: list[list]) -> None:
-        """A pinned output that cannot be kept for later jobs (too big, unpicklable): its buckets by
-        reference (spilled ones moved out of the job's directory), for the job that pinned it only."""
-        kept = [[_checked_ref(b) for b in relocate(buckets, self.cache_dir)] for buckets in outputs]
+    def _keep_pinned(self, keep_id: str, outputs: list[list]) -> None:
+        """A pinned output: its buckets by reference for the job that pinned it (which reads them as
+        it would have read its own, so nothing is copied or checked), spilled ones moved out of the
+        job's directory; and, when shuffle reuse may want it later and it can be, kept for later
+        jobs too as ``_keep`` keeps outputs (checked and within the budget once unpinned)."""
+        kept: list[list] | None = None
+        size = 0
+        if keep_id not in self._job_only:
+            try:
+                kept = [[_keepable(b) for b in buckets] for buckets in outputs]
+                size = sum(_kept_size(b) for buckets in kept for b in buckets)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                kept = None
+        raw = [[b if type(b) is FileBlock else _checked_ref(b) for b in relocate(buckets, self.cache_dir)]
+               for buckets in outputs]
         with self._kept_lock:
-            self._job_only.add(keep_id)
-            self.kept[keep_id] = (0, kept)
+            self._pinned_raw[keep_id] = raw
+            if kept is None:
+                self._job_only.add(keep_id)
+                self.kept[keep_id] = (0, raw)
+            else:
+                self.kept[keep_id] = (size, kept)
 
     def _trim(self) -> None:
         """Drop the least recently used kept outputs past the budget (never a pinned one)."""
@@ -633,20 +644,27 @@ class LocalExecutor:
                 total -= n
                 self._discard(dropped)
 
-    def pin_shuffle(self, keep_id: str) -> None:
+    def pin_shuffle(self, keep_id: str, reusable: bool = True) -> None:
         """Keep the output written under ``keep_id`` whatever the budget, until ``unpin_shuffle``: an
-        adaptive job ran its map stage first and reads it next (``okplan/query_stages.py``)."""
+        adaptive job ran its map stage first and reads it next (``okplan/query_stages.py``).
+        ``reusable=False``: no later job will read it (it is not copied for them).
+
+        >>> ex = LocalExecutor(); ex.pin_shuffle("s-1"); sorted(ex.pinned)
+        ['s-1']
+        """
         self.pinned.add(keep_id)
+        if not reusable:
+            self._job_only.add(keep_id)
 
     def unpin_shuffle(self, keep_id: str) -> None:
-        """The pinning job is done: the output stays for later jobs within the budget (by-reference
-        buckets checked whole again before a later job reads them), or goes."""
+        """The pinning job is done: the output stays for later jobs within the budget, or goes.
+
+        >>> ex = LocalExecutor(); ex.pin_shuffle("s-1"); ex.unpin_shuffle("s-1"); ex.pinned
+        set()
+        """
         with self._kept_lock:
             self.pinned.discard(keep_id)
-            for row in self._pinned_refs.pop(keep_id, ()):
-                for b in row:
-                    if type(b) is _Ref:
-                        b.checked = False
+            self._pinned_raw.pop(keep_id, None)
             if keep_id in self._job_only:
                 self._job_only.discard(keep_id)
                 self.drop_kept_shuffle(keep_id)

@@ -434,7 +434,7 @@ class ClusterExecutor:
             total -= self._kept_bytes.get(keep_id, 0)
             self.drop_kept_shuffle(keep_id)
 
-    def pin_shuffle(self, keep_id: str) -> None:
+    def pin_shuffle(self, keep_id: str, reusable: bool = True) -> None:
         """Keep the shuffle written under ``keep_id`` whatever the budget until ``unpin_shuffle``: an
         adaptive job ran its map stage first and reads it next (``okplan/query_stages.py``).
 
