@@ -410,7 +410,7 @@ class Session:
                     self.executor.drop_cached(cache_id)
                 if prepared.pinned:
                     _QueryStages.unpin(self.executor, prepared.pinned, {p.keep_id for p in prepared.shuffles})
-                self.reuse.finished(job, node, prepared.shuffles, {**prepared.pinned, **prepared.physical.kept_maps()},
+                self.reuse.finished(job, node, prepared.shuffles, _kept_maps(prepared),
                                     _kept_sizes(prepared, self.executor.last_metrics))
 
 
@@ -487,6 +487,17 @@ class _QueryStages:
             executor.unpin_shuffle(keep_id)
             if keep_id not in planned:
                 executor.drop_kept_shuffle(keep_id)
+
+
+def _kept_maps(prepared: Prepared) -> dict[str, int]:
+    """Keep id -> map outputs of the shuffles a job wrote to keep, those its map stages run first wrote
+    too: adaptive planning may have coalesced the stage writing one below them (fewer map outputs than
+    the plan without it has), so a later job reusing it must read the outputs there are."""
+    maps = dict(prepared.pinned)
+    for plan, _ in prepared.stages_first:
+        maps.update(plan.kept_maps())
+    maps.update(prepared.physical.kept_maps())
+    return maps
 
 
 def _kept_sizes(prepared: Prepared, metrics: JobMetrics | None) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
