@@ -337,3 +337,27 @@ def test_an_error_in_a_stage_run_first_reaches_the_caller_and_unpins(ctx):
     assert any("in FlatMap(" in note and "bad)" in note for note in getattr(info.value, "__notes__", ()))
     assert not ctx.executor.pinned
     assert left.leftOuterJoin(left, 4).count() == 1_000
+
+
+def test_a_shuffle_written_below_a_stage_run_first_is_reused_as_written(ctx):
+    """A join's sides run first as query stages; the shuffle below them is written by a stage that
+    coalesced its input (22 small partitions -> 1 task: 1 map output). A later job reusing that shuffle
+    reads the map outputs it has: none is missing (a cluster would lose it and compute it again)."""
+    seen = ctx.accumulator(0)
+
+    def g(kv):
+        seen.add(1)
+        return kv
+
+    pairs = ctx.parallelize([(x % 5, x) for x in range(40)], 3).reduceByKey(add, 22).map(g).reduceByKey(add, 3)
+    joined = pairs.leftOuterJoin(pairs.filter(lambda kv: kv[0] % 2).reduceByKey(max), 1) \
+        .map(lambda kv: kv[0] * 3 + kv[1][0])
+    with tuned(ctx, True, broadcast=10 * 1024 * 1024, factor=1.0, threshold=1):
+        first = joined.fold(0, add)
+    calls = seen.value
+    with tuned(ctx, False):
+        reused = re.findall(r"\[(\d+) tasks\]: skipped \(reused from job \d+\) => shuffle \d+ hash\(3\)",
+                            ctx.session.explain(joined._node, "compact"))
+        assert reused == ["1"]   # the map outputs the coalesced stage wrote, not the 22 planned without it
+        assert joined.fold(0, add) == first
+    assert seen.value == calls   # reused, not computed again
