@@ -884,7 +884,7 @@ class LocalExecutor:
             for b in row:
                 if type(b) is FileBlock:
                     records += b.records
-                elif type(b) is _Ref:
+                elif type(b) is _Ref or type(b) is _OnDisk:
                     records += len(b.records)
                 else:
                     size += len(b)
