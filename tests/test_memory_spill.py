@@ -81,6 +81,19 @@ def test_every_wide_operator_gives_the_in_memory_answer_when_it_spills(local_ctx
     assert got == expected
 
 
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow])
+@given(data=PAIRS, other=st.lists(st.tuples(KEYS, st.integers()), max_size=60),
+       size=st.sampled_from(["1", "2k", "1m"]))
+def test_the_property_holds_on_every_executor(ctx, data, other, size):
+    data = [(str(k), v) for k, v in data]
+    other = [(str(k), v) for k, v in other]
+    expected = wide_answers(ctx, data, other)
+    with budget(ctx, size):
+        got = wide_answers(ctx, data, other)
+    assert got == expected
+
+
 def test_every_wide_operator_spills_on_every_executor(ctx):
     data = [(i % 37, i) for i in range(6000)] + [("hot", i) for i in range(3000)]
     data = [(str(k), v) for k, v in data]
@@ -290,3 +303,74 @@ def test_cartesian_streams_its_right_partition_from_disk_past_the_budget(local_c
         spilled = sum(s.spill_bytes for s in local_ctx.lastJobMetrics().stages.values())
     assert got == expected
     assert spilled > 0
+
+
+def test_cluster_a_record_bigger_than_a_chunk_goes_in_pieces(small_store_cluster):
+    """A single record over the chunk size (8 KB here; Redis's 512 MB limit for real) is stored as
+    pieces of its pickled bytes, in every kind of block: sources, buckets, caches, results, named."""
+    ctx, _ = small_store_cluster
+    big = os.urandom(40_000)                                             # incompressible: 5 chunks' worth
+    data = [(1, b"small"), (2, big), (1, big[:9_000]), (3, b"")]
+    d = ctx.parallelize(data, 2)
+    assert sorted(d.collect()) == sorted(data)                           # source upload and results
+    grouped = dict(d.groupByKey(1).mapValues(sorted).collect())          # one bucket holds the big record
+    assert grouped == {1: sorted([b"small", big[:9_000]]), 2: [big], 3: [b""]}
+    cached = d.map(lambda kv: kv).cache()
+    assert sorted(cached.collect()) == sorted(data) and cached.count() == 4
+    r = ctx.executor.store.r
+    values = [v for key in r.scan_iter(match="okplan:cache:*")
+              for v in (r.hvals(key) if r.type(key) == b"hash" else [r.get(key)])]
+    assert values and max(map(len, values)) <= 8 * 1024                   # no value over a chunk
+    cached.unpersist()
+    d.save("spill-big-record")
+    try:
+        assert sorted(ctx.dataSet(label="spill-big-record", fromExisting=True).collect()) == sorted(data)
+    finally:
+        ctx.executor.drop_named("spill-big-record")
+
+
+def test_a_spilled_shuffle_output_is_kept_by_its_files(spill_root):
+    """Shuffle reuse keeps a spilled map output as its spill files (linked into the executor's
+    directory), not read back and pickled: a later job reads them, and they go with the context."""
+    with Context("local", task_memory="256k") as ctx:
+        seen = ctx.accumulator(0)
+
+        def f(x):
+            seen.add(1)
+            return x % 1000, x
+
+        groups = ctx.parallelize(range(40_000), 2).map(f).groupByKey()
+        assert groups.count() == 1000
+        assert sum(s.spill_bytes for s in ctx.lastJobMetrics().stages.values()) > 0
+        kept = [b for _, rows in ctx.executor.kept.values() for row in rows for b in row]
+        files = {r.path for b in kept if hasattr(b, "files") for r in b.records.runs}
+        assert files and all(os.path.exists(p) for p in files)
+        assert sorted(groups.mapValues(len).collect()) == [(k, 40) for k in range(1000)]
+        assert seen.value == 40_000                                        # the map ran once
+        ctx.executor.drop_kept_shuffle(next(iter(ctx.executor.kept)))
+        del kept
+        assert not any(os.path.exists(p) for p in files)
+    assert os.listdir(spill_root) == []
+
+
+def test_spilled_blocks_go_to_chunks_without_unpickling(tmp_path):
+    """A spilled bucket's batches become block chunks as they are (sealed, never unpickled); a batch
+    naming __main__ is encoded again, and a record bigger than a chunk is cut into pieces."""
+    from okplan.exec.cluster.blocks import encode_chunks, joined
+    from okplan.exec.serialization import decode_block, encode_block, seal
+    from okplan.exec.spill import RunWriter, STREAM_BATCH
+
+    d = SpillDir(root=str(tmp_path))
+    records = [(i, "v" * (i % 7)) for i in range(5000)] + [(0, "__main__")] + [(1, os.urandom(20_000))]
+    with RunWriter(d, "buckets") as w:
+        runs = [w.write(records[:4000], STREAM_BATCH), w.write(records[4000:], STREAM_BATCH)]
+    spilled = SpilledRecords(runs, [(2, "tail")])
+    sealed = []
+
+    def counting_seal(raw: bytes) -> bytes:
+        sealed.append(len(raw))
+        return seal(raw)
+    blobs = list(encode_chunks(spilled, encode_block, 8 * 1024, seal=counting_seal))
+    assert max(map(len, blobs)) <= 8 * 1024 and sealed
+    assert [r for chunk in joined(decode_block(b) for b in blobs) for r in chunk] == records + [(2, "tail")]
+    d.remove()

@@ -20,7 +20,7 @@ from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator
 
 from .memory import Gauge, TaskMemory, current
-from .spill import BATCH_BYTES, Run, RunWriter, SpilledRecords, paused_gc, read_batches, write_run
+from .spill import BATCH_BYTES, STREAM_BATCH, Run, RunWriter, SpilledRecords, paused_gc, read_batches, write_run
 
 _END = object()
 #: values of one key per spilled record, so that a huge group is written and read in pieces
@@ -36,6 +36,8 @@ PARTITIONS = 59
 MAX_LEVEL = 3
 #: records per batch of a sorted run: the merge holds one batch per run and sorts what is ready at once
 SORT_BATCH = 8192
+#: bytes per record a sort allocates besides its buffer: the array of keys and Timsort's merge area
+SORT_OVERHEAD = 24
 
 #: ``fold(d, records)`` folds a list of records into the dict ``d`` of combiners
 Fold = Callable[[dict, list], None]
@@ -363,10 +365,11 @@ def external_sorted(records: Iterable, key: Callable | None = None, reverse: boo
     if memory is None:
         return iter(sorted(records, key=key, reverse=reverse))
     runs: list = []
-    for buf, last in _filled(records, memory):
+    for buf, last in _filled(records, memory, SORT_OVERHEAD):
         buf.sort(key=key, reverse=reverse)
         if not last:
             runs.append(write_run(memory.spill_dir, buf, "sort", SORT_BATCH))
+            buf.clear()  # written: free it now, not when the next buffer is full (this name holds it)
     if not runs:
         return iter(buf)
     return _merge_sorted(runs, buf, key, reverse)
@@ -441,17 +444,19 @@ def spool(records: Iterable, memory: TaskMemory) -> list | SpilledRecords:
         if not last:
             if writer is None:
                 writer = RunWriter(memory.spill_dir, "part")
-            runs.append(writer.write(buf))
+            runs.append(writer.write(buf, STREAM_BATCH))
+            buf.clear()  # written: free it now, not when the next buffer is full (this name holds it)
     if writer is None:
         return buf
     writer.close()
     return SpilledRecords(runs, buf)
 
 
-def _filled(records: Iterable, memory: TaskMemory) -> Iterator[tuple[list, bool]]:
+def _filled(records: Iterable, memory: TaskMemory, extra: int = 0) -> Iterator[tuple[list, bool]]:
     """``records`` in buffers: ``(buffer, False)`` each time a buffer grows past the task's budget (the
     caller writes it to disk before asking for the next), then ``(rest, True)``. The budget is checked
-    every ``gauge.every`` records, never per record."""
+    every ``gauge.every`` records, never per record; ``extra`` bytes per record are what the caller
+    allocates for a full buffer besides the records (a sort's arrays)."""
     gauge = memory.gauge()
     it = iter(records)
     buf: list = []
@@ -464,6 +469,7 @@ def _filled(records: Iterable, memory: TaskMemory) -> Iterator[tuple[list, bool]
             return
         if not had:
             gauge.learn(buf[0])  # the buffer holds the records themselves: one says what they cost
+            gauge.per_item += extra
         if gauge.over(len(buf)):
             yield buf, False
             memory.spills += 1
@@ -476,7 +482,7 @@ def spill_buckets(buckets: list[list], writer: RunWriter, runs: list[list]) -> N
     lists are emptied in place."""
     for b, rs in zip(buckets, runs):
         if b:
-            rs.append(writer.write(b))
+            rs.append(writer.write(b, STREAM_BATCH))
             b.clear()
 
 

@@ -29,7 +29,7 @@ from .profile import profile_wanted, profiled
 from .progress import job_progress
 from .serialization import (block_key, compress, decompress, deserialize, dumps_function, serialize,
                             without_source_data)
-from .spill import SpillDir, SpilledRecords, relocate, to_disk
+from .spill import OwnedFiles, SpillDir, SpilledRecords, linked, relocate, to_disk
 from .task import run_task
 
 
@@ -141,6 +141,18 @@ class _Ref:
         self.checked = False
 
 
+class _OnDisk:
+    """A spilled bucket kept by its spill files (``spill.linked``): every read unpickles fresh records,
+    and nothing was read back to keep it. ``files`` deletes the files when the last kept output (or
+    running job) that holds them lets go."""
+
+    __slots__ = ("records", "files")
+
+    def __init__(self, records: SpilledRecords, files: OwnedFiles):
+        self.records = records
+        self.files = files
+
+
 def _keepable(bucket: Any) -> Any:
     """A finished bucket as a kept output holds it: a task process's block file as it is (each read
     decodes fresh objects); the list itself (``_Ref``) when a sample of its records cannot change, so
@@ -173,7 +185,7 @@ def _checked_ref(bucket: Any) -> _Ref:
 
 def kept_bucket(kept: Any, key: bytes) -> list:
     """A kept bucket's records for a reader (see ``_keepable``; ``key`` seals the executor's files)."""
-    if type(kept) is _Ref:
+    if type(kept) is _Ref or type(kept) is _OnDisk:
         return kept.records
     if type(kept) is FileBlock:
         return kept.load(key)
@@ -185,6 +197,8 @@ def _kept_size(bucket: Any) -> int:
     kept list's objects from a sample of its records."""
     if type(bucket) is FileBlock:
         return bucket.length
+    if type(bucket) is _OnDisk:
+        return sum(r.length for r in bucket.records.runs)
     if type(bucket) is not _Ref:
         return len(bucket)
     bucket = bucket.records
@@ -506,8 +520,13 @@ class LocalExecutor:
                         values = blocks.job_data[out.cache_id] = []
                 c0 = time.thread_time()
                 for p in range(stage.num_partitions):
-                    before = rss()
-                    values.append(self._task(stage, p, blocks, m))
+                    before, spilled = rss(), m.spill_bytes
+                    value = self._task(stage, p, blocks, m)
+                    if m.spill_bytes > spilled and not isinstance(out, Materialize):
+                        # a task that spilled had more than its budget: the rest of its output goes to
+                        # disk at once (held until the job's blocks reach the budget, it doubled the peak)
+                        value = to_disk(value, blocks.spill_dir, "shuffle")
+                    values.append(value)
                     blocks.grew(rss() - before, self.cache_dir)
                     if progress is not None:
                         progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
@@ -577,8 +596,9 @@ class LocalExecutor:
 
     def _keep(self, keep_id: str, outputs: list[list]) -> None:
         """Keep a finished shuffle's buckets for later jobs, before the reduce side reads them: by
-        reference when their records cannot change, else pickled and compressed (``_keepable``).
-        They count against the task memory budget: an output larger than the budget is not kept, and
+        reference when their records cannot change, else pickled and compressed (``_keepable``);
+        spilled ones by their spill files (``_OnDisk``: reading a spilled output back to pickle it cost
+        a quarter of a spilling groupByKey). They count against the task memory budget: an output larger than the budget is not kept, and
         the least recently used ones are dropped to make room (a later job then computes them
         again). Records pickle refuses are not kept either."""
         if keep_id in self.pinned:
@@ -586,10 +606,16 @@ class LocalExecutor:
             return
         on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
         if on_disk > self.task_memory:
-            return  # it would not fit when kept, and pickling a spilled output loads it whole
+            return  # it would not fit when kept
         try:
-            kept = [[_keepable(b) for b in buckets] for buckets in outputs]
-        except (pickle.PicklingError, TypeError, AttributeError):
+            if on_disk:
+                # spilled buckets are kept as their files, linked into the executor's directory
+                rows, files = linked(outputs, self.cache_dir)
+                kept = [[_OnDisk(b, files) if type(b) is SpilledRecords else _keepable(b) for b in buckets]
+                        for buckets in rows]
+            else:
+                kept = [[_keepable(b) for b in buckets] for buckets in outputs]
+        except (pickle.PicklingError, TypeError, AttributeError, OSError):
             return
         size = sum(_kept_size(b) for buckets in kept for b in buckets)
         with self._kept_lock:

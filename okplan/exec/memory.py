@@ -120,7 +120,9 @@ class Gauge:
         if items * self.per_item > self.limit:
             return True
         now = rss()
-        if self.base < 0:
+        if now < self.base or self.base < 0:
+            # growth counts from the lowest point seen: memory freed meanwhile (a finished task's, a
+            # structure written to disk) would otherwise let this one grow by as much past the budget
             self.base = now
         grown = now - self.base
         if grown > self.limit:

@@ -27,6 +27,7 @@ import shutil
 import struct
 import threading
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -37,6 +38,9 @@ from .memory import local_dir
 
 #: records per pickled batch at most: big enough that pickling is whole-list fast, small enough to stream
 BATCH_RECORDS = 1024
+#: records per batch at most of a run that is read straight through, never merged with others (shuffle
+#: buckets, partitions): as many as fit BATCH_BYTES; on a cluster each batch becomes one block chunk
+STREAM_BATCH = 1 << 16
 #: pickled bytes per batch aimed at: records of a megabyte each go a few at a time, not 1,024 at once
 BATCH_BYTES = 1 << 20
 _LEN = struct.Struct("<Q")
@@ -179,7 +183,7 @@ class RunWriter:
                     break
                 count += len(batch)
                 raw = pickle.dumps(batch, 5)
-                self.size = max(1, min(1 << 16, BATCH_BYTES * len(batch) // max(1, len(raw))))
+                self.size = max(1, min(STREAM_BATCH, BATCH_BYTES * len(batch) // max(1, len(raw))))
                 size = min(self.size, batch_records)
                 data = lz4.frame.compress(raw, store_size=False)
                 del raw
@@ -217,6 +221,14 @@ def read_run(run: Run) -> Iterator:
 
 def read_batches(run: Run) -> Iterator[list]:
     """The records of ``run`` as the lists they were written in (iterating those stays in C)."""
+    for raw in read_pickled_batches(run):
+        with paused_gc():
+            batch = pickle.loads(raw)
+        yield batch
+
+
+def read_pickled_batches(run: Run) -> Iterator[bytes]:
+    """The batches of ``run`` still pickled: each is a list of records pickled with protocol 5."""
     if run.count == 0:
         return
     with open(run.path, "rb", buffering=_BUFFER) as f:
@@ -227,9 +239,7 @@ def read_batches(run: Run) -> Iterator[list]:
             (n,) = _LEN.unpack(read(_LEN.size))
             data = read(n)
             left -= _LEN.size + n
-            with paused_gc():
-                batch = pickle.loads(lz4.frame.decompress(data))
-            yield batch
+            yield lz4.frame.decompress(data)
 
 
 @contextlib.contextmanager
@@ -319,6 +329,66 @@ def detach(value: Any) -> Any:
 
 
 
+class OwnedFiles:
+    """Spill files that outlive the directory of the job that wrote them (kept in another ``SpillDir``):
+    deleted when nothing references this object any more, or with their directory.
+
+    >>> d = SpillDir(); owner = OwnedFiles(); owner.paths.append(d.new_path("x")); open(owner.paths[0], "w").close()
+    >>> path = owner.paths[0]; del owner; os.path.exists(path)
+    False
+    >>> d.remove()
+    """
+
+    __slots__ = ("paths", "__weakref__")
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        weakref.finalize(self, _unlink_paths, self.paths)
+
+
+def _unlink_paths(paths: list[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def linked(rows: list[list], spill_dir: SpillDir) -> tuple[list[list], OwnedFiles]:
+    """Rows of blocks with every ``SpilledRecords`` replaced by one wholly in ``spill_dir``: its runs'
+    files hard-linked there (nothing is read or copied, and the job may delete its own names), its
+    in-memory tail written there as one more run. Other blocks stay as they are. Raises ``OSError``
+    where the directory cannot link to the files (another file system)."""
+    owner = OwnedFiles()
+    links: dict[str, str] = {}
+    writer: RunWriter | None = None
+    out: list[list] = []
+    try:
+        for row in rows:
+            new_row = []
+            for b in row:
+                if type(b) is not SpilledRecords:
+                    new_row.append(b)
+                    continue
+                runs = []
+                for r in b.runs:
+                    path = links.get(r.path)
+                    if path is None:
+                        path = links[r.path] = spill_dir.new_path("kept")
+                        os.link(r.path, path)
+                        owner.paths.append(path)
+                    runs.append(Run(path, r.offset, r.length, r.count))
+                if b.tail:
+                    if writer is None:
+                        writer = RunWriter(spill_dir, "kept")
+                        owner.paths.append(writer.path)
+                    runs.append(writer.write(b.tail))
+                new_row.append(SpilledRecords(runs))
+            out.append(new_row)
+    finally:
+        if writer is not None:
+            writer.close()
+    return out, owner
+
+
 def to_disk(blocks: list, spill_dir: SpillDir, what: str = "block") -> list:
     """The same blocks (lists or ``SpilledRecords``) with everything they hold in memory written to one
     new spill file: the memory of the lists can then be freed."""
@@ -360,4 +430,4 @@ def relocate(blocks: list, spill_dir: SpillDir) -> list:
 
 
 __all__ = ["SpillDir", "Run", "RunWriter", "write_run", "read_run", "SpilledRecords", "SpillSpaceError",
-           "sweep_stale", "paused_gc", "detach", "to_disk", "relocate", "BATCH_RECORDS"]
+           "sweep_stale", "paused_gc", "read_pickled_batches", "STREAM_BATCH", "detach", "to_disk", "relocate", "linked", "OwnedFiles", "BATCH_RECORDS"]

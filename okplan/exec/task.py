@@ -27,7 +27,7 @@ from ..physical.operators import (BroadcastJoinOp, CartesianOp, CoalesceOp, CoGr
 from ..physical.stage import Materialize, ShuffleWrite, Stage
 from . import external
 from .memory import TaskMemory, running
-from .spill import RunWriter, SpilledRecords, detach
+from .spill import RunWriter, SpilledRecords, detach, paused_gc
 
 
 class BlockSource(Protocol):
@@ -638,17 +638,19 @@ def bucketize(it: Iterable, partitioner: Partitioner, kind: str,
             _fold_values(groups, (head,), _GROUPING, kind)
         items += every + 1
         if gauge.over(items):
-            if groups is not None:
-                _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
-                groups = {}
             if writer is None:
                 writer = RunWriter(memory.spill_dir, "buckets")
-            external.spill_buckets(buckets, writer, runs)
+            with paused_gc():  # a bounded loop making a tuple per group and no garbage
+                if groups is not None:
+                    _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
+                    groups = {}
+                external.spill_buckets(buckets, writer, runs)
             memory.spills += 1
             items = 0
             gauge.spilled()
     if groups:
-        _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
+        with paused_gc():
+            _fill_buckets(buckets, _cut_groups(groups, memory.every), partitioner, kind)
     if writer is None:
         return buckets
     writer.close()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import time
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from ...physical.stage import Materialize, ShuffleWrite, Stage
 from ..memory import TaskMemory
 from ..memory import task_memory as task_memory_of
 from ..serialization import UNKEYED, decompress, deserialize, open_block, seal, serialize
-from ..spill import SpillDir
+from ..spill import SpillDir, SpilledRecords, paused_gc, read_pickled_batches
 from .spec import JobSpec
 from .store import BlockStore, Keys, MissingBlockError
 
@@ -39,11 +39,21 @@ class TaskMeter:
         t0 = time.perf_counter()
         raw = decompress(open_block(blob, self.key, what))
         t1 = time.perf_counter()
-        obj = deserialize(raw)
+        with paused_gc():  # unpickling makes no garbage; collections rescanning its records doubled it
+            obj = deserialize(raw)
         self.compress += t1 - t0
         self.serialize += time.perf_counter() - t1
         self.bytes_read += len(blob)
         return obj
+
+    def seal(self, raw: bytes) -> bytes:
+        """A block of what is already pickled (a spill file's batch)."""
+        t0 = time.perf_counter()
+        blob = seal(raw, self.key)
+        self.compress += time.perf_counter() - t0
+        self.bytes_raw += len(raw)
+        self.bytes_compressed += len(blob)
+        return blob
 
     def encode(self, obj: Any) -> bytes:
         t0 = time.perf_counter()
@@ -123,9 +133,8 @@ class RedisBlocks:
         for m, row in enumerate(rows, first):
             key = self.keys.shuffle(shuffle_id, m)
             if type(row) is int:
-                for i in range(row):
-                    yield decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)),
-                                 f"chunk {i} of bucket {reduce_index} of block {key}")
+                yield from joined(decode(self._bucket_chunk(key, reduce_index, i, ("shuffle", shuffle_id, m)),
+                                         f"chunk {i} of bucket {reduce_index} of block {key}") for i in range(row))
             elif row:
                 yield decode(row, f"bucket {reduce_index} of block {key}")
 
@@ -147,6 +156,14 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
                  meter: TaskMeter) -> tuple[bool, bytes]:
     """Put a task's output where its readers look. Returns ``(stored, inline)``: a result small
     enough travels in the reply (``inline``), a larger one goes to Redis (``stored``)."""
+    # no cyclic collection while the output is encoded: a spilled output is read back from disk
+    # batch by batch, and collections scanning the heap after every batch took most of the time
+    with paused_gc():
+        return _write_output(store, spec, stage, partition, value, meter)
+
+
+def _write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int, value: Any,
+                  meter: TaskMeter) -> tuple[bool, bytes]:
     keys = Keys.of(spec)
     out = stage.output
     ttl = spec["ttl"]
@@ -157,7 +174,7 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
         for r, b in enumerate(value):
             if not b:
                 continue
-            chunks = encode_chunks(b, meter.encode, limit)
+            chunks = encode_chunks(b, meter.encode, limit, seal=meter.seal)
             first = next(chunks)
             second = next(chunks, None)
             if second is None:
@@ -174,7 +191,7 @@ def write_output(store: BlockStore, spec: JobSpec, stage: Stage, partition: int,
     if isinstance(out, Materialize):
         t0 = time.perf_counter()
         store.put_chunked(keys.materialized(out.cache_id, out.scope, partition),
-                          _counting(encode_chunks(value, meter.encode, limit), meter), len(value),
+                          _counting(encode_chunks(value, meter.encode, limit, seal=meter.seal), meter), len(value),
                           spec["cache_ttl"] if out.scope == "context" else ttl)
         meter.store += time.perf_counter() - t0
         return False, b""
@@ -233,10 +250,11 @@ _SAMPLE = 64
 
 
 def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
-                  max_records: int = CHUNK_RECORDS) -> Iterator[bytes]:
+                  max_records: int = CHUNK_RECORDS, seal: Callable[[bytes], bytes] | None = None) -> Iterator[bytes]:
     """A partition or bucket (a list or ``SpilledRecords``) as encoded lists of at most ~``limit``
     bytes and ``max_records`` records each; decoded and concatenated they are the records. A small
-    list is encoded once, as before; a spilled one streams from disk, one slice in memory at a time.
+    list is encoded once, as before; a spilled one streams from disk, one slice in memory at a time,
+    or with ``seal`` (which makes a block of pickled bytes) one spill batch per chunk, never unpickled.
 
     >>> from okplan.exec.serialization import encode_block, decode_block
     >>> chunks = list(encode_chunks(list(range(10_000)), encode_block, 4096))
@@ -255,12 +273,16 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
         if step >= n:
             blob = encode(records)
             if len(blob) <= limit or n < 2:
-                yield blob
+                yield from _fitted(records, blob, encode, limit)
                 return
             step = max(1, n // (2 * -(-len(blob) // limit)))  # the sample misjudged: aim at half the limit
             del blob
         for i in range(0, n, step):
-            yield encode(records[i:i + step])
+            part = records[i:i + step]
+            yield from _fitted(part, encode(part), encode, limit)
+        return
+    if seal is not None and type(records) is SpilledRecords:
+        yield from _spilled_chunks(records, encode, seal, limit, max_records)
         return
     it = iter(records)
     step = min(_SAMPLE, max_records)
@@ -274,12 +296,86 @@ def encode_chunks(records: Iterable, encode: Callable[[Any], bytes], limit: int,
             raw_per = len(serialize(part[:16])) / min(16, len(part))
         blob = encode(part)
         produced = True
-        yield blob
+        size = len(blob)
+        yield from _fitted(part, blob, encode, limit)
+        del blob
         # size the next slice from this one's bytes per record (and the pickled size, as for lists)
-        per = max(1.0, len(blob) / len(part), raw_per)
+        per = max(1.0, size / len(part), raw_per)
         step = max(1, min(max_records, int(limit // 2 / per)))
     if not produced:
         yield encode([])
+
+
+def _spilled_chunks(records: SpilledRecords, encode: Callable[[Any], bytes], seal: Callable[[bytes], bytes],
+                    limit: int, max_records: int) -> Iterator[bytes]:
+    """Chunks of a spilled block: a spill batch is a pickled list of records, as a block's payload is,
+    so it is only compressed again and sealed (unpickling and pickling it again cost most of a spilling
+    map task's output). A batch naming ``__main__`` is encoded again (``serialize`` ships such classes
+    by value), and one bigger than a chunk is cut (``_fitted``)."""
+    produced = False
+    for run in records.runs:
+        for raw in read_pickled_batches(run):
+            produced = True
+            blob = None if b"__main__" in raw else seal(raw)
+            if blob is not None and len(blob) <= limit:
+                yield blob
+                continue
+            del blob
+            with paused_gc():
+                part = deserialize(raw)
+            del raw
+            yield from _fitted(part, encode(part), encode, limit)
+    if records.tail or not produced:
+        yield from encode_chunks(records.tail, encode, limit, max_records)
+
+
+def _fitted(part: list, blob: bytes, encode: Callable[[Any], bytes], limit: int) -> Iterator[bytes]:
+    """``blob`` (``part`` encoded) if it fits a chunk; else ``part`` in halves, down to single records,
+    and a record bigger than a chunk in pieces of its pickled bytes (``RecordPiece``)."""
+    if len(blob) <= limit:
+        yield blob
+        return
+    del blob
+    if len(part) > 1:
+        half = len(part) // 2
+        for side in (part[:half], part[half:]):
+            yield from _fitted(side, encode(side), encode, limit)
+        return
+    raw = serialize(part[0])
+    size = max(1, limit // 2)  # a piece's block adds a pickle header, lz4's worst case and a MAC
+    for i in range(0, len(raw), size):
+        yield encode(RecordPiece(raw[i:i + size], i + size >= len(raw)))
+
+
+class RecordPiece(NamedTuple):
+    """A block holding a piece of the pickled bytes of one record bigger than a chunk (no Redis value
+    may exceed 512 MB, and a record may): readers join the pieces (``joined``) and unpickle the record;
+    every piece's MAC was checked when its block was decoded.
+
+    >>> import os; from okplan.exec.serialization import encode_block, decode_block
+    >>> blobs = list(encode_chunks([b"x" * 10_000, os.urandom(5_000)], encode_block, 2_048))
+    >>> records = [r for chunk in joined(decode_block(b) for b in blobs) for r in chunk]
+    >>> len(blobs) > 2, [len(r) for r in records]
+    (True, [10000, 5000])
+    """
+
+    data: bytes
+    last: bool
+
+
+def joined(chunks: Iterable[Any]) -> Iterator[list]:
+    """Decoded chunks of a block as lists of records, the pieces of a record bigger than a chunk
+    joined and unpickled (see ``RecordPiece``)."""
+    pieces: list[bytes] = []
+    for chunk in chunks:
+        if type(chunk) is not RecordPiece:
+            yield chunk
+            continue
+        pieces.append(chunk.data)
+        if chunk.last:
+            data = b"".join(pieces)
+            pieces.clear()
+            yield [deserialize(data)]
 
 
 def _chain(a: bytes, b: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -309,8 +405,8 @@ class ChunkedRecords:
         return self.count
 
     def __iter__(self) -> Iterator:
-        for fetch in self.fetches:
-            yield from self.decode(fetch())
+        for chunk in joined(self.decode(fetch()) for fetch in self.fetches):
+            yield from chunk
 
     def __reduce__(self):
         return list, (list(self),)

@@ -30,7 +30,7 @@ from . import protocol as P
 from . import sidefiles
 from .link import ClientLink
 from .remote_errors import unpack_exception
-from .blocks import BYTE_PIECES, encode_chunks
+from .blocks import BYTE_PIECES, encode_chunks, joined
 from .spec import build_spec, encode_spec, sources_to_upload
 from .store import BlockStore, Keys, StoreUnavailableError, cache_key, kept_key, redacted, with_env_password
 
@@ -44,6 +44,10 @@ _DROP_EVERY = 0.5
 #: with the job's functions) instead of Redis: a small job saves the upload and a read per task
 INLINE_SOURCES = 64 << 10
 
+
+
+class _Gone(Exception):
+    """A chunk of a stored result is no longer in Redis."""
 
 class ClusterExecutor:
     """Runs jobs on the cluster whose master listens at ``url``.
@@ -324,19 +328,27 @@ class ClusterExecutor:
         info = self.store.chunk_info(key)
         if info is None:
             return False, None
+        n, count = info
         out: list = []
         pieces: list[bytes] = []
-        for i in range(info[0]):
-            blob = self.store.get_field(key, str(i))
-            if blob is None:
-                return False, None
-            metrics.bytes_read += len(blob)
-            if info[1] == BYTE_PIECES:
-                pieces.append(blob)
-            else:
-                out += decode_block(blob, self.block_key, f"a chunk of {key}")
+
+        def decoded() -> Iterator[Any]:
+            for i in range(n):
+                blob = self.store.get_field(key, str(i))
+                if blob is None:
+                    raise _Gone(key)
+                metrics.bytes_read += len(blob)
+                if count == BYTE_PIECES:
+                    pieces.append(blob)
+                else:
+                    yield decode_block(blob, self.block_key, f"a chunk of {key}")
+        try:
+            for chunk in joined(decoded()):
+                out += chunk
+        except _Gone:
+            return False, None
         self.store.delete([key])
-        if info[1] == BYTE_PIECES:
+        if count == BYTE_PIECES:
             return True, decode_block(b"".join(pieces), self.block_key, f"the result at {key}")
         return True, out
 
@@ -486,8 +498,9 @@ class ClusterExecutor:
         out = []
         for i, chunks in enumerate(chunked):
             records: list = []
-            for b in chunks:
-                records += decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
+            for chunk in joined(decode_block(b, self.block_key, f"partition {i} of the named dataset {label!r}")
+                                for b in chunks):
+                records += chunk
             out.append(records)
         return out
 
