@@ -233,16 +233,20 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
             if not any(o.nid in cands and o.nid != c.node.nid for o in below):
                 lowest.append(c)
         wanted: list[tuple[ShuffleSlot, L.Node]] = []
-        trying: set[int] = set()     # joins whose build side runs alone this round
+        trying: dict[int, ShuffleSlot] = {}   # joins whose build side is known (or runs alone) this round
         for c in lowest:
             pending = [s for s in slots_of(c.node) if s not in done]
             build = _broadcast_side(c, settings) if c.node.nid not in tried_broadcast else None
             tried_broadcast.add(c.node.nid)
-            if build is not None and len(pending) > 1:
-                first = [s for s in pending if s[1] == build]
+            build_slot = (c.node.nid, build)
+            if build is not None and build_slot in done and pending:
+                pending = []  # an earlier job measured the build side: decide before the other side runs
+                trying[c.node.nid] = build_slot
+            elif build is not None and len(pending) > 1:
+                first = [build_slot]
                 if _runs_alone(plan, first, barriers):
                     pending = first  # the other side's map stage waits: it need not run if this one is small
-                    trying.add(c.node.nid)
+                    trying[c.node.nid] = build_slot
             if pending and not _runs_alone(plan, pending, barriers):
                 final.add(c.node.nid)  # part of its map side is computed elsewhere in the job too
                 continue
@@ -261,7 +265,7 @@ def replan(plan: LogicalPlan, order_free: bool, concatenates: bool, settings: Se
                 final.add(node.nid)
                 return _after_maps(node, c, done, settings, decisions)
             if node.nid in trying:
-                return _broadcast(node, c, done, settings, runner, decisions, final)
+                return _broadcast(node, trying[node.nid], done, settings, runner, decisions, final)
             return None
 
         plan = plan.transform(decide, with_original=True)
@@ -331,12 +335,11 @@ def _broadcast_side(c: _Candidate, settings: Settings) -> int | None:
     return None if best is None else best[0]
 
 
-def _broadcast(node: L.Node, c: _Candidate, done: dict[ShuffleSlot, MapOutput], settings: Settings,
+def _broadcast(node: L.Node, slot: ShuffleSlot, done: dict[ShuffleSlot, MapOutput], settings: Settings,
                runner: StageRunner, decisions: list[Decision], final: set[int]) -> L.Node | None:
-    """After the build side's map stage ran alone: a broadcast join if it is small, else nothing (the
-    other side's map stage runs next round)."""
+    """Once the build side's (``slot``) map stage ran alone (or an earlier job's did): a broadcast join
+    if it is small, else nothing (the other side's map stage runs next round)."""
     assert isinstance(node, L.HashJoin)
-    (slot,) = [s for s in slots_of(node) if s in done]  # the build side, run alone
     out = done[slot]
     side = slot[1]
     name = "left" if side == 0 else "right"

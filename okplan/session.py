@@ -374,8 +374,15 @@ class Session:
         whole = parts == list(range(node.num_partitions))
         order_free, concatenates = action.order_free and whole, action.concatenates and whole
         for attempt in range(_CACHE_LOST_RETRIES + 1):
-            prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True, order_free=order_free,
-                                    concatenates=concatenates, job=job)
+            try:
+                prepared = self.prepare(node, lost=frozenset(lost), sample_bounds=True, order_free=order_free,
+                                        concatenates=concatenates, job=job)
+            except CacheLostError as e:
+                # a job of the planning (a side collected, map stages run first) found a kept output gone
+                if attempt == _CACHE_LOST_RETRIES or not e.cache_id:
+                    raise
+                lost.add(e.cache_id)
+                continue
             if prepared.physical.notes and concatenates:
                 # adaptive planning changed the partitioning where the answer cannot tell
                 parts = list(range(prepared.physical.result_stage.num_partitions))

@@ -257,7 +257,7 @@ def test_explain_analyze_golden_for_a_split_join(ctx):
 JOIN_KINDS = ["join", "leftOuterJoin", "rightOuterJoin", "fullOuterJoin"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(hot=st.integers(0, 90), keys=st.integers(1, 30), n=st.integers(0, 300), parts=st.integers(1, 5),
        reduces=st.sampled_from([2, 5, 17]), how=st.sampled_from(JOIN_KINDS),
        action=st.sampled_from(["collect", "count", "sum"]), broadcast=st.sampled_from([0, 200, 10 ** 7]),
@@ -269,10 +269,11 @@ def test_skew_and_runtime_decisions_keep_answers_exact(ctx, hot, keys, n, parts,
     joined = getattr(left, how)(right, reduces)
     run = {"collect": lambda d: d.collect(), "count": lambda d: d.count(),
            "sum": lambda d: d.map(lambda kv: (kv[1][0] or 0) + (kv[1][1] or 0)).sum()}[action]
-    with tuned(ctx, False):
-        expected = run(joined), joined.getNumPartitions()
+    # adaptive first: its map stages run fresh (the run without reuses what it kept, with no decision)
     with tuned(ctx, True, broadcast=broadcast, factor=factor, threshold=1):
-        assert (run(joined), joined.getNumPartitions()) == expected
+        got = run(joined), joined.getNumPartitions()
+    with tuned(ctx, False):
+        assert (run(joined), joined.getNumPartitions()) == got
 
 
 def test_shuffles_run_first_stay_reusable_by_later_jobs(ctx):
@@ -321,3 +322,18 @@ def test_outputs_run_first_are_kept_whatever_the_budget(ctx):
     assert not executor.pinned
     with tuned(ctx, False):
         assert left.join(right, 8).count() == 4_000
+
+
+def test_an_error_in_a_stage_run_first_reaches_the_caller_and_unpins(ctx):
+    def bad(k):
+        if k == 7:
+            raise ValueError("bad key 7")
+        return [(k, k)]
+
+    left = ctx.parallelize([(i % 10, i) for i in range(100)], 4)
+    right = ctx.parallelize(range(10), 2).flatMap(bad)   # size unknown: its map stage runs first
+    with pytest.raises(ValueError, match="bad key 7") as info:
+        left.leftOuterJoin(right, 4).count()
+    assert any("in FlatMap(" in note and "bad)" in note for note in getattr(info.value, "__notes__", ()))
+    assert not ctx.executor.pinned
+    assert left.leftOuterJoin(left, 4).count() == 1_000
