@@ -9,6 +9,7 @@ before the action. The temporary caches are dropped when the job ends.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Callable
 
 from .actions import PartitionAction
@@ -19,6 +20,8 @@ from .logical.plan import LogicalPlan
 
 #: runs a plan rooted at a node with an action; returns the action's per-partition results
 RunPlan = Callable[[L.Node, PartitionAction], list]
+#: a partition's sketch -> the records it read
+_seen = itemgetter(0)
 
 
 def needs_bounds(node: L.Node) -> bool:
@@ -42,7 +45,9 @@ def resolve_sort_bounds(plan: LogicalPlan, run: RunPlan, skip: frozenset[int] = 
         persisted = L.Persist(inputs=(source,), cache_id=cache_id, scope="context", label=source.label,
                               callsite=node.callsite)
         partitioner: RangePartitioner = node.partitioner_  # type: ignore[assignment]
-        sketches = run(persisted, PartitionAction(partitioner.sketcher(source.num_partitions), "sortByKey sample"))
+        # a sketch says how many records it read: the task need not count them again
+        sketches = run(persisted, PartitionAction(partitioner.sketcher(source.num_partitions), "sortByKey sample",
+                                                  counts=_seen))
         cached = L.CachedRead(cache_id=cache_id, partitions=source.num_partitions, partitioner_=source.partitioner,
                               lineage=source, label=source.label, callsite=source.callsite)
         return node.replace(inputs=(cached,), partitioner_=partitioner.with_bounds_from(sketches))

@@ -97,6 +97,14 @@ CASES = {
     "reduceByKey-after-partitionBy": (
         lambda sc: sorted(sc.parallelize(PAIRS, 3).partitionBy(2).reduceByKey(add).collect()),
         [("a", 10), ("b", 7), ("c", 4)]),
+    "groupByKey-cartesian": (
+        lambda sc: (lambda g: sorted((a[0], b[0], len(a[1]) + len(b[1])) for a, b in g.cartesian(g).collect()))(
+            sc.parallelize(PAIRS, 3).groupByKey(2)),
+        [("a", "a", 6), ("a", "b", 5), ("a", "c", 4), ("b", "a", 5), ("b", "b", 4), ("b", "c", 3),
+         ("c", "a", 4), ("c", "b", 3), ("c", "c", 2)]),
+    "groupByKey-values-in-arrival-order": (
+        lambda sc: sorted(sc.parallelize([(i % 3, i) for i in range(30)], 4).groupByKey(2).mapValues(list).collect()),
+        [(k, list(range(k, 30, 3))) for k in range(3)]),
     "groupByKey-after-reduceByKey-same-partitioner": (
         lambda sc: sorted(sc.parallelize(PAIRS, 3).reduceByKey(add, 2).mapValues(lambda v: v * 2).groupByKey(2)
                           .mapValues(list).collect()), [("a", [20]), ("b", [14]), ("c", [8])]),

@@ -42,7 +42,8 @@ class _MemoryBlocks:
     """Inputs of the running job: shuffle buckets and materialised partitions, in memory while they
     fit the budget (``held`` estimates their bytes from the tasks' resident growth), else on disk."""
 
-    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "reused", "key")
+    __slots__ = ("shuffles", "job_data", "cache", "spill_dir", "budget", "held", "new_caches", "reused", "key",
+                 "once")
 
     def __init__(self, cache: dict[str, list[list]], spill_dir: SpillDir | None = None, budget: int = 0,
                  key: bytes = b""):
@@ -57,6 +58,8 @@ class _MemoryBlocks:
         self.key = key   # of the files a pool job's cache() wrote
         #: shuffle id -> the output an earlier job kept (per map task, its buckets: see ``kept_bucket``)
         self.reused: dict[int, list[list]] = {}
+        #: shuffles whose buckets one task reads once and nothing keeps: handed over, not shared
+        self.once: frozenset[int] = frozenset()
 
     def grew(self, nbytes: int, cache_dir: SpillDir) -> None:
         """A task kept ``nbytes`` more; past the budget, every block this job holds in memory goes to disk."""
@@ -74,6 +77,10 @@ class _MemoryBlocks:
 
     def source(self, source_id: str, index: int) -> list:
         raise KeyError(f"source {source_id} has no data in the local executor")
+
+    def hands_over(self, shuffle_id: int) -> bool:
+        """Whether the buckets of ``shuffle_id`` are their reader's alone (it may change them)."""
+        return shuffle_id in self.once and shuffle_id not in self.reused
 
     def shuffle_buckets(self, shuffle_id: int, reduce_index: int,
                         maps: tuple[int, int] | None = None) -> list[list]:
@@ -362,6 +369,8 @@ class LocalExecutor:
             return
         spill_dir = SpillDir("job")
         blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory, self._key)
+        blocks.once = plan.read_once - {s.output.shuffle_id for s in plan.stages
+                                        if isinstance(s.output, ShuffleWrite) and s.output.keep_id is not None}
         try:
             with _fewer_collections():
                 yield from self._run(plan, action, partitions, blocks, metrics, start)

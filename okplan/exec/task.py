@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import chain, islice
 from itertools import count as numbering
-from operator import itemgetter
+from operator import add, itemgetter
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ..errors import NotHashableKeyError, OkplanError
@@ -43,6 +43,14 @@ class BlockSource(Protocol):
         ...
 
     def materialized(self, cache_id: str, index: int) -> list: ...
+
+    # optional: ``hands_over(shuffle_id) -> bool``, True when the buckets ``shuffle_buckets`` returns for
+    # that shuffle are the reader's alone (each read once, nothing kept): the reduce side may then grow
+    # their value lists in place instead of copying them
+
+
+def _keeps_buckets(shuffle_id: int) -> bool:
+    return False
 
 
 @dataclass
@@ -272,7 +280,8 @@ def _shuffle_read(op: ShuffleRead, i, blocks, counter):
         p, lo, hi = op.tasks[i]
         buckets = blocks.shuffle_buckets(op.shuffle_id, p, (lo, hi))
     records = chain.from_iterable(_counted(buckets, counter, size))
-    return _aggregate(records, op.aggregator, op.combined, op.kind, counter.memory)
+    owned = getattr(blocks, "hands_over", _keeps_buckets)(op.shuffle_id)
+    return _aggregate(records, op.aggregator, op.combined, op.kind, counter.memory, owned)
 
 
 def _counted(buckets: Iterable, counter: _Counter, size: Callable[[Any], int] = len) -> Iterator:
@@ -297,14 +306,18 @@ def _local_aggregate(op: LocalAggregate, i, blocks, counter):
 
 
 def _aggregate(it: Iterator, agg: Aggregator | None, combined: bool, kind: str,
-               memory: TaskMemory | None = None) -> Iterator:
+               memory: TaskMemory | None = None, owned: bool = False) -> Iterator:
+    """``owned``: the combiners read are this task's alone (see ``_fold_combiners``)."""
     if agg is None:
         return it
     if memory is None:
         if combined:
-            return iter(merge_combiners(it, agg, kind).items())
+            return iter(merge_combiners(it, agg, kind, owned).items())
         return iter(combine_values(it, agg, kind).items())
-    fold = partial(_fold_combiners if combined else _fold_values, agg=agg, kind=kind)
+    if combined:
+        fold = partial(_fold_combiners, agg=agg, kind=kind, owned=owned)
+    else:
+        fold = partial(_fold_values, agg=agg, kind=kind)
     width = 1 if agg.create_combiner is _new_list and agg.merge_value is _append else 0
     return external.combine([(it, fold)], agg.merge_combiners, memory, width)
 
@@ -544,6 +557,13 @@ def _fold_values(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
                     d[k] = [v]
                 else:
                     g.append(v)
+        elif create is _identity and merge is add:
+            # reduceByKey(operator.add): add(a, b) is a + b, so the operator goes inline (no call per record)
+            for k, v in it:
+                if k in d:
+                    d[k] = d[k] + v
+                else:
+                    d[k] = v
         elif create is _identity:
             # reduceByKey: the first value is its own combiner
             for k, v in it:
@@ -562,28 +582,48 @@ def _fold_values(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
         raise
 
 
-def merge_combiners(it: Iterable, agg: Aggregator, kind: str) -> dict:
+def merge_combiners(it: Iterable, agg: Aggregator, kind: str, owned: bool = False) -> dict:
     """Fold ``(k, combiner)`` records into ``{k: combiner}``."""
     d: dict = {}
-    _fold_combiners(d, it, agg, kind)
+    _fold_combiners(d, it, agg, kind, owned)
     return d
 
 
-def _fold_combiners(d: dict, it: Iterable, agg: Aggregator, kind: str) -> None:
-    """Fold ``(k, combiner)`` records into the combiners of ``d``."""
+def _fold_combiners(d: dict, it: Iterable, agg: Aggregator, kind: str, owned: bool = False) -> None:
+    """Fold ``(k, combiner)`` records into the combiners of ``d``. ``owned``: nobody else reads the
+    records' combiners (a map output read once), so a key's first list of values may become its group."""
     merge = agg.merge_combiners
     k = None
     try:
         if merge is _extend:
-            # groups (groupByKey's grouped shuffle): concatenate in place, no Python call per key; the
-            # first list is copied, as a map output may be read again (a shuffle two stages read)
+            # groups (groupByKey's grouped shuffle): concatenate in place, no Python call per key. A map
+            # output that may be read again (a shuffle two stages read, a kept one) has its first list
+            # copied; one read once gives it away: the copy touched every value, cold in memory by then
             get = d.get
+            if owned:
+                # ...and a list merged into another is emptied at once, while its values are still in
+                # the cache: else freeing the job's buckets would visit every such value a second time
+                for k, c in it:
+                    g = get(k)
+                    if g is None:
+                        d[k] = c
+                    else:
+                        g.extend(c)
+                        c.clear()
+                return
             for k, c in it:
                 g = get(k)
                 if g is None:
                     d[k] = c[:]
                 else:
                     g.extend(c)
+            return
+        if merge is add:
+            for k, c in it:
+                if k in d:
+                    d[k] = d[k] + c
+                else:
+                    d[k] = c
             return
         for k, c in it:
             if k in d:

@@ -6,6 +6,7 @@ optimizer compares partitioners to decide whether a shuffle is needed at all.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import sys
@@ -127,28 +128,43 @@ class RangePartitioner(Partitioner):
 
     def sketcher(self, input_partitions: int) -> Callable[[Iterable], tuple[int, list]]:
         """A per-partition function returning ``(records seen, reservoir sample of their sort keys)``,
-        sized as Spark's range partitioner sizes it: about 60 keys per output partition in all."""
+        sized as Spark's range partitioner sizes it: about 60 keys per output partition in all.
+
+        The reservoir is Li's algorithm L: after the first ``k`` records it jumps straight to the next
+        record that enters the sample (skipped records pass through ``islice`` in C, counted by ``zip``
+        with a counter), so a partition of n records costs O(k log(n/k)) Python steps, not n; the key
+        function runs on sampled keys only.
+
+        >>> seen, sample = RangePartitioner(None, True, None, 2).sketcher(1)(((i, None) for i in range(1000)))
+        >>> seen, len(sample), all(0 <= k < 1000 for k in sample)
+        (1000, 120, True)
+        """
         from .narrow import not_a_pair
 
-        per_partition = max(1, math.ceil(3.0 * 20 * self.num_partitions / max(1, input_partitions)))
+        k = max(1, math.ceil(3.0 * 20 * self.num_partitions / max(1, input_partitions)))
         keyfunc = self.keyfunc if self.keyfunc is not None else _identity
 
         def sketch(records: Iterable) -> tuple[int, list]:
-            rng = random.Random(per_partition)
-            sample: list = []
-            seen = 0
+            rng = random.Random(k)
+            consumed = itertools.count()
+            it = zip(records, consumed)  # zip stops before asking the counter: it counts records read
             try:
-                for kv in records:
-                    seen += 1
-                    if len(sample) < per_partition:
-                        sample.append(keyfunc(kv[0]))
+                sample = [keyfunc(kv[0]) for kv, _ in itertools.islice(it, k)]
+                if len(sample) == k:
+                    w = math.exp(math.log(1.0 - rng.random()) / k)
+                    while w < 1.0:
+                        skip = min(sys.maxsize, int(math.log(1.0 - rng.random()) / math.log1p(-w)))
+                        picked = next(itertools.islice(it, skip, None), None)
+                        if picked is None:
+                            break
+                        sample[rng.randrange(k)] = keyfunc(picked[0][0])
+                        w *= math.exp(math.log(1.0 - rng.random()) / k)
                     else:
-                        j = rng.randrange(seen)
-                        if j < per_partition:
-                            sample[j] = keyfunc(kv[0])
+                        for _ in it:  # (w is 1 only by rounding: the rest is read, and counted, anyway)
+                            pass
             except (TypeError, IndexError) as e:
                 raise not_a_pair("sortByKey", e) from None
-            return seen, sample
+            return next(consumed), sample
 
         return sketch
 

@@ -160,4 +160,29 @@ def plan_physical(plan: LogicalPlan, materialized: frozenset[str] = frozenset(),
     """
     b = _Builder(materialized, keep or {})
     b.stage(plan.root, Result)
-    return PhysicalPlan(b.stages, b.shuffles)
+    return PhysicalPlan(b.stages, b.shuffles, read_once=read_once(b.stages))
+
+
+def read_once(stages: list[Stage]) -> frozenset[int]:
+    """Shuffles whose every bucket is read by one task, once: a single ``ShuffleRead`` in the plan, not
+    under a cartesian product (whose tasks read each partition of either side many times) and not split
+    by skew (the other side's partition is read by every piece). An executor that hands such buckets over
+    lets the reduce side grow them in place instead of copying.
+
+    >>> from okplan.logical.partitioners import HashPartitioner
+    >>> read = ShuffleRead(0, None, False, "groupByKey")
+    >>> read_once([Stage(0, ReadRange(0, 4, 1, 1), 1, ShuffleWrite(0, HashPartitioner(1), "groupByKey"), ()),
+    ...            Stage(1, UnionOp((read, read), (1, 1)), 2, Result(), (0,))])
+    frozenset()
+    """
+    reads: dict[int, int] = {}
+
+    def walk(op: PhysOp, weight: int) -> None:
+        if isinstance(op, ShuffleRead):
+            reads[op.shuffle_id] = reads.get(op.shuffle_id, 0) + (weight if op.tasks is None else 2)
+        for child in op.children():
+            walk(child, 2 if isinstance(op, CartesianOp) else weight)
+
+    for stage in stages:
+        walk(stage.root, 1)
+    return frozenset(s for s, n in reads.items() if n == 1)

@@ -76,6 +76,8 @@ class PhysicalPlan:
     notes: list[str] = field(default_factory=list)
     #: map stages adaptive planning ran first, as jobs of their own: (plan, metrics) each, for explain
     stages_first: list[tuple["PhysicalPlan", Any]] = field(default_factory=list)
+    #: shuffles each bucket of which one task of this plan reads, once (see ``read_once``)
+    read_once: frozenset[int] = frozenset()
 
     @property
     def result_stage(self) -> Stage:
