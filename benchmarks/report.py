@@ -227,9 +227,13 @@ def cores_rows(results: list[RunResult], workloads: list[str]) -> list[dict[str,
         if not one or not many or one.status != "ok" or many.status != "ok" or not one.median:
             continue
         pooled = sum(1 for job in many.jobs if any(k.startswith("task process") for k in job.get("tasks_per_worker", {})))
+        # a pool job may run a stage's share in-process (local[N]'s probe): tasks say where the work went
+        tasks = [(w, n) for job in many.jobs for w, n in job.get("tasks_per_worker", {}).items()]
+        there = sum(n for w, n in tasks if w.startswith("task process"))
         cpu_1, cpu_2 = _task_cpu(one.jobs), _task_cpu(many.jobs)
         out.append({"workload": wl, "local_1": one.median, "local_2": many.median, "ratio": many.median / one.median,
                     "target": CORES_TARGETS.get(wl, 1.0), "pool_jobs": pooled, "jobs": len(many.jobs),
+                    "pool_tasks": there, "tasks": sum(n for _, n in tasks),
                     "cpu_ratio": cpu_2 / cpu_1 if cpu_1 else None})
     return out
 
@@ -244,9 +248,10 @@ def cores_table(rows: list[dict[str, Any]]) -> str:
     lines = [[r["workload"], fmt_seconds(r["local_1"]), fmt_seconds(r["local_2"]), f"{r['ratio']:.2f}",
               f"<= {r['target']:.2f}", "yes" if r["ratio"] <= r["target"] else "no",
               f"{r['cpu_ratio']:.2f}" if r.get("cpu_ratio") else "-",
-              f"{r['pool_jobs']} of {r['jobs']} on task processes"] for r in rows]
+              f"{r['pool_jobs']} of {r['jobs']} on task processes",
+              f"{r.get('pool_tasks', 0)} of {r.get('tasks', 0)}"] for r in rows]
     return table(["workload", "local[1]", "local[2]", "local[2] / local[1]", "target", "met", "task CPU ratio",
-                  "jobs"], lines, "lrrrrlrl")
+                  "jobs", "tasks on task processes"], lines, "lrrrrlrlr")
 
 
 def micro_table(rows: list[dict[str, Any]]) -> str:

@@ -275,6 +275,7 @@ class Session:
         if analyze or mode == "metrics":
             physical, metrics = self.analyze(node)
             return "\n".join([f"== Physical plan ({self.executor.name}), analyzed ==", _job_line(metrics),
+                              *(f"ran {where}" for where in metrics.placement),   # local[N]: stage by stage
                               render_physical(physical, metrics)])
         p = self.prepare(node)
         if mode == "compact":

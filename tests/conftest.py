@@ -31,8 +31,10 @@ MASTERS = _masters()
 def ctx(request):
     """A Context per executor, shared by the whole session (a local cluster starts once)."""
     master = request.param
-    # "+pool": the size heuristic off, so that the suite's small jobs run on the task processes too
-    options = {"pool_min_records": 0, "pool_min_bytes": 0} if master.endswith("+pool") else {}
+    # "+pool": the size heuristic off, so that the suite's small jobs run on the task processes too; a
+    # stage that moves every record runs its first partition in-process and the rest on the task
+    # processes, so that every job also reads blocks across both homes
+    options = {"pool_min_records": 0, "pool_min_bytes": 0, "pool_policy": "mixed"} if master.endswith("+pool") else {}
     c = Context(master.removesuffix("+pool"), **options)
     yield c
     c.stop()

@@ -16,7 +16,7 @@ from okplan.exec.serialization import TaskPicklingError
 
 @pytest.fixture(scope="module")
 def pooled():
-    with Context("local[2]", pool_min_records=0) as ctx:
+    with Context("local[2]", pool_min_records=0, pool_policy="pool") as ctx:
         yield ctx
 
 
@@ -32,7 +32,10 @@ def test_a_big_job_runs_on_the_task_processes_and_a_small_one_in_process():
         assert sorted(big.collect()) == sorted(
             {k: sum(x for x in range(20_000) if x % 7 == k) for k in range(7)}.items())
         per = ctx.lastJobMetrics().tasks_per_worker
-        assert set(per) <= {"task process 0", "task process 1"} and sum(per.values()) == 8
+        # the map stage on the task processes; collect() sends every record back, so the result stage's
+        # first task ran in-process and its time decided where the other three ran
+        assert set(per) <= {"task process 0", "task process 1", "local"} and sum(per.values()) == 8
+        assert sum(n for w, n in per.items() if w != "local") >= 4
         assert len(ctx._executor._pool.pids()) == 2
 
 
@@ -90,7 +93,7 @@ def test_functions_and_classes_of_main_work_on_the_task_processes(tmp_path):
         def double(p):
             return Point(p.v * 2)
 
-        with Context("local[2]", pool_min_records=0) as ctx:
+        with Context("local[2]", pool_min_records=0, pool_policy="pool") as ctx:
             ds = ctx.parallelize([Point(1), Point(2), Point(3)], 3).map(double)
             print(sum(p.v for p in ds.collect()), "runs on 2 task processes" in ds.toDebugString())
     """))
@@ -100,7 +103,7 @@ def test_functions_and_classes_of_main_work_on_the_task_processes(tmp_path):
 
 
 def test_stop_leaves_no_processes_and_no_files():
-    ctx = Context("local[2]", pool_min_records=0)
+    ctx = Context("local[2]", pool_min_records=0, pool_policy="pool")
     ctx.parallelize(range(100), 4).map(lambda x: (x % 3, x)).groupByKey().cache().count()
     pids = ctx._executor._pool.pids()
     work = ctx._executor._dir
@@ -124,7 +127,7 @@ def test_a_task_gets_only_its_own_parallelized_partition(monkeypatch):
         return submit(self, slot, header, blobs, tag)
 
     monkeypatch.setattr(TaskPool, "submit", recording)
-    with Context("local[2]", pool_min_records=0) as ctx:
+    with Context("local[2]", pool_min_records=0, pool_policy="pool") as ctx:
         data = [bytes([i % 251]) * 1000 for i in range(400)]   # 400 kB in 4 partitions of 100 kB
         assert ctx.parallelize(data, 4).map(len).sum() == 400_000
     assert sorted(p for p, _, _ in sent) == [0, 1, 2, 3]
@@ -148,7 +151,7 @@ def test_each_task_reads_the_source_partitions_union_coalesce_and_cartesian_rout
         for t, reads in enumerate(groups):
             assert (2, t % 2) in reads   # "xy": the right side's partition
             assert len([r for r in reads if r[0] != 2]) in (2, 3)   # the left's coalesced union partitions
-    with Context("local[2]", pool_min_records=0) as ctx:
+    with Context("local[2]", pool_min_records=0, pool_policy="pool") as ctx:
         a, b = ctx.parallelize(list(range(6)), 3), ctx.parallelize(list(range(4)), 2)
         ds = a.union(b).coalesce(2).cartesian(ctx.parallelize(["x", "y"], 2))
         assert sorted(ds.collect()) == sorted((x, y) for x in list(range(6)) + list(range(4)) for y in "xy")
@@ -164,3 +167,28 @@ def test_a_job_whose_stages_move_every_record_needs_more_input_for_the_pool():
             in grouped.toDebugString()
         assert sorted(grouped.collect()) == [(k, len(range(k, 15_000, 7))) for k in range(7)]
         assert set(ctx.lastJobMetrics().tasks_per_worker) == {"local"}   # in-process (adaptive may read fewer)
+
+
+def test_a_stage_that_moves_every_record_probes_its_first_partition_in_process():
+    def costly(x):
+        sum(range(40_000))   # a millisecond or so of CPU per record: the pool pays
+        return (x % 3, x)
+
+    with Context("local[2]", pool_min_records=0, adaptive=False) as ctx:
+        ds = ctx.parallelize(range(120), 6).map(costly).groupByKey(2).mapValues(len)
+        assert "stage 0 moves every record: it runs its first partition in-process" in ds.toDebugString()
+        assert sorted(ds.collect()) == [(0, 40), (1, 40), (2, 40)]
+        per = ctx.lastJobMetrics().tasks_per_worker
+        assert per["local"] >= 1 and sum(n for w, n in per.items() if w != "local") >= 3
+        text = ctx.session.explain(ds._node, analyze=True)   # the job that just ran
+        # partition 1 went to a task process while 0 ran here; of the other 4, one round of 2 there and
+        # 2 here at the same time is the quickest (pool_share)
+        assert ("ran stage 0: partition 0 in-process (" in text and "partition 1 on the task processes meanwhile, "
+                "then the other 4 split: 2 on the task processes, 2 in-process" in text), text
+
+        # cheap functions and every record back to this process: the rest stays here
+        cheap = ctx.parallelize(range(200_000), 4).map(lambda x: x + 1)
+        assert cheap.collect() == list(range(1, 200_001))
+        per = ctx.lastJobMetrics().tasks_per_worker   # partition 1 went ahead while 0 ran here
+        assert per["local"] == 3 and sum(per.values()) == 4
+        assert "then the other 2 in-process" in ctx.session.explain(cheap._node, analyze=True)

@@ -23,7 +23,7 @@ def make_executor(master: str, **options: Any):
             raise ConfigurationError("local[N] needs N >= 1")
         # "local" is today's in-process executor; local[N] and local[*] run big jobs on N processes
         processes = 1 if n is None else (os.cpu_count() or 1) if n == "*" else int(n)
-        pool = {k: options[k] for k in ("pool_min_records", "pool_min_bytes") if k in options}
+        pool = {k: options[k] for k in ("pool_min_records", "pool_min_bytes", "pool_policy") if k in options}
         return LocalExecutor(parallelism, processes, task_memory=options.get("task_memory"), **pool)
     m = _LOCAL_CLUSTER.match(master)
     if m:

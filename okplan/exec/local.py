@@ -15,13 +15,14 @@ import tempfile
 import threading
 import time
 from itertools import chain
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CacheLostError
-from ..physical.operators import ReadSource
+from ..physical.operators import ReadMaterialized, ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         moving_stages, new_job_id, stage_tables, write_blocks)
+                         StageRun, walk_ops, moves_records, moving_stages, new_job_id, pool_share, source_reads,
+                         stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
@@ -68,7 +69,9 @@ class _MemoryBlocks:
             return
         # in place: the running stage is still appending to these lists
         for outputs in self.shuffles.values():
-            outputs[:] = [to_disk(buckets, self.spill_dir, "shuffle") for buckets in outputs]
+            # (a running stage's outputs are filled by index: None until its task finished)
+            outputs[:] = [buckets if buckets is None else to_disk(buckets, self.spill_dir, "shuffle")
+                          for buckets in outputs]
         for parts in self.job_data.values():
             parts[:] = to_disk(parts, self.spill_dir, "shared")
         for parts in self.new_caches.values():
@@ -90,7 +93,9 @@ class _MemoryBlocks:
             rows = rows[maps[0]:maps[1]]
         if kept is not None:
             return [kept_bucket(buckets[reduce_index], self.key) for buckets in rows]
-        return [buckets[reduce_index] for buckets in rows]
+        # a pool stage's buckets are files of the job (a stage of a pool job may run here, see ``_stage``)
+        key = self.key
+        return [b.load(key) if type(b) is FileBlock else b for b in (buckets[reduce_index] for buckets in rows)]
 
     def materialized(self, cache_id: str, index: int) -> list:
         parts = self.job_data.get(cache_id)
@@ -275,6 +280,142 @@ def _stage_kind(stage: Stage) -> str:
     return "result"
 
 
+def _in_order(finished: Iterator[tuple[int, Any]], order: list[int]) -> Iterator[tuple[int, Any]]:
+    """``(partition, value)`` pairs in ``order``, from pairs in the order they finished."""
+    done: dict[int, Any] = {}
+    want = iter(order)
+    p = next(want, None)
+    for q, value in finished:
+        done[q] = value
+        while p is not None and p in done:
+            yield p, done.pop(p)
+            p = next(want, None)
+
+
+def _partitions(parts: list[int]) -> str:
+    """``partitions 1-2`` for ``[1, 2]``, ``partition 3`` for ``[3]``."""
+    return f"partitions {parts[0]}-{parts[-1]}" if len(parts) > 1 else f"partition {parts[0]}"
+
+
+def _nothing_held(op: Any) -> bool:
+    return False
+
+
+def _as_files(parts: list, path: str, key: bytes) -> list[FileBlock]:
+    """Partitions (lists, spilled records, file blocks) as file blocks: those held here written to ``path``."""
+    held = [i for i, p in enumerate(parts) if type(p) is not FileBlock]
+    written = iter(write_blocks(path, [parts[i] for i in held], key)) if held else iter(())
+    return [p if type(p) is FileBlock else next(written) for p in parts]
+
+
+class _PoolJob:
+    """What one job needs to run stages on the task processes: its id and directory (shuffle files and
+    shared subplans, removed at its end), its functions pickled once (without the parallelized data),
+    each parallelized partition pickled once, and the file form of blocks an in-process stage left in
+    memory (written once, when a pool stage first reads them)."""
+
+    def __init__(self, executor: "LocalExecutor", plan: PhysicalPlan, action: Callable[[Iterator], Any],
+                 blocks: _MemoryBlocks):
+        self.ex, self.blocks = executor, blocks
+        # pickled up front, even if every stage ends up here: an unpicklable function fails every job
+        # that could go to the pool, named as on the cluster, not only those whose stages did
+        self.functions = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)
+        self.id = new_job_id()
+        self.dir = tempfile.mkdtemp(prefix=f"job-{self.id}-", dir=executor._work_dir())
+        self._pickled: dict[tuple[str, int], bytes] = {}
+        self._filed: dict[int, list[list[FileBlock]]] = {}
+        #: tasks per task process, and what was decided where (``explain(analyze=True)``)
+        self.per_slot: dict[str, int] = {}
+        self.notes: list[str] = []
+
+    def note(self, stage: Stage, text: str) -> None:
+        self.notes.append(f"{stage.name}: {text}")
+
+    def sources(self, op: ReadSource, i: int) -> bytes:
+        found = self._pickled.get((op.source_id, i))
+        if found is None:
+            found = self._pickled[(op.source_id, i)] = serialize(op.slices[i])
+        return found
+
+    def in_memory(self, op: Any) -> bool:
+        """Whether the blocks ``op`` reads are held in this process (a pool stage needs them written)."""
+        if isinstance(op, ShuffleRead):
+            if op.shuffle_id in self._filed:
+                return False
+            rows = self.blocks.reused.get(op.shuffle_id) or self.blocks.shuffles.get(op.shuffle_id) or ()
+            return any(type(b) is not FileBlock for row in rows for b in row)
+        parts = self.blocks.job_data.get(op.cache_id)
+        if parts is None:
+            parts = self.ex.cache.get(op.cache_id) or ()
+            if op.cache_id in self.ex._cache_files:
+                return False
+        return any(type(p) is not FileBlock for p in parts)
+
+    def reads_held(self, stage: Stage) -> bool:
+        """Whether ``stage`` reads blocks held in this process (a pool stage needs them written)."""
+        return any(isinstance(op, (ShuffleRead, ReadMaterialized)) and self.in_memory(op) for op in walk_ops(stage.root))
+
+    def source_records(self, stage: Stage, p: int) -> int:
+        """Records of parallelized data that task ``p`` of ``stage`` reads (pickled here, unpickled there)."""
+        return sum(len(op.slices[i]) for op, i in source_reads(stage.root, p, set()) if op.slices is not None)
+
+    def shuffle_rows(self, shuffle_id: int) -> list[list[FileBlock]]:
+        """Every map task's buckets of a shuffle as file blocks (a kept output of an in-process job, or
+        buckets an in-process stage of this job made, are written once)."""
+        filed = self._filed.get(shuffle_id)
+        if filed is not None:
+            return filed
+        kept = self.blocks.reused.get(shuffle_id)
+        rows = kept if kept is not None else self.blocks.shuffles[shuffle_id]
+        key = self.ex._key
+        filed = self._filed[shuffle_id] = [
+            row if all(type(b) is FileBlock for b in row) else
+            write_blocks(os.path.join(self.dir, f"held-{shuffle_id}-{i}"),
+                         [kept_bucket(b, key) for b in row] if kept is not None else row, key)
+            for i, row in enumerate(rows)]
+        return filed
+
+    def start(self, stage: Stage, parts: list[int]) -> StageRun:
+        """Hand ``parts`` of ``stage`` to the task processes now (more can be ``add``ed later)."""
+        ex = self.ex
+        assert ex._pool is not None
+        ex._pool.budget, ex._pool.profile = ex.task_memory, ex.profile   # read per job, as in-process
+        tables = stage_tables(stage, self.shuffle_rows, lambda c: ex._cached_blocks(c, self.blocks.job_data, self.dir))
+        out = stage.output
+        # a cache outlives the job: its files go to the executor's directory
+        where = ex._work_dir() if isinstance(out, Materialize) and out.scope == "context" else self.dir
+        run = StageRun(ex._pool, self.id, self.functions, where, stage, tables, self.per_slot, self.sources)
+        run.add(parts)
+        return run
+
+    @staticmethod
+    def finished(run: StageRun, m: StageMetrics, action: Callable[[Iterator], Any] | None) -> Iterator[tuple[int, Any]]:
+        """``(partition, value)`` of ``run``'s tasks as they finish: a map task's buckets and a
+        materialised partition as file blocks, a result as its value."""
+        shuffle = isinstance(run.stage.output, ShuffleWrite)
+        for p, reply, blobs in run.results():
+            _add_pool_task(m, reply)
+            if action is not None:
+                yield p, deserialize(blobs[0])
+            else:
+                yield p, reply["blocks"] if shuffle else reply["blocks"][0]
+
+    def movable(self, outputs: list[list], budget: int) -> list[list] | None:
+        """A finished map output to keep for later jobs, its files moved out of the job's directory (they
+        outlive the job; nothing is read); None when its files alone are over ``budget``."""
+        files = {b.path: b for row in outputs for b in row if type(b) is FileBlock and b.path.startswith(self.dir)}
+        if sum(b.length for row in outputs for b in row if type(b) is FileBlock) > budget:
+            return None
+        moved = {path: os.path.join(self.ex._work_dir(), f"kept-{os.path.basename(path)}") for path in files}
+        for old, new in moved.items():
+            os.rename(old, new)
+        return [[dataclasses.replace(b, path=moved[b.path]) if type(b) is FileBlock and b.path in moved else b
+                 for b in row] for row in outputs]
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class LocalExecutor:
     """In-process executor, plus (``processes`` > 1) a pool of task processes for big jobs (see
     ``local_pool``). ``cache()`` keeps partitions in this object until ``unpersist()``; a pool job's
@@ -290,7 +431,10 @@ class LocalExecutor:
     keeps_shuffles = True
 
     def __init__(self, parallelism: int | None = None, processes: int = 1, task_memory: str | int | None = None,
-                 pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES):
+                 pool_min_records: int = DEFAULT_MIN_RECORDS, pool_min_bytes: int = DEFAULT_MIN_BYTES,
+                 pool_policy: str = "auto"):
+        if pool_policy not in ("auto", "pool", "mixed"):
+            raise ValueError(f"pool_policy must be 'auto', 'pool' or 'mixed', got {pool_policy!r}")
         self.default_parallelism = parallelism or os.cpu_count() or 1
         self.task_memory = task_memory_of(task_memory)
         #: cached partitions that went to disk (memory-and-disk) live here until unpersist or stop
@@ -318,6 +462,12 @@ class LocalExecutor:
         self._pool = LocalPool(processes, self._key, self.task_memory) if processes > 1 else None
         self._dir: str | None = None
         self._trash: list[str] = []   # files of dropped caches, deleted when no pool job reads them
+        #: cache id -> its partitions written for the task processes (the lists stay in ``cache``)
+        self._cache_files: dict[str, list[FileBlock]] = {}
+        #: where a pool job's stages run: "auto" (moving stages probe their first partition here and go
+        #: where it pays), "pool" (every stage on the pool) or "mixed" (probe here, the rest on the pool:
+        #: the test suite's way of running every job across both homes)
+        self.pool_policy = pool_policy
 
     def placement(self, plan: PhysicalPlan) -> str:
         """Where ``plan`` would run: ``on N task processes`` or ``in-process: <why>``."""
@@ -343,7 +493,13 @@ class LocalExecutor:
             if scale > 1:
                 why += f" for {scale - 1} stage{'s' if scale > 2 else ''} moving every record"
             return f"in-process: small job ({why})"
-        return f"on {self.processes} task processes"
+        probed = [s.id for s in plan.stages if moves_records(s, None, _nothing_held)]
+        if not probed or self.pool_policy == "pool":
+            return f"on {self.processes} task processes"
+        return (f"on {self.processes} task processes; stage{'s' if len(probed) > 1 else ''} "
+                f"{', '.join(map(str, probed))} move{'' if len(probed) > 1 else 's'} every record: "
+                f"{'each runs its' if len(probed) > 1 else 'it runs its'} first partition in-process, and "
+                f"that partition's time decides where the others run")
 
     def _work_dir(self) -> str:
         if self._dir is None:
@@ -360,123 +516,54 @@ class LocalExecutor:
         metrics = JobMetrics(self.name, job_id=f"{_JOB_PREFIX}{next(_job_numbers):06x}")
         self._metrics.set(metrics)
         start = time.perf_counter()
-        if self._pool is not None and self.placement(plan).startswith("on ") and self._pool.try_acquire():
-            try:
-                yield from self._run_pool(plan, action, partitions, metrics, start)
-            finally:
-                self._pool.release()
-                self._empty_trash()
-            return
         spill_dir = SpillDir("job")
         blocks = _MemoryBlocks(self.cache, spill_dir, self.task_memory, self._key)
         blocks.once = plan.read_once - {s.output.shuffle_id for s in plan.stages
                                         if isinstance(s.output, ShuffleWrite) and s.output.keep_id is not None}
+        pool = None
+        if self._pool is not None and self.placement(plan).startswith("on ") and self._pool.try_acquire():
+            try:
+                pool = _PoolJob(self, plan, action, blocks)
+            except BaseException:
+                self._pool.release()
+                spill_dir.remove()
+                raise
         try:
             with _fewer_collections():
-                yield from self._run(plan, action, partitions, blocks, metrics, start)
+                yield from self._run(plan, action, partitions, blocks, metrics, start, pool)
         finally:
             blocks.shuffles.clear()
             blocks.job_data.clear()
             spill_dir.remove()
+            if pool is not None:
+                pool.close()
+                self._pool.release()  # type: ignore[union-attr]
+                self._empty_trash()
 
-    def _cached_blocks(self, cache_id: str, job_data: dict[str, list]) -> list[FileBlock]:
-        """A materialised dataset's partitions as file blocks, writing those held in memory to files."""
+    def _cached_blocks(self, cache_id: str, job_data: dict[str, list], job_dir: str) -> list[FileBlock]:
+        """A materialised dataset's partitions as file blocks for the task processes. Partitions held in
+        memory are written once (a cache's files stay beside it until it is dropped, so that in-process
+        jobs keep reading the lists)."""
         parts = job_data.get(cache_id)
         if parts is None:
             parts = self.cache.get(cache_id)
             if parts is None:
                 raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id)
-            if not all(isinstance(p, FileBlock) for p in parts):
+            if all(type(p) is FileBlock for p in parts):
+                return parts
+            filed = self._cache_files.get(cache_id)
+            if filed is None:
                 path = os.path.join(self._work_dir(), f"cache-{cache_id}-{new_job_id()}")
-                parts = [p if isinstance(p, FileBlock) else write_blocks(f"{path}-{i}", [p], self._key)[0]
-                         for i, p in enumerate(parts)]
-                self.cache[cache_id] = parts
+                filed = self._cache_files[cache_id] = _as_files(parts, path, self._key)
+            return filed
+        if not all(type(p) is FileBlock for p in parts):
+            parts[:] = _as_files(parts, os.path.join(job_dir, f"shared-{cache_id}"), self._key)
         return parts
-
-    def _run_pool(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
-                  metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
-        """Every stage on the pool; shuffle buckets and shared subplans in files of a job directory."""
-        assert self._pool is not None
-        # read per job, as in-process (the pool is this job's now)
-        self._pool.budget, self._pool.profile = self.task_memory, self.profile
-        # pickled once per job here, where an unpicklable function is named as on the cluster; the
-        # parallelized partitions go apart, each to the task that reads it, pickled once (C pickler)
-        functions = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)
-        pickled: dict[tuple[str, int], bytes] = {}
-
-        def sources(op: ReadSource, i: int) -> bytes:
-            found = pickled.get((op.source_id, i))
-            if found is None:
-                found = pickled[(op.source_id, i)] = serialize(op.slices[i])
-            return found
-
-        job = new_job_id()
-        job_dir = tempfile.mkdtemp(prefix=f"job-{job}-", dir=self._work_dir())
-        shuffles: dict[int, list[list[FileBlock]]] = {}
-        job_data: dict[str, list[FileBlock]] = {}
-        per_slot: dict[str, int] = {}
-        try:
-            for stage in plan.stages[:-1]:
-                out = stage.output
-                if isinstance(out, Materialize) and out.cache_id in self.cache:
-                    continue
-                if isinstance(out, ShuffleWrite) and out.reused_from is not None:
-                    # kept by an earlier job: the task processes read it from files (those of the
-                    # job that kept it, or new ones for an output an in-process job kept)
-                    kept = self._reused_output(out)
-                    shuffles[out.shuffle_id] = [
-                        buckets if all(type(b) is FileBlock for b in buckets) else
-                        write_blocks(os.path.join(job_dir, f"reused-{out.shuffle_id}-{i}"),
-                                     [kept_bucket(b, self._key) for b in buckets], self._key)
-                        for i, buckets in enumerate(kept)]
-                    continue
-                m = metrics.stage(stage.id, _stage_kind(stage))
-                tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
-                # a cache outlives the job: its files go to the executor's directory
-                where = self._work_dir() if isinstance(out, Materialize) and out.scope == "context" else job_dir
-                written: dict[int, list[FileBlock]] = {}
-                for p, reply, _ in self._pool.run_stage(job, functions, where, stage,
-                                                        list(range(stage.num_partitions)), tables, per_slot,
-                                                        sources):
-                    written[p] = reply["blocks"]
-                    _add_pool_task(m, reply)
-                rows = [written[p] for p in range(stage.num_partitions)]
-                if isinstance(out, ShuffleWrite):
-                    if out.keep_id is not None and (out.keep_id in self.pinned or
-                                                    sum(b.length for row in rows for b in row) <= self.task_memory):
-                        # kept for later jobs: its files move out of the job's directory, nothing is read
-                        rows = self._moved(rows, out.keep_id)
-                        self._keep(out.keep_id, rows)
-                    shuffles[out.shuffle_id] = rows
-                elif isinstance(out, Materialize):
-                    target = self.cache if out.scope == "context" else job_data
-                    target[out.cache_id] = [row[0] for row in rows]
-            stage = plan.result_stage
-            m = metrics.stage(stage.id, "result")
-            tables = stage_tables(stage, shuffles, lambda c: self._cached_blocks(c, job_data))
-            done: dict[int, Any] = {}
-            order = iter(partitions)
-            want = next(order, None)
-            results = self._pool.run_stage(job, functions, job_dir, stage, partitions, tables, per_slot, sources)
-            try:
-                for p, reply, out_blobs in results:
-                    _add_pool_task(m, reply)
-                    done[p] = deserialize(out_blobs[0])
-                    while want is not None and want in done:  # in the order asked for
-                        yield want, done.pop(want)
-                        want = next(order, None)
-            finally:
-                results.close()
-        finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            metrics.seconds = time.perf_counter() - start
-            metrics.tasks_per_worker.update(per_slot)
-            metrics.finish()
 
     def _task(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
               action: Callable[[Iterator], Any] | None = None) -> Any:
-        """Run one task and fold its figures into ``m``; the task's value. (CPU time is taken per stage:
-        reading the thread's CPU clock costs microseconds, as much as a tiny task.)"""
+        """Run one task in this process and fold its figures into ``m``; its ``TaskResult``. (CPU time
+        is taken per stage: reading the thread's CPU clock costs microseconds, as much as a tiny task.)"""
         memory = TaskMemory(self.task_memory, blocks.spill_dir)
         t0 = time.perf_counter()
         if self.profile:
@@ -490,7 +577,7 @@ class LocalExecutor:
                                spill_bytes=r.spill_bytes, operators=operators or {},
                                partition_records=r.bucket_records or [],
                                partition_bytes=r.bucket_bytes or []), t0, t1)
-        return r.value
+        return r
 
     def _reused_output(self, out: ShuffleWrite) -> Any:
         """The kept output a reused shuffle reads; CacheLostError when it was dropped since the job was
@@ -508,7 +595,12 @@ class LocalExecutor:
         return kept
 
     def _run(self, plan: PhysicalPlan, action: Callable[[Iterator], Any], partitions: list[int],
-             blocks: _MemoryBlocks, metrics: JobMetrics, start: float) -> Iterator[tuple[int, Any]]:
+             blocks: _MemoryBlocks, metrics: JobMetrics, start: float,
+             pool: "_PoolJob | None") -> Iterator[tuple[int, Any]]:
+        """The one stage loop of both homes: each stage runs here, on the task processes (``pool``), or
+        its first partition here and the rest where that partition's time says (``_stage``). Outputs stay
+        where they were made (lists in ``blocks``, or files the task processes wrote) and each reader gets
+        them in its own form."""
         progress = job_progress(metrics.job_id or "")
         try:
             for stage in plan.stages[:-1]:
@@ -527,41 +619,135 @@ class LocalExecutor:
                         values = blocks.new_caches[out.cache_id] = []
                     else:
                         values = blocks.job_data[out.cache_id] = []
-                c0 = time.thread_time()
-                for p in range(stage.num_partitions):
-                    before, spilled = rss(), m.spill_bytes
-                    value = self._task(stage, p, blocks, m)
-                    if m.spill_bytes > spilled and not isinstance(out, Materialize):
-                        # a task that spilled had more than its budget: the rest of its output goes to
-                        # disk at once (held until the job's blocks reach the budget, it doubled the peak)
-                        value = to_disk(value, blocks.spill_dir, "shuffle")
-                    values.append(value)
-                    blocks.grew(rss() - before, self.cache_dir)
-                    if progress is not None:
-                        progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
-                m.cpu_seconds += time.thread_time() - c0
+                values.extend([None] * stage.num_partitions)   # filled as tasks finish, here or there
+                for p, value in self._stage(stage, range(stage.num_partitions), blocks, m, pool, None, progress):
+                    values[p] = value
                 if isinstance(out, Materialize) and out.scope == "context":
                     # a cache outlives the job: its spilled partitions move to the executor's directory
                     self.cache[out.cache_id] = relocate(values, self.cache_dir)
                 elif isinstance(out, ShuffleWrite) and out.keep_id is not None:
+                    if pool is not None:
+                        # a pinned output (read next by the adaptive job that pinned it) is kept whatever its size
+                        kept = pool.movable(values, sys.maxsize if out.keep_id in self.pinned else self.task_memory)
+                        if kept is None:
+                            continue  # its files alone are over the budget: not kept
+                        values[:] = kept
                     self._keep(out.keep_id, values)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
-            # (includes what the caller does with each result before asking for the next: little, for
-            # actions; a toLocalIterator loop's body counts here too)
-            c0 = time.thread_time()
-            for p in partitions:
-                value = self._task(stage, p, blocks, m, action)
-                if progress is not None:
-                    progress.update(stage.id, m.tasks, len(partitions), m.records_out)
-                yield p, value
-            m.cpu_seconds += time.thread_time() - c0
+            if pool is None:   # in order already (and the shortest way: tiny jobs feel every generator)
+                yield from self._here(stage, partitions, blocks, m, action, progress)
+            else:
+                yield from _in_order(self._stage(stage, partitions, blocks, m, pool, action, progress), partitions)
         finally:
             if progress is not None:
                 progress.close()
             metrics.seconds = time.perf_counter() - start
-            metrics.tasks_per_worker["local"] = sum(s.tasks for s in metrics.stages.values())
+            here = sum(s.tasks for s in metrics.stages.values())
+            if pool is not None:
+                metrics.tasks_per_worker.update(pool.per_slot)
+                metrics.placement.extend(pool.notes)
+                here -= sum(pool.per_slot.values())
+            if here or pool is None:
+                metrics.tasks_per_worker["local"] = here
             metrics.finish()
+
+    def _stage(self, stage: Stage, parts: Iterable[int], blocks: _MemoryBlocks, m: StageMetrics,
+               pool: "_PoolJob | None", action: Callable[[Iterator], Any] | None,
+               progress: Any) -> Iterator[tuple[int, Any]]:
+        """Run ``parts`` of ``stage``; yield ``(partition, value)`` as they finish (not in order).
+
+        On a pool job, a stage that moves every record between processes (``moves_records``) runs its
+        first partition here while the task processes start on the next ones; that partition's time
+        decides how many of the others go there (``pool_share``). Every other stage runs there."""
+        here = list(parts)
+        if pool is None or not here:
+            yield from self._here(stage, here, blocks, m, action, progress)
+            return
+        why = moves_records(stage, action, pool.in_memory)
+        if why is None or self.pool_policy == "pool":
+            pool.note(stage, "on the task processes" + (f" ({why})" if why else ""))
+            yield from pool.finished(pool.start(stage, here), m, action)
+            return
+        if len(here) == 1:
+            pool.note(stage, f"in-process: a single task that {why}")
+            yield from self._here(stage, here, blocks, m, action, progress)
+            return
+        # while the first partition runs here, N - 1 task processes start on the next ones: N busy
+        # processes on N cores, so the probe's time is its own, and nothing is lost if the pool pays.
+        # Not when the stage reads blocks held here: the pool would need them written first, and that
+        # is what the probe is to decide.
+        held = pool.reads_held(stage)
+        first, ahead = here[0], [] if held else here[1:self.processes]
+        later = here[1 + len(ahead):]
+        run = pool.start(stage, ahead) if ahead else None
+        try:   # (an error or an early close waits for the tasks handed out)
+            c0 = time.thread_time()
+            r = self._in_process(stage, first, blocks, m, action, progress)
+            # CPU time: what another core can take over; wall time would mostly measure how busy the
+            # machine is (a function that waits on I/O looks cheap here: see the README)
+            seconds = time.thread_time() - c0
+            m.cpu_seconds += seconds
+            # records that would cross: parallelized data and blocks held here in, and what leaves a
+            # task unless an action folds it (a result other than collect's)
+            moved_in = r.records_in if held else pool.source_records(stage, first)
+            collected = getattr(action, "counts", None) is len
+            out = r.records_out if action is None or collected else 0
+            k, there_s, here_s = pool_share(seconds, moved_in, out, len(later), self.processes, collected)
+            if self.pool_policy == "mixed":
+                k = len(later)
+            what = (f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} records in, "
+                    f"{out:,} out; the stage {why})")
+            if ahead:
+                what += f", {_partitions(ahead)} on the task processes meanwhile"
+            if later:
+                split = ("on the task processes" if k == len(later) else "in-process" if not k else
+                         f"split: {k} on the task processes, {len(later) - k} in-process")
+                what += (f", then the other {len(later)} {split}: estimated {there_s * 1000:,.1f} ms against "
+                         f"{here_s * 1000:,.1f} ms all in-process")
+            pool.note(stage, what)
+            yield first, r.value
+            if k:
+                if run is None:
+                    run = pool.start(stage, later[:k])
+                else:
+                    run.add(later[:k])
+            # here meanwhile (handing the task processes more between tasks), then their results
+            done = []
+            for p, value in self._here(stage, later[k:], blocks, m, action, progress):
+                done.append((p, value))
+                if run is not None:
+                    run.pump()
+            if run is not None:
+                yield from pool.finished(run, m, action)
+            yield from done
+        finally:
+            if run is not None:
+                run.close()
+
+    def _here(self, stage: Stage, parts: list[int], blocks: _MemoryBlocks, m: StageMetrics,
+              action: Callable[[Iterator], Any] | None, progress: Any) -> Iterator[tuple[int, Any]]:
+        c0 = time.thread_time()
+        for p in parts:
+            yield p, self._in_process(stage, p, blocks, m, action, progress).value
+        m.cpu_seconds += time.thread_time() - c0
+
+    def _in_process(self, stage: Stage, p: int, blocks: _MemoryBlocks, m: StageMetrics,
+                    action: Callable[[Iterator], Any] | None, progress: Any) -> Any:
+        """One task here; a map or materialise task's growth counts against the job's memory budget."""
+        if action is not None:
+            r = self._task(stage, p, blocks, m, action)
+        else:
+            before, spilled = rss(), m.spill_bytes
+            r = self._task(stage, p, blocks, m)
+            if m.spill_bytes > spilled and isinstance(stage.output, ShuffleWrite):
+                # a task that spilled had more than its budget: the rest of its output goes to disk at
+                # once (held until the job's blocks reach the budget, it doubled the peak)
+                r.value = to_disk(r.value, blocks.spill_dir, "shuffle")
+            blocks.grew(rss() - before, self.cache_dir)
+        if progress is not None:
+            progress.update(stage.id, m.tasks, stage.num_partitions, m.records_out)
+        return r
 
     def has_cached(self, cache_id: str) -> bool:
         return cache_id in self.cache
@@ -574,6 +760,7 @@ class LocalExecutor:
             except OSError:
                 pass
         self._trash.extend(p.path for p in parts if isinstance(p, FileBlock))
+        self._trash.extend({p.path for p in self._cache_files.pop(cache_id, ())})
         self._empty_trash()
 
     def _empty_trash(self) -> None:
@@ -587,16 +774,6 @@ class LocalExecutor:
                     os.unlink(self._trash.pop())
         finally:
             self._pool.release()
-
-    def _moved(self, rows: list[list[FileBlock]], keep_id: str) -> list[list[FileBlock]]:
-        """A pool job's map output, its files moved to the executor's directory (they outlive the job)."""
-        moved: dict[str, str] = {}
-        for row in rows:
-            for b in row:
-                if b.path not in moved:
-                    moved[b.path] = os.path.join(self._work_dir(), f"kept-{keep_id}-{os.path.basename(b.path)}")
-                    os.rename(b.path, moved[b.path])
-        return [[dataclasses.replace(b, path=moved[b.path]) for b in row] for row in rows]
 
     def _discard(self, kept: list[list]) -> None:
         """Delete the files of a dropped kept output (when no pool job may be reading them)."""

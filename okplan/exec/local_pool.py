@@ -111,7 +111,7 @@ def _write(path: str, blocks: Iterable[tuple[bytes, int]]) -> list[FileBlock]:
 
 # -- placement --------------------------------------------------------------------------------------
 
-def _ops(root: PhysOp) -> Iterator[PhysOp]:
+def walk_ops(root: PhysOp) -> Iterator[PhysOp]:
     stack = [root]
     while stack:
         op = stack.pop()
@@ -123,7 +123,7 @@ def estimated_input(plan: PhysicalPlan, cache: dict[str, list]) -> tuple[int, in
     """Records of the plan's in-memory and range sources, bytes of its file sources."""
     records = size = 0
     for stage in plan.stages:
-        for op in _ops(stage.root):
+        for op in walk_ops(stage.root):
             if isinstance(op, ReadSource):
                 records += op.records or sum(map(len, op.slices or ()))
             elif isinstance(op, ReadRange):
@@ -151,6 +151,68 @@ def moving_stages(plan: PhysicalPlan) -> int:
         elif isinstance(out, Materialize):
             moving += 1
     return moving
+
+
+#: What moving one record costs, in seconds, from measurements of small records (``(int, int)`` pairs,
+#: words; memo-less pickle, lz4, a file in the page cache) on the reference 2-core machine:
+#: a task process pickles, compresses and writes it, and the next one reads and unpickles it
+MOVE_SECONDS = 0.25e-6
+#: this process pickles it (a parallelized partition, a block an in-process stage left in memory) or
+#: unpickles it (a result sent back): the client's share, which no other core takes
+CLIENT_SECONDS = 0.15e-6
+#: a task's own work on the pool against the same work in-process (two busy cores share caches)
+POOL_SLOWDOWN = 1.2
+#: what a task costs the pool beyond its work (round trip, waking the process, its reply)
+TASK_SECONDS = 0.3e-3
+
+
+def moves_records(stage: Stage, action: Any, in_memory: Callable[[PhysOp], bool]) -> str | None:
+    """Why running ``stage`` on the pool moves every record it reads or writes between processes, or
+    None: its output is combined or small (then the pool costs nearly nothing per record).
+
+    ``in_memory(op)`` says whether the blocks a ``ShuffleRead``/``ReadMaterialized`` reads are held in
+    this process (an in-process stage made them): the client would have to write them for the pool.
+    """
+    out = stage.output
+    if isinstance(out, ShuffleWrite) and type(stage.root) is not CombineOp:
+        return "writes every record to a shuffle"
+    if isinstance(out, Materialize):
+        return "materializes every record"
+    if not isinstance(out, (ShuffleWrite, Materialize)) and getattr(action, "counts", None) is len:
+        return "sends every record back"  # collect, take: the action's value is the records
+    for op in walk_ops(stage.root):
+        if type(op) is ReadSource and op.slices is not None:
+            return "reads parallelized data"
+        if isinstance(op, (ShuffleRead, ReadMaterialized)) and in_memory(op):
+            return "reads blocks held in this process"
+    return None
+
+
+def pool_share(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
+               collected: bool) -> tuple[int, float, float]:
+    """How many of the ``remaining`` tasks of a stage to send to ``processes`` task processes (the others
+    run here, at the same time), when its first task took ``seconds`` in-process, reading ``records_in``
+    records, ``records_out`` leaving it; with the estimated time of that split and of all in-process:
+    ``(tasks there, seconds, seconds all here)``. ``collected``: the records out come back to this
+    process (collect), which unpickles them alone, as it pickles parallelized data for them.
+
+    >>> pool_share(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: a round of 2 there, 1 here
+    2
+    >>> pool_share(0.01, 100_000, 100_000, 3, 2, True)[0]   # cheap ones, every record back: none
+    0
+    """
+    per_task = seconds * POOL_SLOWDOWN + (records_in + records_out) * MOVE_SECONDS + TASK_SECONDS
+    client = (records_in + (records_out if collected else 0)) * CLIENT_SECONDS
+    best, best_time = 0, remaining * seconds
+    for k in range(1, remaining + 1):
+        here = (remaining - k) * seconds + k * client
+        there = -(-k // processes) * per_task   # whole rounds of tasks
+        # and no faster than the cores allow, with this process busy beside the task processes
+        cores = (k * per_task + here) / processes
+        t = max(here, there, cores)
+        if t < best_time:
+            best, best_time = k, t
+    return best, best_time, remaining * seconds
 
 
 #: operators whose partition i reads partition i of every child
@@ -182,7 +244,7 @@ def source_reads(op: PhysOp, i: int, out: set[tuple[ReadSource, int]]) -> set[tu
         source_reads(op.stream, i, out)
         source_reads(op.build, 0, out)
     else:  # an operator this routing does not know: every partition of every source below it
-        for below in _ops(op):
+        for below in walk_ops(op):
             if type(below) is ReadSource:
                 out.update((below, j) for j in range(below.num_partitions))
     return out
@@ -365,64 +427,116 @@ class LocalPool:
     def run_stage(self, job: str, functions: bytes, job_dir: str, stage: Stage, partitions: list[int],
                   tables: bytes, per_slot: dict[str, int],
                   sources: Callable[[ReadSource, int], bytes]) -> Iterator[tuple[int, dict, list[bytes]]]:
-        """Run ``stage`` on ``partitions``; yield ``(partition, reply, blobs)`` as tasks finish.
-        ``sources(op, i)`` is partition ``i`` of a parallelized source, pickled: each task gets only
-        those it reads.
+        """Run ``stage`` on ``partitions``; yield ``(partition, reply, blobs)`` as tasks finish (see
+        ``StageRun``)."""
+        run = StageRun(self, job, functions, job_dir, stage, tables, per_slot, sources)
+        run.add(partitions)
+        return run.results()
 
-        A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
-        here with its own type, message, note and the child's traceback. Closing the iterator early
-        waits for the tasks already running (their processes stay in the pool).
-        """
-        from .cluster.remote_errors import unpack_exception  # noqa: PLC0415
 
-        pool = self._started()
-        todo = [(p, 0) for p in reversed(partitions)]
-        pending = 0
+class StageRun:
+    """Tasks of one stage on the pool. ``add`` queues partitions and hands them to the idle task
+    processes at once (so that they work while this process does something else: a probe task);
+    ``results`` yields ``(partition, reply, blobs)`` as tasks finish, handing out the queue as slots
+    free up. ``sources(op, i)`` is partition ``i`` of a parallelized source, pickled: each task gets
+    only those it reads.
+
+    A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
+    from ``results`` with its own type, message, note and the child's traceback. Closing ``results``
+    early, or ``close``, waits for the tasks already running (their processes stay in the pool).
+    """
+
+    def __init__(self, owner: LocalPool, job: str, functions: bytes, job_dir: str, stage: Stage, tables: bytes,
+                 per_slot: dict[str, int], sources: Callable[[ReadSource, int], bytes]):
+        self.owner, self.job, self.functions, self.job_dir = owner, job, functions, job_dir
+        self.stage, self.tables, self.per_slot, self.sources = stage, tables, per_slot, sources
+        self.pool = owner._started()
+        self.todo: list[tuple[int, int]] = []   # (partition, attempt), the next one last
+        self.pending = 0
+        self.queued = 0   # partitions added and not yet returned
+        self.ready: list[tuple[int, dict, list[bytes]]] = []   # finished, not yet returned
+
+    def add(self, partitions: list[int]) -> None:
+        self.todo[:0] = [(p, 0) for p in reversed(partitions)]
+        self.queued += len(partitions)
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        pool, owner, stage = self.pool, self.owner, self.stage
+        for slot in pool.idle_slots():
+            if not self.todo:
+                break
+            p, attempt = self.todo.pop()
+            reads = sorted(source_reads(stage.root, p, set()), key=lambda r: (r[0].source_id, r[1]))
+            blobs = [self.tables] + [self.sources(op, i) for op, i in reads]
+            gen = pool.generation(slot)
+            if owner._known.get(slot) != (gen, self.job):
+                blobs.append(self.functions)
+                owner._known[slot] = (gen, self.job)
+            header = {"job": self.job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": self.job_dir,
+                      "budget": owner.budget, "profile": owner.profile,
+                      "src": [(op.source_id, i) for op, i in reads]}
+            if len(blobs) > 1:
+                header["env"] = _client_env()
+            pool.submit(slot, header, blobs, tag=(p, attempt))
+            self.pending += 1
+
+    def results(self) -> Iterator[tuple[int, dict, list[bytes]]]:
+        pool = self.pool
         try:
-            while todo or pending:
-                for slot in pool.idle_slots():
-                    if not todo:
-                        break
-                    p, attempt = todo.pop()
-                    reads = sorted(source_reads(stage.root, p, set()), key=lambda r: (r[0].source_id, r[1]))
-                    blobs = [tables] + [sources(op, i) for op, i in reads]
-                    gen = pool.generation(slot)
-                    if self._known.get(slot) != (gen, job):
-                        blobs.append(functions)
-                        self._known[slot] = (gen, job)
-                    header = {"job": job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": job_dir,
-                              "budget": self.budget, "profile": self.profile,
-                              "src": [(op.source_id, i) for op, i in reads]}
-                    if len(blobs) > 1:
-                        header["env"] = _client_env()
-                    pool.submit(slot, header, blobs, tag=(p, attempt))
-                    pending += 1
-                if not pending:
+            while self.queued:
+                while self.ready:
+                    self.queued -= 1
+                    yield self.ready.pop()
+                if not self.queued:
+                    break
+                self._hand_out()
+                if not self.pending:
                     pool.poll(pool.next_restart() or 0.05)  # every slot waits for a new child
                     continue
-                outcomes = pool.poll(None)
-                pending -= len(outcomes)  # all of them now: an early close must not wait for these again
-                for o in outcomes:
-                    p, attempt = o.tag
-                    if o.died is not None:
-                        if attempt + 1 >= MAX_CRASHES:
-                            raise TaskProcessDiedError(
-                                f"{task_place(stage.name, p, stage.labels)}: the task's process "
-                                f"{o.died.describe()} {MAX_CRASHES} times")
-                        todo.append((p, attempt + 1))
-                        continue
-                    if o.error is not None:
-                        raise OkplanError(f"a local task process failed outside user code: {o.error}")
-                    reply, out = o.reply
-                    if "error" in reply:
-                        raise unpack_exception(reply["error"], out[0])
-                    if reply["acc"]:
-                        accumulators.merge_updates(deserialize(reply["acc"]))
-                    per_slot[f"task process {o.slot}"] = per_slot.get(f"task process {o.slot}", 0) + 1
-                    yield p, reply, out
+                self._take(pool.poll(None))
         finally:
-            while pending:  # an error or an early close: let the running tasks finish, drop their outcomes
-                pending -= len(pool.poll(None))
+            self.close()
+
+    def pump(self) -> None:
+        """Take the outcomes already in and hand queued tasks to the slots they freed, without waiting
+        (between tasks this process runs itself)."""
+        if self.pending:
+            self._take(self.pool.poll(0))
+        self._hand_out()
+
+    def _take(self, outcomes: list) -> None:
+        from .cluster.remote_errors import unpack_exception  # noqa: PLC0415
+
+        stage = self.stage
+        self.pending -= len(outcomes)  # all of them now: an early close must not wait for these again
+        for o in outcomes:
+            p, attempt = o.tag
+            if o.died is not None:
+                if attempt + 1 >= MAX_CRASHES:
+                    raise TaskProcessDiedError(
+                        f"{task_place(stage.name, p, stage.labels)}: the task's process "
+                        f"{o.died.describe()} {MAX_CRASHES} times")
+                self.todo.append((p, attempt + 1))
+                continue
+            if o.error is not None:
+                raise OkplanError(f"a local task process failed outside user code: {o.error}")
+            reply, out = o.reply
+            if "error" in reply:
+                raise unpack_exception(reply["error"], out[0])
+            if reply["acc"]:
+                accumulators.merge_updates(deserialize(reply["acc"]))
+            slot = f"task process {o.slot}"
+            self.per_slot[slot] = self.per_slot.get(slot, 0) + 1
+            self.ready.append((p, reply, out))
+
+    def close(self) -> None:
+        """Wait for the tasks running (an error or an early close: their outcomes are dropped)."""
+        self.todo.clear()
+        self.ready.clear()
+        self.queued = 0
+        while self.pending:
+            self.pending -= len(self.pool.poll(None))
 
 
 def _client_env() -> dict[str, Any]:
@@ -444,14 +558,14 @@ def _follow_client(env: dict[str, Any]) -> None:
         sidefiles._root = env["files"]
 
 
-def stage_tables(stage: Stage, shuffles: dict[int, list[list[FileBlock]]],
+def stage_tables(stage: Stage, shuffles: Callable[[int], list[list[FileBlock]]],
                  mats: Callable[[str], list[FileBlock]]) -> bytes:
     """The file blocks ``stage`` reads (every partition's: a union or coalesce reads other indices)."""
     shuffle: dict[int, list[list[FileBlock]]] = {}
     mat: dict[str, list[FileBlock]] = {}
-    for op in _ops(stage.root):
+    for op in walk_ops(stage.root):
         if isinstance(op, ShuffleRead):
-            shuffle[op.shuffle_id] = shuffles[op.shuffle_id]
+            shuffle[op.shuffle_id] = shuffles(op.shuffle_id)
         elif isinstance(op, ReadMaterialized):
             mat[op.cache_id] = mats(op.cache_id)
     return serialize({"shuffle": shuffle, "mat": mat})
@@ -461,5 +575,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "stage_tables",
+__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_share", "walk_ops", "source_reads", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]

@@ -178,6 +178,8 @@ class JobMetrics:
     job_id: str | None = None
     #: what adaptive planning decided for the job (``adaptive: join #7: split partition 3 ...``)
     notes: list[str] = field(default_factory=list)
+    #: local[N]: where each stage ran and why (``stage 0: on the task processes``)
+    placement: list[str] = field(default_factory=list)
 
     def stage(self, stage_id: int, kind: str) -> StageMetrics:
         m = self.stages.get(stage_id)
