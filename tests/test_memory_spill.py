@@ -374,3 +374,22 @@ def test_spilled_blocks_go_to_chunks_without_unpickling(tmp_path):
     assert max(map(len, blobs)) <= 8 * 1024 and sealed
     assert [r for chunk in joined(decode_block(b) for b in blobs) for r in chunk] == records + [(2, "tail")]
     d.remove()
+
+
+def test_a_spilled_pinned_output_is_kept_by_its_files_too(spill_root):
+    """A map output that adaptive query stages pinned, spilled, is kept for later jobs by its files as
+    well (not read back and pickled), beside the pinning job's own reference to it."""
+    from okplan.exec.local import LocalExecutor, kept_bucket
+
+    ex = LocalExecutor(task_memory="1m")
+    job = SpillDir("job")
+    spilled = SpilledRecords([write_run(job, [("a", 1), ("b", 2)])], [("c", 3)])
+    ex.pin_shuffle("k")
+    ex._keep("k", [[spilled, [("d", 4)]]])
+    kept = ex.kept["k"][1]
+    assert hasattr(kept[0][0], "files")
+    job.remove()                                                         # the job's names go; links stay
+    assert list(kept_bucket(kept[0][0], b"")) == [("a", 1), ("b", 2), ("c", 3)]
+    ex.unpin_shuffle("k")
+    ex.stop()
+    assert os.listdir(spill_root) == []

@@ -794,13 +794,7 @@ class LocalExecutor:
         if on_disk > self.task_memory:
             return  # it would not fit when kept
         try:
-            if on_disk:
-                # spilled buckets are kept as their files, linked into the executor's directory
-                rows, files = linked(outputs, self.cache_dir)
-                kept = [[_OnDisk(b, files) if type(b) is SpilledRecords else _keepable(b) for b in buckets]
-                        for buckets in rows]
-            else:
-                kept = [[_keepable(b) for b in buckets] for buckets in outputs]
+            kept = self._keepable_rows(outputs)
         except (pickle.PicklingError, TypeError, AttributeError, OSError):
             return
         size = sum(_kept_size(b) for buckets in kept for b in buckets)
@@ -811,6 +805,15 @@ class LocalExecutor:
             self.kept[keep_id] = (size, kept)
             self._trim()
 
+    def _keepable_rows(self, outputs: list[list]) -> list[list]:
+        """An output's buckets as a kept output holds them (``_keepable``); spilled ones by their files,
+        linked into the executor's directory (``_OnDisk``)."""
+        if not any(type(b) is SpilledRecords for buckets in outputs for b in buckets):
+            return [[_keepable(b) for b in buckets] for buckets in outputs]
+        rows, files = linked(outputs, self.cache_dir)
+        return [[_OnDisk(b, files) if type(b) is SpilledRecords else _keepable(b) for b in buckets]
+                for buckets in rows]
+
     def _keep_pinned(self, keep_id: str, outputs: list[list]) -> None:
         """A pinned output: its buckets by reference for the job that pinned it (which reads them as
         it would have read its own, so nothing is copied or checked), spilled ones moved out of the
@@ -820,9 +823,9 @@ class LocalExecutor:
         size = 0
         if keep_id not in self._job_only:
             try:
-                kept = [[_keepable(b) for b in buckets] for buckets in outputs]
+                kept = self._keepable_rows(outputs)
                 size = sum(_kept_size(b) for buckets in kept for b in buckets)
-            except (pickle.PicklingError, TypeError, AttributeError):
+            except (pickle.PicklingError, TypeError, AttributeError, OSError):
                 kept = None
         raw = [[b if type(b) is FileBlock else _checked_ref(b) for b in relocate(buckets, self.cache_dir)]
                for buckets in outputs]
@@ -881,7 +884,7 @@ class LocalExecutor:
             for b in row:
                 if type(b) is FileBlock:
                     records += b.records
-                elif type(b) is _Ref:
+                elif type(b) is _Ref or type(b) is _OnDisk:
                     records += len(b.records)
                 else:
                     size += len(b)
