@@ -37,7 +37,7 @@ from typing import Protocol
 from .adaptive import COALESCE_RECORDS, Decision, boundaries_hidden, hidden_nodes, records_at_most
 from .logical import nodes as L
 from .logical.nodes import human_bytes
-from .logical.plan import LogicalPlan
+from .logical.plan import LogicalPlan, postorder
 from .physical.planner import Keep, ShuffleSlot
 
 #: bytes per coalesced task at most (Spark's ``spark.sql.adaptive.advisoryPartitionSizeInBytes``)
@@ -160,23 +160,12 @@ def live_nodes(root: L.Node, barriers: set[ShuffleSlot] | frozenset) -> list[L.N
     >>> len(live_nodes(node, set())), len(live_nodes(node, {(node.nid, -1)}))
     (2, 1)
     """
-    out: list[L.Node] = []
-    seen: set[int] = set()
-    stack: list[tuple[L.Node, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            out.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
+    def followed(node: L.Node) -> list[L.Node]:
         cut = {pos for nid, pos in barriers if nid == node.nid} if slots_of(node) else set()
-        for pos, child in enumerate(node.inputs):
-            if (-1 if isinstance(node, L.Shuffle) else pos) not in cut:
-                stack.append((child, False))
-    return out
+        return [child for pos, child in enumerate(node.inputs)
+                if (-1 if isinstance(node, L.Shuffle) else pos) not in cut]
+
+    return postorder(root, followed)
 
 
 def _persists(nodes: list[L.Node]) -> set[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import networkx as nx
 
@@ -97,8 +97,9 @@ class LogicalPlan:
         return self if root is self.root else LogicalPlan(root)
 
 
-def postorder(root: Node) -> list[Node]:
-    """Nodes reachable from ``root``, each once, every node after all its inputs."""
+def postorder(root: Node, children: Callable[[Node], Sequence[Node]] | None = None) -> list[Node]:
+    """Nodes reachable from ``root``, each once, every node after all its inputs (``children(node)``
+    when given: the inputs to follow, e.g. not below a shuffle whose output is kept)."""
     out: list[Node] = []
     seen: set[int] = set()
     stack: list[tuple[Node, bool]] = [(root, False)]
@@ -111,7 +112,7 @@ def postorder(root: Node) -> list[Node]:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for parent in reversed(node.inputs):
+        for parent in reversed(node.inputs if children is None else children(node)):
             if id(parent) not in seen:
                 stack.append((parent, False))
     return out
