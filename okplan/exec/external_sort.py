@@ -37,11 +37,16 @@ def external_sorted(records: Iterable, key: Callable | None = None, reverse: boo
     if memory is None:
         return iter(sorted(records, key=key, reverse=reverse))
     runs: list = []
-    for buf, last in _filled(records, memory, SORT_OVERHEAD):
-        buf.sort(key=key, reverse=reverse)
-        if not last:
-            runs.append(write_run(memory.spill_dir, _pieces(buf), "sort", 1))
-            buf.clear()  # written: free it now, not when the next buffer is full (this name holds it)
+    for buf, last in _filled(records, memory, SORT_OVERHEAD + 8):
+        if last:
+            buf.sort(key=key, reverse=reverse)
+            break
+        # a sorted copy is written; the buffer frees its records in the order they were made, which
+        # is their order in memory (freed in sorted order, each record was a cache miss)
+        run = sorted(buf, key=key, reverse=reverse)
+        runs.append(write_run(memory.spill_dir, _pieces(run), "sort", 1))
+        del run
+        buf.clear()  # written: free it now, not when the next buffer is full (this name holds it)
     if not runs:
         return iter(buf)
     # the merge hands on lists: iterating them stays in C, no generator step per record
