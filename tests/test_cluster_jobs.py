@@ -187,6 +187,26 @@ def test_short_tasks_run_in_batches_with_every_answer_and_accumulator_update_onc
     assert ctx.lastJobMetrics().retries == 0
 
 
+def test_a_batch_hands_back_its_unstarted_tasks_while_one_of_them_waits_for_them(cctx, tmp_path):
+    # a very small stage goes to one slot as one batch; its first task waits until the last one has
+    # run: only handing back the tasks not started, while the first one still runs, lets it end
+    def wait_for_the_last(i, it):
+        import time
+
+        (tmp_path / str(i)).touch()
+        deadline = time.monotonic() + 30
+        while i == 0 and not (tmp_path / "3").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return [(i, (tmp_path / "3").exists())]
+
+    for _ in range(2):
+        for p in tmp_path.iterdir():
+            p.unlink()
+        got = cctx.parallelize(range(4), 4).mapPartitionsWithIndex(wait_for_the_last).collect()
+        assert got[0] == (0, True) and [i for i, _ in got] == [0, 1, 2, 3]
+        assert cctx.lastJobMetrics().retries == 0 and sum(cctx.lastJobMetrics().tasks_per_worker.values()) == 4
+
+
 def _slow_partition(it):
     import time
 

@@ -143,15 +143,28 @@ def test_tasks_of_a_batch_that_never_ran_are_queued_again_without_an_attempt(bus
     assert _partitions(busy.tasks[-1]) == [first]      # after a crash, one by one: the next one is blamed right
 
 
-def test_a_stage_over_a_small_in_memory_input_is_batched_from_the_start():
+@pytest.mark.parametrize("records, batches", [(4000, [40]), (20_000, [20, 20])])
+def test_a_stage_over_a_small_in_memory_input_is_batched_from_the_start(records, batches):
     m = Master("tcp://127.0.0.1:0", "redis://127.0.0.1:1/0", secret="s")
     try:
         m.tasks = []
         m._send = lambda ident, kind, body=None, blobs=(): (kind == P.TASK and m.tasks.append(body)) or True
-        small = {**MANY, "stages": [{**MANY["stages"][0], "records": 4000}]}
+        small = {**MANY, "stages": [{**MANY["stages"][0], "records": records}]}
         m._on_submit(b"client", P.Message("submit", {"job_id": "j"}, [encode_spec(small), b"job"]))
         m._on_worker_hello(b"w", P.Message("worker_hello", {**HELLO.body, "slots": 2}))
         m._schedule()
-        assert [len(_partitions(b)) for b in m.tasks] == [20, 20]   # one batch per slot
+        # a very small stage: one batch on one slot; a small one: one batch per slot
+        assert [len(_partitions(b)) for b in m.tasks] == batches
+        assert all(b["budget"] > 0 for b in m.tasks)
+        if len(batches) == 1:
+            # past its budget, the batch hands back what it did not start: then one task per message
+            rest = _partitions(m.tasks[0])[1:]
+            for p in rest:
+                m._on_failed(b"w", P.Message("failed", {"job_id": "j", "stage": 0, "partition": p, "attempt": 0,
+                                                        "reason": "infra", "requeue": True, "late": True,
+                                                        "message": "not run"}))
+            m._schedule()
+            assert [_partitions(b) for b in m.tasks[1:]] == [[rest[0]]]
+            assert m.jobs["j"].stages[0].attempts == {}
     finally:
         m.close()

@@ -70,6 +70,8 @@ _BATCH_SECONDS = 0.02
 _MAX_BATCH = 64
 #: records per task of an in-memory input small enough to batch before any task was timed
 _SMALL_TASK_RECORDS = 1000
+#: records of a whole stage small enough to go to one slot as one batch before any task was timed
+_ONE_BATCH_RECORDS = 10_000
 #: seconds before an unknown worker that has not said hello is told again
 _RESET_AGAIN = 5.0
 
@@ -467,8 +469,10 @@ class Master:
             self._fail(job, "integrity", f"{_stage_name(stage)} partition {p}: {b.get('message')}", stage.id, p)
             return
         if b.get("requeue"):
-            # a task of a batch that never started (the task before it failed or killed the process):
-            # behind the others, so that the one that failed runs first, alone
+            # a task of a batch that never started (the task before it failed or killed the process,
+            # or the batch ran past its budget): behind the others, so that the one that failed runs
+            # first, alone
+            stage.late = stage.late or bool(b.get("late"))
             stage.pending.append(p)
             return
         if b.get("resend_job"):
@@ -677,10 +681,16 @@ class Master:
         slots = sum(w.slots for w in self.workers.values())
         if m.tasks == 0:
             # nothing timed yet: a stage over a small in-memory input (parallelize, range) has short
-            # tasks, so every slot gets one batch at once (a tiny job costs one round trip per slot)
+            # tasks. Up to ``_ONE_BATCH_RECORDS`` in all, the whole stage goes to one slot as one batch
+            # (a tiny job costs one worker's round trip: on a busy machine a second worker's costs
+            # more than it saves); above, every slot gets one batch at once. A batch that runs past
+            # its budget hands its unstarted tasks back, and the stage is then no longer batched
+            # until its tasks are timed (e.g. tasks that wait for each other).
             records = stage.info.get("records")
-            if records is None or records > _SMALL_TASK_RECORDS * max(1, len(stage.needed)):
+            if stage.late or records is None or records > _SMALL_TASK_RECORDS * max(1, len(stage.needed)):
                 return 1
+            if records <= _ONE_BATCH_RECORDS:
+                return max(1, min(_MAX_BATCH, len(stage.pending) + 1))
             return max(1, min(_MAX_BATCH, len(stage.pending) + 1, -(-len(stage.needed) // max(1, slots))))
         per_task = m.task_seconds / m.tasks
         # + 1: the task already taken from the queue

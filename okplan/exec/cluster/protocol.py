@@ -189,6 +189,7 @@ class _Failed(_Task):
     missing: NotRequired[list[tuple[str, str | int, int]]]
     resend_job: NotRequired[bool]
     requeue: NotRequired[bool]
+    late: NotRequired[bool]
 
 
 class _Dones(TypedDict):
