@@ -227,7 +227,7 @@ def test_a_thread_waiting_for_its_job_reads_the_socket_itself(cctx):
 
     link._decode = recording
     try:
-        for _ in range(5):
+        for _ in range(10):
             assert cctx.parallelize(range(10), 2).map(lambda x: x + 1).collect() == list(range(1, 11))
         # no hop through the link's thread: the caller took the master's answers off the socket itself
         # (the link's thread drains the socket once a second while nobody waits: it may catch one)

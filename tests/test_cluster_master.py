@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from okplan.exec.cluster import protocol as P
@@ -72,9 +74,12 @@ def test_a_finished_job_tells_its_client_before_its_workers(master):
     master.sent.clear()
     master._on_done(b"w", P.Message("done", {"job_id": "j", "stage": 0, "partition": 0, "attempt": 0,
                                              "metrics": {}, "acc": [], "stored": False}, [b"v"]))
-    # the keys go first (the client never sees a finished job's keys), the workers' JOB_END after
-    assert [k for _, k in master.sent] == [P.RESULT, P.JOB_DONE, P.JOB_END] and len(deleted) == 1
+    # the keys go first (the client never sees a finished job's keys); the results ride in the JOB_DONE
+    assert [k for _, k in master.sent] == [P.JOB_DONE] and len(deleted) == 1
     assert "j" not in master.jobs
+    # the worker hears at the next tick (or with its next TASK), not while the client finishes
+    master._tick(time.monotonic())
+    assert [k for _, k in master.sent if k != P.HEARTBEAT] == [P.JOB_DONE, P.JOB_END]
 
 # -- batches of short tasks -------------------------------------------------------------------------
 

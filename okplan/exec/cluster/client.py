@@ -213,14 +213,14 @@ class ClusterExecutor:
                 if msg.kind == P.RESULT:
                     # one message may carry several partitions: ``more`` = [[partition, stored], ...],
                     # and a blob for each one not stored, in order
-                    blobs = iter(msg.blobs)
-                    for p, stored in [(body["partition"], body["stored"]), *body.get("more", ())]:
-                        got[p] = self._result_value(job_id, p, stored, None if stored else next(blobs), metrics)
+                    self._results(job_id, [(body["partition"], body["stored"]), *body.get("more", ())],
+                                  msg.blobs, got, metrics)
                 elif msg.kind == P.JOB_ALIVE:
                     if progress is not None:
                         for stage_id, done, total, records in body.get("progress") or ():
                             progress.update(stage_id, done, total, records)
                 elif msg.kind == P.JOB_DONE:
+                    self._results(job_id, body.get("results", ()), msg.blobs, got, metrics)  # the last ones
                     ended = True
                     self._slots = body.get("slots") or self._slots
                     metrics.fill_from_wire(body["metrics"])
@@ -306,6 +306,13 @@ class ClusterExecutor:
                 self.store.delete([k for k, _ in uploads] + [k for k, _, _ in big])
             raise
         return job_id
+
+    def _results(self, job_id: str, results: Any, blobs: list, got: dict[int, Any], metrics: JobMetrics) -> None:
+        """Decode the ``[[partition, stored], ...]`` a RESULT or JOB_DONE carries into ``got``: a blob
+        each, in order, for those not stored in Redis."""
+        values = iter(blobs)
+        for p, stored in results:
+            got[p] = self._result_value(job_id, p, stored, None if stored else next(values), metrics)
 
     def _result_value(self, job_id: str, partition: int, stored: bool, blob: bytes | None,
                       metrics: JobMetrics) -> Any:

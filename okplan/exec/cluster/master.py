@@ -47,7 +47,8 @@ CLIENT_TIMEOUT = 10.0
 
 
 class _Worker:
-    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs", "tasks_done", "batch_of")
+    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs", "tasks_done", "batch_of",
+                 "ended")
 
     def __init__(self, ident: bytes, body: dict[str, Any]):
         self.ident = ident
@@ -62,6 +63,9 @@ class _Worker:
         #: task -> the shared count of its batch's tasks still out: a batch holds one credit, returned
         #: with the last of its tasks (single tasks are not in here)
         self.batch_of: dict[tuple[str, int, int], list[int]] = {}
+        #: jobs that ended whose functions it still holds: told with its next TASK, else at the next tick
+        #: (a JOB_END of its own right at a job's end woke every worker while the client was finishing)
+        self.ended: list[str] = []
 
 
 #: a batch of short tasks aims at this many seconds of work (measured on the stage's finished tasks)
@@ -575,14 +579,20 @@ class Master:
         job.acc = []
 
     def _finish(self, job: JobRun) -> None:
-        self._send_results(job)  # before JOB_DONE, which tells the client there are no more
         job.state = "done"
         # the keys go first, so the client never sees a finished job's keys; then the client hears at
         # once: the dashboard's view and the workers' JOB_END wait until the JOB_DONE is on its way
         forgotten = self._maybe_forget(job, tell_workers=False)
         metrics = job.metrics()
-        self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": metrics.to_wire(), "acc": job.acc,
-                                            "slots": sum(w.slots for w in self.workers.values())})
+        body = {"job_id": job.id, "metrics": metrics.to_wire(), "acc": job.acc,
+                "slots": sum(w.slots for w in self.workers.values())}
+        blobs: list = []
+        if job.outbox:
+            # the last results ride in the JOB_DONE: one message to the client instead of two
+            body["results"] = [[p, stored] for p, stored, _ in job.outbox]
+            blobs = [b for _, _, b in job.outbox if b is not None]
+            job.outbox = []
+        self._send(job.client, P.JOB_DONE, body, blobs)
         if forgotten:
             self._job_ended_on_workers(job)
         self._ended(job)
@@ -631,11 +641,19 @@ class Master:
         return True
 
     def _job_ended_on_workers(self, job: JobRun) -> None:
-        """Tell the workers that loaded ``job``'s functions to drop them."""
+        """Have the workers that loaded ``job``'s functions drop them (with their next TASK, or at the
+        next tick: ``_tell_ended``)."""
         for w in self.workers.values():
             if job.id in w.jobs:
                 w.jobs.discard(job.id)
-                self._send(w.ident, P.JOB_END, {"job_id": job.id})
+                w.ended.append(job.id)
+
+    def _tell_ended(self) -> None:
+        """JOB_END for the ended jobs no TASK has carried to their workers since the last tick."""
+        for w in list(self.workers.values()):
+            ended, w.ended = w.ended, []
+            for job_id in ended:
+                self._send(w.ident, P.JOB_END, {"job_id": job_id})
 
     def _delete(self, keys: list[str]) -> None:
         try:
@@ -717,6 +735,8 @@ class Master:
             w.jobs.add(job.id)
             blobs = job.blobs  # a job's functions go to each worker once
         body = {"job_id": job.id, "stage": stage.id, "partition": tasks[0], "attempt": attempts[0]}
+        if w.ended:
+            body["ended"], w.ended = w.ended, []  # JOB_ENDs ride along
         if len(tasks) > 1:
             body["more"] = [[p, a] for p, a in zip(tasks[1:], attempts[1:])]
             # a batch whose tasks turn out slower than expected stops early and hands the rest back
@@ -739,6 +759,7 @@ class Master:
             if now - told >= _RESET_AGAIN:
                 del self.reset_sent[ident]  # bounded: a flood of made-up identities is forgotten
         self._publish()
+        self._tell_ended()
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")

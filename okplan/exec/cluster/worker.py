@@ -167,6 +167,8 @@ class Worker:
                 continue
             if msg.kind == P.TASK:
                 b = msg.body
+                for job_id in b.get("ended", ()):  # jobs that ended since the master last said
+                    self._forget(job_id)
                 if len(msg.blobs) >= 2:
                     self.job_blobs[b["job_id"]] = (msg.blobs[0], msg.blobs[1])
                     while len(self.job_blobs) > _KEEP_JOBS:
