@@ -207,6 +207,21 @@ def test_a_batch_hands_back_its_unstarted_tasks_while_one_of_them_waits_for_them
         assert cctx.lastJobMetrics().retries == 0 and sum(cctx.lastJobMetrics().tasks_per_worker.values()) == 4
 
 
+def test_a_wake_reaches_the_idle_task_processes_and_asks_for_no_answer(cctx):
+    import psutil
+
+    cctx.parallelize(range(4), 2).count()
+    children = [c for w in cctx.executor.worker_pids() for c in psutil.Process(w).children()]
+    before = {c.pid: c.num_ctx_switches().voluntary for c in children}
+    for _ in range(3):
+        cctx.executor._woken = 0.0
+        cctx.executor.wake()
+    # each idle task process woke up (the WAKE went client -> master -> supervisor -> task process)
+    assert wait_until(lambda: all(c.num_ctx_switches().voluntary > before[c.pid] for c in children), 10)
+    assert cctx.parallelize(range(10), 4).map(lambda x: x * 3).collect() == [x * 3 for x in range(10)]
+    assert {c.pid for w in cctx.executor.worker_pids() for c in psutil.Process(w).children()} == set(before)
+
+
 def _slow_partition(it):
     import time
 

@@ -173,3 +173,26 @@ def test_a_stage_over_a_small_in_memory_input_is_batched_from_the_start(records,
             assert m.jobs["j"].stages[0].attempts == {}
     finally:
         m.close()
+
+
+def test_a_clients_wake_wakes_each_idle_worker_at_most_once_per_moment(master):
+    master._on_worker_hello(b"w", HELLO)
+    master._on_worker_hello(b"v", P.Message("worker_hello", {**HELLO.body, "name": "v", "slots": 2}))
+    master.sent.clear()
+    for _ in range(50):                                  # a flood of WAKEs costs each worker one
+        master._dispatch_message([_Frame(b"client"), _Frame(P.pack(P.WAKE)[0])])
+    assert sorted(master.sent) == [(b"v", P.WAKE), (b"w", P.WAKE)]
+    master.workers[b"w"].woken -= 1.0
+    master._schedule()                                   # w's slot takes the job's task: no longer idle
+    master.sent.clear()
+    master.workers[b"v"].woken -= 1.0
+    master._dispatch_message([_Frame(b"client"), _Frame(P.pack(P.WAKE)[0])])
+    assert master.sent == [(b"v", P.WAKE)]
+
+
+class _Frame:
+    def __init__(self, data: bytes):
+        self.bytes = data
+
+    def __len__(self) -> int:
+        return len(self.bytes)

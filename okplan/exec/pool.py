@@ -48,6 +48,7 @@ log = logging.getLogger("okplan.pool")
 _QUICK_DEATH = 1.0
 _MAX_BACKOFF = 5.0
 _STOP = "okplan-pool-stop"
+_WAKE = "okplan-pool-wake"
 #: most turns one request may hold: a pipe write this small is atomic and never blocks
 _MAX_TURNS = 4096
 #: in a child: the read end of its turn tokens (``take_turn``)
@@ -226,6 +227,19 @@ class TaskPool:
             _send(s.conn, header, blobs)
         except OSError:
             pass  # the child is gone: poll() reports it as this request's outcome
+
+    def wake(self) -> None:
+        """Nudge every idle child (it answers nothing): a request that follows soon finds it running
+        instead of asleep, which after a few ms idle costs hundreds of microseconds.
+
+        >>> pool.wake()                                    # doctest: +SKIP
+        """
+        for s in self.slots:
+            if s.conn is not None and not s.busy:
+                try:
+                    _send(s.conn, _WAKE, ())
+                except OSError:
+                    pass  # gone: poll() buries it
 
     def revoke(self, slot: int) -> int:
         """Take back the turns the child of ``slot`` has not taken yet (from the end of the request):
@@ -512,6 +526,8 @@ def _child_main(conn: Connection, factory: Callable[[], Handler], inherited: lis
             return  # the supervisor is gone
         if header == _STOP:
             return
+        if header == _WAKE:
+            continue
         try:
             reply = handler(header, blobs)
         except BaseException as e:  # noqa: BLE001 - the handler's own guard failed; say so and serve on

@@ -43,6 +43,8 @@ _DROP_EVERY = 0.5
 #: source blocks of a job that add up to at most this many bytes travel in its spec (to every worker,
 #: with the job's functions) instead of Redis: a small job saves the upload and a read per task
 INLINE_SOURCES = 64 << 10
+#: seconds between two WAKE messages of this client (a burst of actions needs one)
+_WAKE_EVERY = 0.005
 
 
 
@@ -99,6 +101,7 @@ class ClusterExecutor:
         #: spec says so, so that workers read the manifest only when there is one
         self.side_files = 0
         self._stopped = False
+        self._woken = 0.0
         self._slots = 0
         self._max_message = 0                      # the master's --max-message-bytes, from welcome
         self._refresher: threading.Thread | None = None
@@ -136,6 +139,18 @@ class ClusterExecutor:
 
     def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
         self.link.send(kind, body, blobs)
+
+    def wake(self) -> None:
+        """Tell the master a job is coming (the session calls this before it plans one): the master
+        wakes idle workers, which wake their task processes, while this client plans.
+
+        >>> executor.wake()                                 # doctest: +SKIP
+        """
+        now = time.monotonic()
+        if now - self._woken >= _WAKE_EVERY and not self._stopped:
+            self._woken = now
+            with contextlib.suppress(ClusterUnavailableError):
+                self._send(P.WAKE)
 
     def hello(self, timeout: float = 3.0) -> dict[str, Any]:
         """Ask the master for its Redis URL, workers and dashboard; ``ClusterUnavailableError`` after

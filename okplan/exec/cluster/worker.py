@@ -176,6 +176,8 @@ class Worker:
                 self.queue.append(b)
             elif msg.kind == P.JOB_END:
                 self._forget(msg.body["job_id"])
+            elif msg.kind == P.WAKE:
+                self.pool.wake()  # a job is coming: its task processes wake while its client plans
             elif msg.kind == P.RESET:
                 self._hello()
             elif msg.kind == P.WELCOME:
