@@ -92,6 +92,9 @@ class ClusterExecutor:
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
         self._kept: dict[str, int] = {}            # keep id -> map tasks, of kept shuffles we wrote (LRU first)
         self._kept_bytes: dict[str, int] = {}      # keep id -> bytes its map tasks wrote
+        #: cache id or keep id -> records its stage wrote: the spec tells the master, which batches
+        #: the tasks of a later job's stage that reads few of them (``spec.known_records``)
+        self._records: dict[str, int] = {}
         #: kept shuffles a running adaptive job still reads (``pin_shuffle``): outside the budget
         self.pinned: set[str] = set()
         #: keys of dropped kept shuffles, deleted by the keeper thread: a drop may come from the garbage
@@ -240,6 +243,7 @@ class ClusterExecutor:
                     self._slots = body.get("slots") or self._slots
                     metrics.fill_from_wire(body["metrics"])
                     self._account_kept(plan, metrics)
+                    self._note_records(plan, metrics)
                     log.info("job finished", extra={"job": job_id, "seconds": round(time.perf_counter() - started, 6),
                                                     "tasks": sum(m.tasks for m in metrics.stages.values())})
                 elif msg.kind == P.JOB_FAILED:
@@ -272,7 +276,7 @@ class ClusterExecutor:
         job_id = uuid.uuid4().hex[:16]
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
                           inline_max=self.inline_max, task_memory=self.task_memory, profile=self.profile,
-                          app=self.app_name)
+                          app=self.app_name, known_records=self._records)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)  # partitions go to Redis or the spec
         keys = Keys(job_id, self.client_id)
         uploads = []
@@ -413,7 +417,18 @@ class ClusterExecutor:
         self.drop_cached(cache_id)
         return False
 
+    def _note_records(self, plan: PhysicalPlan, metrics: JobMetrics) -> None:
+        """Remember the records of the caches and kept shuffles a finished job wrote."""
+        for stage in plan.stages:
+            out = stage.output
+            key = out.cache_id if isinstance(out, Materialize) else \
+                out.keep_id if isinstance(out, ShuffleWrite) and out.reused_from is None else None
+            m = metrics.stages.get(stage.id)
+            if key is not None and m is not None and m.tasks:
+                self._records[key] = m.records_out
+
     def drop_cached(self, cache_id: str) -> None:
+        self._records.pop(cache_id, None)
         n = self._caches.pop(cache_id, None)
         if n:
             self.store.delete(self._cache_keys(cache_id, n))
@@ -492,6 +507,7 @@ class ClusterExecutor:
         """
         maps = self._kept.pop(keep_id, None) if keep_id is not None else None
         self._kept_bytes.pop(keep_id, None)
+        self._records.pop(keep_id, None)
         if maps is not None:
             self._dropped.append(self._kept_keys(keep_id, maps))
 

@@ -73,10 +73,10 @@ class _Worker:
 _BATCH_SECONDS = 0.02
 #: most tasks in one TASK message
 _MAX_BATCH = 64
-#: records per task of an in-memory input small enough to batch before any task was timed
-_SMALL_TASK_RECORDS = 1000
+#: records per task of an input small enough to batch before any task was timed
+_SMALL_TASK_RECORDS = 5000
 #: records of a whole stage small enough to go to one slot as one batch before any task was timed
-_ONE_BATCH_RECORDS = 10_000
+_ONE_BATCH_RECORDS = 20_000
 #: seconds before an unknown worker that has not said hello is told again
 _RESET_AGAIN = 5.0
 #: a worker is sent at most one WAKE per this many seconds (however many clients ask)
@@ -698,11 +698,11 @@ class Master:
                 log.info("stage started", extra={"job": job.id, "stage": stage.id, "kind": stage.metrics.kind,
                                                  "tasks": len(stage.needed)})
             tasks = [p]
-            for _ in range(self._batch_size(stage) - 1):
+            for _ in range(self._batch_size(job, stage) - 1):
                 tasks.append(stage.pending.popleft())
             self._send_tasks(w, job, stage, tasks)
 
-    def _batch_size(self, stage: StageRun) -> int:
+    def _batch_size(self, job: JobRun, stage: StageRun) -> int:
         """How many tasks of ``stage`` one TASK message carries: one, unless the stage's tasks are short
         (those finished so far took under ``_BATCH_SECONDS`` on average) and plenty are pending, so that
         a batch costs one round trip instead of one per task while every slot still gets several
@@ -713,13 +713,16 @@ class Master:
             return 1
         slots = sum(w.slots for w in self.workers.values())
         if m.tasks == 0:
-            # nothing timed yet: a stage over a small in-memory input (parallelize, range) has short
-            # tasks. Up to ``_ONE_BATCH_RECORDS`` in all, the whole stage goes to one slot as one batch
+            # nothing timed yet: a stage over a small input whose records are known (parallelized
+            # data, ranges, the outputs of earlier stages and jobs) has short tasks. Up to ``_ONE_BATCH_RECORDS`` in all, the whole stage goes to one slot as one batch
             # (a tiny job costs one worker's round trip: on a busy machine a second worker's costs
             # more than it saves); above, every slot gets one batch at once. A batch that runs past
             # its budget hands its unstarted tasks back, and the stage is then no longer batched
             # until its tasks are timed (e.g. tasks that wait for each other).
             records = stage.info.get("records")
+            if records is not None and stage.info.get("plus_parents"):
+                # and what the job's own earlier stages wrote for it (they are complete by now)
+                records += sum(job.stages[p].metrics.records_out for p in stage.info["parents"])
             if stage.late or records is None or records > _SMALL_TASK_RECORDS * max(1, len(stage.needed)):
                 return 1
             if records <= _ONE_BATCH_RECORDS:
