@@ -371,16 +371,21 @@ class Master:
                 job.client_seen = now
 
     def _on_wake(self, ident: bytes, msg: P.Message) -> None:
-        """A client is about to plan a job: wake the workers with a free slot now, so that they (and
-        their task processes) are running by the time its tasks come, instead of waking then (after a
-        few ms idle, a process takes hundreds of microseconds to respond). Bounded: at most one WAKE
-        per worker per ``_WAKE_EVERY``, whatever the clients send."""
+        """A client is about to plan a job: wake the worker its first tasks will go to (the one with a
+        free slot that has waited longest) now, so that it and its task processes are running by the
+        time they come, instead of waking then (after a few ms idle, a process takes hundreds of
+        microseconds to respond). Only that one: on a machine with few cores, waking every worker
+        would slow down the client's planning more than it saves. Bounded: at most one WAKE per worker
+        per ``_WAKE_EVERY``, whatever the clients send."""
         now = time.monotonic()
-        for wid in dict.fromkeys(self.idle):
+        for wid in self.idle:
             w = self.workers.get(wid)
-            if w is not None and now - w.woken >= _WAKE_EVERY:
+            if w is None:
+                continue
+            if now - w.woken >= _WAKE_EVERY:
                 w.woken = now
                 self._send(w.ident, P.WAKE)
+            return
 
     def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
         job = self.jobs.get(msg.body["job_id"])
