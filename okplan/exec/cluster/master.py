@@ -76,7 +76,7 @@ _MAX_BATCH = 64
 #: records per task of an input small enough to batch before any task was timed
 _SMALL_TASK_RECORDS = 5000
 #: records of a whole stage small enough to go to one slot as one batch before any task was timed
-_ONE_BATCH_RECORDS = 20_000
+_ONE_BATCH_RECORDS = 10_000
 #: seconds before an unknown worker that has not said hello is told again
 _RESET_AGAIN = 5.0
 #: a worker is sent at most one WAKE per this many seconds (however many clients ask)
