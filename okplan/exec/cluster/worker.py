@@ -73,8 +73,8 @@ class Worker:
         self.loaded: list[OrderedDict[str, None]] = [OrderedDict() for _ in range(self.slots)]
         self.drops: list[list[str]] = [[] for _ in range(self.slots)]
         self.generations = [0] * self.slots
-        #: per slot: when its batch runs out of budget (the unstarted tasks then go back), or None
-        self.deadlines: list[float | None] = [None] * self.slots
+        #: per slot: when its batch runs out of budget (the unstarted tasks then go back) and its tag, or None
+        self.batches: list[tuple[float, dict] | None] = [None] * self.slots
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.DEALER)
         # a restarted worker with the same --name must not collide with its predecessor's identity
@@ -121,7 +121,7 @@ class Worker:
                 restart = self.pool.next_restart()
                 if restart is not None:
                     wait = min(wait, restart)
-                due = min((d for d in self.deadlines if d is not None), default=None)
+                due = min((b[0] for b in self.batches if b is not None), default=None)
                 if due is not None:
                     wait = min(wait, max(0.0, due - now))
                 events = zmq.zmq_poll([(self.sock, zmq.POLLIN), (self.watch.mon, zmq.POLLIN)]
@@ -136,7 +136,7 @@ class Worker:
                     break
                 ready = {fd for fd, _ in events if isinstance(fd, int)}
                 for outcome in self.pool.collect(ready) if ready else ():
-                    self.deadlines[outcome.slot] = None
+                    self.batches[outcome.slot] = None
                     self._report(outcome)
                 if due is not None:
                     self._hand_back_late()
@@ -235,7 +235,7 @@ class Worker:
             if len(tasks) > 1 and tag["budget"]:
                 # a batch: its tasks take turns, and those not started by the budget's end go back
                 header["turns"], turns = True, len(tasks)
-                self.deadlines[slot] = time.monotonic() + tag["budget"]
+                self.batches[slot] = (time.monotonic() + tag["budget"], tag)
             self.pool.submit(slot, header, blobs, tag=tag, turns=turns)
 
     def _hand_back_late(self) -> None:
@@ -243,13 +243,13 @@ class Worker:
         (``requeue``, ``late``: no attempt counted), even while one of them still runs, so that other
         slots run them instead of waiting behind it."""
         now = time.monotonic()
-        for slot, due in enumerate(self.deadlines):
-            if due is None or now < due:
+        for slot, batch in enumerate(self.batches):
+            if batch is None or now < batch[0]:
                 continue
-            self.deadlines[slot] = None
-            tag = self.pool.slots[slot].tag
+            self.batches[slot] = None
+            tag = batch[1]
             n = self.pool.revoke(slot)
-            if not n or tag is None:
+            if not n:
                 continue
             tasks = tag["tasks"]
             tag["revoked"] = n
