@@ -96,6 +96,8 @@ class _MemoryBlocks:
             return [kept_bucket(buckets[reduce_index], self.key) for buckets in rows]
         # a pool stage's buckets are files of the job (a stage of a pool job may run here, see ``_stage``)
         key = self.key
+        if maps is None and shuffle_id in self.once:
+            return _handed_over(rows, reduce_index, key)
         return [b.load(key) if type(b) is FileBlock else b for b in (buckets[reduce_index] for buckets in rows)]
 
     def materialized(self, cache_id: str, index: int) -> list:
@@ -112,6 +114,17 @@ class _MemoryBlocks:
             return part.load(self.key)
         except FileNotFoundError:
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
+
+
+def _handed_over(rows: list[list], reduce_index: int, key: bytes) -> Iterator:
+    """Bucket ``reduce_index`` of every map output of a shuffle read once (``hands_over``), each taken
+    out of the job's blocks as its reader reaches it: a bucket is freed as soon as the reader moves on
+    to the next one, while its records are still in the CPU's caches (freed with the job's blocks at
+    its end, groupByKey's emptied lists and their pairs were visited again cold)."""
+    for buckets in rows:
+        b = buckets[reduce_index]
+        buckets[reduce_index] = []
+        yield b.load(key) if type(b) is FileBlock else b
 
 
 #: types of record parts that nothing can change in place
