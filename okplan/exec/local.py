@@ -123,8 +123,11 @@ def _handed_over(rows: list[list], reduce_index: int, key: bytes) -> Iterator:
     its end, groupByKey's emptied lists and their pairs were visited again cold)."""
     for buckets in rows:
         b = buckets[reduce_index]
-        buckets[reduce_index] = []
-        yield b.load(key) if type(b) is FileBlock else b
+        if type(b) is FileBlock:   # a task process's file stays (a pool stage may still write rows)
+            yield b.load(key)
+        else:
+            buckets[reduce_index] = []
+            yield b
 
 
 #: types of record parts that nothing can change in place
