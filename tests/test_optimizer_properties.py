@@ -44,7 +44,9 @@ PAIR_OPS = [
     # a right side whose size the plan cannot bound (flatMap): broadcast or not decided at run time
     ("joinFlat", "kv", lambda d, a: d.join(d.flatMap(lambda kv: [kv] * (a % 2 + 1)).reduceByKey(max), a % 4 + 2)
         .mapValues(lambda vw: vw[0] - vw[1])),
-    ("leftJoinFlat", "kv", lambda d, a: d.leftOuterJoin(d.flatMap(lambda kv: [kv][:a % 2 + kv[0] % 2]), a % 4 + 2)
+    # the flatMap sits above a reduceByKey: at most one right record per key, of a size the plan cannot bound
+    ("leftJoinFlat", "kv", lambda d, a: d.leftOuterJoin(
+        d.reduceByKey(max).flatMap(lambda kv: [kv][:a % 2 + kv[0] % 2]), a % 4 + 2)
         .mapValues(lambda vw: vw[0] if vw[1] is None else vw[0] + vw[1])),
     ("sortByKey", "kv", lambda d, a: d.sortByKey(a % 2 == 0)),
     ("subtractByKey", "kv", lambda d, a: d.subtractByKey(d.filter(lambda kv: kv[0] == a % 3))),
