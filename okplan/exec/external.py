@@ -190,7 +190,7 @@ class _Merger:
                     kept -= sizes[p]
         width = self.width
         runs: dict[int, Run] = {}
-        with RunWriter(self.memory.spill_dir, "combine") as w, paused_gc():
+        with RunWriter(self.memory.spill_dir, "combine", private=True) as w, paused_gc():
             for p, part in enumerate(parts):
                 if not out[p] or not part:
                     continue
@@ -430,7 +430,7 @@ class GroupBuffer:
 
     def _write(self) -> None:
         if self.writer is None:
-            self.writer = RunWriter(self.memory.spill_dir, "group")
+            self.writer = RunWriter(self.memory.spill_dir, "group", private=True)
             self.memory.escaping = True
         self.runs.append(self.writer.write(self.values))
         self.values = []
