@@ -153,3 +153,29 @@ def test_runs_that_may_be_shipped_are_pickled(tmp_path):
         assert int.from_bytes(f.read(8), "little") < 1 << 63  # no marshal flag
     assert RunWriter(d, "combine", private=True).marshal
     d.remove()
+
+
+def test_a_big_task_freezes_the_heap_until_it_ends(tmp_path, monkeypatch):
+    import gc
+
+    from okplan.exec import memory as memory_module
+    from okplan.exec.memory import running
+    from okplan.exec.spill import paused_gc
+
+    monkeypatch.setattr(memory_module, "FREEZE_AFTER", 1_000)
+    gc.unfreeze()
+    mem = TaskMemory(1 << 30, SpillDir(root=str(tmp_path)))
+    try:
+        with running(mem):
+            with paused_gc():
+                rows = [(i, [i]) for i in range(2_000)]  # okplan's own containers, no garbage
+            assert gc.get_freeze_count() > len(rows)
+        mem.thaw()
+        assert gc.get_freeze_count() == 0
+        # outside a task nothing is frozen
+        with paused_gc():
+            more = [[i] for i in range(2_000)]
+        assert gc.get_freeze_count() == 0 and more
+    finally:
+        gc.unfreeze()
+        mem.spill_dir.remove()

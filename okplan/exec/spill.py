@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator
 import lz4.frame
 
 from ..errors import OkplanError
-from .memory import local_dir
+from .memory import current, local_dir
 
 #: records per pickled batch at most: big enough that pickling is whole-list fast, small enough to stream
 BATCH_RECORDS = 1024
@@ -278,13 +278,18 @@ def paused_gc() -> Iterator[None]:
     """No cyclic garbage collection while the block runs: for okplan's own loops that make many
     containers and no garbage (unpickling a batch, partitioning a dict), where collections that scan
     every object of a big heap again and again cost more than the work (they doubled a spill's time).
-    Never around user code."""
+    Never around user code. Inside a task, what it made counts towards freezing the task's heap
+    (``TaskMemory.made``)."""
     was = gc.isenabled()
     gc.disable()
+    before = gc.get_count()[0]
     try:
         yield
     finally:
         if was:
+            memory = current()
+            if memory is not None:
+                memory.made(gc.get_count()[0] - before)
             gc.enable()
 
 
