@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -179,12 +180,17 @@ def test_a_stage_that_moves_every_record_probes_its_first_partition_in_process()
         assert "stage 0 moves every record: it runs its first partition in-process" in ds.toDebugString()
         assert sorted(ds.collect()) == [(0, 40), (1, 40), (2, 40)]
         per = ctx.lastJobMetrics().tasks_per_worker
-        assert per["local"] >= 1 and sum(n for w, n in per.items() if w != "local") >= 3
         text = ctx.session.explain(ds._node, analyze=True)   # the job that just ran
-        # partition 1 went to a task process while 0 ran here; of the other 4, one round of 2 there and
-        # 2 here at the same time is the quickest (pool_share)
+        # partition 1 went to a task process while 0 ran here; of the other 4, 2 queued for the one task
+        # process beside this one and 2 here at the same time is the quickest (pool_share)
         assert ("ran stage 0: partition 0 in-process (" in text and "partition 1 on the task processes meanwhile, "
                 "then the other 4 split: 2 on the task processes, 2 in-process" in text), text
+        # a queued task that no process started by the time this one is free is taken back (a loaded machine)
+        taken = re.search(r"this process took back partitions? (\d+)(?:-(\d+))?", text)
+        back = 0 if taken is None else 1 + int(taken.group(2) or taken.group(1)) - int(taken.group(1))
+        # (and the 2 tasks of the result stage, which reads blocks held here, run where their probe says)
+        assert sum(n for w, n in per.items() if w != "local") >= 3 - back and sum(per.values()) == 8
+        assert per["local"] >= 3 + back
 
         # cheap functions and every record back to this process: the rest stays here
         cheap = ctx.parallelize(range(200_000), 4).map(lambda x: x + 1)
