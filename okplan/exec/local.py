@@ -338,23 +338,39 @@ class _PoolJob:
             found = self._pickled[(op.source_id, i)] = serialize(op.slices[i])
         return found
 
-    def in_memory(self, op: Any) -> bool:
-        """Whether the blocks ``op`` reads are held in this process (a pool stage needs them written)."""
+    def _held(self, op: Any) -> list:
+        """The blocks ``op`` reads that are held in this process (a pool stage needs them written)."""
         if isinstance(op, ShuffleRead):
             if op.shuffle_id in self._filed:
-                return False
+                return []
             rows = self.blocks.reused.get(op.shuffle_id) or self.blocks.shuffles.get(op.shuffle_id) or ()
-            return any(type(b) is not FileBlock for row in rows for b in row)
+            return [b for row in rows for b in row if type(b) is not FileBlock]
         parts = self.blocks.job_data.get(op.cache_id)
         if parts is None:
             parts = self.ex.cache.get(op.cache_id) or ()
             if op.cache_id in self.ex._cache_files:
-                return False
-        return any(type(p) is not FileBlock for p in parts)
+                return []
+        return [p for p in parts if type(p) is not FileBlock]
+
+    def in_memory(self, op: Any) -> bool:
+        """Whether the blocks ``op`` reads are held in this process (a pool stage needs them written)."""
+        return bool(self._held(op))
 
     def reads_held(self, stage: Stage) -> bool:
         """Whether ``stage`` reads blocks held in this process (a pool stage needs them written)."""
         return any(isinstance(op, (ShuffleRead, ReadMaterialized)) and self.in_memory(op) for op in walk_ops(stage.root))
+
+    def held_records(self, stage: Stage) -> int:
+        """Records of the blocks held here that ``stage``'s tasks read, all of which this process writes
+        before the first of them runs on the task processes (a kept bucket pickled here: its bytes / 8)."""
+        count = 0
+        for op in walk_ops(stage.root):
+            if isinstance(op, (ShuffleRead, ReadMaterialized)):
+                for b in self._held(op):
+                    t = type(b)
+                    count += (len(b) if t is list else len(b.records) if t is _Ref or t is _OnDisk else
+                              len(b) // 8 if t is bytes else getattr(b, "count", 0))
+        return count
 
     def source_records(self, stage: Stage, p: int) -> tuple[int, int]:
         """Records of parallelized data that task ``p`` of ``stage`` reads (pickled here, unpickled there):
@@ -711,7 +727,7 @@ class LocalExecutor:
             collected = getattr(action, "counts", None) is len
             out = moved_out(stage, r.records_out, r.value) if action is None or collected else 0
             k, there_s, here_s = pool_share(seconds, moved_in, out, len(later), self.processes, collected, setup,
-                                            len(ahead))
+                                            len(ahead), pool.held_records(stage) if held and later else 0)
             if mixed:
                 k = len(later)
             what = (f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} records in, "

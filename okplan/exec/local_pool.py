@@ -203,7 +203,7 @@ def moved_out(stage: Stage, records_out: int, value: Any) -> int:
 
 
 def pool_share(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
-               collected: bool, setup_records: int = 0, ahead: int = 0) -> tuple[int, float, float]:
+               collected: bool, setup_records: int = 0, ahead: int = 0, held: int = 0) -> tuple[int, float, float]:
     """How many of the ``remaining`` tasks of a stage to queue for the task processes (the others run
     here, at the same time), when its first task took ``seconds`` in-process, reading ``records_in``
     records (that cross processes), ``records_out`` leaving it; with the estimated time of that split
@@ -213,7 +213,8 @@ def pool_share(seconds: float, records_in: int, records_out: int, remaining: int
     only share the cores). ``ahead`` of them started a task when the probe did; ``setup_records``
     cross once per process and stage (a broadcast join's small side, whose table each process builds
     once). ``collected``: the records out come back to this process (collect), which unpickles them
-    alone, as it pickles parallelized data for them.
+    alone, as it pickles parallelized data for them. ``held``: records of blocks held here that this
+    process writes for the task processes before the first task can go there.
 
     >>> pool_share(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: 1 there, 2 here meanwhile
     1
@@ -223,20 +224,22 @@ def pool_share(seconds: float, records_in: int, records_out: int, remaining: int
     slots = max(1, processes - 1)
     per_task = seconds * POOL_SLOWDOWN + (records_in + records_out) * MOVE_SECONDS + TASK_SECONDS
     first = per_task + setup_records * MOVE_SECONDS   # a process's first task of the stage
-    client = (records_in + (records_out if collected else 0)) * CLIENT_SECONDS
+    # (records in that are held here are written once, before any task: ``held``)
+    client = ((0 if held else records_in) + (records_out if collected else 0)) * CLIENT_SECONDS
     # when each process is free, from now: one that took a task ahead is busy until it ends
     busy = min(ahead, slots)
     free0: list[float | None] = [max(0.0, first - seconds)] * busy + [None] * (slots - busy)
     waited = max((f for f in free0 if f is not None), default=0.0)   # the tasks ahead, whatever is decided
     best, best_time = 0, max(remaining * seconds, waited)
+    delay = held * CLIENT_SECONDS
     free = list(free0)
     for k in range(1, remaining + 1):
         # the k-th task goes to the process that would end it first
-        ends = [first if f is None else f + per_task for f in free]
+        ends = [delay + first if f is None else f + per_task for f in free]
         i = min(range(slots), key=ends.__getitem__)
         free[i] = ends[i]
         there = max(f for f in free if f is not None)
-        t = max((remaining - k) * seconds + k * client, there)
+        t = max(delay + (remaining - k) * seconds + k * client, there)
         if t < best_time:
             best, best_time = k, t
     return best, best_time, max(remaining * seconds, waited)
