@@ -747,6 +747,8 @@ class LocalExecutor:
                     run = pool.start(stage, later[:k], limit)
                 else:
                     run.add(later[:k])
+                if not mixed:
+                    run.feed()   # the queue goes out as task processes free up, while tasks run here
             # here meanwhile (handing the task processes more between tasks), then their results
             done = []
             for p, value in self._here(stage, later[k:], blocks, m, action, progress):

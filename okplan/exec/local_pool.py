@@ -473,7 +473,9 @@ class StageRun:
 
     At most ``limit`` tasks run at once (``processes - 1`` while this process runs tasks of the same
     stage: more would only share the cores); a process that ran a task of the stage, or knows the job,
-    gets the next one first. ``steal`` takes back a queued task no process has started.
+    gets the next one first. While this process runs tasks itself, ``feed`` starts a thread that hands
+    the queue out as soon as a task process is free (between this process's tasks would leave it idle
+    for most of one); ``steal`` takes back a queued task no process has started.
 
     A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
     from ``results`` with its own type, message, note and the child's traceback. Closing ``results``
@@ -492,20 +494,75 @@ class StageRun:
         self.queued = 0   # partitions added and not yet returned
         self.ready: list[tuple[int, dict, list[bytes]]] = []   # finished, not yet returned
         self.used: set[int] = set()   # slots that ran a task of this stage
+        # the feeding thread, while it runs, is the only one that touches the pool; the lock guards the
+        # queue and the outcomes it shares with this thread
+        self._lock = threading.Lock()
+        self._feeder: threading.Thread | None = None
+        self._stop_feeding = False
+        self._wake: tuple[int, int] | None = None   # a pipe that wakes the feeding thread from its wait
+        self._failed: BaseException | None = None
 
     def add(self, partitions: list[int]) -> None:
-        self.todo[:0] = [(p, 0) for p in reversed(partitions)]
-        self.queued += len(partitions)
-        self._hand_out()
+        with self._lock:
+            self.todo[:0] = [(p, 0) for p in reversed(partitions)]
+            self.queued += len(partitions)
+            if self._feeder is None:
+                self._hand_out()
+
+    def feed(self) -> None:
+        """Hand queued tasks to the task processes as they free up, from a thread, until the queue is
+        empty or ``results``/``close`` is called (this process is about to run tasks of its own)."""
+        if self._feeder is None and self.todo:
+            self._stop_feeding = False
+            if self._wake is None:
+                self._wake = os.pipe()
+            self._feeder = threading.Thread(target=self._feed, name="okplan-local-feeder", daemon=True)
+            self._feeder.start()
+
+    def _feed(self) -> None:
+        pool = self.pool
+        assert self._wake is not None
+        try:
+            while not self._stop_feeding:
+                with self._lock:
+                    if not self.todo:
+                        return
+                    # (a slot that waits for a new child: look again when it is due)
+                    timeout = None if self.pending else pool.next_restart() or 0.05
+                # the wait releases the GIL to the task this process runs meanwhile
+                outcomes = pool.poll(timeout, wake=self._wake[0])
+                with self._lock:
+                    self._take(outcomes)
+                    self._hand_out()
+        except BaseException as e:  # noqa: BLE001 - raised again in the thread that reads the results
+            self._failed = e
+
+    def _unfeed(self) -> None:
+        """Stop the feeding thread (this thread uses the pool again) and raise what it met."""
+        feeder = self._feeder
+        if feeder is not None:
+            self._stop_feeding = True
+            assert self._wake is not None
+            os.write(self._wake[1], b"x")
+            feeder.join()
+            self._feeder = None
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
 
     def steal(self) -> int | None:
         """Take back the last queued task that no process started, for this process to run (a task
         that killed a process once is not: it runs there again), or None."""
-        for j, (p, attempt) in enumerate(self.todo):
-            if attempt == 0:
-                del self.todo[j]
-                self.queued -= 1
-                return p
+        with self._lock:
+            for j, (p, attempt) in enumerate(self.todo):
+                if attempt == 0:
+                    del self.todo[j]
+                    self.queued -= 1
+                    return p
         return None
 
     def _hand_out(self) -> None:
@@ -537,6 +594,7 @@ class StageRun:
     def results(self) -> Iterator[tuple[int, dict, list[bytes]]]:
         pool = self.pool
         try:
+            self._unfeed()
             while self.queued:
                 while self.ready:
                     self.queued -= 1
@@ -553,7 +611,9 @@ class StageRun:
 
     def pump(self) -> None:
         """Take the outcomes already in and hand queued tasks to the slots they freed, without waiting
-        (between tasks this process runs itself)."""
+        (between tasks this process runs itself; the feeding thread does it when there is one)."""
+        if self._feeder is not None:
+            return
         if self.pending:
             self._take(self.pool.poll(0))
         self._hand_out()
@@ -585,6 +645,10 @@ class StageRun:
 
     def close(self) -> None:
         """Wait for the tasks running (an error or an early close: their outcomes are dropped)."""
+        try:
+            self._unfeed()
+        except BaseException:  # noqa: BLE001 - closing after an error: the first one is what the caller sees
+            pass
         self.todo.clear()
         self.ready.clear()
         self.queued = 0
