@@ -231,10 +231,12 @@ def test_a_mixed_stage_runs_one_task_process_beside_this_one_and_the_one_that_ra
     from okplan.exec.pool import TaskPool
 
     slots: list[tuple[int, int]] = []   # (slot, tasks running there and elsewhere on the pool)
+    threads: list[str] = []
     submit = TaskPool.submit
 
     def recording(self, slot, header, blobs=(), tag=None):
         slots.append((slot, sum(s.busy for s in self.slots)))
+        threads.append(threading.current_thread().name)
         return submit(self, slot, header, blobs, tag)
 
     def costly(x):
@@ -248,6 +250,8 @@ def test_a_mixed_stage_runs_one_task_process_beside_this_one_and_the_one_that_ra
     map_slots = [s for s, _ in slots][:3]
     assert all(busy == 0 for _, busy in slots)   # never two task processes on a stage this one works on
     assert len(set(map_slots)) == 1, slots     # the map stage's tasks all went to the process that ran its first
+    # the queued ones went out as soon as it was free, while this process ran its own share
+    assert "okplan-local-feeder" in threads and threading.active_count() == 1
 
 
 def test_a_task_process_that_dies_in_a_mixed_stage_is_replaced_and_its_task_not_taken_back(tmp_path):

@@ -22,8 +22,7 @@ from ..physical.operators import BroadcastJoinOp, ReadMaterialized, ReadSource, 
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
                          StageRun, walk_ops, moved_out, moves_records, moving_stages, new_job_id, pool_share,
-                         source_reads,
-                         stage_tables, write_blocks)
+                         source_reads, stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics

@@ -692,5 +692,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_share", "walk_ops", "source_reads", "stage_tables",
+__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "moved_out", "pool_share", "walk_ops", "source_reads", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]
