@@ -47,7 +47,9 @@ _STOP = "okplan-pool-stop"
 class Handler(Protocol):
     """What a child runs for each request: ``handler(header, blobs) -> (reply_header, reply_blobs)``.
     A handler with an ``after_reply()`` method has it called once each reply is sent (e.g. to free
-    what the request left behind while the supervisor is already forwarding the reply).
+    what the request left behind while the supervisor is already forwarding the reply); one with an
+    ``idle(waiting)`` method has it called whenever no request is waiting, to do work it put off until
+    ``waiting()`` is true.
 
     It is built in the child by the pool's factory (so per-child state, e.g. functions cached per job,
     lives there). It should catch the user's exceptions itself; an exception that escapes it still
@@ -428,7 +430,10 @@ def _child_main(conn: Connection, factory: Callable[[], Handler], inherited: lis
     if not faulthandler.is_enabled():  # a segfault in a task then leaves its Python stack on stderr
         faulthandler.enable()
     handler = factory()
+    idle = getattr(handler, "idle", None)
     while True:
+        if idle is not None and not conn.poll():  # nothing to do: the handler's put-off work, until a request comes
+            idle(conn.poll)
         try:
             header, blobs = _recv(conn)
         except (EOFError, OSError):

@@ -113,6 +113,11 @@ class RedisBlocks:
             return blob
         return fetch
 
+    def hands_over(self, shuffle_id: int) -> bool:
+        """Buckets read from Redis are decoded afresh for their reader: it may grow them in place (a
+        groupByKey's merge then takes a map output's first list of a key instead of copying it)."""
+        return True
+
     def source(self, source_id: str, index: int) -> list:
         return self._get(self.keys.source(source_id, index), ("source", source_id, index))
 

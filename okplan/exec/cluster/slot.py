@@ -10,21 +10,20 @@ and becomes a ``user`` failure; only the death of this process is left to the su
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .. import accumulators
 from ..serialization import UNKEYED, BlockIntegrityError, loads_function, serialize
 from ..metrics import TaskMetrics
 from ..profile import profiled
-from ..local import JOB_GC_THRESHOLD
 from ..task import annotate, run_task
 from . import protocol as P
 from . import sidefiles
 from .blocks import RedisBlocks, TaskMeter, task_memory, write_output
+from .heap import TaskHeap, tune_collector
 from .remote_errors import pack_exception
 from .spec import JobSpec, decode_spec
 from .store import BlockStore, MissingBlockError, StoreUnavailableError
@@ -67,15 +66,15 @@ class SlotRunner:
         self.block_key = block_key  # blocks are signed and checked with the cluster's key
         self.jobs: dict[str, _LoadedJob] = {}
         self.stores: dict[str, BlockStore] = {}
-        #: the last task's output, freed after the reply left (``after_reply``): freeing a partition's
-        #: hundreds of thousands of objects took milliseconds between a task's end and its DONE
-        self._garbage: Any = None
+        #: the last task's output and its encoded bytes, freed after the reply left (``after_reply``):
+        #: freeing a partition's hundreds of thousands of objects took milliseconds between a task's end
+        #: and its DONE; then by ``heap`` while this process waits for work
+        self._garbage: tuple[Any, int] | None = None
+        self.heap = TaskHeap()
         # This process only runs tasks, which allocate containers by the hundred thousand (records,
-        # buckets, groups, decoded blocks): as the local executor does while a job runs, collect the
-        # young generation less often (a join's reduce spent most of its time unpickling under the
-        # default threshold), and leave what the fork inherited out of every collection.
-        gc.freeze()
-        gc.set_threshold(JOB_GC_THRESHOLD, *gc.get_threshold()[1:])
+        # buckets, groups, decoded blocks): collect the young generation seldom, and never what the
+        # fork inherited
+        tune_collector()
 
     def __call__(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[list[tuple[str, dict, int]], list[bytes]]:
         for job_id in header.get("drop", ()):
@@ -103,8 +102,16 @@ class SlotRunner:
         return replies, out
 
     def after_reply(self) -> None:
-        """Free the last task's output, now that its DONE is on its way (the pool calls this)."""
-        self._garbage = None
+        """The last task's output is no longer needed, now that its DONE is on its way (the pool calls
+        this): it is freed while the process waits for its next task (``idle``), or now if it is big."""
+        if self._garbage is not None:
+            output, nbytes = self._garbage
+            self._garbage = None
+            self.heap.discard(output, nbytes)
+
+    def idle(self, waiting: Callable[[], bool]) -> None:
+        """Nothing to run (the pool calls this): free finished outputs until ``waiting()``."""
+        self.heap.tidy(waiting)
 
     def _store(self, url: str) -> BlockStore:
         store = self.stores.get(url)
@@ -182,7 +189,8 @@ class SlotRunner:
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
         finally:
             memory.spill_dir.remove()  # a task's spill files end with it: its output is in Redis now
-        self._garbage = result
+        self._garbage = (result.value, meter.bytes_raw)
+        result.value = None
         metrics = TaskMetrics(
             result.records_in, result.records_out, time.perf_counter() - t_start, 0.0,  # cpu: set by __call__
             {"compute": max(0.0, t_task - io_in), "serialize": meter.serialize, "compress": meter.compress,
