@@ -336,15 +336,16 @@ class LocalTaskHandler:
     """
 
     def __init__(self, key: bytes):
-        from .local import JOB_GC_THRESHOLD  # noqa: PLC0415 - local imports this module
+        from .cluster.heap import TaskHeap, tune_collector  # noqa: PLC0415 - it imports local, which imports us
 
         # the client's heap, inherited by fork, is no garbage of ours: keep the collector off it (and off
-        # copy-on-write pages); and collect young objects as seldom as an in-process job does
-        gc.freeze()
-        gc.set_threshold(JOB_GC_THRESHOLD, *gc.get_threshold()[1:])
+        # copy-on-write pages); and collect young objects seldom, as a cluster task process does
+        tune_collector()
         self.key = key
-        #: the last task's output, freed once its reply left (``after_reply``), off the stage's critical path
-        self._garbage: Any = None
+        #: the last task's output and its encoded bytes, handed to ``heap`` once its reply left
+        #: (``after_reply``), which frees it while this process waits for work: off the stage's critical path
+        self._garbage: tuple[Any, int] | None = None
+        self.heap = TaskHeap()
         self.job: str | None = None
         self.stages: dict[int, Stage] = {}
         self.action: Any = None
@@ -377,7 +378,8 @@ class LocalTaskHandler:
                 t_out = time.perf_counter()
                 reply, value = self._output(h, stage, p, result)
                 reply["ser"] = time.perf_counter() - t_out   # pickling and writing the output
-                self._garbage = result
+                self._garbage = (result.value, sum(b.length for b in reply.get("blocks", ())) + sum(map(len, value)))
+                result.value = None
                 reply["ops"] = operators or {}
             finally:
                 spill_dir.remove()
@@ -397,8 +399,16 @@ class LocalTaskHandler:
             return {"error": body}, [blob]
 
     def after_reply(self) -> None:
-        """Free the last task's output, now that its reply is on its way (the pool calls this)."""
-        self._garbage = None
+        """The last task's output is no longer needed, now that its reply is on its way (the pool calls
+        this): it is freed while this process waits for its next task (``idle``), or now if it is big."""
+        if self._garbage is not None:
+            output, nbytes = self._garbage
+            self._garbage = None
+            self.heap.discard(output, nbytes)
+
+    def idle(self, waiting: Callable[[], bool]) -> None:
+        """Nothing to run (the pool calls this): free finished outputs until ``waiting()``."""
+        self.heap.tidy(waiting)
 
     def _output(self, h: dict[str, Any], stage: Stage, p: int, result: Any) -> tuple[dict, list[bytes]]:
         """Buckets and materialised partitions go to a file of the job; a result's value goes back."""
