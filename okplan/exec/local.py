@@ -401,9 +401,10 @@ class _PoolJob:
             for i, row in enumerate(rows)]
         return filed
 
-    def start(self, stage: Stage, parts: list[int], limit: int | None = None) -> StageRun:
+    def start(self, stage: Stage, parts: list[int], limit: int | None = None, feed: bool = False) -> StageRun:
         """Hand ``parts`` of ``stage`` to the task processes now (more can be ``add``ed later), at most
-        ``limit`` at once (default: all of them)."""
+        ``limit`` at once (default: all of them); ``feed``: from a thread (``StageRun.feed``), while this
+        one runs tasks of its own."""
         ex = self.ex
         assert ex._pool is not None
         ex._pool.budget, ex._pool.profile = ex.task_memory, ex.profile   # read per job, as in-process
@@ -412,7 +413,9 @@ class _PoolJob:
         # a cache outlives the job: its files go to the executor's directory
         where = ex._work_dir() if isinstance(out, Materialize) and out.scope == "context" else self.dir
         run = StageRun(ex._pool, self.id, self.functions, where, stage, tables, self.per_slot, self.sources, limit)
-        run.add(parts)
+        run.add(parts, hand_out=not feed)
+        if feed:
+            run.feed()
         return run
 
     @staticmethod
@@ -711,7 +714,7 @@ class LocalExecutor:
         # suite's "mixed" sends every task there, on every process)
         mixed = self.pool_policy == "mixed"
         limit = None if mixed else self.processes - 1
-        run = pool.start(stage, ahead, limit) if ahead else None
+        run = pool.start(stage, ahead, limit, feed=not mixed) if ahead else None
         try:   # (an error or an early close waits for the tasks handed out)
             c0 = time.thread_time()
             r = self._in_process(stage, first, blocks, m, action, progress)
@@ -742,12 +745,13 @@ class LocalExecutor:
             noted = len(pool.notes) - 1
             yield first, r.value
             if k:
+                # the queue goes out as task processes free up, while tasks run here
                 if run is None:
-                    run = pool.start(stage, later[:k], limit)
+                    run = pool.start(stage, later[:k], limit, feed=not mixed)
                 else:
-                    run.add(later[:k])
-                if not mixed:
-                    run.feed()   # the queue goes out as task processes free up, while tasks run here
+                    run.add(later[:k], hand_out=mixed)
+                    if not mixed:
+                        run.feed()
             # here meanwhile (handing the task processes more between tasks), then their results
             done = []
             for p, value in self._here(stage, later[k:], blocks, m, action, progress):

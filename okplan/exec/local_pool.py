@@ -508,34 +508,46 @@ class StageRun:
         # queue and the outcomes it shares with this thread
         self._lock = threading.Lock()
         self._feeder: threading.Thread | None = None
+        self._feeding = False   # a feeding thread runs and will hand out what is queued (under the lock)
         self._stop_feeding = False
         self._wake: tuple[int, int] | None = None   # a pipe that wakes the feeding thread from its wait
         self._failed: BaseException | None = None
 
-    def add(self, partitions: list[int]) -> None:
+    def add(self, partitions: list[int], hand_out: bool = True) -> None:
+        """Queue ``partitions``, and hand them to idle task processes now (``hand_out``; a feeding
+        thread, when one runs, does)."""
         with self._lock:
             self.todo[:0] = [(p, 0) for p in reversed(partitions)]
             self.queued += len(partitions)
-            if self._feeder is None:
+            if hand_out and not self._feeding:
                 self._hand_out()
 
     def feed(self) -> None:
-        """Hand queued tasks to the task processes as they free up, from a thread, until the queue is
-        empty or ``results``/``close`` is called (this process is about to run tasks of its own)."""
-        if self._feeder is None and self.todo:
-            self._stop_feeding = False
-            if self._wake is None:
-                self._wake = os.pipe()
-            self._feeder = threading.Thread(target=self._feed, name="okplan-local-feeder", daemon=True)
-            self._feeder.start()
+        """Hand the queued tasks to the task processes as they free up, from a thread, until the queue
+        is empty or ``results``/``close`` is called: this process is about to run tasks of its own
+        (and even a request's pipe write waits for a process the machine does not run at once)."""
+        with self._lock:
+            if self._feeding or not self.todo:
+                return
+            self._feeding = True
+        if self._feeder is not None:
+            self._feeder.join()   # one that has just decided to end
+        self._stop_feeding = False
+        if self._wake is None:
+            self._wake = os.pipe()
+        self._feeder = threading.Thread(target=self._feed, name="okplan-local-feeder", daemon=True)
+        self._feeder.start()
 
     def _feed(self) -> None:
         pool = self.pool
         assert self._wake is not None
         try:
-            while not self._stop_feeding:
+            while True:
                 with self._lock:
-                    if not self.todo:
+                    if not self._stop_feeding:
+                        self._hand_out()
+                    if not self.todo or self._stop_feeding:
+                        self._feeding = False
                         return
                     # (a slot that waits for a new child: look again when it is due)
                     timeout = None if self.pending else pool.next_restart() or 0.05
@@ -543,9 +555,10 @@ class StageRun:
                 outcomes = pool.poll(timeout, wake=self._wake[0])
                 with self._lock:
                     self._take(outcomes)
-                    self._hand_out()
         except BaseException as e:  # noqa: BLE001 - raised again in the thread that reads the results
-            self._failed = e
+            with self._lock:
+                self._failed = e
+                self._feeding = False
 
     def _unfeed(self) -> None:
         """Stop the feeding thread (this thread uses the pool again) and raise what it met."""
@@ -622,8 +635,9 @@ class StageRun:
     def pump(self) -> None:
         """Take the outcomes already in and hand queued tasks to the slots they freed, without waiting
         (between tasks this process runs itself; the feeding thread does it when there is one)."""
-        if self._feeder is not None:
-            return
+        with self._lock:
+            if self._feeding:
+                return
         if self.pending:
             self._take(self.pool.poll(0))
         self._hand_out()
