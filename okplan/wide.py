@@ -15,7 +15,7 @@ from .logical.aggregators import Aggregator, grouping, keep_first, reducing
 from .logical.nodes import func_name
 from .logical.partitioners import HashPartitioner, RangePartitioner, natural_key, portable_hash
 from .logical.shortcuts import known_count
-from .exec.external import external_sorted
+from .exec.external_sort import external_sorted
 from .logical.traits import is_okplan_function
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from okplan.exec import external
+from okplan.exec import external, external_sort
 from okplan.exec.memory import TaskMemory, running
 from okplan.exec.spill import SpillDir, SpilledRecords
 
@@ -116,13 +116,13 @@ def _files(memory):
 def test_external_sort_is_sorted_and_stable(tmp_path_factory, keys, reverse, batch):
     records = [(k, i) for i, k in enumerate(keys)]
     mem = TaskMemory(1, SpillDir(root=str(tmp_path_factory.mktemp("sort"))))
-    saved = external.SORT_BATCH
-    external.SORT_BATCH = batch  # small batches: equal keys cross batch boundaries
+    saved = external_sort.SORT_BATCH
+    external_sort.SORT_BATCH = batch  # small batches: equal keys cross batch boundaries
     try:
         with running(mem):
-            got = list(external.external_sorted(iter(records), key=lambda r: r[0], reverse=reverse))
+            got = list(external_sort.external_sorted(iter(records), key=lambda r: r[0], reverse=reverse))
     finally:
-        external.SORT_BATCH = saved
+        external_sort.SORT_BATCH = saved
         mem.spill_dir.remove()
     assert got == sorted(records, key=lambda r: r[0], reverse=reverse)
 
@@ -130,6 +130,6 @@ def test_external_sort_is_sorted_and_stable(tmp_path_factory, keys, reverse, bat
 def test_external_sort_without_a_key(memory):
     values = [random.Random(i).random() for i in range(2_000)]
     with running(memory):
-        assert list(external.external_sorted(values)) == sorted(values)
-        assert list(external.external_sorted(values, reverse=True)) == sorted(values, reverse=True)
+        assert list(external_sort.external_sorted(values)) == sorted(values)
+        assert list(external_sort.external_sorted(values, reverse=True)) == sorted(values, reverse=True)
     assert not _files(memory)

@@ -1,8 +1,8 @@
 """The task runner's per-key work when it does not fit in the task's memory budget: aggregation and
-grouping that spill hash-partitioned files and merge them back one sub-partition at a time, external
-merge sort, and shuffle output, partitions and groups that continue on disk (PySpark's
-``ExternalMerger``, ``ExternalSorter``, ``ExternalGroupBy`` and ``ExternalListOfList`` are the
-reference).
+grouping that spill hash-partitioned files and merge them back one sub-partition at a time, and
+shuffle output, partitions and groups that continue on disk (PySpark's ``ExternalMerger``,
+``ExternalGroupBy`` and ``ExternalListOfList`` are the reference; the external merge sort is
+``external_sort``).
 
 Every function here takes the running task's ``TaskMemory``, reads its input in slices of
 ``memory.every`` records with the same fast loops as the in-memory path, and asks a ``Gauge`` between
@@ -12,15 +12,14 @@ Something spilled: keys come out sub-partition by sub-partition, a key's values 
 
 from __future__ import annotations
 
-import bisect
 import os
 import pickle
 from functools import partial
 from itertools import chain, islice
 from typing import Any, Callable, Iterable, Iterator
 
-from .memory import Gauge, TaskMemory, current
-from .spill import BATCH_BYTES, STREAM_BATCH, Run, RunWriter, SpilledRecords, paused_gc, read_batches, write_run
+from .memory import Gauge, TaskMemory
+from .spill import BATCH_BYTES, STREAM_BATCH, Run, RunWriter, SpilledRecords, paused_gc, read_batches
 
 _END = object()
 #: values of one key per spilled record, so that a huge group is written and read in pieces
@@ -34,10 +33,6 @@ PARTITIONS = 59
 #: a sub-partition still over the budget when merged is partitioned again, at most this deep
 #: (59**3 sub-partitions); past it, or when one key is most of it, big groups stream from disk
 MAX_LEVEL = 3
-#: records per batch of a sorted run: the merge holds one batch per run and sorts what is ready at once
-SORT_BATCH = 8192
-#: bytes per record a sort allocates besides its buffer: the array of keys and Timsort's merge area
-SORT_OVERHEAD = 24
 
 #: ``fold(d, records)`` folds a list of records into the dict ``d`` of combiners
 Fold = Callable[[dict, list], None]
@@ -352,88 +347,6 @@ class GroupBuffer:
         return SpilledRecords(self.runs, self.values)
 
 
-# -- sorting -----------------------------------------------------------------------------------------------
-
-def external_sorted(records: Iterable, key: Callable | None = None, reverse: bool = False) -> Iterator:
-    """``sorted(records, key=key, reverse=reverse)`` as an iterator, merging sorted runs from disk when
-    the running task's budget is exceeded (stable, as ``sorted``).
-
-    >>> list(external_sorted([3, 1, 2]))
-    [1, 2, 3]
-    """
-    memory = current()
-    if memory is None:
-        return iter(sorted(records, key=key, reverse=reverse))
-    runs: list = []
-    for buf, last in _filled(records, memory, SORT_OVERHEAD):
-        buf.sort(key=key, reverse=reverse)
-        if not last:
-            runs.append(write_run(memory.spill_dir, buf, "sort", SORT_BATCH))
-            buf.clear()  # written: free it now, not when the next buffer is full (this name holds it)
-    if not runs:
-        return iter(buf)
-    return _merge_sorted(runs, buf, key, reverse)
-
-
-def _merge_sorted(runs: list, buf: list, key: Callable | None, reverse: bool) -> Iterator:
-    """The records of sorted runs (and the sorted ``buf`` after them) in one order, stable: of equal
-    records, those of earlier runs first.
-
-    The merge goes batch by batch, not record by record: the smallest last key of the batches at
-    hand (``bound``) says that every record up to it, in every run, can go now; those records are
-    concatenated in run order and sorted in C (Timsort merges the sorted stretches; it is stable), so
-    no Python code runs per record but the key function."""
-    streams = [read_batches(r) for r in runs] + [iter((buf,))]
-    heads: list[list] = []  # per live stream: [stream, batch, position]
-    for s in streams:
-        b = next(s, None)
-        if b:
-            heads.append([s, b, 0])
-    del buf
-    ident = key is None
-    try:
-        while heads:
-            lasts = [h[1][-1] for h in heads]
-            if not ident:
-                lasts = list(map(key, lasts))  # type: ignore[arg-type]
-            bound = max(lasts) if reverse else min(lasts)
-            chunk: list = []
-            live = []
-            for h in heads:
-                s, b, pos = h
-                while True:
-                    cut = _cut_at(b, bound, pos, key, reverse)
-                    chunk.extend(b if pos == 0 and cut == len(b) else b[pos:cut])
-                    if cut < len(b):
-                        h[1], h[2] = b, cut
-                        live.append(h)
-                        break
-                    # a whole batch went: the next one may begin with records equal to the bound
-                    b, pos = next(s, None), 0
-                    if not b:
-                        break
-            heads = live
-            chunk.sort(key=key, reverse=reverse)
-            yield from chunk
-    finally:
-        _unlink(runs)
-
-
-def _cut_at(b: list, bound: Any, lo: int, key: Callable | None, reverse: bool) -> int:
-    """The end of the records of the sorted batch ``b`` (from ``lo``) that come no later than ``bound``."""
-    if not reverse:
-        return bisect.bisect_right(b, bound, lo, key=key)
-    # descending: the first record whose key is below the bound
-    hi = len(b)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if (b[mid] if key is None else key(b[mid])) < bound:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
 # -- output that continues on disk -----------------------------------------------------------------------
 
 def spool(records: Iterable, memory: TaskMemory) -> list | SpilledRecords:
@@ -495,4 +408,4 @@ def _unlink(runs: list) -> None:
             pass
 
 
-__all__ = ["combine", "external_sorted", "spool", "spill_buckets", "GroupBuffer", "GROUP_PIECE"]
+__all__ = ["combine", "spool", "spill_buckets", "GroupBuffer", "GROUP_PIECE"]
