@@ -474,6 +474,10 @@ class LocalPool:
         return run.results()
 
 
+#: a request this small fits a pipe's buffer (64 kB on Linux): sending it never waits for the reader
+_PIPE_BYTES = 48 * 1024
+
+
 class StageRun:
     """Tasks of one stage on the pool. ``add`` queues partitions and hands them to the idle task
     processes at once (so that they work while this process does something else: a probe task);
@@ -528,6 +532,10 @@ class StageRun:
         (and even a request's pipe write waits for a process the machine does not run at once)."""
         with self._lock:
             if self._feeding or not self.todo:
+                return
+            # small requests go now: writing them never waits, and a thread would first wait for the GIL
+            self._hand_out(_PIPE_BYTES)
+            if not self.todo:
                 return
             self._feeding = True
         if self._feeder is not None:
@@ -588,7 +596,9 @@ class StageRun:
                     return p
         return None
 
-    def _hand_out(self) -> None:
+    def _hand_out(self, max_bytes: int | None = None) -> None:
+        """Hand queued tasks to idle task processes (within ``limit``); with ``max_bytes``, only while
+        a request is that small (a pipe takes it whole at once, whether the process reads it or not)."""
         pool, owner, stage = self.pool, self.owner, self.stage
         idle = pool.idle_slots()
         if len(idle) > 1:
@@ -598,14 +608,17 @@ class StageRun:
         for slot in idle:
             if not self.todo or self.pending >= self.limit:
                 break
-            p, attempt = self.todo.pop()
-            self.used.add(slot)
+            p, attempt = self.todo[-1]
             reads = sorted(source_reads(stage.root, p, set()), key=lambda r: (r[0].source_id, r[1]))
             blobs = [self.tables] + [self.sources(op, i) for op, i in reads]
             gen = pool.generation(slot)
             if owner._known.get(slot) != (gen, self.job):
                 blobs.append(self.functions)
-                owner._known[slot] = (gen, self.job)
+            if max_bytes is not None and sum(map(len, blobs)) > max_bytes:
+                break
+            self.todo.pop()
+            self.used.add(slot)
+            owner._known[slot] = (gen, self.job)
             header = {"job": self.job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": self.job_dir,
                       "budget": owner.budget, "profile": owner.profile,
                       "src": [(op.source_id, i) for op, i in reads]}
