@@ -352,6 +352,9 @@ class Session:
         """
         if self.stopped:
             raise RuntimeError("this Context was stopped; create a new Context()")
+        wake = getattr(self.executor, "wake", None)
+        if wake is not None:
+            wake()  # a cluster's processes wake up while this job is planned, not when its tasks come
         parts = list(range(node.num_partitions)) if partitions is None else list(partitions)
         if not parts:
             # nothing to compute: no partitions means no tasks, so no executor is involved

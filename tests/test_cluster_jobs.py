@@ -187,6 +187,46 @@ def test_short_tasks_run_in_batches_with_every_answer_and_accumulator_update_onc
     assert ctx.lastJobMetrics().retries == 0
 
 
+def test_a_batch_hands_back_its_unstarted_tasks_while_one_of_them_waits_for_them(cctx, tmp_path):
+    # a very small stage goes to one slot as one batch; its first task waits until the last one has
+    # run: only handing back the tasks not started, while the first one still runs, lets it end
+    def wait_for_the_last(i, it):
+        import time
+
+        (tmp_path / str(i)).touch()
+        deadline = time.monotonic() + 30
+        while i == 0 and not (tmp_path / "3").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return [(i, (tmp_path / "3").exists())]
+
+    for _ in range(2):
+        for p in tmp_path.iterdir():
+            p.unlink()
+        got = cctx.parallelize(range(4), 4).mapPartitionsWithIndex(wait_for_the_last).collect()
+        assert got[0] == (0, True) and [i for i, _ in got] == [0, 1, 2, 3]
+        assert cctx.lastJobMetrics().retries == 0 and sum(cctx.lastJobMetrics().tasks_per_worker.values()) == 4
+
+
+def test_a_wake_reaches_the_idle_task_processes_and_asks_for_no_answer(cctx):
+    import psutil
+
+    cctx.parallelize(range(4), 2).count()
+    workers = [psutil.Process(w).children() for w in cctx.executor.worker_pids()]
+    before = {c.pid: c.num_ctx_switches().voluntary for children in workers for c in children}
+
+    def woke():
+        # the master sends a worker one WAKE per 10 ms at most: the action above may just have had it
+        cctx.executor._woken = 0.0
+        cctx.executor.wake()
+        return any(all(c.num_ctx_switches().voluntary > before[c.pid] for c in children) for children in workers)
+
+    # the task processes of the worker the next task goes to woke up (client -> master -> supervisor
+    # -> task process), though no job ran
+    assert wait_until(woke, 10)
+    assert cctx.parallelize(range(10), 4).map(lambda x: x * 3).collect() == [x * 3 for x in range(10)]
+    assert {c.pid for w in cctx.executor.worker_pids() for c in psutil.Process(w).children()} == set(before)
+
+
 def _slow_partition(it):
     import time
 
@@ -207,7 +247,7 @@ def test_a_thread_waiting_for_its_job_reads_the_socket_itself(cctx):
 
     link._decode = recording
     try:
-        for _ in range(5):
+        for _ in range(10):
             assert cctx.parallelize(range(10), 2).map(lambda x: x + 1).collect() == list(range(1, 11))
         # no hop through the link's thread: the caller took the master's answers off the socket itself
         # (the link's thread drains the socket once a second while nobody waits: it may catch one)

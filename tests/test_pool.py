@@ -110,3 +110,49 @@ def test_a_pool_left_running_does_not_hold_up_interpreter_exit():
     script = "from okplan.exec.pool import TaskPool, Echo\np = TaskPool(2, Echo).start()\nprint(p.run('x').reply)\n"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and done.stdout.strip() == "('x', [])", done.stderr
+
+
+class Turns:
+    """A request is ``[seconds per unit, ...]``: run units while turns come; a unit of -1 kills the
+    process. The reply lists the units it ran."""
+
+    def __call__(self, header, blobs):
+        from okplan.exec.pool import take_turn
+
+        ran = []
+        for i, seconds in enumerate(header):
+            if not take_turn():
+                break
+            if seconds < 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(seconds)
+            ran.append(i)
+        return ran, []
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_units_not_started_are_taken_back_while_one_runs_and_none_twice(start_method):
+    with TaskPool(1, Turns, start_method=start_method) as pool:
+        pool.submit(0, [0, 0, 0], turns=3)
+        outcomes = []
+        assert wait_until(lambda: outcomes.extend(pool.poll(0.05)) or outcomes, 10)
+        assert outcomes[0].reply[0] == [0, 1, 2] and pool.revoke(0) == 0
+        for _ in range(5):
+            # the second unit runs long: the supervisor takes the rest back meanwhile
+            pool.submit(0, [0, 0.5, 0, 0, 0], turns=5)
+            time.sleep(0.2)
+            taken_back = pool.revoke(0)
+            outcomes = []
+            assert wait_until(lambda: outcomes.extend(pool.poll(0.05)) or outcomes, 10)
+            ran = outcomes[0].reply[0]
+            assert ran == [0, 1] and taken_back == 3           # every unit once: run, or taken back
+            assert pool.revoke(0) == 0
+        # a child that dies in a unit: its outcome says how many turns it had taken (it died in the last)
+        pool.submit(0, [0, 0, -1, 0], turns=4, tag="t")
+        outcomes = []
+        assert wait_until(lambda: outcomes.extend(pool.poll(0.05)) or outcomes, 10)
+        assert outcomes[0].died is not None and outcomes[0].turns_taken == 3 and outcomes[0].tag == "t"
+        pool.submit(0, [0, 0], turns=2)                          # the next child starts with no stale turns
+        outcomes = []
+        assert wait_until(lambda: outcomes.extend(pool.poll(0.05)) or outcomes, 10)
+        assert outcomes[0].reply[0] == [0, 1]

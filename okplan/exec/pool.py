@@ -12,6 +12,12 @@ Requests and replies are a small header (pickled) plus raw byte blobs sent as th
 functions that the supervisor already holds as bytes are never pickled again. Children are forked
 where the platform allows it (cheap, and they share what the parent imported) and spawned elsewhere.
 
+A request may hold several units of work (a batch of short tasks) that the supervisor can take back
+while the child runs one of them: ``submit(..., turns=n)`` puts n tokens in a pipe both processes read,
+the child's handler takes one (``take_turn()``) before each unit, and ``revoke(slot)`` takes the rest.
+A read of a pipe hands each byte to exactly one reader, so every unit is either run by the child or
+taken back by the supervisor, never both and never neither, without a round trip per unit.
+
 >>> pool = TaskPool(2, Echo)                              # doctest: +SKIP
 >>> pool.start()                                          # doctest: +SKIP
 >>> pool.run({"n": 1}, [b"data"]).reply                   # doctest: +SKIP
@@ -42,6 +48,11 @@ log = logging.getLogger("okplan.pool")
 _QUICK_DEATH = 1.0
 _MAX_BACKOFF = 5.0
 _STOP = "okplan-pool-stop"
+_WAKE = "okplan-pool-wake"
+#: most turns one request may hold: a pipe write this small is atomic and never blocks
+_MAX_TURNS = 4096
+#: in a child: the read end of its turn tokens (``take_turn``)
+_turns_fd: int | None = None
 
 
 class Handler(Protocol):
@@ -95,13 +106,15 @@ _SIGNAL_HINTS = {"SIGKILL": "out of memory? kill -9?", "SIGSEGV": "a crash in na
 @dataclass
 class Outcome:
     """What became of one request: the handler's ``reply``, or why there is none (``died`` or
-    ``error``). ``tag`` is the caller's, given to ``submit``."""
+    ``error``). ``tag`` is the caller's, given to ``submit``; ``turns_taken``: of a request given
+    turns whose child died, how many it had taken (it died in the last of them)."""
 
     slot: int
     tag: Any
     reply: tuple[Any, list[bytes]] | None = None
     died: ChildDeath | None = None
     error: str | None = None
+    turns_taken: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -120,6 +133,10 @@ class _Slot:
     restart_at: float | None = None   # set while the slot waits (backoff) for its next child
     deaths: int = 0
     generation: int = 0   # children started in this slot so far
+    #: the child's turn tokens (read end, write end), a pipe both processes read (see ``revoke``)
+    turns: tuple[Connection, Connection] | None = None
+    granted: int = 0      # tokens given with the current request
+    revoked: int = 0      # of those, taken back
 
 
 def default_start_method() -> str:
@@ -193,8 +210,10 @@ class TaskPool:
         """Slots whose child is up and waiting for a request."""
         return [s.index for s in self.slots if s.conn is not None and not s.busy]
 
-    def submit(self, slot: int, header: Any, blobs: Sequence[bytes] = (), tag: Any = None) -> None:
-        """Send a request to the idle child of ``slot``; its ``Outcome`` comes from ``poll``.
+    def submit(self, slot: int, header: Any, blobs: Sequence[bytes] = (), tag: Any = None, turns: int = 0) -> None:
+        """Send a request to the idle child of ``slot``; its ``Outcome`` comes from ``poll``. With
+        ``turns``, the handler may take that many turns (``take_turn()``), those it has not taken yet
+        can be taken back with ``revoke``.
 
         >>> pool.submit(pool.idle_slots()[0], {"task": 1}, [job_blob], tag="t1")   # doctest: +SKIP
         """
@@ -202,10 +221,36 @@ class TaskPool:
         if s.conn is None or s.busy:
             raise RuntimeError(f"slot {slot} of {self.name} is not idle")
         s.busy, s.tag = True, tag
+        _drain_turns(s)  # none are left between requests; a request is never given another's
+        s.granted, s.revoked = min(turns, _MAX_TURNS), 0
         try:
+            if s.granted:
+                os.write(s.turns[1].fileno(), b"t" * s.granted)
             _send(s.conn, header, blobs)
         except OSError:
             pass  # the child is gone: poll() reports it as this request's outcome
+
+    def wake(self) -> None:
+        """Nudge every idle child (it answers nothing): a request that follows soon finds it running
+        instead of asleep, which after a few ms idle costs hundreds of microseconds.
+
+        >>> pool.wake()                                    # doctest: +SKIP
+        """
+        for s in self.slots:
+            if s.conn is not None and not s.busy:
+                try:
+                    _send(s.conn, _WAKE, ())
+                except OSError:
+                    pass  # gone: poll() buries it
+
+    def revoke(self, slot: int) -> int:
+        """Take back the turns the child of ``slot`` has not taken yet (from the end of the request):
+        how many. The child runs none of them, whatever it is doing meanwhile.
+
+        >>> pool.revoke(0)                                 # doctest: +SKIP
+        3
+        """
+        return _drain_turns(self.slots[slot])
 
     def fds(self) -> list[int]:
         """File descriptors that become readable when a child replies or dies (for ``zmq.poll``)."""
@@ -321,13 +366,16 @@ class TaskPool:
             s.proc.kill()
             s.proc.join(1.0)
         death = ChildDeath.of(s.proc.exitcode)
+        _drain_turns(s)  # the turns it never took, so the rest is what it took
+        taken = s.granted - s.revoked if s.granted else None
+        _close_turns(s)
         s.conn.close()
         s.conn = s.proc = None
         s.deaths += 1
         lived = time.monotonic() - s.started
         outcome = None
         if s.busy:
-            outcome = Outcome(s.index, s.tag, died=death)
+            outcome = Outcome(s.index, s.tag, died=death, turns_taken=taken)
             s.busy, s.tag = False, None
             log.warning("%s slot %d: the task's process %s; starting another", self.name, s.index,
                         death.describe())
@@ -359,16 +407,21 @@ class TaskPool:
 
     def _spawn(self, s: _Slot) -> None:
         mine, theirs = self.mp.Pipe(duplex=True)
+        turns = self.mp.Pipe(duplex=False)  # (read, write): both processes read the tokens
+        os.set_blocking(turns[0].fileno(), False)  # the open file is shared: non-blocking for the child too
         # a forked child inherits the supervisor's ends of its siblings' pipes; it closes them, so that a
         # sibling's death (or the supervisor's) is still seen as end-of-file
         # not daemonic: user code may start processes of its own (multiprocessing refuses that to a daemon);
         # stop() and the children's death-with-parent make sure none outlives the supervisor
-        inherited = [o.conn.fileno() for o in self.slots if o.conn is not None] + [mine.fileno()] \
-            if self.start_method == "fork" else []
-        proc = self.mp.Process(target=_child_main, args=(theirs, self.factory, inherited),
+        inherited = [fd for o in self.slots if o.conn is not None
+                     for fd in (o.conn.fileno(), *(c.fileno() for c in o.turns or ()))] \
+            + [mine.fileno(), turns[1].fileno()] if self.start_method == "fork" else []
+        proc = self.mp.Process(target=_child_main, args=(theirs, self.factory, inherited, turns[0]),
                                name=f"{self.name}-{s.index}")
         proc.start()
         theirs.close()
+        _close_turns(s)
+        s.turns, s.granted, s.revoked = turns, 0, 0
         s.proc, s.conn, s.started, s.restart_at, s.busy = proc, mine, time.monotonic(), None, False
         s.generation += 1
 
@@ -394,8 +447,49 @@ def _stop_slots(slots: list[_Slot], timeout: float = 2.0) -> None:
                 s.proc.join(1.0)
         if s.conn is not None:
             s.conn.close()
+        _close_turns(s)
         s.proc = s.conn = None
         s.busy = False
+
+
+def _drain_turns(s: _Slot) -> int:
+    """Read every turn token left in ``s``'s pipe: how many (each one read here is not the child's)."""
+    if s.turns is None:
+        return 0
+    n = 0
+    while True:
+        try:
+            got = os.read(s.turns[0].fileno(), _MAX_TURNS)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:
+            break
+        if not got:
+            break
+        n += len(got)
+    s.revoked += n
+    return n
+
+
+def _close_turns(s: _Slot) -> None:
+    if s.turns is not None:
+        for c in s.turns:
+            c.close()
+        s.turns = None
+
+
+def take_turn() -> bool:
+    """In a child: take one of the current request's turns; False when the supervisor took the rest
+    back (``TaskPool.revoke``), and the unit must not run. Only for requests given ``turns``.
+
+    >>> while take_turn(): run_next_unit()               # doctest: +SKIP
+    """
+    if _turns_fd is None:
+        return True
+    try:
+        return os.read(_turns_fd, 1) == b"t"
+    except BlockingIOError:
+        return False
 
 
 class _HandlerFailed:
@@ -416,8 +510,11 @@ def _recv(conn: Connection) -> tuple[Any, list[bytes]]:
     return header, [conn.recv_bytes() for _ in range(n)]
 
 
-def _child_main(conn: Connection, factory: Callable[[], Handler], inherited: list[int]) -> None:
+def _child_main(conn: Connection, factory: Callable[[], Handler], inherited: list[int],
+                turns: Connection | None = None) -> None:
     """A child's life: serve requests until told to stop or the supervisor goes away."""
+    global _turns_fd
+    _turns_fd = turns.fileno() if turns is not None else None
     # Ctrl-C in a terminal reaches the whole process group: the supervisor decides what stops
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -440,6 +537,8 @@ def _child_main(conn: Connection, factory: Callable[[], Handler], inherited: lis
             return  # the supervisor is gone
         if header == _STOP:
             return
+        if header == _WAKE:
+            continue
         try:
             reply = handler(header, blobs)
         except BaseException as e:  # noqa: BLE001 - the handler's own guard failed; say so and serve on
@@ -469,4 +568,4 @@ class Echo:
         return header, blobs
 
 
-__all__ = ["TaskPool", "Outcome", "ChildDeath", "Handler", "Echo", "default_start_method"]
+__all__ = ["TaskPool", "Outcome", "ChildDeath", "Handler", "Echo", "default_start_method", "take_turn"]

@@ -43,6 +43,8 @@ _DROP_EVERY = 0.5
 #: source blocks of a job that add up to at most this many bytes travel in its spec (to every worker,
 #: with the job's functions) instead of Redis: a small job saves the upload and a read per task
 INLINE_SOURCES = 64 << 10
+#: seconds between two WAKE messages of this client (a burst of actions needs one)
+_WAKE_EVERY = 0.005
 
 
 
@@ -90,6 +92,9 @@ class ClusterExecutor:
         self._caches: dict[str, int] = {}          # cache id -> partitions, of cache() stages we ran
         self._kept: dict[str, int] = {}            # keep id -> map tasks, of kept shuffles we wrote (LRU first)
         self._kept_bytes: dict[str, int] = {}      # keep id -> bytes its map tasks wrote
+        #: cache id or keep id -> records its stage wrote: the spec tells the master, which batches
+        #: the tasks of a later job's stage that reads few of them (``spec.known_records``)
+        self._records: dict[str, int] = {}
         #: kept shuffles a running adaptive job still reads (``pin_shuffle``): outside the budget
         self.pinned: set[str] = set()
         #: keys of dropped kept shuffles, deleted by the keeper thread: a drop may come from the garbage
@@ -99,6 +104,7 @@ class ClusterExecutor:
         #: spec says so, so that workers read the manifest only when there is one
         self.side_files = 0
         self._stopped = False
+        self._woken = 0.0
         self._slots = 0
         self._max_message = 0                      # the master's --max-message-bytes, from welcome
         self._refresher: threading.Thread | None = None
@@ -136,6 +142,18 @@ class ClusterExecutor:
 
     def _send(self, kind: str, body: dict | None = None, blobs: tuple = ()) -> None:
         self.link.send(kind, body, blobs)
+
+    def wake(self) -> None:
+        """Tell the master a job is coming (the session calls this before it plans one): the master
+        wakes idle workers, which wake their task processes, while this client plans.
+
+        >>> executor.wake()                                 # doctest: +SKIP
+        """
+        now = time.monotonic()
+        if now - self._woken >= _WAKE_EVERY and not self._stopped:
+            self._woken = now
+            with contextlib.suppress(ClusterUnavailableError):
+                self._send(P.WAKE)
 
     def hello(self, timeout: float = 3.0) -> dict[str, Any]:
         """Ask the master for its Redis URL, workers and dashboard; ``ClusterUnavailableError`` after
@@ -213,18 +231,19 @@ class ClusterExecutor:
                 if msg.kind == P.RESULT:
                     # one message may carry several partitions: ``more`` = [[partition, stored], ...],
                     # and a blob for each one not stored, in order
-                    blobs = iter(msg.blobs)
-                    for p, stored in [(body["partition"], body["stored"]), *body.get("more", ())]:
-                        got[p] = self._result_value(job_id, p, stored, None if stored else next(blobs), metrics)
+                    self._results(job_id, [(body["partition"], body["stored"]), *body.get("more", ())],
+                                  msg.blobs, got, metrics)
                 elif msg.kind == P.JOB_ALIVE:
                     if progress is not None:
                         for stage_id, done, total, records in body.get("progress") or ():
                             progress.update(stage_id, done, total, records)
                 elif msg.kind == P.JOB_DONE:
+                    self._results(job_id, body.get("results", ()), msg.blobs, got, metrics)  # the last ones
                     ended = True
                     self._slots = body.get("slots") or self._slots
                     metrics.fill_from_wire(body["metrics"])
                     self._account_kept(plan, metrics)
+                    self._note_records(plan, metrics)
                     log.info("job finished", extra={"job": job_id, "seconds": round(time.perf_counter() - started, 6),
                                                     "tasks": sum(m.tasks for m in metrics.stages.values())})
                 elif msg.kind == P.JOB_FAILED:
@@ -257,7 +276,7 @@ class ClusterExecutor:
         job_id = uuid.uuid4().hex[:16]
         spec = build_spec(job_id, self.client_id, plan, want, ttl=self.job_ttl, cache_ttl=self.cache_ttl,
                           inline_max=self.inline_max, task_memory=self.task_memory, profile=self.profile,
-                          app=self.app_name)
+                          app=self.app_name, known_records=self._records)
         job_blob = dumps_function(({s.id: s for s in plan.stages}, action), strip=without_source_data)  # partitions go to Redis or the spec
         keys = Keys(job_id, self.client_id)
         uploads = []
@@ -306,6 +325,13 @@ class ClusterExecutor:
                 self.store.delete([k for k, _ in uploads] + [k for k, _, _ in big])
             raise
         return job_id
+
+    def _results(self, job_id: str, results: Any, blobs: list, got: dict[int, Any], metrics: JobMetrics) -> None:
+        """Decode the ``[[partition, stored], ...]`` a RESULT or JOB_DONE carries into ``got``: a blob
+        each, in order, for those not stored in Redis."""
+        values = iter(blobs)
+        for p, stored in results:
+            got[p] = self._result_value(job_id, p, stored, None if stored else next(values), metrics)
 
     def _result_value(self, job_id: str, partition: int, stored: bool, blob: bytes | None,
                       metrics: JobMetrics) -> Any:
@@ -391,7 +417,18 @@ class ClusterExecutor:
         self.drop_cached(cache_id)
         return False
 
+    def _note_records(self, plan: PhysicalPlan, metrics: JobMetrics) -> None:
+        """Remember the records of the caches and kept shuffles a finished job wrote."""
+        for stage in plan.stages:
+            out = stage.output
+            key = out.cache_id if isinstance(out, Materialize) else \
+                out.keep_id if isinstance(out, ShuffleWrite) and out.reused_from is None else None
+            m = metrics.stages.get(stage.id)
+            if key is not None and m is not None and m.tasks:
+                self._records[key] = m.records_out
+
     def drop_cached(self, cache_id: str) -> None:
+        self._records.pop(cache_id, None)
         n = self._caches.pop(cache_id, None)
         if n:
             self.store.delete(self._cache_keys(cache_id, n))
@@ -470,6 +507,7 @@ class ClusterExecutor:
         """
         maps = self._kept.pop(keep_id, None) if keep_id is not None else None
         self._kept_bytes.pop(keep_id, None)
+        self._records.pop(keep_id, None)
         if maps is not None:
             self._dropped.append(self._kept_keys(keep_id, maps))
 

@@ -18,7 +18,7 @@ class StageRun:
     """One stage of a running job."""
 
     __slots__ = ("info", "id", "needed", "done", "pending", "running", "attempts", "crashes", "recomputes",
-                 "metrics", "announced")
+                 "metrics", "announced", "late")
 
     def __init__(self, info: dict[str, Any], partitions: list[int] | None):
         self.info = info
@@ -32,6 +32,8 @@ class StageRun:
         self.recomputes = 0
         self.metrics = StageMetrics(self.id, _KIND_NAMES[info["kind"]])
         self.announced = False  # "stage started" was logged
+        #: a batch of it ran past its budget before any task was timed: not batched until timed
+        self.late = False
 
     @property
     def complete(self) -> bool:

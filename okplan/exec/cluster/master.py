@@ -47,7 +47,8 @@ CLIENT_TIMEOUT = 10.0
 
 
 class _Worker:
-    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs", "tasks_done", "batch_of")
+    __slots__ = ("ident", "name", "host", "pid", "slots", "last_seen", "running", "jobs", "tasks_done", "batch_of",
+                 "ended", "woken")
 
     def __init__(self, ident: bytes, body: dict[str, Any]):
         self.ident = ident
@@ -62,16 +63,24 @@ class _Worker:
         #: task -> the shared count of its batch's tasks still out: a batch holds one credit, returned
         #: with the last of its tasks (single tasks are not in here)
         self.batch_of: dict[tuple[str, int, int], list[int]] = {}
+        #: jobs that ended whose functions it still holds: told with its next TASK, else at the next tick
+        #: (a JOB_END of its own right at a job's end woke every worker while the client was finishing)
+        self.ended: list[str] = []
+        self.woken = 0.0  # when it was last sent a WAKE
 
 
 #: a batch of short tasks aims at this many seconds of work (measured on the stage's finished tasks)
 _BATCH_SECONDS = 0.02
 #: most tasks in one TASK message
 _MAX_BATCH = 64
-#: records per task of an in-memory input small enough to batch before any task was timed
-_SMALL_TASK_RECORDS = 1000
+#: records per task of an input small enough to batch before any task was timed
+_SMALL_TASK_RECORDS = 5000
+#: records of a whole stage small enough to go to one slot as one batch before any task was timed
+_ONE_BATCH_RECORDS = 10_000
 #: seconds before an unknown worker that has not said hello is told again
 _RESET_AGAIN = 5.0
+#: a worker is sent at most one WAKE per this many seconds (however many clients ask)
+_WAKE_EVERY = 0.01
 
 
 class _DropLog:
@@ -361,6 +370,23 @@ class Master:
             if job is not None and job.client == ident:
                 job.client_seen = now
 
+    def _on_wake(self, ident: bytes, msg: P.Message) -> None:
+        """A client is about to plan a job: wake the worker its first tasks will go to (the one with a
+        free slot that has waited longest) now, so that it and its task processes are running by the
+        time they come, instead of waking then (after a few ms idle, a process takes hundreds of
+        microseconds to respond). Only that one: on a machine with few cores, waking every worker
+        would slow down the client's planning more than it saves. Bounded: at most one WAKE per worker
+        per ``_WAKE_EVERY``, whatever the clients send."""
+        now = time.monotonic()
+        for wid in self.idle:
+            w = self.workers.get(wid)
+            if w is None:
+                continue
+            if now - w.woken >= _WAKE_EVERY:
+                w.woken = now
+                self._send(w.ident, P.WAKE)
+            return
+
     def _on_cancel(self, ident: bytes, msg: P.Message) -> None:
         job = self.jobs.get(msg.body["job_id"])
         if job is not None and job.state == "running" and job.client == ident:
@@ -467,8 +493,10 @@ class Master:
             self._fail(job, "integrity", f"{_stage_name(stage)} partition {p}: {b.get('message')}", stage.id, p)
             return
         if b.get("requeue"):
-            # a task of a batch that never started (the task before it failed or killed the process):
-            # behind the others, so that the one that failed runs first, alone
+            # a task of a batch that never started (the task before it failed or killed the process,
+            # or the batch ran past its budget): behind the others, so that the one that failed runs
+            # first, alone
+            stage.late = stage.late or bool(b.get("late"))
             stage.pending.append(p)
             return
         if b.get("resend_job"):
@@ -571,14 +599,20 @@ class Master:
         job.acc = []
 
     def _finish(self, job: JobRun) -> None:
-        self._send_results(job)  # before JOB_DONE, which tells the client there are no more
         job.state = "done"
         # the keys go first, so the client never sees a finished job's keys; then the client hears at
         # once: the dashboard's view and the workers' JOB_END wait until the JOB_DONE is on its way
         forgotten = self._maybe_forget(job, tell_workers=False)
         metrics = job.metrics()
-        self._send(job.client, P.JOB_DONE, {"job_id": job.id, "metrics": metrics.to_wire(), "acc": job.acc,
-                                            "slots": sum(w.slots for w in self.workers.values())})
+        body = {"job_id": job.id, "metrics": metrics.to_wire(), "acc": job.acc,
+                "slots": sum(w.slots for w in self.workers.values())}
+        blobs: list = []
+        if job.outbox:
+            # the last results ride in the JOB_DONE: one message to the client instead of two
+            body["results"] = [[p, stored] for p, stored, _ in job.outbox]
+            blobs = [b for _, _, b in job.outbox if b is not None]
+            job.outbox = []
+        self._send(job.client, P.JOB_DONE, body, blobs)
         if forgotten:
             self._job_ended_on_workers(job)
         self._ended(job)
@@ -627,11 +661,19 @@ class Master:
         return True
 
     def _job_ended_on_workers(self, job: JobRun) -> None:
-        """Tell the workers that loaded ``job``'s functions to drop them."""
+        """Have the workers that loaded ``job``'s functions drop them (with their next TASK, or at the
+        next tick: ``_tell_ended``)."""
         for w in self.workers.values():
             if job.id in w.jobs:
                 w.jobs.discard(job.id)
-                self._send(w.ident, P.JOB_END, {"job_id": job.id})
+                w.ended.append(job.id)
+
+    def _tell_ended(self) -> None:
+        """JOB_END for the ended jobs no TASK has carried to their workers since the last tick."""
+        for w in list(self.workers.values()):
+            ended, w.ended = w.ended, []
+            for job_id in ended:
+                self._send(w.ident, P.JOB_END, {"job_id": job_id})
 
     def _delete(self, keys: list[str]) -> None:
         try:
@@ -661,11 +703,11 @@ class Master:
                 log.info("stage started", extra={"job": job.id, "stage": stage.id, "kind": stage.metrics.kind,
                                                  "tasks": len(stage.needed)})
             tasks = [p]
-            for _ in range(self._batch_size(stage) - 1):
+            for _ in range(self._batch_size(job, stage) - 1):
                 tasks.append(stage.pending.popleft())
             self._send_tasks(w, job, stage, tasks)
 
-    def _batch_size(self, stage: StageRun) -> int:
+    def _batch_size(self, job: JobRun, stage: StageRun) -> int:
         """How many tasks of ``stage`` one TASK message carries: one, unless the stage's tasks are short
         (those finished so far took under ``_BATCH_SECONDS`` on average) and plenty are pending, so that
         a batch costs one round trip instead of one per task while every slot still gets several
@@ -676,11 +718,20 @@ class Master:
             return 1
         slots = sum(w.slots for w in self.workers.values())
         if m.tasks == 0:
-            # nothing timed yet: a stage over a small in-memory input (parallelize, range) has short
-            # tasks, so every slot gets one batch at once (a tiny job costs one round trip per slot)
+            # nothing timed yet: a stage over a small input whose records are known (parallelized
+            # data, ranges, the outputs of earlier stages and jobs) has short tasks. Up to ``_ONE_BATCH_RECORDS`` in all, the whole stage goes to one slot as one batch
+            # (a tiny job costs one worker's round trip: on a busy machine a second worker's costs
+            # more than it saves); above, every slot gets one batch at once. A batch that runs past
+            # its budget hands its unstarted tasks back, and the stage is then no longer batched
+            # until its tasks are timed (e.g. tasks that wait for each other).
             records = stage.info.get("records")
-            if records is None or records > _SMALL_TASK_RECORDS * max(1, len(stage.needed)):
+            if records is not None and stage.info.get("plus_parents"):
+                # and what the job's own earlier stages wrote for it (they are complete by now)
+                records += sum(job.stages[p].metrics.records_out for p in stage.info["parents"])
+            if stage.late or records is None or records > _SMALL_TASK_RECORDS * max(1, len(stage.needed)):
                 return 1
+            if records <= _ONE_BATCH_RECORDS:
+                return max(1, min(_MAX_BATCH, len(stage.pending) + 1))
             return max(1, min(_MAX_BATCH, len(stage.pending) + 1, -(-len(stage.needed) // max(1, slots))))
         per_task = m.task_seconds / m.tasks
         # + 1: the task already taken from the queue
@@ -707,6 +758,8 @@ class Master:
             w.jobs.add(job.id)
             blobs = job.blobs  # a job's functions go to each worker once
         body = {"job_id": job.id, "stage": stage.id, "partition": tasks[0], "attempt": attempts[0]}
+        if w.ended:
+            body["ended"], w.ended = w.ended, []  # JOB_ENDs ride along
         if len(tasks) > 1:
             body["more"] = [[p, a] for p, a in zip(tasks[1:], attempts[1:])]
             # a batch whose tasks turn out slower than expected stops early and hands the rest back
@@ -729,6 +782,7 @@ class Master:
             if now - told >= _RESET_AGAIN:
                 del self.reset_sent[ident]  # bounded: a flood of made-up identities is forgotten
         self._publish()
+        self._tell_ended()
         for w in list(self.workers.values()):
             if now - w.last_seen > self.heartbeat_timeout:
                 self._lose_worker(w, f"sent no heartbeat for {now - w.last_seen:.1f}s")
@@ -782,6 +836,7 @@ _HANDLERS = {
     P.CLIENT_HELLO: Master._on_client_hello,
     P.SUBMIT: Master._on_submit,
     P.CANCEL: Master._on_cancel,
+    P.WAKE: Master._on_wake,
     P.CLIENT_HEARTBEAT: Master._on_client_heartbeat,
 }
 

@@ -37,6 +37,7 @@ CLIENT_HELLO = "client_hello"     # {versions} -> WELCOME, or a refusal
 SUBMIT = "submit"                 # {job_id}, blobs [spec, job]
 CANCEL = "cancel"                 # {job_id}
 CLIENT_HEARTBEAT = "client_heartbeat"  # {jobs: [job_id, ...]}: the client is alive and still wants these
+WAKE = "wake"                     # {}: a job is coming (client -> master -> idle workers -> task processes)
 # master -> client
 WELCOME = "welcome"               # {redis, workers, slots, hosts, versions, max_message_bytes}
 RESULT = "result"                 # {job_id, partition, stored, acc, more?}, blobs: the values not stored
@@ -189,6 +190,7 @@ class _Failed(_Task):
     missing: NotRequired[list[tuple[str, str | int, int]]]
     resend_job: NotRequired[bool]
     requeue: NotRequired[bool]
+    late: NotRequired[bool]
 
 
 class _Dones(TypedDict):
@@ -213,6 +215,7 @@ TO_MASTER: dict[str, tuple[type, int, int]] = {
     CANCEL: (_Job, 0, 0),
     CLIENT_HEARTBEAT: (_ClientHeartbeat, 0, 0),
     HEARTBEAT: (_Empty, 0, 0),
+    WAKE: (_Empty, 0, 0),
     BYE: (_Empty, 0, 0),
     DONE: (_Done, 0, 1),
     DONES: (_Dones, 0, 1),

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from .. import accumulators
 from ..serialization import UNKEYED, BlockIntegrityError, loads_function, serialize
 from ..metrics import TaskMetrics
+from ..pool import take_turn
 from ..profile import profiled
 from ..task import annotate, run_task
 from . import protocol as P
@@ -53,8 +54,10 @@ class SlotRunner:
     forget), and ``blobs`` = ``[spec, job]`` the first time this process sees the job. The reply is
     ``(replies, blobs)``: one ``(kind, body, number of blobs)`` of a DONE or FAILED per task, their
     blobs in order. Once a task of a batch fails, the rest are not run: they come back as FAILED with
-    ``requeue`` for the master to queue again, without counting an attempt; so do those left when the
-    batch has run past its ``budget`` of seconds (its tasks were slower than the master expected).
+    ``requeue`` for the master to queue again, without counting an attempt. A batch comes with
+    ``turns``: a task runs only if it gets a turn (``pool.take_turn``), and the supervisor takes back
+    those not started once the batch runs past its budget (its tasks were slower than the master
+    expected), even while one of them runs; the reply then covers the tasks before them.
 
     >>> runner = SlotRunner("host-1-ab")                                          # doctest: +SKIP
     >>> runner({"job_id": "j", "stage": 0, "tasks": [[0, 0]], "redis": url}, [spec, job])  # doctest: +SKIP
@@ -82,17 +85,17 @@ class SlotRunner:
         replies: list[tuple[str, dict, int]] = []
         out: list[bytes] = []
         failed = False
-        budget = header.get("budget")
-        deadline = time.perf_counter() + budget if budget else None
+        turns = header.get("turns", False)
         # CPU time once per request: reading the thread's CPU clock cost tens of microseconds here,
         # as much as a short task; a batch's CPU time is shared out by its tasks' wall time
         cpu0 = time.thread_time()
-        for i, (p, attempt) in enumerate(header["tasks"]):
+        for p, attempt in header["tasks"]:
+            if turns and not take_turn():
+                break  # the batch ran past its budget: the supervisor took the rest back and reports them
             task = {"job_id": header["job_id"], "stage": header["stage"], "partition": p, "attempt": attempt}
-            if failed or i and deadline is not None and time.perf_counter() > deadline:
-                why = "an earlier task of its batch failed" if failed else "its batch took longer than expected"
+            if failed:
                 replies.append((P.FAILED, {**task, "reason": "infra", "requeue": True,
-                                           "message": f"not run: {why}"}, 0))
+                                           "message": "not run: an earlier task of its batch failed"}, 0))
                 continue
             kind, body, reply_blobs = self.run({**task, "redis": header["redis"]}, blobs)
             replies.append((kind, body, len(reply_blobs)))

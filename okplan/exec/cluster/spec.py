@@ -19,7 +19,7 @@ from typing import Annotated, Any, Iterator, Literal, NotRequired, TypedDict
 
 import msgspec
 
-from ...physical.operators import PhysOp, ReadMaterialized, ReadRange, ReadSource
+from ...physical.operators import PhysOp, ReadMaterialized, ReadRange, ReadSource, ShuffleRead
 from ...physical.render import operator_lines
 from ...physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 
@@ -43,6 +43,8 @@ class _StageInfo(TypedDict):
     #: a shuffle kept by an earlier job: complete from the start, no task runs (shuffle reuse)
     reused: NotRequired[bool]
     records: NotRequired[int]
+    #: the stage also reads what its parent stages write: the master adds their records once they ran
+    plus_parents: NotRequired[bool]
 
 
 class _Spec(TypedDict):
@@ -131,7 +133,7 @@ def kept_shuffles(plan: PhysicalPlan) -> dict[int, str]:
             if isinstance(s.output, ShuffleWrite) and s.output.keep_id is not None}
 
 
-def _stage_info(stage: Stage) -> dict[str, Any]:
+def _stage_info(stage: Stage, writers: dict[tuple[str, Any], Stage], known: dict[str, int]) -> dict[str, Any]:
     out = stage.output
     info: dict[str, Any] = {"id": stage.id, "n": stage.num_partitions, "parents": tuple(stage.parents),
                             "labels": list(stage.labels), "ops": operator_lines(stage)}
@@ -143,31 +145,57 @@ def _stage_info(stage: Stage) -> dict[str, Any]:
         info.update(kind="mat", cache_id=out.cache_id, scope=out.scope)
     else:
         info.update(kind="result")
-    records = _input_records(stage)
-    if records is not None:
-        info["records"] = records
+    found = _input_records(stage, writers, known)
+    if found is not None:
+        info["records"], plus_parents = found
+        if plus_parents:
+            info["plus_parents"] = True
     return info
 
 
-def _input_records(stage: Stage) -> int | None:
-    """Records the stage reads when they are all known before it runs (parallelized data and ranges
-    only), else None: the master batches the tasks of a stage with small inputs from the start."""
-    total = 0
+def _input_records(stage: Stage, writers: dict[tuple[str, Any], Stage],
+                   known: dict[str, int]) -> tuple[int, bool] | None:
+    """``(records, plus_parents)`` when the records the stage reads are known before it runs, else
+    None: parallelized data and ranges, caches and kept shuffles of earlier jobs whose records the
+    client knows (``known``, by cache or keep id), plus (``plus_parents``) the outputs of the job's
+    own earlier stages, which the master counts as they run. The master batches the tasks of a stage
+    with small inputs from the start."""
+    total, plus_parents = 0, False
     for op in walk(stage.root):
-        if type(op) is ReadSource:
+        kind = type(op)
+        if kind is ReadSource:
             total += op.records
-        elif type(op) is ReadRange:
+        elif kind is ReadRange:
             total += len(range(op.start, op.stop, op.step))
+        elif kind is ShuffleRead or kind is ReadMaterialized:
+            writer = writers.get(("shuffle", op.shuffle_id) if kind is ShuffleRead else ("mat", op.cache_id))
+            out = writer.output if writer is not None else None
+            if out is not None and getattr(out, "reused_from", None) is None:
+                plus_parents = True  # written by this job
+                continue
+            n = known.get(out.keep_id if isinstance(out, ShuffleWrite) else getattr(op, "cache_id", None))
+            if n is None:
+                return None
+            total += n
         elif not op.children():
-            return None  # files, caches, shuffles: not known here
-    return total
+            return None  # files: not known here
+    return total, plus_parents
 
 
 def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[int], *,
                ttl: int = 3600, cache_ttl: int | None = None, inline_max: int = 1 << 16,
-               task_memory: int | None = None, profile: bool = False, app: str | None = None) -> JobSpec:
+               task_memory: int | None = None, profile: bool = False, app: str | None = None,
+               known_records: dict[str, int] | None = None) -> JobSpec:
     """The spec of one job of client ``client`` running ``plan`` on result ``partitions``; ``profile``
-    asks workers to time operators, ``app`` names the application on the master's dashboard."""
+    asks workers to time operators, ``app`` names the application on the master's dashboard,
+    ``known_records`` the records of caches and kept shuffles of earlier jobs (by cache or keep id)."""
+    writers: dict[tuple[str, Any], Stage] = {}
+    for stage in plan.stages:
+        out = stage.output
+        if isinstance(out, ShuffleWrite):
+            writers[("shuffle", out.shuffle_id)] = stage
+        elif isinstance(out, Materialize):
+            writers[("mat", out.cache_id)] = stage
     cache_scopes: dict[str, str] = {}
     for stage in plan.stages:
         if isinstance(stage.output, Materialize):
@@ -179,7 +207,7 @@ def build_spec(job_id: str, client: str, plan: PhysicalPlan, partitions: list[in
     return {
         "job_id": job_id,
         "client": client,
-        "stages": [_stage_info(s) for s in plan.stages],
+        "stages": [_stage_info(s, writers, known_records or {}) for s in plan.stages],
         "partitions": list(partitions),
         "shuffles": dict(plan.shuffles),
         "sources": sources,

@@ -73,6 +73,8 @@ class Worker:
         self.loaded: list[OrderedDict[str, None]] = [OrderedDict() for _ in range(self.slots)]
         self.drops: list[list[str]] = [[] for _ in range(self.slots)]
         self.generations = [0] * self.slots
+        #: per slot: when its batch runs out of budget (the unstarted tasks then go back) and its tag, or None
+        self.batches: list[tuple[float, dict] | None] = [None] * self.slots
         self.zctx = zmq.Context()
         self.sock = self.zctx.socket(zmq.DEALER)
         # a restarted worker with the same --name must not collide with its predecessor's identity
@@ -119,6 +121,9 @@ class Worker:
                 restart = self.pool.next_restart()
                 if restart is not None:
                     wait = min(wait, restart)
+                due = min((b[0] for b in self.batches if b is not None), default=None)
+                if due is not None:
+                    wait = min(wait, max(0.0, due - now))
                 events = zmq.zmq_poll([(self.sock, zmq.POLLIN), (self.watch.mon, zmq.POLLIN)]
                                       + [(fd, zmq.POLLIN) for fd in self.pool.fds()], max(1, int(wait * 1000)))
                 refused = self.watch.refused()  # a handshake the master refused: wrong or missing secret
@@ -131,7 +136,10 @@ class Worker:
                     break
                 ready = {fd for fd, _ in events if isinstance(fd, int)}
                 for outcome in self.pool.collect(ready) if ready else ():
+                    self.batches[outcome.slot] = None
                     self._report(outcome)
+                if due is not None:
+                    self._hand_back_late()
                 if restart is not None:
                     self.pool.restart_due()
                 self._dispatch()
@@ -159,6 +167,8 @@ class Worker:
                 continue
             if msg.kind == P.TASK:
                 b = msg.body
+                for job_id in b.get("ended", ()):  # jobs that ended since the master last said
+                    self._forget(job_id)
                 if len(msg.blobs) >= 2:
                     self.job_blobs[b["job_id"]] = (msg.blobs[0], msg.blobs[1])
                     while len(self.job_blobs) > _KEEP_JOBS:
@@ -166,6 +176,8 @@ class Worker:
                 self.queue.append(b)
             elif msg.kind == P.JOB_END:
                 self._forget(msg.body["job_id"])
+            elif msg.kind == P.WAKE:
+                self.pool.wake()  # a job is coming: its task processes wake while its client plans
             elif msg.kind == P.RESET:
                 self._hello()
             elif msg.kind == P.WELCOME:
@@ -219,7 +231,31 @@ class Worker:
                     self.drops[slot].append(loaded.popitem(last=False)[0])
             header = {**tag, "redis": self.redis_url, "drop": self.drops[slot]}
             self.drops[slot] = []
-            self.pool.submit(slot, header, blobs, tag=tag)
+            turns = 0
+            if len(tasks) > 1 and tag["budget"]:
+                # a batch: its tasks take turns, and those not started by the budget's end go back
+                header["turns"], turns = True, len(tasks)
+                self.batches[slot] = (time.monotonic() + tag["budget"], tag)
+            self.pool.submit(slot, header, blobs, tag=tag, turns=turns)
+
+    def _hand_back_late(self) -> None:
+        """Batches past their budget: the tasks their process has not started go back to the master
+        (``requeue``, ``late``: no attempt counted), even while one of them still runs, so that other
+        slots run them instead of waiting behind it."""
+        now = time.monotonic()
+        for slot, batch in enumerate(self.batches):
+            if batch is None or now < batch[0]:
+                continue
+            self.batches[slot] = None
+            tag = batch[1]
+            n = self.pool.revoke(slot)
+            if not n:
+                continue
+            tasks = tag["tasks"]
+            tag["revoked"] = n
+            self._fail_all({**tag, "tasks": tasks[len(tasks) - n:]},
+                           {"reason": "infra", "requeue": True, "late": True,
+                            "message": "not run: its batch took longer than expected"})
 
     def _fail_all(self, tag: dict, why: dict) -> None:
         for p, attempt in tag["tasks"]:
@@ -229,8 +265,9 @@ class Worker:
     def _report(self, o: Outcome) -> None:
         """Send the master what became of a request's tasks: the process's own replies (one per task
         it ran; tasks of a batch after a failed one come back to be queued again), or how the process
-        died: the first task not reported is blamed (the master then runs that stage's tasks one by
-        one), the rest are queued again without counting an attempt."""
+        died: the task it was running is blamed (the last a batch took a turn for, else the first; the
+        master then runs that stage's tasks one by one), the rest not handed back yet are queued again
+        without counting an attempt."""
         if o.reply is not None:
             replies, blobs = o.reply
             dones: list[dict] = []
@@ -251,7 +288,12 @@ class Worker:
                 self._send(P.DONES, {"items": dones, "sizes": sizes}, [b"".join(values)] if values else [])
             return
         tag = o.tag
-        (first, attempt), rest = tag["tasks"][0], tag["tasks"][1:]
+        tasks = tag["tasks"][:len(tag["tasks"]) - tag.get("revoked", 0)]  # the rest went back already
+        if not tasks:
+            return
+        # the task that ran when the process died: the last one it took a turn for (a batch), else the first
+        at = max(0, min(len(tasks), o.turns_taken or 1) - 1)
+        (first, attempt), rest = tasks[at], tasks[:at] + tasks[at + 1:]
         ident = {"job_id": tag["job_id"], "stage": tag["stage"], "partition": first, "attempt": attempt}
         if o.died is not None:
             body = {**ident, "reason": "crashed", "message": o.died.describe(),
