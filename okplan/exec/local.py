@@ -359,17 +359,20 @@ class _PoolJob:
         """Whether ``stage`` reads blocks held in this process (a pool stage needs them written)."""
         return any(isinstance(op, (ShuffleRead, ReadMaterialized)) and self.in_memory(op) for op in walk_ops(stage.root))
 
-    def held_records(self, stage: Stage) -> int:
+    def held_records(self, stage: Stage) -> tuple[int, int]:
         """Records of the blocks held here that ``stage``'s tasks read, all of which this process writes
-        before the first of them runs on the task processes (a kept bucket pickled here: its bytes / 8)."""
-        count = 0
+        before the first of them runs on the task processes (a kept bucket pickled here: its bytes / 8);
+        and of those, the ones a broadcast join's small side holds (every task process reads them all,
+        once)."""
+        builds = {id(op.build) for op in walk_ops(stage.root) if isinstance(op, BroadcastJoinOp)}
+        count = [0, 0]
         for op in walk_ops(stage.root):
             if isinstance(op, (ShuffleRead, ReadMaterialized)):
                 for b in self._held(op):
                     t = type(b)
-                    count += (len(b) if t is list else len(b.records) if t is _Ref or t is _OnDisk else
-                              len(b) // 8 if t is bytes else getattr(b, "count", 0))
-        return count
+                    count[id(op) in builds] += (len(b) if t is list else len(b.records) if t is _Ref or t is _OnDisk
+                                                else len(b) // 8 if t is bytes else getattr(b, "count", 0))
+        return count[0] + count[1], count[1]
 
     def source_records(self, stage: Stage, p: int) -> tuple[int, int]:
         """Records of parallelized data that task ``p`` of ``stage`` reads (pickled here, unpickled there):
@@ -725,11 +728,16 @@ class LocalExecutor:
             # records that would cross: parallelized data and blocks held here in (a broadcast join's
             # small side once per process), and what leaves a task unless an action folds it (a result
             # other than collect's)
-            moved_in, setup = (r.records_in, 0) if held else pool.source_records(stage, first)
+            written = 0
+            if not held:
+                moved_in, setup = pool.source_records(stage, first)
+            else:   # written here all at once; each task reads its share, each process a broadcast side whole
+                written, setup = pool.held_records(stage)
+                moved_in = (written - setup) // stage.num_partitions
             collected = getattr(action, "counts", None) is len
             out = moved_out(stage, r.records_out, r.value) if action is None or collected else 0
             k, there_s, here_s = pool_share(seconds, moved_in, out, len(later), self.processes, collected, setup,
-                                            len(ahead), pool.held_records(stage) if held and later else 0)
+                                            len(ahead), written if later else 0)
             if mixed:
                 k = len(later)
             what = (f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} records in, "
