@@ -2,10 +2,12 @@
 where the change cannot be seen (Spark SQL's adaptive query execution, for RDDs).
 
 **Broadcast hash join.** A join whose one side is small is run without shuffling the other side: the
-session computes the small side first (one job that collects it: the side's functions run once, as they
+session computes the small side first (one job that caches it: the side's functions run once, as they
 would have), and, when its pickled size is at most the broadcast threshold, every task of the big side
-probes a dict of it (``L.BroadcastJoin``); otherwise the collected partitions feed the ordinary shuffle
-join, so nothing runs twice. Candidates are the hash joins (``join``, ``leftOuterJoin``: the right side
+probes a dict of it (``L.BroadcastJoin``); otherwise the computed partitions feed the ordinary shuffle
+join, so nothing runs twice. The records stay where that job left them (a temporary cache: in memory,
+or in Redis on a cluster, whose tasks read them from there); only their count and size reach the
+session. Candidates are the hash joins (``join``, ``leftOuterJoin``: the right side
 is built; ``rightOuterJoin``: the left side; an inner join: the smaller side) whose big side would be
 shuffled and whose small side has a record count the plan knows (source sizes through one-to-one or
 record-dropping steps) of at most ``threshold / 8`` (so the session never collects a big side to learn
@@ -32,11 +34,13 @@ import os
 import pickle
 import re
 from dataclasses import dataclass
-from typing import Callable
+from itertools import islice
+from operator import itemgetter
+from typing import Callable, Iterator
 
-from .actions import PartitionAction, _to_list
+from .actions import PartitionAction
 from .logical import nodes as L
-from .logical.nodes import human_bytes
+from .logical.nodes import fresh_id, human_bytes
 from .logical.plan import LogicalPlan, postorder
 from .logical.traits import traits_of
 
@@ -251,26 +255,34 @@ def plan_coalescing(plan: LogicalPlan, order_free: bool, concatenates: bool
     return plan.transform(coalesce, with_original=True), decisions
 
 
-def _estimated_bytes(parts: list[list]) -> int | None:
-    """The pickled size of the partitions, from up to ``_SAMPLE`` records of each; None when a record
-    does not pickle (it could not travel to the tasks)."""
-    total = 0
-    for part in parts:
-        if not part:
-            continue
-        sample = part[:_SAMPLE]
-        try:
-            total += len(pickle.dumps(sample, protocol=5)) * len(part) // len(sample)
-        except Exception:
-            return None
-    return total
+def _sized(records: Iterator) -> tuple[int, int | None]:
+    """A partition's records and pickled size, the size from its first ``_SAMPLE`` records (None when
+    a record does not pickle: it could not travel to the tasks). A task computes it where the
+    partition is, so the records never travel to the session.
+
+    >>> _sized((i, -i) for i in range(1000))
+    (1000, 9050)
+    """
+    sample = list(islice(records, _SAMPLE))
+    n = len(sample) + sum(1 for _ in records)
+    if not sample:
+        return 0, 0
+    try:
+        return n, len(pickle.dumps(sample, protocol=5)) * n // len(sample)
+    except Exception:
+        return n, None
 
 
-def plan_broadcasts(plan: LogicalPlan, order_free: bool, threshold: int, run: RunPlan
-                    ) -> tuple[LogicalPlan, list[Decision]]:
+_records_of = itemgetter(0)
+
+
+def plan_broadcasts(plan: LogicalPlan, order_free: bool, threshold: int, run: RunPlan,
+                    temporary: list[str] | None = None) -> tuple[LogicalPlan, list[Decision]]:
     """``plan`` with its hidden candidate joins decided: a ``BroadcastJoin`` where the small side, once
     computed, is at most ``threshold`` bytes pickled, else the shuffle join reading the computed side.
-    Runs one job per candidate (``run``)."""
+    Runs one job per candidate (``run``), which leaves the small side in a temporary cache (its id
+    goes to ``temporary``: the caller drops it after the job) and returns only its size: the records
+    stay where the executor keeps caches (in Redis on a cluster, whose tasks read them from there)."""
     decisions: list[Decision] = []
     if threshold <= 0 or not order_free:
         return plan, decisions
@@ -286,20 +298,25 @@ def plan_broadcasts(plan: LogicalPlan, order_free: bool, threshold: int, run: Ru
         stream_pos = 1 - side
         name = "left" if side == 0 else "right"
         small = node.inputs[side]
-        collect = PartitionAction(_to_list, f"adaptive: {name} side of a join", counts=len)
-        parts = [p if isinstance(p, list) else list(p) for p in run(small, collect)]
-        records, size = sum(map(len, parts)), _estimated_bytes(parts)
+        cache_id = f"broadcast-{fresh_id()}"
+        if temporary is not None:
+            temporary.append(cache_id)
+        persisted = L.Persist(inputs=(small,), cache_id=cache_id, scope="context", label=small.label,
+                              callsite=small.callsite)
+        sized = run(persisted, PartitionAction(_sized, f"adaptive: {name} side of a join", counts=_records_of))
+        records = sum(map(_records_of, sized))
+        size = None if any(b is None for _, b in sized) else sum(b for _, b in sized)
         figures = f"{name} side {records:,} records / " + ("not picklable" if size is None else human_bytes(size))
         where = f"{node.how} #{node.nid}"
+        # the join reads the computed partitions where they were left: the side's functions do not run again
+        computed = L.CachedRead(cache_id=cache_id, partitions=small.num_partitions, partitioner_=small.partitioner,
+                                lineage=small, label=small.label, callsite=small.callsite)
         if size is None or size > threshold:
             decisions.append(Decision(where, f"shuffle join kept, {figures} over the broadcast threshold "
                                              f"{human_bytes(threshold)}"))
-            # the join shuffles the computed partitions: the side's functions do not run again
-            computed = L.Source(slices=tuple(parts), label=small.label, callsite=small.callsite)
             return _with_input(node, side, computed)
         decisions.append(Decision(where, f"broadcast join, {figures} (threshold {human_bytes(threshold)})"))
-        build = L.Source(slices=([x for p in parts for x in p],), label=small.label, callsite=small.callsite)
-        return L.BroadcastJoin(inputs=(node.inputs[stream_pos], build), how=node.how, build_left=side == 0,
+        return L.BroadcastJoin(inputs=(node.inputs[stream_pos], computed), how=node.how, build_left=side == 0,
                                reason=figures, label=node.label, callsite=node.callsite, nid=node.nid)
 
     return plan.transform(decide, with_original=True), decisions

@@ -52,7 +52,7 @@ class Prepared:
     optimized: LogicalPlan
     fired: list[Firing]
     physical: PhysicalPlan
-    temporary: list[str] = field(default_factory=list)  # caches of sort bounds, dropped after the job
+    temporary: list[str] = field(default_factory=list)  # caches of sort bounds and broadcast sides, dropped after the job
     shuffles: list[Planned] = field(default_factory=list)  # kept or reused shuffle outputs
     #: adaptive query stages: map stages run first (their plans and figures), kept pinned until the job ends
     stages_first: list[tuple[PhysicalPlan, JobMetrics | None]] = field(default_factory=list)
@@ -218,8 +218,14 @@ class Session:
 
             optimized, temporary = resolve_sort_bounds(optimized, run, frozenset(s[0] for s in reused))
             if self.adaptive and use:
-                optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold,
-                                                       lambda root, action: run(root, action, keeping=True))
+                try:
+                    optimized, decisions = plan_broadcasts(optimized, order_free, self.broadcast_threshold,
+                                                           lambda root, action: run(root, action, keeping=True),
+                                                           temporary)
+                except BaseException:
+                    for cache_id in temporary:
+                        self.executor.drop_cached(cache_id)
+                    raise
                 optimized, coalesced = plan_coalescing(optimized, order_free, concatenates)
                 decisions += coalesced
                 if getattr(self.executor, "keeps_shuffles", False) and hasattr(self.executor, "pin_shuffle"):

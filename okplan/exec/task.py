@@ -451,7 +451,8 @@ def _broadcast_table(op: BroadcastJoinOp, blocks, counter) -> dict:
     with _broadcast_lock:
         table = _BROADCAST_TABLES.get(op)
     if table is None:
-        table = combine_values(compute(op.build, 0, blocks, counter), _GROUPING, op.how)
+        records = chain.from_iterable(compute(op.build, j, blocks, counter) for j in range(op.build_partitions))
+        table = combine_values(records, _GROUPING, op.how)
         with _broadcast_lock:
             _BROADCAST_TABLES[op] = table
     return table

@@ -427,7 +427,8 @@ class HashJoin(Regrouped):
 class BroadcastJoin(Node):
     """A join whose small side was collected by the session's adaptive planning (``okplan/adaptive.py``):
     ``inputs[0]`` (the big side) is read in place, partition by partition, and every task probes a dict
-    of ``inputs[1]``, a one-partition ``Source`` holding the small side, which no shuffle moves.
+    of ``inputs[1]``, the small side, which no shuffle moves: the partitions the session's job left
+    in a temporary cache (``CachedRead``), or a one-partition ``Source`` holding it.
     ``build_left``: the small side is the join's left side (``rightOuterJoin`` or an inner join with the
     smaller left). The output keeps the big side's partitions, so adaptive planning uses it only where
     partitioning and order are not observable."""

@@ -247,14 +247,16 @@ class HashJoinOp(PhysOp):
 
 @dataclass(frozen=True, eq=False)
 class BroadcastJoinOp(PhysOp):
-    """Stream partition ``i`` of ``stream`` past a dict of ``build`` (one partition, the small side,
-    read whole by every task; each process builds the dict once per job)."""
+    """Stream partition ``i`` of ``stream`` past a dict of ``build`` (the small side: its
+    ``build_partitions`` partitions, where an earlier job left them or as one parallelized slice, read
+    whole by every task; each process builds the dict once per job)."""
 
     stream: PhysOp
-    build: "ReadSource"
+    build: "ReadSource | ReadMaterialized"
     how: str
     build_left: bool
     reason: str = ""
+    build_partitions: int = 1
 
     def children(self) -> tuple[PhysOp, ...]:
         return (self.stream, self.build)

@@ -129,8 +129,9 @@ class _Builder:
             return CoGroupOp(tuple(parts))
         if isinstance(node, L.BroadcastJoin):
             build = self.op(node.inputs[1])
-            assert isinstance(build, ReadSource)
-            return BroadcastJoinOp(self.op(node.inputs[0]), build, node.how, node.build_left, node.reason)
+            assert isinstance(build, (ReadSource, ReadMaterialized))
+            return BroadcastJoinOp(self.op(node.inputs[0]), build, node.how, node.build_left, node.reason,
+                                   node.inputs[1].num_partitions)
         if isinstance(node, L.Cartesian):
             left, right = node.inputs
             return CartesianOp(self.op(left), self.op(right), right.num_partitions)

@@ -81,7 +81,11 @@ class SlotRunner:
 
     def __call__(self, header: dict[str, Any], blobs: list[bytes]) -> tuple[list[tuple[str, dict, int]], list[bytes]]:
         for job_id in header.get("drop", ()):
-            self.jobs.pop(job_id, None)
+            # freed while this process waits for work: a job's functions may hold what its tasks built
+            # once per process (a broadcast join's table: freeing it took milliseconds before this task)
+            job = self.jobs.pop(job_id, None)
+            if job is not None:
+                self.heap.discard(job, 0)
         replies: list[tuple[str, dict, int]] = []
         out: list[bytes] = []
         failed = False
