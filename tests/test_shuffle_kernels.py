@@ -50,6 +50,20 @@ def test_a_shuffle_read_once_is_handed_over(local_ctx):
     assert sorted(g.mapValues(list).collect()) == [(k, list(range(k, 30, 3))) for k in range(3)]
 
 
+def test_a_bucket_read_once_leaves_the_jobs_blocks_as_its_reader_reaches_it():
+    from okplan.exec.local import _MemoryBlocks
+
+    blocks = _MemoryBlocks({})
+    first, second = [("a", [1])], [("a", [2]), ("b", [3])]
+    blocks.shuffles[0] = [[[], first], [[("c", [4])], second]]
+    blocks.shuffles[1] = [[[], list(first)]]
+    blocks.once = frozenset({0})
+    read = iter(blocks.shuffle_buckets(0, 1))
+    assert next(read) is first and blocks.shuffles[0][0][1] == [] and blocks.shuffles[0][1][1] is second
+    assert next(read) is second and blocks.shuffles[0][1] == [[("c", [4])], []]    # partition 0 stays
+    assert list(blocks.shuffle_buckets(1, 1)) == [first] and blocks.shuffles[1] == [[[], first]]  # read twice
+
+
 def test_a_kept_grouped_shuffle_is_not_changed_by_the_job_that_kept_it(local_ctx):
     g = local_ctx.parallelize([(i % 3, i) for i in range(30)], 4).groupByKey(2)
     assert sorted(g.mapValues(lambda vs: len(_appended(vs))).collect()) == [(0, 11), (1, 11), (2, 11)]

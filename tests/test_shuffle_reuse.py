@@ -105,6 +105,58 @@ def test_a_changeable_record_the_sample_missed_is_never_reused(ctx):
     assert dict(parted.collect())[700] == [700]       # computed again: as PySpark, fresh records
 
 
+def _grouped(ctx, pair, n, parts=3):
+    seen = ctx.accumulator(0)
+
+    def f(i):
+        seen.add(1)
+        return pair(i)   # fresh records each time the map side runs
+
+    return seen, ctx.parallelize(range(n), parts).map(f).groupByKey(2)
+
+
+def test_a_grouped_list_changed_after_a_job_is_not_seen_by_a_later_reusing_job(ctx):
+    seen, groups = _grouped(ctx, lambda i: (i % 3, i), 30)
+    expected = [(k, list(range(k, 30, 3))) for k in range(3)]
+    first = sorted(groups.collect())
+    assert first == expected
+    for _, values in first:            # the caller's lists are its own
+        values.append(-1)
+        values.reverse()
+    # a user function that changes its group in place, in a job that reuses the shuffle
+    assert sorted(groups.mapValues(lambda vs: vs.append(-2) or vs.sort() or len(vs)).collect()) == \
+        [(0, 11), (1, 11), (2, 11)]
+    assert sorted(groups.collect()) == expected
+    assert sorted(groups.mapValues(sorted).collect()) == expected
+    assert seen.value == (30 if _keeps(ctx) else 120)
+
+
+def test_a_changeable_value_the_grouped_sample_missed_is_never_reused(ctx):
+    # key 700's value is a list; the groups sampled when a bucket is kept miss it
+    seen, groups = _grouped(ctx, lambda i: (i, [i] if i == 700 else i), 1000, 2)
+    assert groups.mapValues(lambda vs: type(vs[0]) is list and vs[0].append(-1)).count() == 1000
+    # fresh values, as PySpark: computed again where the kept groups are the same objects (local),
+    # read from files or Redis elsewhere
+    assert dict(groups.collect())[700] == [[700]]
+
+
+def test_grouped_buckets_are_kept_by_reference_when_keys_and_values_cannot_change():
+    from okplan.exec.local import LocalExecutor, _Ref
+
+    with Context("local[1]") as ctx:
+        ints = ctx.parallelize(range(100), 2).map(lambda x: (x % 5, (x, str(x)))).groupByKey(2)
+        lists = ctx.parallelize(range(100), 2).map(lambda x: (x % 5, [x])).groupByKey(2)
+        ints.count()
+        lists.count()
+        executor: LocalExecutor = ctx.executor
+        (_, by_ref), (_, pickled) = executor.kept.values()
+        assert all(type(b) is _Ref and b.grouped for row in by_ref for b in row)  # a one-shot groupByKey pays no pickling
+        assert all(type(b) is bytes for row in pickled for b in row if b)
+        assert executor._kept_input(next(iter(executor.kept)))[0] == 100   # values, not groups
+        assert sorted(ints.mapValues(len).collect()) == [(k, 20) for k in range(5)]
+        assert sorted(lists.mapValues(len).collect()) == [(k, 20) for k in range(5)]
+
+
 def test_unchangeable_records_are_kept_by_reference_others_pickled():
     from okplan.exec.local import LocalExecutor, _Ref
 

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from itertools import chain
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CacheLostError
@@ -95,6 +96,8 @@ class _MemoryBlocks:
             return [kept_bucket(buckets[reduce_index], self.key) for buckets in rows]
         # a pool stage's buckets are files of the job (a stage of a pool job may run here, see ``_stage``)
         key = self.key
+        if maps is None and shuffle_id in self.once:
+            return _handed_over(rows, reduce_index, key)
         return [b.load(key) if type(b) is FileBlock else b for b in (buckets[reduce_index] for buckets in rows)]
 
     def materialized(self, cache_id: str, index: int) -> list:
@@ -111,6 +114,20 @@ class _MemoryBlocks:
             return part.load(self.key)
         except FileNotFoundError:
             raise CacheLostError(f"cached dataset {cache_id} was dropped while a job read it", cache_id) from None
+
+
+def _handed_over(rows: list[list], reduce_index: int, key: bytes) -> Iterator:
+    """Bucket ``reduce_index`` of every map output of a shuffle read once (``hands_over``), each taken
+    out of the job's blocks as its reader reaches it: a bucket is freed as soon as the reader moves on
+    to the next one, while its records are still in the CPU's caches (freed with the job's blocks at
+    its end, groupByKey's emptied lists and their pairs were visited again cold)."""
+    for buckets in rows:
+        b = buckets[reduce_index]
+        if type(b) is FileBlock:   # a task process's file stays (a pool stage may still write rows)
+            yield b.load(key)
+        else:
+            buckets[reduce_index] = []
+            yield b
 
 
 #: types of record parts that nothing can change in place
@@ -137,6 +154,26 @@ def unchangeable(records: list) -> bool:
     return unchangeable([x for r in records for x in r if type(x) is tuple])
 
 
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
+
+def groups_unchangeable(records: list) -> bool:
+    """``unchangeable`` for the ``(k, [values])`` groups of groupByKey's grouped shuffle: keys and
+    values that nothing can change in place, in lists. The lists themselves may be kept by reference:
+    no reader changes them (the reduce side copies a kept output's first list of a key and extends the
+    copy; user code only ever sees that copy).
+
+    >>> groups_unchangeable([("a", [1, 2]), (("b", 1), ["x"])]), groups_unchangeable([("a", [[1]])])
+    (True, False)
+    """
+    if not records:
+        return True
+    if set(map(type, records)) != {tuple} or set(map(len, records)) != {2} or \
+            set(map(type, map(_SECOND, records))) != {list}:
+        return False
+    return unchangeable([tuple(map(_FIRST, records)), tuple(chain.from_iterable(map(_SECOND, records)))])
+
+
 #: records of a bucket whose types decide how it is kept
 _SAMPLE = 64
 
@@ -144,13 +181,18 @@ _SAMPLE = 64
 class _Ref:
     """A bucket kept by reference (copy-on-nothing). When it was kept a sample of its records could
     not be changed in place; every record is checked before its first reuse (``checked``), and a
-    bucket that fails is never read again (a job may have changed its records in place)."""
+    bucket that fails is never read again (a job may have changed its records in place). ``grouped``:
+    its records are groupByKey's ``(k, [values])`` (checked by ``groups_unchangeable``)."""
 
-    __slots__ = ("records", "checked")
+    __slots__ = ("records", "checked", "grouped")
 
-    def __init__(self, records: list):
+    def __init__(self, records: list, grouped: bool = False):
         self.records = records
         self.checked = False
+        self.grouped = grouped
+
+    def unchangeable(self) -> bool:
+        return groups_unchangeable(self.records) if self.grouped else unchangeable(self.records)
 
 
 class _OnDisk:
@@ -165,16 +207,20 @@ class _OnDisk:
         self.files = files
 
 
-def _keepable(bucket: Any) -> Any:
+def _keepable(bucket: Any, grouped: bool = False) -> Any:
     """A finished bucket as a kept output holds it: a task process's block file as it is (each read
     decodes fresh objects); the list itself (``_Ref``) when a sample of its records cannot change, so
     that a job nothing reuses pays almost nothing; else pickled and compressed, so that every later
     read gets fresh objects (a reduce may merge into its combiners in place, a user function may
-    change a record's list)."""
+    change a record's list). ``grouped``: a bucket of groupByKey's grouped shuffle, whose value lists
+    no reader changes (``groups_unchangeable``): kept by reference when its keys and values cannot
+    change (pickling them cost a fifth of a one-shot groupByKey)."""
     if type(bucket) is FileBlock:
         return bucket
-    if type(bucket) is list and unchangeable(bucket[::max(1, len(bucket) // _SAMPLE)]):
-        return _Ref(bucket)
+    if type(bucket) is list:
+        sample = bucket[::max(1, len(bucket) // _SAMPLE)]
+        if groups_unchangeable(sample) if grouped else unchangeable(sample):
+            return _Ref(bucket, grouped)
     return compress(serialize(bucket))
 
 
@@ -183,7 +229,7 @@ def _checked(kept: list[list]) -> bool:
     for row in kept:
         for b in row:
             if type(b) is _Ref and not b.checked:
-                if not unchangeable(b.records):
+                if not b.unchangeable():
                     return False
                 b.checked = True
     return True
@@ -213,13 +259,15 @@ def _kept_size(bucket: Any) -> int:
         return sum(r.length for r in bucket.records.runs)
     if type(bucket) is not _Ref:
         return len(bucket)
-    bucket = bucket.records
+    grouped, bucket = bucket.grouped, bucket.records
     n = len(bucket)
     if not n:
         return sys.getsizeof(bucket)
     sample = bucket[::max(1, n // 16)]
-    per = sum(sys.getsizeof(r) + sum(map(sys.getsizeof, r)) for r in sample) / len(sample)
-    return sys.getsizeof(bucket) + int(per * n)
+    per = sum(sys.getsizeof(r) + sum(map(sys.getsizeof, r)) for r in sample)
+    if grouped:  # and the values in each group's list
+        per += sum(map(sys.getsizeof, chain.from_iterable(map(_SECOND, sample))))
+    return sys.getsizeof(bucket) + int(per / len(sample) * n)
 
 
 #: the young-generation GC threshold while a job runs (Python's default is 700)
@@ -632,7 +680,7 @@ class LocalExecutor:
                         if kept is None:
                             continue  # its files alone are over the budget: not kept
                         values[:] = kept
-                    self._keep(out.keep_id, values)
+                    self._keep(out.keep_id, values, out.grouped)
             stage = plan.result_stage
             m = metrics.stage(stage.id, "result")
             if pool is None:   # in order already (and the shortest way: tiny jobs feel every generator)
@@ -780,21 +828,22 @@ class LocalExecutor:
         self._trash.extend({b.path for row in kept for b in row if type(b) is FileBlock})
         self._empty_trash()
 
-    def _keep(self, keep_id: str, outputs: list[list]) -> None:
+    def _keep(self, keep_id: str, outputs: list[list], grouped: bool = False) -> None:
         """Keep a finished shuffle's buckets for later jobs, before the reduce side reads them: by
         reference when their records cannot change, else pickled and compressed (``_keepable``);
         spilled ones by their spill files (``_OnDisk``: reading a spilled output back to pickle it cost
         a quarter of a spilling groupByKey). They count against the task memory budget: an output larger than the budget is not kept, and
         the least recently used ones are dropped to make room (a later job then computes them
-        again). Records pickle refuses are not kept either."""
+        again). Records pickle refuses are not kept either. ``grouped``: groupByKey's grouped shuffle
+        (``_keepable``)."""
         if keep_id in self.pinned:
-            self._keep_pinned(keep_id, outputs)
+            self._keep_pinned(keep_id, outputs, grouped)
             return
         on_disk = sum(r.length for buckets in outputs for b in buckets if type(b) is SpilledRecords for r in b.runs)
         if on_disk > self.task_memory:
             return  # it would not fit when kept
         try:
-            kept = self._keepable_rows(outputs)
+            kept = self._keepable_rows(outputs, grouped)
         except (pickle.PicklingError, TypeError, AttributeError, OSError):
             return
         size = sum(_kept_size(b) for buckets in kept for b in buckets)
@@ -805,16 +854,16 @@ class LocalExecutor:
             self.kept[keep_id] = (size, kept)
             self._trim()
 
-    def _keepable_rows(self, outputs: list[list]) -> list[list]:
+    def _keepable_rows(self, outputs: list[list], grouped: bool = False) -> list[list]:
         """An output's buckets as a kept output holds them (``_keepable``); spilled ones by their files,
         linked into the executor's directory (``_OnDisk``)."""
         if not any(type(b) is SpilledRecords for buckets in outputs for b in buckets):
-            return [[_keepable(b) for b in buckets] for buckets in outputs]
+            return [[_keepable(b, grouped) for b in buckets] for buckets in outputs]
         rows, files = linked(outputs, self.cache_dir)
-        return [[_OnDisk(b, files) if type(b) is SpilledRecords else _keepable(b) for b in buckets]
+        return [[_OnDisk(b, files) if type(b) is SpilledRecords else _keepable(b, grouped) for b in buckets]
                 for buckets in rows]
 
-    def _keep_pinned(self, keep_id: str, outputs: list[list]) -> None:
+    def _keep_pinned(self, keep_id: str, outputs: list[list], grouped: bool = False) -> None:
         """A pinned output: its buckets by reference for the job that pinned it (which reads them as
         it would have read its own, so nothing is copied or checked), spilled ones moved out of the
         job's directory; and, when shuffle reuse may want it later and it can be, kept for later
@@ -823,7 +872,7 @@ class LocalExecutor:
         size = 0
         if keep_id not in self._job_only:
             try:
-                kept = self._keepable_rows(outputs)
+                kept = self._keepable_rows(outputs, grouped)
                 size = sum(_kept_size(b) for buckets in kept for b in buckets)
             except (pickle.PicklingError, TypeError, AttributeError, OSError):
                 kept = None
@@ -884,6 +933,8 @@ class LocalExecutor:
             for b in row:
                 if type(b) is FileBlock:
                     records += b.records
+                elif type(b) is _Ref and b.grouped:
+                    records += sum(map(len, map(_SECOND, b.records)))   # values, not groups
                 elif type(b) is _Ref or type(b) is _OnDisk:
                     records += len(b.records)
                 else:
