@@ -133,3 +133,45 @@ def test_external_sort_without_a_key(memory):
         assert list(external_sort.external_sorted(values)) == sorted(values)
         assert list(external_sort.external_sorted(values, reverse=True)) == sorted(values, reverse=True)
     assert not _files(memory)
+
+
+Pair = __import__("collections").namedtuple("Pair", "k v")
+
+
+def test_external_sort_keeps_every_record_as_it_was(memory):
+    # pairs go to disk as key and value lists; a tuple subclass, a longer tuple, a list must not
+    rng = random.Random(7)
+    records = [rng.choice([(k, [k]), Pair(k, k), (k, k, k), [k, "x"]]) for k in
+               (rng.randrange(50) for _ in range(3_000))]
+    shared = ("same", None)
+    records += [(k, shared) for k in range(40)]
+    with running(memory):
+        got = list(external_sort.external_sorted(records, key=lambda r: r[0]))
+    assert got == sorted(records, key=lambda r: r[0])
+    assert [type(r) for r in got] == [type(r) for r in sorted(records, key=lambda r: r[0])]
+    assert memory.spills > 0 and not _files(memory)  # spilled, and its files are gone once read
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_external_sort_of_pairs_by_their_key_both_ways(memory, reverse):
+    from operator import itemgetter
+    rng = random.Random(3)
+    records = [(rng.randrange(100), i) for i in range(5_000)]
+    with running(memory):
+        got = list(external_sort.external_sorted(iter(records), key=itemgetter(0), reverse=reverse))
+    assert got == sorted(records, key=itemgetter(0), reverse=reverse)
+    assert not _files(memory)
+
+
+def test_external_sort_of_a_partition_a_few_budgets_big(tmp_path):
+    # a budget some records fit in: several full buffers become runs, the rest stays in memory
+    mem = TaskMemory(256 << 10, SpillDir(root=str(tmp_path)))
+    rng = random.Random(11)
+    records = [(rng.random(), str(i)) for i in range(8_000)]
+    try:
+        with running(mem):
+            got = list(external_sort.external_sorted(records, key=lambda r: r[0], reverse=True))
+        assert got == sorted(records, key=lambda r: r[0], reverse=True)
+        assert mem.spills > 1 and not _files(mem)
+    finally:
+        mem.spill_dir.remove()
