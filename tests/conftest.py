@@ -33,9 +33,14 @@ def ctx(request):
     master = request.param
     # "+pool": the size heuristic off, so that the suite's small jobs run on the task processes too; a
     # stage that moves every record runs its first partition in-process and the rest on the task
-    # processes, so that every job also reads blocks across both homes
-    options = {"pool_min_records": 0, "pool_min_bytes": 0, "pool_policy": "mixed"} if master.endswith("+pool") else {}
-    c = Context(master.removesuffix("+pool"), **options)
+    # processes, so that every job also reads blocks across both homes. "+auto" (not run by default:
+    # OKPLAN_TEST_MASTERS=local[2]+auto) is the same with the default policy, whose probes split stages by
+    # their cost, hand tasks out from a thread and take some back
+    options = {}
+    if master.endswith(("+pool", "+auto")):
+        options = {"pool_min_records": 0, "pool_min_bytes": 0,
+                   "pool_policy": "mixed" if master.endswith("+pool") else "auto"}
+    c = Context(master.removesuffix("+pool").removesuffix("+auto"), **options)
     yield c
     c.stop()
 

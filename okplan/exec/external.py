@@ -33,6 +33,11 @@ PARTITIONS = 59
 #: a sub-partition still over the budget when merged is partitioned again, at most this deep
 #: (59**3 sub-partitions); past it, or when one key is most of it, big groups stream from disk
 MAX_LEVEL = 3
+#: a spill keeps sub-partitions in memory up to this share of the budget (the biggest go to disk), and
+#: spills more of them only when the kept ones grow past ``KEEP_HIGH`` of it: a record of a kept one is
+#: never written nor read back, and one of a spilled one is written once whenever it is spilled
+KEEP = 0.75
+KEEP_HIGH = 0.9
 
 #: ``fold(d, records)`` folds a list of records into the dict ``d`` of combiners
 Fold = Callable[[dict, list], None]
@@ -61,12 +66,17 @@ def combine(sources: Iterable[tuple[Iterable, Fold]], merge: Callable[[Any, Any]
 
 
 class _Merger:
-    """One level of PySpark's ``ExternalMerger``: a dict of combiners that, past the budget, is written
-    as ``PARTITIONS`` runs (one per sub-partition, by a hash of the key salted with the level) of one
-    spill file. Merging reads one sub-partition of every spill into a dict (no sorting, no heap), yields
-    it and frees it; a sub-partition still over the budget is partitioned again one level down."""
+    """One level of PySpark's ``ExternalMerger``, as a hybrid hash aggregation: a dict of combiners that,
+    past the budget, is split into ``PARTITIONS`` dicts, one per sub-partition (by a hash of the key
+    salted with the level), of which only enough go to disk, the biggest first, to bring what stays
+    to ``KEEP`` of the budget. From then on each record folds into its sub-partition's dict; whenever the
+    budget is reached again the spilled sub-partitions' dicts are written (and more kept ones spill if
+    the kept ones grew past ``KEEP_HIGH``). At the end the kept dicts come out as they are, never written
+    or read; each spilled sub-partition is merged alone from its run of every spill and its dict (no
+    sorting, no heap), yielded and freed; one still over the budget is partitioned again one level down."""
 
-    __slots__ = ("memory", "merge", "width", "gauge", "level", "d", "folded", "spills")
+    __slots__ = ("memory", "merge", "width", "gauge", "level", "d", "parts", "sizes", "held", "out",
+                 "spills", "files")
 
     def __init__(self, memory: TaskMemory, merge: Callable, width: int, gauge: Gauge, level: int, d: dict):
         self.memory = memory
@@ -74,87 +84,168 @@ class _Merger:
         self.width = width
         self.gauge = gauge
         self.level = level
+        #: the combiners until the first spill
         self.d = d
-        #: records folded since the last spill (the gauge's measure of a dict of groups)
-        self.folded = 0
+        #: after it: the combiners by sub-partition, their sizes in the gauge's items, and which spilled
+        self.parts: list[dict] = []
+        self.sizes: list[float] = []
+        self.out: list[bool] = []
+        #: the gauge's items in memory: records folded (values for groups, keys for plain combiners)
+        self.held = 0
         #: per spill, its runs by sub-partition
-        self.spills: list[list[Run]] = []
+        self.spills: list[dict[int, Run]] = []
+        self.files: list[str] = []
 
     def fill(self, records: Iterable, fold: Callable) -> None:
-        d, gauge, width = self.d, self.gauge, self.width
         it = iter(records)
-        items = self.folded
+        if not self.parts and not self._fill(it, fold):
+            return
+        self._fill_routed(it, fold)
+
+    def _fill(self, it: Iterator, fold: Callable) -> bool:
+        """Fold into the one dict until the first spill: True if it spilled (the input goes on)."""
+        d, gauge, width = self.d, self.gauge, self.width
         while True:
             every = gauge.every
             fold(d, islice(it, every))
             # one record looked ahead says whether the input goes on (no list per slice: that cost 10%)
             head = next(it, _END)
             if head is _END:
-                break
+                return False
             fold(d, (head,))
-            items += every + 1
-            if gauge.over(items if width else len(d)):
+            self.held += every + 1
+            if gauge.over(self.held if width else len(d)):
                 self.spill()
-                items = 0
                 gauge.spilled()
-        self.folded = items
+                return True
 
-    def _partition(self) -> list[list]:
-        """The dict's items by sub-partition; the dict is emptied."""
-        parts: list[list] = [[] for _ in range(PARTITIONS)]
-        adds = [p.append for p in parts]
-        level = self.level
-        with paused_gc():  # a tuple per item, no garbage
-            for item in self.d.items():
-                adds[hash((item[0], level)) % PARTITIONS](item)
-        self.d.clear()
-        return parts
+    def _fill_routed(self, it: Iterator, fold: Callable) -> None:
+        """Fold after a spill: each record into its sub-partition's dict."""
+        parts, sizes, level, gauge, width = self.parts, self.sizes, self.level, self.gauge, self.width
+        routed: list[list] = [[] for _ in range(PARTITIONS)]
+        adds = [r.append for r in routed]
+        while True:
+            every = gauge.every
+            records = list(islice(it, every))
+            if not records:
+                return
+            try:
+                with paused_gc():  # a tuple per record, no garbage
+                    for rec in records:
+                        k, _ = rec
+                        adds[hash((k, level)) % PARTITIONS](rec)
+            except (TypeError, ValueError):
+                fold({}, records)  # a bad record: the fold says so, as it would in memory
+                raise
+            for p, rs in enumerate(routed):
+                if rs:
+                    fold(parts[p], rs)
+                    sizes[p] += len(rs)
+                    rs.clear()
+            self.held += len(records)
+            if len(records) < every:
+                return
+            if gauge.over(self.held if width else sum(map(len, parts))):
+                self.spill()
+                gauge.spilled()
+
+    def _split(self) -> None:
+        """The one dict becomes a dict per sub-partition, each sized in the gauge's items."""
+        d, level, width = self.d, self.level, self.width
+        parts: list[dict] = [{} for _ in range(PARTITIONS)]
+        for item in d.items():
+            parts[hash((item[0], level)) % PARTITIONS][item[0]] = item[1]
+        d.clear()
+        if width == 0:
+            sizes = [float(len(x)) for x in parts]
+        else:
+            values = [sum(map(len, x.values() if width == 1 else chain.from_iterable(x.values()))) for x in parts]
+            scale = self.held / max(1, sum(values))  # records folded, spread as the values are
+            sizes = [v * scale for v in values]
+        self.parts, self.sizes, self.out = parts, sizes, [False] * PARTITIONS
 
     def spill(self) -> None:
+        """Write the spilled sub-partitions' dicts, and spill more kept ones if they grew too big."""
+        first = not self.parts
+        if first:
+            with paused_gc():  # a dict entry per item, no garbage
+                self._split()
+        parts, sizes, out, gauge = self.parts, self.sizes, self.out, self.gauge
+        if self.width == 0:
+            sizes[:] = map(float, map(len, parts))
+        # the budget in the gauge's items: nothing is kept under a budget smaller than one item
+        capacity = gauge.limit / max(1, gauge.per_item)
+        kept = sum(s for s, o in zip(sizes, out) if not o)
+        if first or kept > capacity * KEEP_HIGH:
+            for p in sorted(range(PARTITIONS), key=sizes.__getitem__, reverse=True):
+                if kept <= capacity * KEEP:
+                    break
+                if not out[p]:
+                    out[p] = True
+                    kept -= sizes[p]
         width = self.width
-        # long value lists are written in pieces; a C pass over the lengths says whether any is long
-        cut = width and max(map(len, self.d.values() if width == 1 else chain.from_iterable(self.d.values())),
-                            default=0) > LONG
-        parts = self._partition()
-        with RunWriter(self.memory.spill_dir, "combine") as w, paused_gc():
-            runs = []
-            for i, part in enumerate(parts):
-                runs.append(w.write(_cut(part, width) if cut else part))
-                parts[i] = None  # type: ignore[call-overload]  # written: its memory may go
+        runs: dict[int, Run] = {}
+        with RunWriter(self.memory.spill_dir, "combine", private=True) as w, paused_gc():
+            for p, part in enumerate(parts):
+                if not out[p] or not part:
+                    continue
+                # long value lists are written in pieces; a C pass over the lengths says whether any is long
+                cut = width and max(map(len, part.values() if width == 1 else
+                                        chain.from_iterable(part.values()))) > LONG
+                runs[p] = w.write(_cut(part.items(), width) if cut else part.items())
+                parts[p] = {}  # written: its memory may go
+                sizes[p] = 0.0
+        if width:
+            self.held = int(sum(sizes))
+        self.files.append(w.path)
         self.spills.append(runs)
         self.memory.spills += 1
 
     def items(self) -> Iterator[tuple[Any, Any]]:
         if not self.spills:
-            return iter(self.d.items())
+            return self._kept(self.d)
         return self._merged()
+
+    def _kept(self, d: dict) -> Iterator[tuple[Any, Any]]:
+        if self.width > 1:
+            return zip(d.keys(), map(tuple, d.values()))
+        return iter(d.items())
 
     def _merged(self) -> Iterator[tuple[Any, Any]]:
         # the keys of a sub-partition are iterated in C (a dict's items), not through generators
         return chain.from_iterable(self._merged_partitions())
 
     def _merged_partitions(self) -> Iterator[Iterator[tuple[Any, Any]]]:
-        # what is still in memory stays there, partitioned: each sub-partition merges its share last
-        rest = self._partition()
+        parts, out = self.parts, self.out
         try:
+            # the kept sub-partitions first, as they are: nothing of them was written
             for p in range(PARTITIONS):
-                tail, rest[p] = rest[p], []
+                if not out[p] and parts[p]:
+                    yield self._kept(parts[p])
+                    parts[p] = {}
+            for p in range(PARTITIONS):
+                if not out[p]:
+                    continue
+                tail, parts[p] = parts[p], {}
                 # building a sub-partition's dict makes a container per row and no garbage: collections
                 # scanning the whole heap again and again cost more than the merge; the only user code
                 # here is a merge function, whose cycles, if any, are collected after the sub-partition
                 with paused_gc():
                     merged = self._merge_partition(p, tail)
+                del tail
                 yield merged
         finally:
-            _unlink([runs[0] for runs in self.spills if runs])
+            _unlink_paths(self.files)
 
-    def _batches(self, p: int, tail: list) -> Iterator[list]:
+    def _batches(self, p: int, tail: dict) -> Iterator[Iterable]:
         for runs in self.spills:
-            yield from read_batches(runs[p])
+            run = runs.get(p)
+            if run is not None:
+                yield from read_batches(run)
         if tail:
-            yield tail
+            yield tail.items()
 
-    def _merge_partition(self, p: int, tail: list) -> Iterator[tuple[Any, Any]]:
+    def _merge_partition(self, p: int, tail: dict) -> Iterator[tuple[Any, Any]]:
         width, gauge = self.width, self.gauge
         fold = _combiner_fold(width, self.merge)
         gauge.spilled()
@@ -171,6 +262,7 @@ class _Merger:
                 # this sub-partition alone is over the budget: partition it (and what is left of it)
                 # again, by another salt, and merge those
                 child = _Merger(self.memory, self.merge, width, gauge, self.level + 1, d)
+                child.held = items
                 child.spill()
                 gauge.spilled()
                 child.fill(chain.from_iterable(batches), fold)
@@ -333,7 +425,7 @@ class GroupBuffer:
 
     def _write(self) -> None:
         if self.writer is None:
-            self.writer = RunWriter(self.memory.spill_dir, "group")
+            self.writer = RunWriter(self.memory.spill_dir, "group", private=True)
             self.memory.escaping = True
         self.runs.append(self.writer.write(self.values))
         self.values = []
@@ -401,7 +493,11 @@ def spill_buckets(buckets: list[list], writer: RunWriter, runs: list[list]) -> N
 
 def _unlink(runs: list) -> None:
     """Scratch runs are read once: free their disk now, not at the job's end."""
-    for path in {r.path for r in runs}:
+    _unlink_paths({r.path for r in runs})
+
+
+def _unlink_paths(paths: Iterable[str]) -> None:
+    for path in paths:
         try:
             os.unlink(path)
         except OSError:

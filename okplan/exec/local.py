@@ -19,11 +19,11 @@ from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import CacheLostError
-from ..physical.operators import ReadMaterialized, ReadSource, ShuffleRead
+from ..physical.operators import BroadcastJoinOp, ReadMaterialized, ReadSource, ShuffleRead
 from ..physical.stage import Materialize, PhysicalPlan, ShuffleWrite, Stage
 from .local_pool import (DEFAULT_MIN_BYTES, DEFAULT_MIN_RECORDS, FileBlock, LocalPool, estimated_input,
-                         StageRun, walk_ops, moves_records, moving_stages, new_job_id, pool_share, source_reads,
-                         stage_tables, write_blocks)
+                         StageRun, walk_ops, moved_out, moves_records, moving_stages, new_job_id, pool_share,
+                         source_reads, stage_tables, write_blocks)
 from .memory import TaskMemory, rss
 from .memory import task_memory as task_memory_of
 from .metrics import JobMetrics, LastMetrics, StageMetrics, TaskMetrics
@@ -385,27 +385,56 @@ class _PoolJob:
             found = self._pickled[(op.source_id, i)] = serialize(op.slices[i])
         return found
 
-    def in_memory(self, op: Any) -> bool:
-        """Whether the blocks ``op`` reads are held in this process (a pool stage needs them written)."""
+    def _held(self, op: Any) -> list:
+        """The blocks ``op`` reads that are held in this process (a pool stage needs them written)."""
         if isinstance(op, ShuffleRead):
             if op.shuffle_id in self._filed:
-                return False
+                return []
             rows = self.blocks.reused.get(op.shuffle_id) or self.blocks.shuffles.get(op.shuffle_id) or ()
-            return any(type(b) is not FileBlock for row in rows for b in row)
+            return [b for row in rows for b in row if type(b) is not FileBlock]
         parts = self.blocks.job_data.get(op.cache_id)
         if parts is None:
             parts = self.ex.cache.get(op.cache_id) or ()
             if op.cache_id in self.ex._cache_files:
-                return False
-        return any(type(p) is not FileBlock for p in parts)
+                return []
+        return [p for p in parts if type(p) is not FileBlock]
+
+    def in_memory(self, op: Any) -> bool:
+        """Whether the blocks ``op`` reads are held in this process (a pool stage needs them written)."""
+        return bool(self._held(op))
 
     def reads_held(self, stage: Stage) -> bool:
         """Whether ``stage`` reads blocks held in this process (a pool stage needs them written)."""
         return any(isinstance(op, (ShuffleRead, ReadMaterialized)) and self.in_memory(op) for op in walk_ops(stage.root))
 
-    def source_records(self, stage: Stage, p: int) -> int:
-        """Records of parallelized data that task ``p`` of ``stage`` reads (pickled here, unpickled there)."""
-        return sum(len(op.slices[i]) for op, i in source_reads(stage.root, p, set()) if op.slices is not None)
+    def held_records(self, stage: Stage) -> tuple[int, int]:
+        """Records of the blocks held here that ``stage``'s tasks read, all of which this process writes
+        before the first of them runs on the task processes (a kept bucket pickled here: its bytes / 8);
+        and of those, the ones a broadcast join's small side holds (every task process reads them all,
+        once)."""
+        builds = {id(op.build) for op in walk_ops(stage.root) if isinstance(op, BroadcastJoinOp)}
+        count = [0, 0]
+        for op in walk_ops(stage.root):
+            if isinstance(op, (ShuffleRead, ReadMaterialized)):
+                for b in self._held(op):
+                    t = type(b)
+                    count[id(op) in builds] += (len(b) if t is list else len(b.records) if t is _Ref or t is _OnDisk
+                                                else len(b) // 8 if t is bytes else getattr(b, "count", 0))
+        return count[0] + count[1], count[1]
+
+    def source_records(self, stage: Stage, p: int) -> tuple[int, int]:
+        """Records of parallelized data that task ``p`` of ``stage`` reads (pickled here, unpickled there):
+        ``(per task, per process)``, the latter the small side of a broadcast join, which a task process
+        decodes and builds a table of once per stage."""
+        build = set()
+        for op in walk_ops(stage.root):
+            if isinstance(op, BroadcastJoinOp):
+                source_reads(op.build, 0, build)
+        count = [0, 0]
+        for op, i in source_reads(stage.root, p, set()):
+            if op.slices is not None:
+                count[(op, i) in build] += len(op.slices[i])
+        return count[0], count[1]
 
     def shuffle_rows(self, shuffle_id: int) -> list[list[FileBlock]]:
         """Every map task's buckets of a shuffle as file blocks (a kept output of an in-process job, or
@@ -423,8 +452,10 @@ class _PoolJob:
             for i, row in enumerate(rows)]
         return filed
 
-    def start(self, stage: Stage, parts: list[int]) -> StageRun:
-        """Hand ``parts`` of ``stage`` to the task processes now (more can be ``add``ed later)."""
+    def start(self, stage: Stage, parts: list[int], limit: int | None = None, feed: bool = False) -> StageRun:
+        """Hand ``parts`` of ``stage`` to the task processes now (more can be ``add``ed later), at most
+        ``limit`` at once (default: all of them); ``feed``: from a thread (``StageRun.feed``), while this
+        one runs tasks of its own."""
         ex = self.ex
         assert ex._pool is not None
         ex._pool.budget, ex._pool.profile = ex.task_memory, ex.profile   # read per job, as in-process
@@ -432,8 +463,10 @@ class _PoolJob:
         out = stage.output
         # a cache outlives the job: its files go to the executor's directory
         where = ex._work_dir() if isinstance(out, Materialize) and out.scope == "context" else self.dir
-        run = StageRun(ex._pool, self.id, self.functions, where, stage, tables, self.per_slot, self.sources)
-        run.add(parts)
+        run = StageRun(ex._pool, self.id, self.functions, where, stage, tables, self.per_slot, self.sources, limit)
+        run.add(parts, hand_out=not feed)
+        if feed:
+            run.feed()
         return run
 
     @staticmethod
@@ -728,7 +761,11 @@ class LocalExecutor:
         held = pool.reads_held(stage)
         first, ahead = here[0], [] if held else here[1:self.processes]
         later = here[1 + len(ahead):]
-        run = pool.start(stage, ahead) if ahead else None
+        # this process runs tasks of the stage too: N - 1 task processes beside it fill N cores (the test
+        # suite's "mixed" sends every task there, on every process)
+        mixed = self.pool_policy == "mixed"
+        limit = None if mixed else self.processes - 1
+        run = pool.start(stage, ahead, limit, feed=not mixed) if ahead else None
         try:   # (an error or an early close waits for the tasks handed out)
             c0 = time.thread_time()
             r = self._in_process(stage, first, blocks, m, action, progress)
@@ -736,16 +773,23 @@ class LocalExecutor:
             # machine is (a function that waits on I/O looks cheap here: see the README)
             seconds = time.thread_time() - c0
             m.cpu_seconds += seconds
-            # records that would cross: parallelized data and blocks held here in, and what leaves a
-            # task unless an action folds it (a result other than collect's)
-            moved_in = r.records_in if held else pool.source_records(stage, first)
+            # records that would cross: parallelized data and blocks held here in (a broadcast join's
+            # small side once per process), and what leaves a task unless an action folds it (a result
+            # other than collect's)
+            written = 0
+            if not held:
+                moved_in, setup = pool.source_records(stage, first)
+            else:   # written here all at once; each task reads its share, each process a broadcast side whole
+                written, setup = pool.held_records(stage)
+                moved_in = (written - setup) // stage.num_partitions
             collected = getattr(action, "counts", None) is len
-            out = r.records_out if action is None or collected else 0
-            k, there_s, here_s = pool_share(seconds, moved_in, out, len(later), self.processes, collected)
-            if self.pool_policy == "mixed":
+            out = moved_out(stage, r.records_out, r.value) if action is None or collected else 0
+            k, there_s, here_s = pool_share(seconds, moved_in, out, len(later), self.processes, collected, setup,
+                                            len(ahead), written if later else 0)
+            if mixed:
                 k = len(later)
             what = (f"partition {first} in-process ({seconds * 1000:,.1f} ms, {r.records_in:,} records in, "
-                    f"{out:,} out; the stage {why})")
+                    f"{r.records_out if action is None or collected else 0:,} out; the stage {why})")
             if ahead:
                 what += f", {_partitions(ahead)} on the task processes meanwhile"
             if later:
@@ -754,18 +798,36 @@ class LocalExecutor:
                 what += (f", then the other {len(later)} {split}: estimated {there_s * 1000:,.1f} ms against "
                          f"{here_s * 1000:,.1f} ms all in-process")
             pool.note(stage, what)
+            noted = len(pool.notes) - 1
             yield first, r.value
             if k:
+                # the queue goes out as task processes free up, while tasks run here
                 if run is None:
-                    run = pool.start(stage, later[:k])
+                    run = pool.start(stage, later[:k], limit, feed=not mixed)
                 else:
-                    run.add(later[:k])
+                    run.add(later[:k], hand_out=mixed)
+                    if not mixed:
+                        run.feed()
             # here meanwhile (handing the task processes more between tasks), then their results
             done = []
             for p, value in self._here(stage, later[k:], blocks, m, action, progress):
                 done.append((p, value))
                 if run is not None:
                     run.pump()
+            if run is not None and not mixed:
+                # with nothing else to do, this process takes back what no task process has started:
+                # a task here ends sooner than one queued there (and an estimate that favoured the pool
+                # too much corrects itself)
+                taken = []
+                while True:
+                    run.pump()
+                    p = run.steal()
+                    if p is None:
+                        break
+                    taken.append(p)
+                    done.extend(self._here(stage, [p], blocks, m, action, progress))
+                if taken:
+                    pool.notes[noted] += f"; this process took back {_partitions(sorted(taken))}, not yet started there"
             if run is not None:
                 yield from pool.finished(run, m, action)
             yield from done

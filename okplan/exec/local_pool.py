@@ -157,6 +157,10 @@ def moving_stages(plan: PhysicalPlan) -> int:
 #: words; memo-less pickle, lz4, a file in the page cache) on the reference 2-core machine:
 #: a task process pickles, compresses and writes it, and the next one reads and unpickles it
 MOVE_SECONDS = 0.25e-6
+#: what one value inside a group of a grouped shuffle (``groupByKey``'s ``(k, [values])``) costs to move,
+#: as a share of a record: a list of values pickles and unpickles about 2.5x faster than as many pairs
+#: (measured: 125k values in 10k groups 9 ms, 125k pairs 18 ms)
+GROUPED_VALUE_SHARE = 0.4
 #: this process pickles it (a parallelized partition, a block an in-process stage left in memory) or
 #: unpickles it (a result sent back): the client's share, which no other core takes
 CLIENT_SECONDS = 0.15e-6
@@ -188,31 +192,57 @@ def moves_records(stage: Stage, action: Any, in_memory: Callable[[PhysOp], bool]
     return None
 
 
-def pool_share(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
-               collected: bool) -> tuple[int, float, float]:
-    """How many of the ``remaining`` tasks of a stage to send to ``processes`` task processes (the others
-    run here, at the same time), when its first task took ``seconds`` in-process, reading ``records_in``
-    records, ``records_out`` leaving it; with the estimated time of that split and of all in-process:
-    ``(tasks there, seconds, seconds all here)``. ``collected``: the records out come back to this
-    process (collect), which unpickles them alone, as it pickles parallelized data for them.
+def moved_out(stage: Stage, records_out: int, value: Any) -> int:
+    """What a task's output (``value``, ``records_out`` records) weighs when it moves, in records: a
+    grouped shuffle (``groupByKey``) moves one record per group and its values in lists (cheaper)."""
+    out = stage.output
+    if isinstance(out, ShuffleWrite) and out.grouped and type(value) is list:
+        groups = sum(len(b) for b in value if type(b) is list)
+        return groups + int(records_out * GROUPED_VALUE_SHARE)
+    return records_out
 
-    >>> pool_share(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: a round of 2 there, 1 here
-    2
+
+def pool_share(seconds: float, records_in: int, records_out: int, remaining: int, processes: int,
+               collected: bool, setup_records: int = 0, ahead: int = 0, held: int = 0) -> tuple[int, float, float]:
+    """How many of the ``remaining`` tasks of a stage to queue for the task processes (the others run
+    here, at the same time), when its first task took ``seconds`` in-process, reading ``records_in``
+    records (that cross processes), ``records_out`` leaving it; with the estimated time of that split
+    and of all in-process: ``(tasks there, seconds, seconds all here)``, from the probe's end.
+
+    This process works beside the task processes, so ``processes - 1`` of them take tasks (more would
+    only share the cores). ``ahead`` of them started a task when the probe did; ``setup_records``
+    cross once per process and stage (a broadcast join's small side, whose table each process builds
+    once). ``collected``: the records out come back to this process (collect), which unpickles them
+    alone, as it pickles parallelized data for them. ``held``: records of blocks held here that this
+    process writes for the task processes before the first task can go there.
+
+    >>> pool_share(0.1, 10_000, 10, 3, 2, False)[0]         # costly functions: 1 there, 2 here meanwhile
+    1
     >>> pool_share(0.01, 100_000, 100_000, 3, 2, True)[0]   # cheap ones, every record back: none
     0
     """
+    slots = max(1, processes - 1)
     per_task = seconds * POOL_SLOWDOWN + (records_in + records_out) * MOVE_SECONDS + TASK_SECONDS
-    client = (records_in + (records_out if collected else 0)) * CLIENT_SECONDS
-    best, best_time = 0, remaining * seconds
+    first = per_task + setup_records * MOVE_SECONDS   # a process's first task of the stage
+    # (records in that are held here are written once, before any task: ``held``)
+    client = ((0 if held else records_in) + (records_out if collected else 0)) * CLIENT_SECONDS
+    # when each process is free, from now: one that took a task ahead is busy until it ends
+    busy = min(ahead, slots)
+    free0: list[float | None] = [max(0.0, first - seconds)] * busy + [None] * (slots - busy)
+    waited = max((f for f in free0 if f is not None), default=0.0)   # the tasks ahead, whatever is decided
+    best, best_time = 0, max(remaining * seconds, waited)
+    delay = held * CLIENT_SECONDS
+    free = list(free0)
     for k in range(1, remaining + 1):
-        here = (remaining - k) * seconds + k * client
-        there = -(-k // processes) * per_task   # whole rounds of tasks
-        # and no faster than the cores allow, with this process busy beside the task processes
-        cores = (k * per_task + here) / processes
-        t = max(here, there, cores)
+        # the k-th task goes to the process that would end it first
+        ends = [delay + first if f is None else f + per_task for f in free]
+        i = min(range(slots), key=ends.__getitem__)
+        free[i] = ends[i]
+        there = max(f for f in free if f is not None)
+        t = max(delay + (remaining - k) * seconds + k * client, there)
         if t < best_time:
             best, best_time = k, t
-    return best, best_time, remaining * seconds
+    return best, best_time, max(remaining * seconds, waited)
 
 
 #: operators whose partition i reads partition i of every child
@@ -306,15 +336,16 @@ class LocalTaskHandler:
     """
 
     def __init__(self, key: bytes):
-        from .local import JOB_GC_THRESHOLD  # noqa: PLC0415 - local imports this module
+        from .cluster.heap import TaskHeap, tune_collector  # noqa: PLC0415 - it imports local, which imports us
 
         # the client's heap, inherited by fork, is no garbage of ours: keep the collector off it (and off
-        # copy-on-write pages); and collect young objects as seldom as an in-process job does
-        gc.freeze()
-        gc.set_threshold(JOB_GC_THRESHOLD, *gc.get_threshold()[1:])
+        # copy-on-write pages); and collect young objects seldom, as a cluster task process does
+        tune_collector()
         self.key = key
-        #: the last task's output, freed once its reply left (``after_reply``), off the stage's critical path
-        self._garbage: Any = None
+        #: the last task's output and its encoded bytes, handed to ``heap`` once its reply left
+        #: (``after_reply``), which frees it while this process waits for work: off the stage's critical path
+        self._garbage: tuple[Any, int] | None = None
+        self.heap = TaskHeap()
         self.job: str | None = None
         self.stages: dict[int, Stage] = {}
         self.action: Any = None
@@ -347,7 +378,8 @@ class LocalTaskHandler:
                 t_out = time.perf_counter()
                 reply, value = self._output(h, stage, p, result)
                 reply["ser"] = time.perf_counter() - t_out   # pickling and writing the output
-                self._garbage = result
+                self._garbage = (result.value, sum(b.length for b in reply.get("blocks", ())) + sum(map(len, value)))
+                result.value = None
                 reply["ops"] = operators or {}
             finally:
                 spill_dir.remove()
@@ -367,8 +399,16 @@ class LocalTaskHandler:
             return {"error": body}, [blob]
 
     def after_reply(self) -> None:
-        """Free the last task's output, now that its reply is on its way (the pool calls this)."""
-        self._garbage = None
+        """The last task's output is no longer needed, now that its reply is on its way (the pool calls
+        this): it is freed while this process waits for its next task (``idle``), or now if it is big."""
+        if self._garbage is not None:
+            output, nbytes = self._garbage
+            self._garbage = None
+            self.heap.discard(output, nbytes)
+
+    def idle(self, waiting: Callable[[], bool]) -> None:
+        """Nothing to run (the pool calls this): free finished outputs until ``waiting()``."""
+        self.heap.tidy(waiting)
 
     def _output(self, h: dict[str, Any], stage: Stage, p: int, result: Any) -> tuple[dict, list[bytes]]:
         """Buckets and materialised partitions go to a file of the job; a result's value goes back."""
@@ -434,6 +474,10 @@ class LocalPool:
         return run.results()
 
 
+#: a request this small fits a pipe's buffer (64 kB on Linux): sending it never waits for the reader
+_PIPE_BYTES = 48 * 1024
+
+
 class StageRun:
     """Tasks of one stage on the pool. ``add`` queues partitions and hands them to the idle task
     processes at once (so that they work while this process does something else: a probe task);
@@ -441,38 +485,140 @@ class StageRun:
     free up. ``sources(op, i)`` is partition ``i`` of a parallelized source, pickled: each task gets
     only those it reads.
 
+    At most ``limit`` tasks run at once (``processes - 1`` while this process runs tasks of the same
+    stage: more would only share the cores); a process that ran a task of the stage, or knows the job,
+    gets the next one first. While this process runs tasks itself, ``feed`` starts a thread that hands
+    the queue out as soon as a task process is free (between this process's tasks would leave it idle
+    for most of one); ``steal`` takes back a queued task no process has started.
+
     A task whose process dies is run again (``MAX_CRASHES`` attempts in all); a user error is raised
     from ``results`` with its own type, message, note and the child's traceback. Closing ``results``
     early, or ``close``, waits for the tasks already running (their processes stay in the pool).
     """
 
     def __init__(self, owner: LocalPool, job: str, functions: bytes, job_dir: str, stage: Stage, tables: bytes,
-                 per_slot: dict[str, int], sources: Callable[[ReadSource, int], bytes]):
+                 per_slot: dict[str, int], sources: Callable[[ReadSource, int], bytes], limit: int | None = None):
         self.owner, self.job, self.functions, self.job_dir = owner, job, functions, job_dir
         self.stage, self.tables, self.per_slot, self.sources = stage, tables, per_slot, sources
         self.pool = owner._started()
+        #: tasks running at once at most: ``processes - 1`` while this process runs tasks of the stage too
+        self.limit = limit or owner.processes
         self.todo: list[tuple[int, int]] = []   # (partition, attempt), the next one last
         self.pending = 0
         self.queued = 0   # partitions added and not yet returned
         self.ready: list[tuple[int, dict, list[bytes]]] = []   # finished, not yet returned
+        self.used: set[int] = set()   # slots that ran a task of this stage
+        # the feeding thread, while it runs, is the only one that touches the pool; the lock guards the
+        # queue and the outcomes it shares with this thread
+        self._lock = threading.Lock()
+        self._feeder: threading.Thread | None = None
+        self._feeding = False   # a feeding thread runs and will hand out what is queued (under the lock)
+        self._stop_feeding = False
+        self._wake: tuple[int, int] | None = None   # a pipe that wakes the feeding thread from its wait
+        self._failed: BaseException | None = None
 
-    def add(self, partitions: list[int]) -> None:
-        self.todo[:0] = [(p, 0) for p in reversed(partitions)]
-        self.queued += len(partitions)
-        self._hand_out()
+    def add(self, partitions: list[int], hand_out: bool = True) -> None:
+        """Queue ``partitions``, and hand them to idle task processes now (``hand_out``; a feeding
+        thread, when one runs, does)."""
+        with self._lock:
+            self.todo[:0] = [(p, 0) for p in reversed(partitions)]
+            self.queued += len(partitions)
+            if hand_out and not self._feeding:
+                self._hand_out()
 
-    def _hand_out(self) -> None:
-        pool, owner, stage = self.pool, self.owner, self.stage
-        for slot in pool.idle_slots():
+    def feed(self) -> None:
+        """Hand the queued tasks to the task processes as they free up, from a thread, until the queue
+        is empty or ``results``/``close`` is called: this process is about to run tasks of its own
+        (and even a request's pipe write waits for a process the machine does not run at once)."""
+        with self._lock:
+            if self._feeding or not self.todo:
+                return
+            # small requests go now: writing them never waits, and a thread would first wait for the GIL
+            self._hand_out(_PIPE_BYTES)
             if not self.todo:
+                return
+            self._feeding = True
+        if self._feeder is not None:
+            self._feeder.join()   # one that has just decided to end
+        self._stop_feeding = False
+        if self._wake is None:
+            self._wake = os.pipe()
+        self._feeder = threading.Thread(target=self._feed, name="okplan-local-feeder", daemon=True)
+        self._feeder.start()
+
+    def _feed(self) -> None:
+        pool = self.pool
+        assert self._wake is not None
+        try:
+            while True:
+                with self._lock:
+                    if not self._stop_feeding:
+                        self._hand_out()
+                    if not self.todo or self._stop_feeding:
+                        self._feeding = False
+                        return
+                    # (a slot that waits for a new child: look again when it is due)
+                    timeout = None if self.pending else pool.next_restart() or 0.05
+                # the wait releases the GIL to the task this process runs meanwhile
+                outcomes = pool.poll(timeout, wake=self._wake[0])
+                with self._lock:
+                    self._take(outcomes)
+        except BaseException as e:  # noqa: BLE001 - raised again in the thread that reads the results
+            with self._lock:
+                self._failed = e
+                self._feeding = False
+
+    def _unfeed(self) -> None:
+        """Stop the feeding thread (this thread uses the pool again) and raise what it met."""
+        feeder = self._feeder
+        if feeder is not None:
+            self._stop_feeding = True
+            assert self._wake is not None
+            os.write(self._wake[1], b"x")
+            feeder.join()
+            self._feeder = None
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
+
+    def steal(self) -> int | None:
+        """Take back the last queued task that no process started, for this process to run (a task
+        that killed a process once is not: it runs there again), or None."""
+        with self._lock:
+            for j, (p, attempt) in enumerate(self.todo):
+                if attempt == 0:
+                    del self.todo[j]
+                    self.queued -= 1
+                    return p
+        return None
+
+    def _hand_out(self, max_bytes: int | None = None) -> None:
+        """Hand queued tasks to idle task processes (within ``limit``); with ``max_bytes``, only while
+        a request is that small (a pipe takes it whole at once, whether the process reads it or not)."""
+        pool, owner, stage = self.pool, self.owner, self.stage
+        idle = pool.idle_slots()
+        if len(idle) > 1:
+            # a process that ran this stage first (it built the stage's broadcast table), then one that
+            # has the job's functions: what a task sets up once per process is set up once
+            idle.sort(key=lambda s: (s not in self.used, owner._known.get(s) != (pool.generation(s), self.job)))
+        for slot in idle:
+            if not self.todo or self.pending >= self.limit:
                 break
-            p, attempt = self.todo.pop()
+            p, attempt = self.todo[-1]
             reads = sorted(source_reads(stage.root, p, set()), key=lambda r: (r[0].source_id, r[1]))
             blobs = [self.tables] + [self.sources(op, i) for op, i in reads]
             gen = pool.generation(slot)
             if owner._known.get(slot) != (gen, self.job):
                 blobs.append(self.functions)
-                owner._known[slot] = (gen, self.job)
+            if max_bytes is not None and sum(map(len, blobs)) > max_bytes:
+                break
+            self.todo.pop()
+            self.used.add(slot)
+            owner._known[slot] = (gen, self.job)
             header = {"job": self.job, "stage": stage.id, "partition": p, "attempt": attempt, "dir": self.job_dir,
                       "budget": owner.budget, "profile": owner.profile,
                       "src": [(op.source_id, i) for op, i in reads]}
@@ -484,6 +630,7 @@ class StageRun:
     def results(self) -> Iterator[tuple[int, dict, list[bytes]]]:
         pool = self.pool
         try:
+            self._unfeed()
             while self.queued:
                 while self.ready:
                     self.queued -= 1
@@ -500,7 +647,10 @@ class StageRun:
 
     def pump(self) -> None:
         """Take the outcomes already in and hand queued tasks to the slots they freed, without waiting
-        (between tasks this process runs itself)."""
+        (between tasks this process runs itself; the feeding thread does it when there is one)."""
+        with self._lock:
+            if self._feeding:
+                return
         if self.pending:
             self._take(self.pool.poll(0))
         self._hand_out()
@@ -532,6 +682,10 @@ class StageRun:
 
     def close(self) -> None:
         """Wait for the tasks running (an error or an early close: their outcomes are dropped)."""
+        try:
+            self._unfeed()
+        except BaseException:  # noqa: BLE001 - closing after an error: the first one is what the caller sees
+            pass
         self.todo.clear()
         self.ready.clear()
         self.queued = 0
@@ -575,5 +729,5 @@ def new_job_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "pool_share", "walk_ops", "source_reads", "stage_tables",
+__all__ = ["LocalPool", "StageRun", "LocalTaskHandler", "FileBlock", "write_blocks", "write_bodies", "estimated_input", "moving_stages", "moves_records", "moved_out", "pool_share", "walk_ops", "source_reads", "stage_tables",
            "dumps_function", "DEFAULT_MIN_RECORDS", "DEFAULT_MIN_BYTES", "MAX_CRASHES", "new_job_id"]

@@ -17,6 +17,7 @@ resident growth past the last spill still counts, so memory nobody reuses is not
 from __future__ import annotations
 
 import contextvars
+import gc
 import os
 import resource
 import sys
@@ -25,6 +26,9 @@ import tempfile
 from ..errors import ConfigurationError
 
 DEFAULT_TASK_MEMORY = "512m"
+#: containers a task may make with the collector paused (decoded blocks, unpickled spill batches)
+#: before what it holds is left out of collections until it ends (``TaskMemory.made``)
+FREEZE_AFTER = 1_000_000
 #: no structure item (a pair, a value in a group, a dict entry) costs less than this many bytes
 MIN_ITEM_BYTES = 32
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -172,7 +176,7 @@ class TaskMemory:
     1024
     """
 
-    __slots__ = ("budget", "spill_dir", "every", "spills", "escaping")
+    __slots__ = ("budget", "spill_dir", "every", "spills", "escaping", "paused", "frozen")
 
     def __init__(self, budget: int, spill_dir):
         self.budget = budget
@@ -181,9 +185,39 @@ class TaskMemory:
         self.spills = 0
         #: True once a group streamed from disk exists: results must be detached before the task ends
         self.escaping = False
+        #: containers made with the collector paused; whether this task froze the heap (and whether the
+        #: process had frozen objects of its own before: a worker's slot freezes what its fork inherited)
+        self.paused = 0
+        self.frozen: bool | None = None
 
     def gauge(self) -> Gauge:
         return Gauge(self.budget, self.every)
+
+    def made(self, containers: int) -> None:
+        """``containers`` were made with the collector paused (okplan's own loops: records decoded,
+        groups partitioned), none of them garbage. Past ``FREEZE_AFTER`` in this task, everything alive
+        is frozen (``gc.freeze``, O(1)) after each such loop, until the task ends (``thaw``): a big task's
+        records, groups and dicts are never garbage, yet every full collection rescanned them all while
+        the heap grew (it doubled a cluster groupByKey's reduce). Garbage is still freed by reference
+        counting meanwhile; only cycles wait for the task's end."""
+        self.paused += containers
+        if self.paused < FREEZE_AFTER:
+            return
+        if self.frozen is None:
+            self.frozen = gc.get_freeze_count() > 0
+        gc.freeze()
+
+    def thaw(self) -> None:
+        """The task ended: what it froze is collectable again (what the process froze before, frozen
+        again after a collection)."""
+        if self.frozen is None:
+            return
+        gc.unfreeze()
+        if self.frozen:
+            gc.collect()
+            gc.freeze()
+        self.frozen = None
+        self.paused = 0
 
 
 _current: contextvars.ContextVar[TaskMemory | None] = contextvars.ContextVar("okplan_task_memory", default=None)

@@ -266,11 +266,14 @@ class TaskPool:
         waits = [s.restart_at for s in self.slots if s.restart_at is not None]
         return max(0.0, min(waits) - time.monotonic()) if waits else None
 
-    def poll(self, timeout: float | None = 0.0) -> list[Outcome]:
+    def poll(self, timeout: float | None = 0.0, wake: int | None = None) -> list[Outcome]:
         """Outcomes of finished requests (replies, or deaths of busy children), waiting up to
-        ``timeout`` seconds for one. Dead children are replaced here."""
+        ``timeout`` seconds for one, or until the file descriptor ``wake`` is readable (another thread
+        wants this one back; the caller reads it). Dead children are replaced here."""
         self._restart_due()
         fds = self.fds()
+        if wake is not None:
+            fds.append(wake)
         if not fds:
             if timeout:
                 time.sleep(min(timeout, self.next_restart() or timeout))
@@ -285,7 +288,10 @@ class TaskPool:
             for fd in fds:
                 self._selector.register(fd, selectors.EVENT_READ)
             self._selected = key
-        return self.collect({key.fd for key, _ in self._selector.select(timeout)})
+        ready = {key.fd for key, _ in self._selector.select(timeout)}
+        if wake is not None:
+            self._selected = ()   # its number may be another file's next time: register afresh
+        return self.collect(ready)
 
     def collect(self, ready: set[int]) -> list[Outcome]:
         """Like ``poll`` for a caller that already polled ``fds()``: ``ready`` are those readable.

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import gc
 import itertools
+import marshal
 import os
 import pickle
 import shutil
@@ -34,7 +35,7 @@ from typing import Any, Iterable, Iterator
 import lz4.frame
 
 from ..errors import OkplanError
-from .memory import local_dir
+from .memory import current, local_dir
 
 #: records per pickled batch at most: big enough that pickling is whole-list fast, small enough to stream
 BATCH_RECORDS = 1024
@@ -44,6 +45,8 @@ STREAM_BATCH = 1 << 16
 #: pickled bytes per batch aimed at: records of a megabyte each go a few at a time, not 1,024 at once
 BATCH_BYTES = 1 << 20
 _LEN = struct.Struct("<Q")
+#: set in a batch's length: the batch is ``marshal``-ed, not pickled (see ``RunWriter``)
+_MARSHALLED = 1 << 63
 _PREFIX = "okplan-spill-"
 #: file buffer of a spill file: a merge keeps one open per run, so it stays small
 _BUFFER = 1 << 16
@@ -78,9 +81,11 @@ class SpillDir:
     >>> d = SpillDir("job42"); d.remove()
     """
 
-    def __init__(self, tag: str | None = None, root: str | None = None):
+    def __init__(self, tag: str | None = None, root: str | None = None, wire: bool = False):
         self.root = root or local_dir()
         self.tag = tag or "job"
+        #: its runs may be shipped as they are, as pickled blocks (a cluster task's): write them pickled
+        self.wire = wire
         self.path: str | None = None
         self._names = itertools.count()
         self._lock = threading.Lock()  # an executor's cache directory serves jobs of several threads
@@ -156,8 +161,13 @@ class RunWriter:
     >>> d.remove()
     """
 
-    def __init__(self, spill_dir: SpillDir, what: str = "run"):
+    def __init__(self, spill_dir: SpillDir, what: str = "run", private: bool = False):
         self.spill_dir = spill_dir
+        #: batches of built-in types only (ints, strings, tuples, lists...) are written with ``marshal``:
+        #: about twice as fast to write and to read back as pickle, with references shared the same way.
+        #: A batch it cannot write is pickled, and so is the rest of this file's. Not where runs may be
+        #: shipped as pickled blocks (``SpillDir.wire``), unless they are ``private`` to the task.
+        self.marshal = private or not spill_dir.wire
         self.path = spill_dir.new_path(what)
         try:
             self.f = open(self.path, "wb", buffering=_BUFFER)
@@ -182,12 +192,20 @@ class RunWriter:
                 if not batch:
                     break
                 count += len(batch)
-                raw = pickle.dumps(batch, 5)
+                flag = 0
+                if self.marshal:
+                    try:
+                        raw = marshal.dumps(batch, 4)
+                        flag = _MARSHALLED
+                    except ValueError:  # a type marshal does not know (any class of the user's)
+                        self.marshal = False
+                if not flag:
+                    raw = pickle.dumps(batch, 5)
                 self.size = max(1, min(STREAM_BATCH, BATCH_BYTES * len(batch) // max(1, len(raw))))
                 size = min(self.size, batch_records)
                 data = lz4.frame.compress(raw, store_size=False)
                 del raw
-                write(_LEN.pack(len(data)))
+                write(_LEN.pack(len(data) | flag))
                 write(data)
                 self.offset += _LEN.size + len(data)
         except OSError as e:
@@ -221,14 +239,25 @@ def read_run(run: Run) -> Iterator:
 
 def read_batches(run: Run) -> Iterator[list]:
     """The records of ``run`` as the lists they were written in (iterating those stays in C)."""
-    for raw in read_pickled_batches(run):
+    for marshalled, raw in _raw_batches(run):
         with paused_gc():
-            batch = pickle.loads(raw)
+            batch = marshal.loads(raw) if marshalled else pickle.loads(raw)
+        del raw
         yield batch
 
 
 def read_pickled_batches(run: Run) -> Iterator[bytes]:
-    """The batches of ``run`` still pickled: each is a list of records pickled with protocol 5."""
+    """The batches of ``run`` pickled: each is a list of records pickled with protocol 5 (a batch
+    written with ``marshal`` is pickled now)."""
+    for marshalled, raw in _raw_batches(run):
+        if marshalled:
+            with paused_gc():
+                raw = pickle.dumps(marshal.loads(raw), 5)
+        yield raw
+
+
+def _raw_batches(run: Run) -> Iterator[tuple[bool, bytes]]:
+    """The batches of ``run`` decompressed, each with whether it was marshalled (else pickled)."""
     if run.count == 0:
         return
     with open(run.path, "rb", buffering=_BUFFER) as f:
@@ -237,9 +266,11 @@ def read_pickled_batches(run: Run) -> Iterator[bytes]:
         read = f.read
         while left > 0:
             (n,) = _LEN.unpack(read(_LEN.size))
+            marshalled = n >= _MARSHALLED
+            n &= _MARSHALLED - 1
             data = read(n)
             left -= _LEN.size + n
-            yield lz4.frame.decompress(data)
+            yield marshalled, lz4.frame.decompress(data)
 
 
 @contextlib.contextmanager
@@ -247,13 +278,18 @@ def paused_gc() -> Iterator[None]:
     """No cyclic garbage collection while the block runs: for okplan's own loops that make many
     containers and no garbage (unpickling a batch, partitioning a dict), where collections that scan
     every object of a big heap again and again cost more than the work (they doubled a spill's time).
-    Never around user code."""
+    Never around user code. Inside a task, what it made counts towards freezing the task's heap
+    (``TaskMemory.made``)."""
     was = gc.isenabled()
     gc.disable()
+    before = gc.get_count()[0]
     try:
         yield
     finally:
         if was:
+            memory = current()
+            if memory is not None:
+                memory.made(gc.get_count()[0] - before)
             gc.enable()
 
 

@@ -94,7 +94,10 @@ def run_task(stage: Stage, partition: int, blocks: BlockSource,
         return _run(stage, partition, blocks, action, _Counter())
     spilled_before = memory.spill_dir.bytes_written
     with running(memory):
-        result = _run(stage, partition, blocks, action, _Counter(memory))
+        try:
+            result = _run(stage, partition, blocks, action, _Counter(memory))
+        finally:
+            memory.thaw()
     result.spill_bytes = memory.spill_dir.bytes_written - spilled_before
     return result
 

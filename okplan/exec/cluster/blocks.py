@@ -73,7 +73,7 @@ class TaskMeter:
 def task_memory(spec: JobSpec) -> TaskMemory:
     """The budget of a task of job ``spec`` (the client's setting, else this worker's), spilling to a
     directory of its own under this worker's ``OKPLAN_LOCAL_DIR``, which the caller removes."""
-    return TaskMemory(task_memory_of(spec.get("task_memory")), SpillDir(f"{spec['job_id']}"))
+    return TaskMemory(task_memory_of(spec.get("task_memory")), SpillDir(f"{spec['job_id']}", wire=True))
 
 
 class RedisBlocks:
