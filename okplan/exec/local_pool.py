@@ -344,7 +344,6 @@ class LocalTaskHandler:
         self.key = key
         #: the last task's output and its encoded bytes, handed to ``heap`` once its reply left
         #: (``after_reply``), which frees it while this process waits for work: off the stage's critical path
-        self._garbage: tuple[Any, int] | None = None
         self.heap = TaskHeap()
         self.job: str | None = None
         self.stages: dict[int, Stage] = {}
@@ -378,7 +377,7 @@ class LocalTaskHandler:
                 t_out = time.perf_counter()
                 reply, value = self._output(h, stage, p, result)
                 reply["ser"] = time.perf_counter() - t_out   # pickling and writing the output
-                self._garbage = (result.value, sum(b.length for b in reply.get("blocks", ())) + sum(map(len, value)))
+                self.heap.hold(result.value, sum(b.length for b in reply.get("blocks", ())) + sum(map(len, value)))
                 result.value = None
                 reply["ops"] = operators or {}
             finally:
@@ -401,10 +400,7 @@ class LocalTaskHandler:
     def after_reply(self) -> None:
         """The last task's output is no longer needed, now that its reply is on its way (the pool calls
         this): it is freed while this process waits for its next task (``idle``), or now if it is big."""
-        if self._garbage is not None:
-            output, nbytes = self._garbage
-            self._garbage = None
-            self.heap.discard(output, nbytes)
+        self.heap.release()
 
     def idle(self, waiting: Callable[[], bool]) -> None:
         """Nothing to run (the pool calls this): free finished outputs until ``waiting()``."""

@@ -57,6 +57,18 @@ class TaskHeap:
         self._pending: deque[tuple[Any, int]] = deque()
         self.pending_bytes = 0
         self._freeing: Iterator[None] | None = None
+        self._held: tuple[Any, int] | None = None
+
+    def hold(self, output: Any, nbytes: int) -> None:
+        """``output`` is the task just run's: its reply still needs it; ``release`` lets it go."""
+        self._held = (output, nbytes)
+
+    def release(self) -> None:
+        """The held output's reply is on its way: free it while waiting for work, or now if it is big."""
+        if self._held is not None:
+            output, nbytes = self._held
+            self._held = None
+            self.discard(output, nbytes)
 
     def discard(self, output: Any, nbytes: int) -> None:
         """``output`` (a finished task's, ``nbytes`` encoded) is no longer needed: free it later, or

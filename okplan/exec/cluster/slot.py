@@ -72,7 +72,6 @@ class SlotRunner:
         #: the last task's output and its encoded bytes, freed after the reply left (``after_reply``):
         #: freeing a partition's hundreds of thousands of objects took milliseconds between a task's end
         #: and its DONE; then by ``heap`` while this process waits for work
-        self._garbage: tuple[Any, int] | None = None
         self.heap = TaskHeap()
         # This process only runs tasks, which allocate containers by the hundred thousand (records,
         # buckets, groups, decoded blocks): collect the young generation seldom, and never what the
@@ -111,10 +110,7 @@ class SlotRunner:
     def after_reply(self) -> None:
         """The last task's output is no longer needed, now that its DONE is on its way (the pool calls
         this): it is freed while the process waits for its next task (``idle``), or now if it is big."""
-        if self._garbage is not None:
-            output, nbytes = self._garbage
-            self._garbage = None
-            self.heap.discard(output, nbytes)
+        self.heap.release()
 
     def idle(self, waiting: Callable[[], bool]) -> None:
         """Nothing to run (the pool calls this): free finished outputs until ``waiting()``."""
@@ -196,7 +192,7 @@ class SlotRunner:
             return P.FAILED, {**body, "reason": "user", **ident}, (blob,)  # the task, not the note, says where
         finally:
             memory.spill_dir.remove()  # a task's spill files end with it: its output is in Redis now
-        self._garbage = (result.value, meter.bytes_raw)
+        self.heap.hold(result.value, meter.bytes_raw)
         result.value = None
         metrics = TaskMetrics(
             result.records_in, result.records_out, time.perf_counter() - t_start, 0.0,  # cpu: set by __call__
