@@ -15,6 +15,7 @@ from okplan.exec import external
 from okplan.exec.memory import Gauge, TaskMemory
 from okplan.exec.spill import RunWriter, SpillDir, read_batches, read_pickled_batches
 from okplan.exec.task import _GROUPING, NotAPairError, NotHashableKeyError, _fold_values
+from test_external import _fold_side, _fold_sum, _grouped, _merge_pairs
 
 
 class _ItemsGauge(Gauge):
@@ -34,34 +35,6 @@ def memory(tmp_path, monkeypatch):
     mem = TaskMemory(32 * 2_000, SpillDir(root=str(tmp_path)))
     yield mem
     mem.spill_dir.remove()
-
-
-def _fold_sum(d, records):
-    for k, v in records:
-        d[k] = d[k] + v if k in d else v
-
-
-def _fold_side(pos):
-    def fold(d, records):
-        for k, v in records:
-            g = d.get(k)
-            if g is None:
-                g = d[k] = ([], [])
-            g[pos].append(v)
-    return fold
-
-
-def _merge_pairs(a, b):
-    for x, y in zip(a, b):
-        x.extend(y)
-    return a
-
-
-def _grouped(pairs):
-    out: dict = {}
-    for k, v in pairs:
-        out.setdefault(k, []).append(v)
-    return out
 
 
 def _merger(memory, width, merge=None):
